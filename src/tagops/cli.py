@@ -1,0 +1,303 @@
+"""The `tagops` command line: the one place that configures logging and prepares the environment.
+
+Heavy libraries (pandas, scikit-learn, mlflow, zenml, ray, torch) are imported inside commands, so
+`tagops --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tagops.errors import DataError, TagopsError
+
+app = typer.Typer(help="tagops: tag ML projects with their topic, end to end.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Get, validate and explore the data.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(models_app, name="models")
+
+logger = logging.getLogger("tagops")
+DEFAULT_MODEL_URI = "models:/tagops@champion"
+
+
+def _settings() -> Any:
+    from tagops.settings import Settings, prepare_environment
+
+    settings = Settings()
+    prepare_environment(settings)
+    return settings
+
+
+@app.callback()
+def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    """Configure logging once for every command."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("mlflow", "zenml", "alembic", "urllib3", "matplotlib", "PIL", "httpx", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------- data
+@data_app.command("pull")
+def data_pull(
+    mirror: Annotated[Path | None, typer.Option(help="Copy from this folder instead of downloading.")] = None,
+) -> None:
+    """Fetch the four data files, verify their sha256 and store them read-only under TAGOPS_HOME."""
+    from tagops.data.ingest import pull_data
+
+    settings = _settings()
+    paths = pull_data(settings.data_dir, mirror=mirror or settings.data_mirror, base_url=settings.data_url)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Annotated[Path, typer.Argument(help="CSV file to check.")],
+    against: Annotated[Path | None, typer.Option(help="Also check leakage (shared ids or texts) with this file.")] = None,
+    unlabelled: Annotated[bool, typer.Option(help="The file has no 'tag' column.")] = False,
+) -> None:
+    """Check a file against the data contract; every violation is printed with file, row and column."""
+    from tagops.data.validate import check_no_leakage, load_projects
+
+    frame = load_projects(path, labelled=not unlabelled)
+    if against is not None:
+        other = load_projects(against, labelled=not unlabelled)
+        check_no_leakage(frame, other, file=str(path), other_file=str(against))
+    typer.echo(f"{path}: {len(frame)} rows valid" + (f", no leakage with {against}" if against else ""))
+
+
+@data_app.command("explore")
+def data_explore(
+    data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled dataset.csv).")] = None,
+    output: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+) -> None:
+    """Write an HTML report: class balance, text length per class, top terms per class."""
+    from tagops.config import DataConfig
+    from tagops.data.explore import write_explore_report
+    from tagops.data.validate import load_projects
+    from tagops.train import pull_stage
+
+    settings = _settings()
+    path = data or pull_stage(settings, DataConfig()).dataset_path
+    target = output or settings.reports_dir / f"explore-{path.stem}.html"
+    write_explore_report(load_projects(path), target, title=f"Exploring {path.name}")
+    typer.echo(str(target))
+
+
+# --------------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Model family: rules or linear.")] = "linear",
+    config: Annotated[Path | None, typer.Option(help="Training config YAML.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    register: Annotated[bool, typer.Option(help="Log to MLflow and register as challenger.")] = True,
+) -> None:
+    """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
+    from tagops.config import load_train_config
+    from tagops.train import run_training
+
+    settings = _settings()
+    overrides: dict[str, Any] = {"seed": seed}
+    cfg = load_train_config(config, **overrides)
+    if cfg.model.family != model:
+        cfg = load_train_config(config, **overrides, model={"family": model})
+    registry = None
+    if register:
+        from tagops.registry import Registry
+
+        registry = Registry(settings)
+    result = run_training(cfg, settings, registry=registry)
+    _print_json({"family": result.family, "model_dir": result.model_dir, "run_id": result.run_id,
+                 "version": result.version, "val_f1": result.val_report["overall"]["f1"],
+                 "holdout_f1": result.holdout_report["overall"]["f1"]})
+
+
+@app.command()
+def evaluate(
+    output: Annotated[Path, typer.Option(help="JSON report to write (plots go next to it).")],
+    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")] = DEFAULT_MODEL_URI,
+    data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled holdout.csv).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+    log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
+) -> None:
+    """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
+    from tagops.config import DataConfig, EvalConfig
+    from tagops.data.validate import load_projects
+    from tagops.evaluate import evaluate_predictor, write_report
+    from tagops.model_uri import load_predictor
+    from tagops.train import pull_stage
+
+    settings = _settings()
+    path = data or pull_stage(settings, DataConfig()).holdout_path
+    cfg = EvalConfig(threshold=threshold)
+    predictor = load_predictor(model, settings, threshold=threshold)
+    report = evaluate_predictor(predictor, load_projects(path), cfg)
+    report["data"] = str(path)
+    files = write_report(report, output)
+    if log_to_mlflow:
+        from tagops.registry import Registry
+
+        registry = Registry(settings)
+        with registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}):
+            registry.log_metrics({k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval.")
+            registry.log_artifacts(files, artifact_path="evaluation")
+    overall = report["overall"]
+    typer.echo(f"{output}: f1 {overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 "
+               f"{overall['macro_f1']:.4f}, n={overall['num_samples']}")
+
+
+@app.command()
+def predict(
+    title: Annotated[str | None, typer.Option(help="Project title.")] = None,
+    description: Annotated[str, typer.Option(help="Project description.")] = "",
+    input_path: Annotated[Path | None, typer.Option("--input", help="CSV or JSONL file of items.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Where to write predictions for --input.")] = None,
+    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")] = DEFAULT_MODEL_URI,
+    threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+) -> None:
+    """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
+    from tagops.model_uri import load_predictor
+    from tagops.predict import predict_file
+
+    if (title is None) == (input_path is None):
+        raise typer.BadParameter("give either --title (and --description) or --input with --output")
+    if input_path is not None and output is None:
+        raise typer.BadParameter("--input needs --output")
+    if title is not None and not (title.strip() or description.strip()):
+        raise typer.BadParameter("empty title and description", param_hint="--title")
+    settings = _settings()
+    predictor = load_predictor(model, settings, threshold=threshold)
+    if title is not None:
+        result = predictor.predict([title], [description])[0]
+        _print_json({**result, "model": predictor.describe()})
+        return
+    assert input_path is not None and output is not None
+    count = predict_file(predictor, input_path, output)
+    typer.echo(f"{output}: {count} predictions")
+
+
+# ---------------------------------------------------------------------------------------- registry
+@app.command("promote")
+def promote_cmd(
+    version: Annotated[int | None, typer.Option(help="Version to gate (default: the challenger).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
+) -> None:
+    """Gate the challenger against the champion on the holdout; promote only if it passes."""
+    from tagops.config import load_pipeline_config
+    from tagops.promote import promote
+    from tagops.registry import Registry
+    from tagops.train import pull_stage, validate_stage
+
+    settings = _settings()
+    cfg = load_pipeline_config(config)
+    snap = pull_stage(settings, cfg.data)
+    _, holdout = validate_stage(snap)
+    decision = promote(Registry(settings), holdout=holdout, eval_cfg=cfg.evaluation, gate=cfg.gate,
+                       history=settings.promotion_history, version=version, holdout_sha256=snap.holdout_sha256)
+    verdict = "promoted" if decision.promote else "not promoted"
+    typer.echo(f"{verdict}: {decision.reason}")
+
+
+@app.command()
+def rollback() -> None:
+    """Restore the champion that preceded the current one."""
+    from tagops.promote import rollback as do_rollback
+    from tagops.registry import Registry
+
+    settings = _settings()
+    before, after = do_rollback(Registry(settings), history=settings.promotion_history)
+    typer.echo(f"champion: version {before} -> version {after}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions with their aliases and holdout F1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tagops.registry import Registry
+
+    settings = _settings()
+    table = Table(title=f"models:/{settings.registered_model}")
+    for column in ("version", "family", "aliases", "holdout F1", "gate", "run"):
+        table.add_column(column)
+    for v in Registry(settings).list_versions():
+        table.add_row(str(v["version"]), v["tags"].get("family", "?"), ", ".join(v["aliases"]),
+                      v["tags"].get("holdout_f1", ""), v["tags"].get("gate.decision", ""), v["run_id"] or "")
+    Console().print(table)
+
+
+@models_app.command("history")
+def models_history() -> None:
+    """The append-only promotion history (JSON lines)."""
+    from tagops.promote import read_history
+
+    for record in read_history(_settings().promotion_history):
+        typer.echo(json.dumps(record, sort_keys=True))
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+@pipeline_app.command("train")
+def pipeline_train(
+    config: Annotated[Path | None, typer.Option(help="Pipeline config YAML.")] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse unchanged steps.")] = True,
+) -> None:
+    """Pull → validate → split → train each family → evaluate → register → gate, on ZenML."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tagops.config import load_pipeline_config
+
+    settings = _settings()
+    cfg = load_pipeline_config(config)
+    from tagops.pipelines.training import run_training_pipeline
+
+    started = time.perf_counter()
+    summary = run_training_pipeline(cfg, enable_cache=cache)
+    from tagops.registry import CHAMPION, Registry
+
+    champion = Registry(settings).alias_version(CHAMPION)
+    table = Table(title=f"{summary['run_name']} ({time.perf_counter() - started:.0f}s)")
+    for column in ("family", "version", "holdout F1", "95% CI", "macro F1", "gate", "champion"):
+        table.add_column(column)
+    decisions = {d["version"]: d for d in summary["decisions"]}
+    for m in summary["models"]:
+        ci = m["f1_ci95"]
+        decision = decisions.get(m["version"], {})
+        table.add_row(m["family"], str(m["version"]), f"{m['holdout_f1']:.4f}",
+                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['holdout_macro_f1']:.4f}",
+                      decision.get("reason", ""), "yes" if m["version"] == champion else "")
+    Console().print(table)
+    typer.echo(f"champion: models:/{settings.registered_model}/{champion}")
+
+
+def main() -> None:
+    """Console entry point: clean one-line errors for bad input, non-zero exit codes."""
+    try:
+        app()
+    except DataError as error:
+        for violation in error.violations:
+            typer.echo(f"error: {violation}", err=True)
+        sys.exit(1)
+    except TagopsError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

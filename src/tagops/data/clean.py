@@ -1,0 +1,65 @@
+"""Text cleaning: pure functions, shared by training, evaluation and serving (saved with each model).
+
+Fixes the reference system's bug: it stripped punctuation before removing URLs, so a link survived as
+"github com foo". Here URLs go first, while they are still recognisable.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import cache
+
+URL_PATTERN = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S+", re.IGNORECASE)
+NON_WORD_PATTERN = re.compile(r"[\W_]+")
+
+
+@cache
+def english_stopwords() -> frozenset[str]:
+    """scikit-learn's English stop-word list (maintained, no NLTK download needed)."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def build_text(title: str, description: str) -> str:
+    """The model input: title and description joined by one space (missing parts count as empty)."""
+    return f"{title or ''} {description or ''}".strip()
+
+
+def clean_text(
+    text: str,
+    *,
+    lower: bool = True,
+    remove_urls: bool = True,
+    stopwords: Iterable[str] = (),
+) -> str:
+    """Normalise ``text`` to space-separated word tokens.
+
+    Order matters: Unicode is normalised (NFKC) and URLs removed before punctuation is, so links vanish
+    entirely; then case is folded, every non-word character becomes a space, and stop words are dropped.
+    The result is idempotent: cleaning a cleaned text changes nothing.
+    """
+    text = unicodedata.normalize("NFKC", text)
+    if remove_urls:
+        text = URL_PATTERN.sub(" ", text)
+    if lower:
+        text = text.casefold()
+    text = unicodedata.normalize("NFKC", text)
+    tokens = NON_WORD_PATTERN.sub(" ", text).split()
+    stop = stopwords if isinstance(stopwords, frozenset | set) else frozenset(stopwords)
+    return " ".join(token for token in tokens if token not in stop)
+
+
+def clean_texts(
+    texts: Iterable[str], *, lower: bool = True, remove_urls: bool = True, remove_stopwords: bool = False
+) -> list[str]:
+    """Clean many texts with one configuration (the form models store in their artifact)."""
+    stop = english_stopwords() if remove_stopwords else frozenset()
+    return [clean_text(t, lower=lower, remove_urls=remove_urls, stopwords=stop) for t in texts]
+
+
+def count_words(text: str) -> int:
+    """Whitespace word count of the raw text (used by the short-text slice)."""
+    return len(text.split())

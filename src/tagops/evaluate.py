@@ -1,0 +1,223 @@
+"""Evaluation: overall, per-class, slice, calibration and confusion metrics, with bootstrap intervals.
+
+``tagops evaluate --model models:/tagops@champion --data holdout.csv --output report.json`` writes the
+JSON report and its plots next to it. The metric functions are pure (arrays in, dicts out).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tagops.data.clean import count_words
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tagops.config import EvalConfig
+    from tagops.predict import Predictor
+
+ABSTAIN_LABEL = "other"
+
+#: Found from the text, never from the label, so the slice also exists in production.
+NLP_LLM_PATTERN = re.compile(
+    r"\b(transformers?|llms?|large language models?|bert\w*|gpt[-\w]*|language models?)\b", re.IGNORECASE
+)
+
+
+def apply_threshold(proba: np.ndarray, labels: Sequence[str], threshold: float | None) -> tuple[list[str], np.ndarray]:
+    """Top-class predictions; below ``threshold`` the prediction abstains to ``other`` (as serving does)."""
+    top = proba.argmax(axis=1)
+    confidence = proba.max(axis=1)
+    predicted = [labels[i] for i in top]
+    abstained = np.zeros(len(predicted), dtype=bool)
+    if threshold is not None:
+        abstained = confidence < threshold
+        predicted = [ABSTAIN_LABEL if a else p for p, a in zip(predicted, abstained, strict=True)]
+    return predicted, abstained
+
+
+def classification_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """Weighted precision/recall/F1 (sklearn), macro F1, accuracy and per-class scores."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(labels), average="weighted", zero_division=0
+    )
+    _, _, macro_f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(labels), average="macro", zero_division=0
+    )
+    p_c, r_c, f_c, n_c = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(labels), average=None, zero_division=0
+    )
+    return {
+        "overall": {
+            "precision": float(precision), "recall": float(recall), "f1": float(f1),
+            "macro_f1": float(macro_f1), "accuracy": float(accuracy_score(y_true, y_pred)),
+            "num_samples": len(y_true),
+        },
+        "per_class": {
+            label: {"precision": float(p_c[i]), "recall": float(r_c[i]), "f1": float(f_c[i]),
+                    "num_samples": int(n_c[i])}
+            for i, label in enumerate(labels)
+        },
+    }
+
+
+def bootstrap_ci(
+    y_true: Sequence[str], y_pred: Sequence[str], *, metric: Callable[[list[str], list[str]], float],
+    samples: int, seed: int, level: float = 0.95,
+) -> list[float] | None:
+    """Percentile bootstrap interval of ``metric`` over resampled rows (``None`` when ``samples`` is 0)."""
+    if samples <= 0 or len(y_true) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    truth, pred = np.asarray(y_true), np.asarray(y_pred)
+    values = []
+    for _ in range(samples):
+        idx = rng.integers(0, len(truth), len(truth))
+        values.append(metric(truth[idx].tolist(), pred[idx].tolist()))
+    alpha = (1.0 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def weighted_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
+    """sklearn's weighted F1 (labels present in ``y_true``)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
+def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int) -> dict[str, Any]:
+    """ECE over equal-width confidence bins, with the per-bin table for a reliability diagram."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    table = []
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
+        if not mask.any():
+            continue
+        acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+        ece += mask.mean() * abs(acc - conf)
+        table.append({"low": float(lo), "high": float(hi), "count": int(mask.sum()), "accuracy": acc,
+                      "confidence": conf})
+    return {"ece": float(ece), "bins": table}
+
+
+def slice_masks(texts: Sequence[str], *, short_text_words: int) -> dict[str, np.ndarray]:
+    """Boolean row masks of the evaluation slices, computed from the input text only."""
+    return {
+        "short_text": np.array([count_words(t) < short_text_words for t in texts], dtype=bool),
+        "nlp_llm": np.array([bool(NLP_LLM_PATTERN.search(t)) for t in texts], dtype=bool),
+    }
+
+
+def compute_report(
+    y_true: Sequence[str], proba: np.ndarray, texts: Sequence[str], labels: Sequence[str], cfg: EvalConfig
+) -> dict[str, Any]:
+    """The full evaluation report as plain JSON-ready data."""
+    from sklearn.metrics import confusion_matrix
+
+    y_true = list(y_true)
+    y_pred, abstained = apply_threshold(proba, labels, cfg.threshold)
+    report = classification_scores(y_true, y_pred, labels)
+    report["overall"]["f1_ci95"] = bootstrap_ci(
+        y_true, y_pred, metric=weighted_f1, samples=cfg.bootstrap_samples, seed=cfg.seed
+    )
+    report["overall"]["abstained"] = int(abstained.sum())
+    slices = {}
+    for name, mask in slice_masks(texts, short_text_words=cfg.short_text_words).items():
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            slices[name] = {"num_samples": 0, "f1": None, "precision": None, "recall": None}
+            continue
+        truth, pred = [y_true[i] for i in idx], [y_pred[i] for i in idx]
+        scores = classification_scores(truth, pred, labels)["overall"]
+        slices[name] = {k: scores[k] for k in ("precision", "recall", "f1", "num_samples")}
+    report["slices"] = slices
+    confidence = proba.max(axis=1)
+    correct = np.array([labels[i] == t for i, t in zip(proba.argmax(axis=1), y_true, strict=True)])
+    report["calibration"] = expected_calibration_error(correct, confidence, cfg.calibration_bins)
+    report["confusion_matrix"] = {
+        "labels": list(labels),
+        "matrix": confusion_matrix(y_true, y_pred, labels=list(labels)).tolist(),
+    }
+    report["threshold"] = cfg.threshold
+    return report
+
+
+def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") -> list[Path]:
+    """Confusion matrix, per-class scores and reliability diagram as PNG files; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    labels = report["confusion_matrix"]["labels"]
+    matrix = np.array(report["confusion_matrix"]["matrix"])
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    paths.append(output_dir / f"{prefix}confusion_matrix.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.27
+    for k, metric in enumerate(("precision", "recall", "f1")):
+        values = [report["per_class"][label][metric] for label in labels]
+        ax.bar(np.arange(len(labels)) + (k - 1) * width, values, width, label=metric)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right")
+    ax.set_title("Per-class scores")
+    fig.tight_layout()
+    paths.append(output_dir / f"{prefix}per_class.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    bins = report["calibration"]["bins"]
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability (ECE {report['calibration']['ece']:.3f})")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(output_dir / f"{prefix}reliability.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def evaluate_predictor(predictor: Predictor, frame: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate a loaded predictor on a validated, labelled frame."""
+    texts = predictor.texts(frame["title"].tolist(), frame["description"].tolist())
+    proba = predictor.model.predict_proba(texts)
+    report = compute_report(frame["tag"].tolist(), proba, texts, predictor.model.labels, cfg)
+    report["model"] = predictor.describe()
+    return report
+
+
+def write_report(report: dict[str, Any], output: Path) -> list[Path]:
+    """Write the JSON report and its plots next to it; returns every file written."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    return [output, *save_plots(report, output.parent, prefix=f"{output.stem}_")]

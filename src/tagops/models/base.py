@@ -1,0 +1,98 @@
+"""The model protocol and the family registry.
+
+Every family saves to a folder holding ``model.json`` (family, labels, parameters, versions) plus its own
+files in safe formats (JSON, skops with an allow-list, safetensors): loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+from tagops import LABELS, __version__
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tagops.config import LinearParams, RulesParams
+
+MODEL_FILE = "model.json"
+
+
+@runtime_checkable
+class TagModel(Protocol):
+    """What every model family implements (scikit-learn conventions: ``fit`` returns self)."""
+
+    family: str
+    labels: tuple[str, ...]
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
+        """Learn from raw texts (title + description) and their tags."""
+        ...
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape ``(len(texts), len(self.labels))``, rows summing to 1."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Write the model to ``directory`` (created if needed)."""
+        ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """Read a model written by :meth:`save`."""
+        ...
+
+
+def write_model_info(directory: Path, *, family: str, labels: Sequence[str], params: dict[str, Any],
+                     extra: dict[str, Any] | None = None) -> None:
+    """Write the ``model.json`` descriptor common to all families."""
+    directory.mkdir(parents=True, exist_ok=True)
+    info = {"family": family, "labels": list(labels), "params": params, "tagops_version": __version__}
+    info.update(extra or {})
+    (directory / MODEL_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def read_model_info(directory: Path) -> dict[str, Any]:
+    """Read ``model.json``; raises a clear error when ``directory`` is not a saved model."""
+    path = directory / MODEL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a tagops model folder (no {MODEL_FILE})")
+    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return info
+
+
+def check_labels(labels: Sequence[str]) -> None:
+    """Refuse training labels outside the known set (they would silently become a fifth class)."""
+    unknown = sorted(set(labels) - set(LABELS))
+    if unknown:
+        raise ValueError(f"unknown labels {unknown}; expected a subset of {list(LABELS)}")
+
+
+def create_model(params: RulesParams | LinearParams) -> TagModel:
+    """A new, unfitted model of the family ``params`` describes."""
+    if params.family == "rules":
+        from tagops.models.rules import RulesModel
+
+        return RulesModel(params)
+    if params.family == "linear":
+        from tagops.models.linear import LinearModel
+
+        return LinearModel(params)
+    raise ValueError(f"unknown model family {params.family!r}")
+
+
+def load_model(directory: Path) -> TagModel:
+    """Load any saved model, dispatching on the family recorded in ``model.json``."""
+    family = read_model_info(directory)["family"]
+    if family == "rules":
+        from tagops.models.rules import RulesModel
+
+        return RulesModel.load(directory)
+    if family == "linear":
+        from tagops.models.linear import LinearModel
+
+        return LinearModel.load(directory)
+    raise ValueError(f"{directory}: unknown model family {family!r}")

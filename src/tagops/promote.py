@@ -1,0 +1,132 @@
+"""The promotion gate, promotion and rollback.
+
+``tagops promote`` evaluates ``challenger`` and ``champion`` on the holdout and moves ``champion`` only if
+overall F1 falls by no more than a margin and no class F1 falls by more than another. Every decision is
+appended to a JSON-lines history (MLflow keeps no alias history) and tagged on the model version.
+``tagops rollback`` restores the champion that preceded the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagops.errors import RegistryError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tagops.config import EvalConfig, GateConfig
+    from tagops.registry import Registry
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict with the evidence behind it."""
+
+    promote: bool
+    reason: str
+    challenger_f1: float
+    champion_f1: float | None
+    class_f1_drops: dict[str, float]
+
+
+def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: GateConfig) -> GateDecision:
+    """Compare two evaluation reports on the same data; pure, so the rule is tested on its own."""
+    challenger_f1 = float(challenger["overall"]["f1"])
+    if champion is None:
+        return GateDecision(True, "no champion yet", challenger_f1, None, {})
+    champion_f1 = float(champion["overall"]["f1"])
+    drops = {
+        label: round(float(champion["per_class"][label]["f1"]) - float(scores["f1"]), 6)
+        for label, scores in challenger["per_class"].items() if label in champion["per_class"]
+    }
+    overall_drop = champion_f1 - challenger_f1
+    if overall_drop > gate.max_overall_f1_drop:
+        return GateDecision(False, f"overall F1 falls by {overall_drop:.4f} (> {gate.max_overall_f1_drop})",
+                            challenger_f1, champion_f1, drops)
+    worst = max(drops, key=lambda k: drops[k], default=None)
+    if worst is not None and drops[worst] > gate.max_class_f1_drop:
+        return GateDecision(False, f"F1 of '{worst}' falls by {drops[worst]:.4f} (> {gate.max_class_f1_drop})",
+                            challenger_f1, champion_f1, drops)
+    return GateDecision(True, f"overall F1 {challenger_f1:.4f} vs champion {champion_f1:.4f}, within the gate",
+                        challenger_f1, champion_f1, drops)
+
+
+def append_history(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line; the file is never rewritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Every record of the promotion history, oldest first."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _evaluate_version(registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
+    from tagops.evaluate import evaluate_predictor
+    from tagops.predict import Predictor
+
+    predictor = Predictor.from_directory(registry.download(version), threshold=cfg.threshold,
+                                         metadata={"version": version})
+    return evaluate_predictor(predictor, holdout, cfg)
+
+
+def promote(
+    registry: Registry, *, holdout: pd.DataFrame, eval_cfg: EvalConfig, gate: GateConfig, history: Path,
+    version: int | None = None, holdout_sha256: str | None = None,
+) -> GateDecision:
+    """Run the gate for ``version`` (default: the ``challenger``) and move ``champion`` if it passes."""
+    from tagops.registry import CHALLENGER, CHAMPION
+
+    candidate = version if version is not None else registry.alias_version(CHALLENGER)
+    if candidate is None:
+        raise RegistryError(f"models:/{registry.name}@{CHALLENGER}: no challenger to promote; train first")
+    champion = registry.alias_version(CHAMPION)
+    if champion == candidate:
+        return GateDecision(False, f"version {candidate} is already champion", float("nan"), None, {})
+    challenger_report = _evaluate_version(registry, candidate, holdout, eval_cfg)
+    champion_report = _evaluate_version(registry, champion, holdout, eval_cfg) if champion else None
+    decision = decide(challenger_report, champion_report, gate)
+    if decision.promote:
+        registry.set_alias(CHAMPION, candidate)
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "action": "promote" if decision.promote else "reject",
+        "version": candidate, "previous_champion": champion,
+        "champion": candidate if decision.promote else champion, "holdout_sha256": holdout_sha256,
+        "gate": gate.model_dump(), **asdict(decision),
+    }
+    append_history(history, record)
+    registry.set_version_tags(candidate, {"gate.decision": record["action"], "gate.reason": decision.reason,
+                                          "gate.holdout_f1": f"{decision.challenger_f1:.4f}",
+                                          "gate.compared_with": champion or "none"})
+    return decision
+
+
+def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:
+    """Point ``champion`` back at the version it replaced; returns (from_version, to_version)."""
+    from tagops.registry import CHAMPION
+
+    current = registry.alias_version(CHAMPION)
+    if current is None:
+        raise RegistryError("no champion to roll back")
+    previous = next(
+        (r["previous_champion"] for r in reversed(read_history(history))
+         if r["action"] in ("promote",) and r["champion"] == current and r["previous_champion"] is not None),
+        None,
+    )
+    if previous is None:
+        raise RegistryError(f"champion version {current} has no previous champion in {history}")
+    registry.set_alias(CHAMPION, int(previous))
+    append_history(history, {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "action": "rollback",
+                             "version": int(previous), "previous_champion": current, "champion": int(previous),
+                             "reason": f"rollback from version {current}"})
+    registry.set_version_tags(current, {"rolled_back": "true"})
+    return current, int(previous)

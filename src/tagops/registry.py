@@ -1,0 +1,230 @@
+"""Experiment tracking and the model registry: the only module that imports mlflow.
+
+Embedded default: a SQLite store and a local artifact folder under ``TAGOPS_HOME``; a team points
+``MLFLOW_TRACKING_URI`` at its server and nothing else changes. Registered models carry the aliases
+``challenger`` (every newly trained model) and ``champion`` (only through the promotion gate).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagops.errors import RegistryError
+
+if TYPE_CHECKING:
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_ARTIFACT = "model"
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+_MODEL_REQUIREMENTS = ("numpy==2.4.6", "pandas==3.1.1", "scikit-learn==1.9.1", "skops==0.16.0",
+                       "pydantic==2.12.5", "pydantic-settings==2.16.3", "PyYAML==6.0.4")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Registry:
+    """Tracking runs and registering models against one MLflow backend (embedded or a team's server)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import mlflow
+
+        self.settings = settings
+        self.name = settings.registered_model
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
+        self.client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        experiment = self.client.get_experiment_by_name(settings.experiment)
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(
+                settings.experiment, artifact_location=settings.artifact_location
+            )
+        else:
+            self.experiment_id = experiment.experiment_id
+
+    # ----------------------------------------------------------------------------------------- runs
+    @contextmanager
+    def start_run(self, run_name: str, *, tags: dict[str, str] | None = None,
+                  nested: bool = False) -> Iterator[str]:
+        """Open a run (nested under the active one if asked) and yield its id; failures mark it FAILED."""
+        import mlflow
+
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name, tags=tags,
+                              nested=nested) as run:
+            yield run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log a nested dict of parameters, flattened to dotted keys (values truncated by MLflow rules)."""
+        import mlflow
+
+        flat = {k: (json.dumps(v) if isinstance(v, list | tuple) else v) for k, v in _flatten(params).items()}
+        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+
+    def log_metrics(self, metrics: dict[str, Any], *, prefix: str = "", step: int | None = None) -> None:
+        """Log every numeric leaf of a nested metrics dict."""
+        import mlflow
+
+        numeric = {f"{prefix}{k}": float(v) for k, v in _flatten(metrics).items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        if numeric:
+            mlflow.log_metrics(numeric, step=step)
+
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        """Store a JSON document as a run artifact."""
+        import mlflow
+
+        mlflow.log_dict(data, artifact_file)
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        """Upload files to the active run."""
+        import mlflow
+
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Tag the active run."""
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    # ------------------------------------------------------------------------------------- models
+    def log_model(self, model_dir: Path, *, run_id: str, tags: dict[str, str] | None = None) -> int:
+        """Log ``model_dir`` as an MLflow pyfunc model (code-based, no pickle), register it and tag it.
+
+        Returns the new registered version number; it also receives the ``challenger`` alias.
+        """
+        import mlflow
+        import tagops
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "title"), ColSpec("string", "description", required=False)]),
+            outputs=Schema([ColSpec("string", "tag"), ColSpec("double", "confidence")]),
+        )
+        code = resources.files("tagops").joinpath("_mlflow_model.py")
+        with resources.as_file(code) as code_path, warnings.catch_warnings():
+            # MLflow nags for an input example; giving one would load and run the model at log time.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_ARTIFACT,
+                python_model=str(code_path),
+                artifacts={MODEL_ARTIFACT: str(model_dir)},
+                code_paths=[str(Path(tagops.__file__).parent)],
+                pip_requirements=list(_MODEL_REQUIREMENTS),
+                signature=signature,
+            )
+        version = self.client.create_model_version(
+            name=self._ensure_registered_model(), source=info.model_uri, run_id=run_id, tags=tags or {}
+        )
+        self.set_alias(CHALLENGER, int(version.version))
+        logger.info("registered %s version %s (alias %s)", self.name, version.version, CHALLENGER)
+        return int(version.version)
+
+    def _ensure_registered_model(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(
+                self.name, description="tagops: topic of a machine-learning project from title and description"
+            )
+        return self.name
+
+    def set_alias(self, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version``."""
+        self.client.set_registered_model_alias(self.name, alias, str(version))
+
+    def alias_version(self, alias: str) -> int | None:
+        """The version an alias points to, or ``None`` if the alias (or the model) does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_version_tags(self, version: int, tags: dict[str, Any]) -> None:
+        """Tag a model version (gate decisions, metrics)."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, str(version), key, str(value))
+
+    def version_info(self, version: int) -> dict[str, Any]:
+        """Run id, tags and aliases of a version."""
+        mv = self.client.get_model_version(self.name, str(version))
+        return {"name": self.name, "version": int(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags),
+                "aliases": list(mv.aliases), "source": mv.source}
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        """Every registered version, newest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            versions = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException:
+            return []
+        return sorted((self.version_info(int(v.version)) for v in versions), key=lambda v: -v["version"])
+
+    def resolve(self, uri: str) -> tuple[int, dict[str, Any]]:
+        """Turn ``models:/name@alias`` or ``models:/name/N`` into a version number and its info."""
+        match = _MODEL_URI.match(uri)
+        if not match:
+            raise RegistryError(f"{uri}: not a model URI (expected models:/NAME@ALIAS or models:/NAME/VERSION)")
+        if match["name"] != self.name:
+            raise RegistryError(f"{uri}: unknown registered model {match['name']!r} (this project uses {self.name!r})")
+        if match["alias"]:
+            version = self.alias_version(match["alias"])
+            if version is None:
+                raise RegistryError(f"{uri}: no version has the alias {match['alias']!r}; train and promote first")
+        else:
+            version = int(match["version"])
+        try:
+            return version, self.version_info(version)
+        except Exception as error:  # MLflow raises its own exception types for a missing version
+            raise RegistryError(f"{uri}: version {version} not found") from error
+
+    def download(self, version: int) -> Path:
+        """The local folder of a version's tagops model, downloaded once into the cache."""
+        import mlflow
+
+        target = self.settings.models_dir / "registry" / self.name / str(version)
+        model_dir = target / MODEL_ARTIFACT
+        if (model_dir / "model.json").is_file():
+            return model_dir
+        staging = target.with_name(f".{version}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        source = self.client.get_model_version(self.name, str(version)).source
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging)))
+        # pyfunc layout: <model>/artifacts/<folder>/model.json (the folder keeps its logged name)
+        found = next((p.parent for p in sorted(local.glob("artifacts/*/model.json"))), None)
+        if found is None:
+            raise RegistryError(f"models:/{self.name}/{version}: artifact has no tagops model folder")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        shutil.move(str(found), str(model_dir))
+        shutil.rmtree(staging, ignore_errors=True)
+        return model_dir

@@ -1,0 +1,127 @@
+"""Runtime settings: where state lives and which servers to talk to.
+
+Every path is derived from ``TAGOPS_HOME``; nothing is created until :func:`prepare_environment`
+is called by an entry point (the CLI, a pipeline step, a test fixture).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
+
+
+class Settings(BaseSettings):
+    """Environment-driven settings (prefix ``TAGOPS_``); frozen so they can be passed around safely."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGOPS_", frozen=True, extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".tagops")
+    data_mirror: Path | None = None
+    data_url: str = DEFAULT_DATA_URL
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("TAGOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI")
+    )
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("TAGOPS_RAY_ADDRESS", "RAY_ADDRESS")
+    )
+    registered_model: str = "tagops"
+    experiment: str = "tagops"
+    log_level: str = "INFO"
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("data_mirror", mode="before")
+    @classmethod
+    def _empty_mirror_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @property
+    def data_dir(self) -> Path:
+        """Immutable raw data pulled and verified by ``tagops data pull``."""
+        return self.home / "data" / "raw"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """Embedded MLflow state (SQLite DB and artifacts)."""
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the team's server when set, else the embedded SQLite store."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifact root for new experiments; ``None`` lets a remote server decide."""
+        if self.mlflow_tracking_uri:
+            return None
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def zenml_dir(self) -> Path:
+        """ZenML global config and local stack (store + artifact store)."""
+        return self.home / "zenml"
+
+    @property
+    def ray_temp_dir(self) -> Path:
+        """Ray session files for the embedded cluster."""
+        return self.home / "ray"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Evaluation and exploration reports."""
+        return self.home / "reports"
+
+    @property
+    def models_dir(self) -> Path:
+        """Local cache of model artifacts downloaded from the registry, and locally trained models."""
+        return self.home / "models"
+
+    @property
+    def promotion_history(self) -> Path:
+        """Append-only JSON-lines history of gate decisions, promotions and rollbacks."""
+        return self.home / "registry" / "promotion_history.jsonl"
+
+
+#: Environment that keeps every library quiet, offline-friendly and local.
+QUIET_ENVIRONMENT: dict[str, str] = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DO_NOT_TRACK": "1",
+    "ZENML_ANALYTICS_OPT_IN": "false",
+    "ZENML_ENABLE_RICH_TRACEBACK": "false",
+    "ZENML_LOGGING_VERBOSITY": "WARN",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def prepare_environment(settings: Settings) -> None:
+    """Create the state folders and set the environment the libraries read at import time.
+
+    Called once by an entry point, before mlflow, zenml or ray are imported. Values the user already
+    exported win (``setdefault``), so a team can turn the Hugging Face hub back on, for example.
+    """
+    for key, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("ZENML_CONFIG_PATH", str(settings.zenml_dir))
+    # ZenML's local store keeps its SQLite DB and artifact store under its config path.
+    for path in (settings.data_dir, settings.mlflow_dir, settings.zenml_dir, settings.reports_dir,
+                 settings.models_dir, settings.promotion_history.parent):
+        path.mkdir(parents=True, exist_ok=True)
