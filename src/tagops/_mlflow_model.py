@@ -6,6 +6,7 @@ imports this module.
 """
 
 from pathlib import Path
+
 import mlflow
 from mlflow.pyfunc import PythonModel
 
@@ -27,8 +28,14 @@ class TagopsPyfunc(PythonModel):  # type: ignore[misc]
         descriptions = frame["description"].fillna("") if "description" in frame else [""] * len(frame)
         results = self.predictor.predict(frame["title"].fillna("").tolist(), list(descriptions))
         return pd.DataFrame(
-            [{"tag": r["tag"], "confidence": r["confidence"],
-              **{f"p_{k}": v for k, v in r["probabilities"].items()}} for r in results]
+            [
+                {
+                    "tag": r["tag"],
+                    "confidence": r["confidence"],
+                    **{f"p_{k}": v for k, v in r["probabilities"].items()},
+                }
+                for r in results
+            ]
         )
 
 

@@ -17,8 +17,12 @@ import typer
 
 from tagops.errors import DataError, TagopsError
 
-app = typer.Typer(help="tagops: tag ML projects with their topic, end to end.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="tagops: tag ML projects with their topic, end to end.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="Get, validate and explore the data.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
@@ -39,10 +43,16 @@ def _settings() -> Any:
 
 
 @app.callback()
-def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
     """Configure logging once for every command."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("mlflow", "zenml", "alembic", "urllib3", "matplotlib", "PIL", "httpx", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -68,7 +78,9 @@ def data_pull(
 @data_app.command("validate")
 def data_validate(
     path: Annotated[Path, typer.Argument(help="CSV file to check.")],
-    against: Annotated[Path | None, typer.Option(help="Also check leakage (shared ids or texts) with this file.")] = None,
+    against: Annotated[
+        Path | None, typer.Option(help="Also check leakage (shared ids or texts) with this file.")
+    ] = None,
     unlabelled: Annotated[bool, typer.Option(help="The file has no 'tag' column.")] = False,
 ) -> None:
     """Check a file against the data contract; every violation is printed with file, row and column."""
@@ -122,15 +134,24 @@ def train(
 
         registry = Registry(settings)
     result = run_training(cfg, settings, registry=registry)
-    _print_json({"family": result.family, "model_dir": result.model_dir, "run_id": result.run_id,
-                 "version": result.version, "val_f1": result.val_report["overall"]["f1"],
-                 "holdout_f1": result.holdout_report["overall"]["f1"]})
+    _print_json(
+        {
+            "family": result.family,
+            "model_dir": result.model_dir,
+            "run_id": result.run_id,
+            "version": result.version,
+            "val_f1": result.val_report["overall"]["f1"],
+            "holdout_f1": result.holdout_report["overall"]["f1"],
+        }
+    )
 
 
 @app.command()
 def evaluate(
     output: Annotated[Path, typer.Option(help="JSON report to write (plots go next to it).")],
-    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")] = DEFAULT_MODEL_URI,
+    model: Annotated[
+        str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
+    ] = DEFAULT_MODEL_URI,
     data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled holdout.csv).")] = None,
     threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
     log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
@@ -154,11 +175,15 @@ def evaluate(
 
         registry = Registry(settings)
         with registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}):
-            registry.log_metrics({k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval.")
+            registry.log_metrics(
+                {k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval."
+            )
             registry.log_artifacts(files, artifact_path="evaluation")
     overall = report["overall"]
-    typer.echo(f"{output}: f1 {overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 "
-               f"{overall['macro_f1']:.4f}, n={overall['num_samples']}")
+    typer.echo(
+        f"{output}: f1 {overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 "
+        f"{overall['macro_f1']:.4f}, n={overall['num_samples']}"
+    )
 
 
 @app.command()
@@ -167,7 +192,9 @@ def predict(
     description: Annotated[str, typer.Option(help="Project description.")] = "",
     input_path: Annotated[Path | None, typer.Option("--input", help="CSV or JSONL file of items.")] = None,
     output: Annotated[Path | None, typer.Option(help="Where to write predictions for --input.")] = None,
-    model: Annotated[str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")] = DEFAULT_MODEL_URI,
+    model: Annotated[
+        str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
+    ] = DEFAULT_MODEL_URI,
     threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
 ) -> None:
     """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
@@ -207,8 +234,15 @@ def promote_cmd(
     cfg = load_pipeline_config(config)
     snap = pull_stage(settings, cfg.data)
     _, holdout = validate_stage(snap)
-    decision = promote(Registry(settings), holdout=holdout, eval_cfg=cfg.evaluation, gate=cfg.gate,
-                       history=settings.promotion_history, version=version, holdout_sha256=snap.holdout_sha256)
+    decision = promote(
+        Registry(settings),
+        holdout=holdout,
+        eval_cfg=cfg.evaluation,
+        gate=cfg.gate,
+        history=settings.promotion_history,
+        version=version,
+        holdout_sha256=snap.holdout_sha256,
+    )
     verdict = "promoted" if decision.promote else "not promoted"
     typer.echo(f"{verdict}: {decision.reason}")
 
@@ -237,8 +271,14 @@ def models_list() -> None:
     for column in ("version", "family", "aliases", "holdout F1", "gate", "run"):
         table.add_column(column)
     for v in Registry(settings).list_versions():
-        table.add_row(str(v["version"]), v["tags"].get("family", "?"), ", ".join(v["aliases"]),
-                      v["tags"].get("holdout_f1", ""), v["tags"].get("gate.decision", ""), v["run_id"] or "")
+        table.add_row(
+            str(v["version"]),
+            v["tags"].get("family", "?"),
+            ", ".join(v["aliases"]),
+            v["tags"].get("holdout_f1", ""),
+            v["tags"].get("gate.decision", ""),
+            v["run_id"] or "",
+        )
     Console().print(table)
 
 
@@ -279,9 +319,15 @@ def pipeline_train(
     for m in summary["models"]:
         ci = m["f1_ci95"]
         decision = decisions.get(m["version"], {})
-        table.add_row(m["family"], str(m["version"]), f"{m['holdout_f1']:.4f}",
-                      f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['holdout_macro_f1']:.4f}",
-                      decision.get("reason", ""), "yes" if m["version"] == champion else "")
+        table.add_row(
+            m["family"],
+            str(m["version"]),
+            f"{m['holdout_f1']:.4f}",
+            f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+            f"{m['holdout_macro_f1']:.4f}",
+            decision.get("reason", ""),
+            "yes" if m["version"] == champion else "",
+        )
     Console().print(table)
     typer.echo(f"champion: models:/{settings.registered_model}/{champion}")
 

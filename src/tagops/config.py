@@ -20,8 +20,13 @@ class FrozenModel(BaseModel):
 
 
 class DataConfig(FrozenModel):
-    """Which files to use and how to split them."""
+    """Which files to use and how to split them.
 
+    By default the files are pulled (and checksum-verified) into ``TAGOPS_HOME``; with ``source_dir`` they
+    are read from that folder as they are (your own data, or the test fixtures) and identified by hash.
+    """
+
+    source_dir: Path | None = None
     dataset_file: str = "dataset.csv"
     holdout_file: str = "holdout.csv"
     val_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2

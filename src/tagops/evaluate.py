@@ -6,9 +6,10 @@ JSON report and its plots next to it. The metric functions are pure (arrays in, 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,9 @@ NLP_LLM_PATTERN = re.compile(
 )
 
 
-def apply_threshold(proba: np.ndarray, labels: Sequence[str], threshold: float | None) -> tuple[list[str], np.ndarray]:
+def apply_threshold(
+    proba: np.ndarray, labels: Sequence[str], threshold: float | None
+) -> tuple[list[str], np.ndarray]:
     """Top-class predictions; below ``threshold`` the prediction abstains to ``other`` (as serving does)."""
     top = proba.argmax(axis=1)
     confidence = proba.max(axis=1)
@@ -42,7 +45,9 @@ def apply_threshold(proba: np.ndarray, labels: Sequence[str], threshold: float |
     return predicted, abstained
 
 
-def classification_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+def classification_scores(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
     """Weighted precision/recall/F1 (sklearn), macro F1, accuracy and per-class scores."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
@@ -57,37 +62,61 @@ def classification_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: 
     )
     return {
         "overall": {
-            "precision": float(precision), "recall": float(recall), "f1": float(f1),
-            "macro_f1": float(macro_f1), "accuracy": float(accuracy_score(y_true, y_pred)),
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "macro_f1": float(macro_f1),
+            "accuracy": float(accuracy_score(y_true, y_pred)),
             "num_samples": len(y_true),
         },
         "per_class": {
-            label: {"precision": float(p_c[i]), "recall": float(r_c[i]), "f1": float(f_c[i]),
-                    "num_samples": int(n_c[i])}
+            label: {
+                "precision": float(p_c[i]),
+                "recall": float(r_c[i]),
+                "f1": float(f_c[i]),
+                "num_samples": int(n_c[i]),
+            }
             for i, label in enumerate(labels)
         },
     }
 
 
 def bootstrap_ci(
-    y_true: Sequence[str], y_pred: Sequence[str], *, metric: Callable[[list[str], list[str]], float],
-    samples: int, seed: int, level: float = 0.95,
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    *,
+    samples: int,
+    seed: int,
+    level: float = 0.95,
 ) -> list[float] | None:
-    """Percentile bootstrap interval of ``metric`` over resampled rows (``None`` when ``samples`` is 0)."""
+    """Percentile bootstrap interval of weighted F1 over resampled rows (``None`` when ``samples`` is 0).
+
+    Vectorised: each resample is a row of index draws, and per-class counts come from one ``bincount``,
+    so 1,000 resamples cost milliseconds instead of 1,000 calls to scikit-learn.
+    """
     if samples <= 0 or len(y_true) == 0:
         return None
+    classes = sorted(set(y_true) | set(y_pred))
+    code = {label: i for i, label in enumerate(classes)}
+    truth = np.array([code[t] for t in y_true])
+    pred = np.array([code[p] for p in y_pred])
+    k, n = len(classes), len(truth)
     rng = np.random.default_rng(seed)
-    truth, pred = np.asarray(y_true), np.asarray(y_pred)
-    values = []
-    for _ in range(samples):
-        idx = rng.integers(0, len(truth), len(truth))
-        values.append(metric(truth[idx].tolist(), pred[idx].tolist()))
+    idx = rng.integers(0, n, size=(samples, n))
+    offsets = (np.arange(samples) * k)[:, None]
+    t, p = truth[idx], pred[idx]
+    support = np.bincount((t + offsets).ravel(), minlength=samples * k).reshape(samples, k)
+    predicted = np.bincount((p + offsets).ravel(), minlength=samples * k).reshape(samples, k)
+    hits = np.bincount((t + offsets)[t == p], minlength=samples * k).reshape(samples, k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(support + predicted > 0, 2 * hits / (support + predicted), 0.0)
+    values = (f1 * support).sum(axis=1) / n  # sklearn "weighted": by true support
     alpha = (1.0 - level) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 
 
 def weighted_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
-    """sklearn's weighted F1 (labels present in ``y_true``)."""
+    """Sklearn's weighted F1 (labels present in ``y_true``)."""
     from sklearn.metrics import f1_score
 
     return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
@@ -98,14 +127,21 @@ def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins
     edges = np.linspace(0.0, 1.0, bins + 1)
     table = []
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         mask = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
         if not mask.any():
             continue
         acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
         ece += mask.mean() * abs(acc - conf)
-        table.append({"low": float(lo), "high": float(hi), "count": int(mask.sum()), "accuracy": acc,
-                      "confidence": conf})
+        table.append(
+            {
+                "low": float(lo),
+                "high": float(hi),
+                "count": int(mask.sum()),
+                "accuracy": acc,
+                "confidence": conf,
+            }
+        )
     return {"ece": float(ece), "bins": table}
 
 
@@ -126,9 +162,7 @@ def compute_report(
     y_true = list(y_true)
     y_pred, abstained = apply_threshold(proba, labels, cfg.threshold)
     report = classification_scores(y_true, y_pred, labels)
-    report["overall"]["f1_ci95"] = bootstrap_ci(
-        y_true, y_pred, metric=weighted_f1, samples=cfg.bootstrap_samples, seed=cfg.seed
-    )
+    report["overall"]["f1_ci95"] = bootstrap_ci(y_true, y_pred, samples=cfg.bootstrap_samples, seed=cfg.seed)
     report["overall"]["abstained"] = int(abstained.sum())
     slices = {}
     for name, mask in slice_masks(texts, short_text_words=cfg.short_text_words).items():
@@ -168,8 +202,9 @@ def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") ->
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > matrix.max() / 2 else "black")
+        ax.text(
+            j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black"
+        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")

@@ -29,8 +29,15 @@ def load_predictor(uri: str, settings: Settings, *, threshold: float | None = No
     registry = Registry(settings)
     version, info = registry.resolve(uri)
     return Predictor.from_directory(
-        registry.download(version), threshold=threshold,
-        metadata={"uri": uri, "name": info["name"], "version": version, "run_id": info["run_id"],
-                  "aliases": info["aliases"], "dataset_sha256": info["tags"].get("dataset_sha256"),
-                  "holdout_f1": info["tags"].get("holdout_f1")},
+        registry.download(version),
+        threshold=threshold,
+        metadata={
+            "uri": uri,
+            "name": info["name"],
+            "version": version,
+            "run_id": info["run_id"],
+            "aliases": info["aliases"],
+            "dataset_sha256": info["tags"].get("dataset_sha256"),
+            "holdout_f1": info["tags"].get("holdout_f1"),
+        },
     )

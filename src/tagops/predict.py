@@ -29,10 +29,13 @@ class Predictor:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_directory(cls, directory: Path, *, threshold: float | None = None,
-                       metadata: dict[str, Any] | None = None) -> Predictor:
+    def from_directory(
+        cls, directory: Path, *, threshold: float | None = None, metadata: dict[str, Any] | None = None
+    ) -> Predictor:
         """Load a saved model folder."""
-        return cls(load_model(directory), threshold=threshold, metadata={"path": str(directory), **(metadata or {})})
+        return cls(
+            load_model(directory), threshold=threshold, metadata={"path": str(directory), **(metadata or {})}
+        )
 
     @staticmethod
     def texts(titles: Sequence[str], descriptions: Sequence[str]) -> list[str]:
@@ -41,8 +44,12 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """Family, labels and provenance, for reports and the API."""
-        return {"family": self.model.family, "labels": list(self.model.labels), "threshold": self.threshold,
-                **self.metadata}
+        return {
+            "family": self.model.family,
+            "labels": list(self.model.labels),
+            "threshold": self.threshold,
+            **self.metadata,
+        }
 
     def predict(self, titles: Sequence[str], descriptions: Sequence[str]) -> list[dict[str, Any]]:
         """Tag, per-tag probabilities, confidence and whether the answer abstained to ``other``."""
@@ -104,7 +111,9 @@ def read_items(path: Path) -> list[dict[str, Any]]:
         if not isinstance(title, str):
             problems.append(Violation(name, "field 'title' must be a string", row=row, column="title"))
         elif not isinstance(description, str | None):
-            problems.append(Violation(name, "field 'description' must be a string", row=row, column="description"))
+            problems.append(
+                Violation(name, "field 'description' must be a string", row=row, column="description")
+            )
         elif not (title.strip() or (description or "").strip()):
             problems.append(Violation(name, "empty title and description", row=row, column="title"))
     if problems:
@@ -120,14 +129,21 @@ def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, b
     results: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
-        results.extend(predictor.predict([i["title"] for i in batch], [i.get("description") or "" for i in batch]))
+        results.extend(
+            predictor.predict([i["title"] for i in batch], [i.get("description") or "" for i in batch])
+        )
     rows = [{**item, **result} for item, result in zip(items, results, strict=True)]
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix.lower() == ".csv":
         import pandas as pd
 
-        flat = [{**{k: v for k, v in r.items() if k != "probabilities"},
-                 **{f"p_{label}": p for label, p in r["probabilities"].items()}} for r in rows]
+        flat = [
+            {
+                **{k: v for k, v in r.items() if k != "probabilities"},
+                **{f"p_{label}": p for label, p in r["probabilities"].items()},
+            }
+            for r in rows
+        ]
         pd.DataFrame(flat).to_csv(output_path, index=False)
     else:
         with output_path.open("w", encoding="utf-8") as handle:

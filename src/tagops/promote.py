@@ -42,18 +42,34 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: Ga
     champion_f1 = float(champion["overall"]["f1"])
     drops = {
         label: round(float(champion["per_class"][label]["f1"]) - float(scores["f1"]), 6)
-        for label, scores in challenger["per_class"].items() if label in champion["per_class"]
+        for label, scores in challenger["per_class"].items()
+        if label in champion["per_class"]
     }
     overall_drop = champion_f1 - challenger_f1
     if overall_drop > gate.max_overall_f1_drop:
-        return GateDecision(False, f"overall F1 falls by {overall_drop:.4f} (> {gate.max_overall_f1_drop})",
-                            challenger_f1, champion_f1, drops)
+        return GateDecision(
+            False,
+            f"overall F1 falls by {overall_drop:.4f} (> {gate.max_overall_f1_drop})",
+            challenger_f1,
+            champion_f1,
+            drops,
+        )
     worst = max(drops, key=lambda k: drops[k], default=None)
     if worst is not None and drops[worst] > gate.max_class_f1_drop:
-        return GateDecision(False, f"F1 of '{worst}' falls by {drops[worst]:.4f} (> {gate.max_class_f1_drop})",
-                            challenger_f1, champion_f1, drops)
-    return GateDecision(True, f"overall F1 {challenger_f1:.4f} vs champion {champion_f1:.4f}, within the gate",
-                        challenger_f1, champion_f1, drops)
+        return GateDecision(
+            False,
+            f"F1 of '{worst}' falls by {drops[worst]:.4f} (> {gate.max_class_f1_drop})",
+            challenger_f1,
+            champion_f1,
+            drops,
+        )
+    return GateDecision(
+        True,
+        f"overall F1 {challenger_f1:.4f} vs champion {champion_f1:.4f}, within the gate",
+        challenger_f1,
+        champion_f1,
+        drops,
+    )
 
 
 def append_history(path: Path, record: dict[str, Any]) -> None:
@@ -70,18 +86,27 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _evaluate_version(registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
+def _evaluate_version(
+    registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig
+) -> dict[str, Any]:
     from tagops.evaluate import evaluate_predictor
     from tagops.predict import Predictor
 
-    predictor = Predictor.from_directory(registry.download(version), threshold=cfg.threshold,
-                                         metadata={"version": version})
+    predictor = Predictor.from_directory(
+        registry.download(version), threshold=cfg.threshold, metadata={"version": version}
+    )
     return evaluate_predictor(predictor, holdout, cfg)
 
 
 def promote(
-    registry: Registry, *, holdout: pd.DataFrame, eval_cfg: EvalConfig, gate: GateConfig, history: Path,
-    version: int | None = None, holdout_sha256: str | None = None,
+    registry: Registry,
+    *,
+    holdout: pd.DataFrame,
+    eval_cfg: EvalConfig,
+    gate: GateConfig,
+    history: Path,
+    version: int | None = None,
+    holdout_sha256: str | None = None,
 ) -> GateDecision:
     """Run the gate for ``version`` (default: the ``challenger``) and move ``champion`` if it passes."""
     from tagops.registry import CHALLENGER, CHAMPION
@@ -98,15 +123,25 @@ def promote(
     if decision.promote:
         registry.set_alias(CHAMPION, candidate)
     record = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "action": "promote" if decision.promote else "reject",
-        "version": candidate, "previous_champion": champion,
-        "champion": candidate if decision.promote else champion, "holdout_sha256": holdout_sha256,
-        "gate": gate.model_dump(), **asdict(decision),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "action": "promote" if decision.promote else "reject",
+        "version": candidate,
+        "previous_champion": champion,
+        "champion": candidate if decision.promote else champion,
+        "holdout_sha256": holdout_sha256,
+        "gate": gate.model_dump(),
+        **asdict(decision),
     }
     append_history(history, record)
-    registry.set_version_tags(candidate, {"gate.decision": record["action"], "gate.reason": decision.reason,
-                                          "gate.holdout_f1": f"{decision.challenger_f1:.4f}",
-                                          "gate.compared_with": champion or "none"})
+    registry.set_version_tags(
+        candidate,
+        {
+            "gate.decision": record["action"],
+            "gate.reason": decision.reason,
+            "gate.holdout_f1": f"{decision.challenger_f1:.4f}",
+            "gate.compared_with": champion or "none",
+        },
+    )
     return decision
 
 
@@ -118,15 +153,26 @@ def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:
     if current is None:
         raise RegistryError("no champion to roll back")
     previous = next(
-        (r["previous_champion"] for r in reversed(read_history(history))
-         if r["action"] in ("promote",) and r["champion"] == current and r["previous_champion"] is not None),
+        (
+            r["previous_champion"]
+            for r in reversed(read_history(history))
+            if r["action"] in ("promote",) and r["champion"] == current and r["previous_champion"] is not None
+        ),
         None,
     )
     if previous is None:
         raise RegistryError(f"champion version {current} has no previous champion in {history}")
     registry.set_alias(CHAMPION, int(previous))
-    append_history(history, {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "action": "rollback",
-                             "version": int(previous), "previous_champion": current, "champion": int(previous),
-                             "reason": f"rollback from version {current}"})
+    append_history(
+        history,
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "action": "rollback",
+            "version": int(previous),
+            "previous_champion": current,
+            "champion": int(previous),
+            "reason": f"rollback from version {current}",
+        },
+    )
     registry.set_version_tags(current, {"rolled_back": "true"})
     return current, int(previous)

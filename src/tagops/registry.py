@@ -7,6 +7,7 @@ Embedded default: a SQLite store and a local artifact folder under ``TAGOPS_HOME
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -29,8 +30,26 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
-_MODEL_REQUIREMENTS = ("numpy==2.4.6", "pandas==3.1.1", "scikit-learn==1.9.1", "skops==0.16.0",
-                       "pydantic==2.12.5", "pydantic-settings==2.16.3", "PyYAML==6.0.4")
+_MODEL_REQUIREMENTS = (
+    "numpy==2.4.6",
+    "pandas==3.1.1",
+    "scikit-learn==1.9.1",
+    "pydantic==2.12.5",
+    "pydantic-settings==2.16.3",
+    "PyYAML==6.0.4",
+)
+
+
+MODEL_SHA_TAG = "model_sha256"
+
+
+def model_sha256(model_dir: Path) -> str:
+    """Content hash of a saved model folder (file names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -54,7 +73,9 @@ class Registry:
         self.name = settings.registered_model
         mlflow.set_tracking_uri(settings.tracking_uri)
         mlflow.set_registry_uri(settings.tracking_uri)
-        self.client = mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        self.client = mlflow.MlflowClient(
+            tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
+        )
         experiment = self.client.get_experiment_by_name(settings.experiment)
         if experiment is None:
             self.experiment_id = self.client.create_experiment(
@@ -65,13 +86,15 @@ class Registry:
 
     # ----------------------------------------------------------------------------------------- runs
     @contextmanager
-    def start_run(self, run_name: str, *, tags: dict[str, str] | None = None,
-                  nested: bool = False) -> Iterator[str]:
+    def start_run(
+        self, run_name: str, *, tags: dict[str, str] | None = None, nested: bool = False
+    ) -> Iterator[str]:
         """Open a run (nested under the active one if asked) and yield its id; failures mark it FAILED."""
         import mlflow
 
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name, tags=tags,
-                              nested=nested) as run:
+        with mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=run_name, tags=tags, nested=nested
+        ) as run:
             yield run.info.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -85,8 +108,11 @@ class Registry:
         """Log every numeric leaf of a nested metrics dict."""
         import mlflow
 
-        numeric = {f"{prefix}{k}": float(v) for k, v in _flatten(metrics).items()
-                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            f"{prefix}{k}": float(v)
+            for k, v in _flatten(metrics).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if numeric:
             mlflow.log_metrics(numeric, step=step)
 
@@ -113,12 +139,23 @@ class Registry:
     def log_model(self, model_dir: Path, *, run_id: str, tags: dict[str, str] | None = None) -> int:
         """Log ``model_dir`` as an MLflow pyfunc model (code-based, no pickle), register it and tag it.
 
-        Returns the new registered version number; it also receives the ``challenger`` alias.
+        Registration is idempotent: a model whose files hash to an already registered version's hash
+        reuses that version (a re-run of an unchanged pipeline adds no duplicates). The version returned
+        receives the ``challenger`` alias.
         """
+        content = model_sha256(model_dir)
+        existing = self.find_version(MODEL_SHA_TAG, content)
+        if existing is not None:
+            logger.info(
+                "%s version %s already holds this model (sha256 %s)", self.name, existing, content[:12]
+            )
+            self.set_alias(CHALLENGER, existing)
+            return existing
         import mlflow
-        import tagops
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
+
+        import tagops
 
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "title"), ColSpec("string", "description", required=False)]),
@@ -127,7 +164,7 @@ class Registry:
         code = resources.files("tagops").joinpath("_mlflow_model.py")
         with resources.as_file(code) as code_path, warnings.catch_warnings():
             # MLflow nags for an input example; giving one would load and run the model at log time.
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+            warnings.filterwarnings("ignore", category=UserWarning, message=r".*(input example|type hint).*")
             info = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(code_path),
@@ -137,7 +174,10 @@ class Registry:
                 signature=signature,
             )
         version = self.client.create_model_version(
-            name=self._ensure_registered_model(), source=info.model_uri, run_id=run_id, tags=tags or {}
+            name=self._ensure_registered_model(),
+            source=info.model_uri,
+            run_id=run_id,
+            tags={**(tags or {}), MODEL_SHA_TAG: content},
         )
         self.set_alias(CHALLENGER, int(version.version))
         logger.info("registered %s version %s (alias %s)", self.name, version.version, CHALLENGER)
@@ -150,7 +190,8 @@ class Registry:
             self.client.get_registered_model(self.name)
         except MlflowException:
             self.client.create_registered_model(
-                self.name, description="tagops: topic of a machine-learning project from title and description"
+                self.name,
+                description="tagops: topic of a machine-learning project from title and description",
             )
         return self.name
 
@@ -175,8 +216,18 @@ class Registry:
     def version_info(self, version: int) -> dict[str, Any]:
         """Run id, tags and aliases of a version."""
         mv = self.client.get_model_version(self.name, str(version))
-        return {"name": self.name, "version": int(mv.version), "run_id": mv.run_id, "tags": dict(mv.tags),
-                "aliases": list(mv.aliases), "source": mv.source}
+        return {
+            "name": self.name,
+            "version": int(mv.version),
+            "run_id": mv.run_id,
+            "tags": dict(mv.tags),
+            "aliases": list(mv.aliases),
+            "source": mv.source,
+        }
+
+    def find_version(self, tag: str, value: str) -> int | None:
+        """The newest version whose tag ``tag`` equals ``value``."""
+        return next((v["version"] for v in self.list_versions() if v["tags"].get(tag) == value), None)
 
     def list_versions(self) -> list[dict[str, Any]]:
         """Every registered version, newest first."""
@@ -192,13 +243,19 @@ class Registry:
         """Turn ``models:/name@alias`` or ``models:/name/N`` into a version number and its info."""
         match = _MODEL_URI.match(uri)
         if not match:
-            raise RegistryError(f"{uri}: not a model URI (expected models:/NAME@ALIAS or models:/NAME/VERSION)")
+            raise RegistryError(
+                f"{uri}: not a model URI (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
+            )
         if match["name"] != self.name:
-            raise RegistryError(f"{uri}: unknown registered model {match['name']!r} (this project uses {self.name!r})")
+            raise RegistryError(
+                f"{uri}: unknown registered model {match['name']!r} (this project uses {self.name!r})"
+            )
         if match["alias"]:
             version = self.alias_version(match["alias"])
             if version is None:
-                raise RegistryError(f"{uri}: no version has the alias {match['alias']!r}; train and promote first")
+                raise RegistryError(
+                    f"{uri}: no version has the alias {match['alias']!r}; train and promote first"
+                )
         else:
             version = int(match["version"])
         try:

@@ -122,6 +122,12 @@ def prepare_environment(settings: Settings) -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("ZENML_CONFIG_PATH", str(settings.zenml_dir))
     # ZenML's local store keeps its SQLite DB and artifact store under its config path.
-    for path in (settings.data_dir, settings.mlflow_dir, settings.zenml_dir, settings.reports_dir,
-                 settings.models_dir, settings.promotion_history.parent):
+    for path in (
+        settings.data_dir,
+        settings.mlflow_dir,
+        settings.zenml_dir,
+        settings.reports_dir,
+        settings.models_dir,
+        settings.promotion_history.parent,
+    ):
         path.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TRACKED_PACKAGES = ("tagops", "scikit-learn", "numpy", "pandas", "torch", "transformers", "ray", "mlflow",
-                    "zenml", "pandera", "skops")
+TRACKED_PACKAGES = (
+    "tagops",
+    "scikit-learn",
+    "numpy",
+    "pandas",
+    "torch",
+    "transformers",
+    "ray",
+    "mlflow",
+    "zenml",
+    "pandera",
+    "safetensors",
+)
 
 
 @dataclass(frozen=True)
@@ -57,13 +68,22 @@ def pull_stage(settings: Settings, data: DataConfig) -> DataSnapshot:
     """Make sure the verified data files are present (pulling them if needed) and hash them."""
     from tagops.data.ingest import load_manifest, pull_data
 
+    if data.source_dir is not None:
+        return snapshot(data.source_dir / data.dataset_file, data.source_dir / data.holdout_file)
     manifest = load_manifest()
     names = (data.dataset_file, data.holdout_file)
     known = [n for n in names if n in manifest]
     paths = {n: settings.data_dir / n for n in names}
     if known:
-        paths.update(pull_data(settings.data_dir, mirror=settings.data_mirror, base_url=settings.data_url,
-                               files=tuple(known), manifest=manifest))
+        paths.update(
+            pull_data(
+                settings.data_dir,
+                mirror=settings.data_mirror,
+                base_url=settings.data_url,
+                files=tuple(known),
+                manifest=manifest,
+            )
+        )
     return snapshot(paths[data.dataset_file], paths[data.holdout_file])
 
 
@@ -91,7 +111,9 @@ def split_stage(dataset: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, 
     return stratify_split(dataset, val_size=data.val_size, seed=data.seed)
 
 
-def fit_stage(train: pd.DataFrame, params: RulesParams | LinearParams, *, seed: int, output_dir: Path) -> Path:
+def fit_stage(
+    train: pd.DataFrame, params: RulesParams | LinearParams, *, seed: int, output_dir: Path
+) -> Path:
     """Fit one model family and save it to ``output_dir``; returns the folder."""
     from tagops.data.clean import build_text
     from tagops.models import create_model
@@ -116,10 +138,16 @@ def evaluate_stage(model_dir: Path, frame: pd.DataFrame, cfg: EvalConfig) -> dic
 def git_commit() -> str:
     """The current git commit (with ``-dirty`` when the tree has changes), or ``unknown``."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, check=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
@@ -137,27 +165,47 @@ def package_versions() -> dict[str, str]:
 
 
 def register_stage(
-    registry: Registry, *, cfg: TrainConfig, model_dir: Path, data: DataSnapshot, val_report: dict[str, Any],
-    holdout_report: dict[str, Any], report_dir: Path,
+    registry: Registry,
+    *,
+    cfg: TrainConfig,
+    model_dir: Path,
+    data: DataSnapshot,
+    val_report: dict[str, Any],
+    holdout_report: dict[str, Any],
+    report_dir: Path,
 ) -> tuple[str, int]:
     """Log config, provenance, metrics and plots to MLflow, then log and register the model as challenger."""
     from tagops.evaluate import write_report
 
-    provenance = {"git_commit": git_commit(), "dataset_sha256": data.dataset_sha256,
-                  "holdout_sha256": data.holdout_sha256, "seed": cfg.seed}
+    provenance = {
+        "git_commit": git_commit(),
+        "dataset_sha256": data.dataset_sha256,
+        "holdout_sha256": data.holdout_sha256,
+        "seed": cfg.seed,
+    }
     family = cfg.model.family
-    with registry.start_run(f"train-{family}", tags={"family": family, **provenance}) as run_id:
-        registry.log_params({"config": cfg.model_dump(mode="json"), "packages": package_versions(), **provenance})
+    run_tags = {"family": family, **{k: str(v) for k, v in provenance.items()}}
+    with registry.start_run(f"train-{family}", tags=run_tags) as run_id:
+        registry.log_params(
+            {"config": cfg.model_dump(mode="json"), "packages": package_versions(), **provenance}
+        )
         registry.log_metrics(_headline(val_report), prefix="val.")
         registry.log_metrics(_headline(holdout_report), prefix="holdout.")
-        files = [*write_report(val_report, report_dir / "val.json"),
-                 *write_report(holdout_report, report_dir / "holdout.json")]
+        files = [
+            *write_report(val_report, report_dir / "val.json"),
+            *write_report(holdout_report, report_dir / "holdout.json"),
+        ]
         registry.log_artifacts(files, artifact_path="evaluation")
         registry.log_dict(cfg.model_dump(mode="json"), "config.json")
         version = registry.log_model(
-            model_dir, run_id=run_id,
-            tags={"family": family, "dataset_sha256": data.dataset_sha256, "git_commit": provenance["git_commit"],
-                  "holdout_f1": f"{holdout_report['overall']['f1']:.4f}"},
+            model_dir,
+            run_id=run_id,
+            tags={
+                "family": family,
+                "dataset_sha256": data.dataset_sha256,
+                "git_commit": run_tags["git_commit"],
+                "holdout_f1": f"{holdout_report['overall']['f1']:.4f}",
+            },
         )
         registry.set_tags({"registered_version": version})
     return run_id, version
@@ -174,22 +222,35 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_training(
-    cfg: TrainConfig, settings: Settings, *, registry: Registry | None = None, data: DataSnapshot | None = None
+    cfg: TrainConfig,
+    settings: Settings,
+    *,
+    registry: Registry | None = None,
+    data: DataSnapshot | None = None,
 ) -> TrainResult:
     """Train one model end to end; registers it when a registry is given."""
     data = data or pull_stage(settings, cfg.data)
     dataset, holdout = validate_stage(data)
     train, val = split_stage(dataset, cfg.data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    model_dir = fit_stage(train, cfg.model, seed=cfg.seed,
-                          output_dir=settings.models_dir / "local" / f"{cfg.model.family}-{stamp}")
+    model_dir = fit_stage(
+        train,
+        cfg.model,
+        seed=cfg.seed,
+        output_dir=settings.models_dir / "local" / f"{cfg.model.family}-{stamp}",
+    )
     val_report = evaluate_stage(model_dir, val, cfg.evaluation)
     holdout_report = evaluate_stage(model_dir, holdout, cfg.evaluation)
     result = TrainResult(cfg.model.family, model_dir, val_report, holdout_report)
     if registry is not None:
         report_dir = settings.reports_dir / f"train-{cfg.model.family}-{stamp}"
         result.run_id, result.version = register_stage(
-            registry, cfg=cfg, model_dir=model_dir, data=data, val_report=val_report,
-            holdout_report=holdout_report, report_dir=report_dir,
+            registry,
+            cfg=cfg,
+            model_dir=model_dir,
+            data=data,
+            val_report=val_report,
+            holdout_report=holdout_report,
+            report_dir=report_dir,
         )
     return result

@@ -87,11 +87,15 @@ def render_report(summary: dict[str, Any], *, title: str) -> str:
         f"<td>{c['words_median']}</td><td>{c['words_min']}–{c['words_max']}</td></tr>"
         for lab, c in classes.items()
     )
-    parts.append("<h2>Table</h2><table><tr><th>class</th><th>rows</th><th>share</th><th>median words</th>"
-                 f"<th>range</th></tr>{rows}</table>")
+    parts.append(
+        "<h2>Table</h2><table><tr><th>class</th><th>rows</th><th>share</th><th>median words</th>"
+        f"<th>range</th></tr>{rows}</table>"
+    )
     style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:4px 10px;text-align:left}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>" \
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )
 
 
 def write_explore_report(frame: pd.DataFrame, output: Path, *, title: str) -> Path:

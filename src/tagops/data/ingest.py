@@ -129,7 +129,9 @@ def read_csv(path: Path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise DataError([Violation(name, f"not a UTF-8 text CSV file (byte {error.start} is not UTF-8)")]) from error
+        raise DataError(
+            [Violation(name, f"not a UTF-8 text CSV file (byte {error.start} is not UTF-8)")]
+        ) from error
     if "\x00" in text:
         raise DataError([Violation(name, "not a CSV file (it contains NUL bytes)")])
     if not text.strip():
@@ -137,7 +139,11 @@ def read_csv(path: Path) -> Any:
     header = next(csv.reader(io.StringIO(text)), [])
     if len(header) < 2:
         raise DataError(
-            [Violation(name, f"not a CSV file with a header (first line has {len(header)} field(s))", row=None)]
+            [
+                Violation(
+                    name, f"not a CSV file with a header (first line has {len(header)} field(s))", row=None
+                )
+            ]
         )
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)

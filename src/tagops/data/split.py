@@ -15,6 +15,7 @@ def stratify_split(
 
     Raises:
         ValueError: if a label has fewer than two rows (it cannot appear on both sides).
+
     """
     from sklearn.model_selection import train_test_split
 

@@ -76,20 +76,20 @@ def _to_violations(file: str, failure_cases: pd.DataFrame) -> list[Violation]:
 
     violations: list[Violation] = []
     seen: set[tuple[int | None, str | None, str]] = set()
-    for case in failure_cases.itertuples(index=False):
-        index = case.index
+    for case in failure_cases.to_dict(orient="records"):
+        index = case["index"]
         row = int(index) + 1 if index is not None and not pd.isna(index) else None
-        column = case.column if isinstance(case.column, str) else None
-        check = str(case.check)
+        column = case["column"] if isinstance(case["column"], str) else None
+        check = str(case["check"])
         if "unique" in check or "field_uniqueness" in check or "multiple_fields_uniqueness" in check:
             message = _DUPLICATE_MESSAGES.get(column or "title", "duplicate value")
             if column in ("title", "description"):
                 column = "title, description"
         elif check == "column_in_dataframe":
-            message = f"missing column {case.failure_case!r}"
-            column = str(case.failure_case)
+            message = f"missing column {case['failure_case']!r}"
+            column = str(case["failure_case"])
         else:
-            value = str(case.failure_case)
+            value = str(case["failure_case"])
             shown = value if len(value) <= 60 else value[:57] + "..."
             message = f"{check} (value {shown!r})"
         key = (row, column, message)
@@ -105,6 +105,7 @@ def validate_frame(frame: pd.DataFrame, *, file: str, labelled: bool = True) -> 
 
     Raises:
         DataError: listing every violation (file, row, column, message).
+
     """
     import pandas as pd
     import pandera.errors
@@ -138,23 +139,31 @@ def _text_key(frame: pd.DataFrame) -> pd.Series:
     return (frame["title"].str.strip() + " " + frame["description"].str.strip()).str.lower()
 
 
-def find_leakage(
-    frame: pd.DataFrame, other: pd.DataFrame, *, file: str, other_file: str
-) -> list[Violation]:
+def find_leakage(frame: pd.DataFrame, other: pd.DataFrame, *, file: str, other_file: str) -> list[Violation]:
     """Rows of ``frame`` whose id or (title, description) text also appears in ``other``."""
     violations: list[Violation] = []
     other_ids = {int(i): n for n, i in enumerate(other["id"].tolist(), start=1)}
     other_texts = {t: n for n, t in enumerate(_text_key(other).tolist(), start=1)}
-    for row, (project_id, text) in enumerate(zip(frame["id"].tolist(), _text_key(frame).tolist(), strict=True), 1):
+    for row, (project_id, text) in enumerate(
+        zip(frame["id"].tolist(), _text_key(frame).tolist(), strict=True), 1
+    ):
         if int(project_id) in other_ids:
             violations.append(
-                Violation(file, f"id {project_id} also in {other_file} row {other_ids[int(project_id)]} "
-                          "(leakage)", row=row, column="id")
+                Violation(
+                    file,
+                    f"id {project_id} also in {other_file} row {other_ids[int(project_id)]} (leakage)",
+                    row=row,
+                    column="id",
+                )
             )
         if text in other_texts:
             violations.append(
-                Violation(file, f"same title and description as {other_file} row {other_texts[text]} "
-                          "(leakage)", row=row, column="title, description")
+                Violation(
+                    file,
+                    f"same title and description as {other_file} row {other_texts[text]} (leakage)",
+                    row=row,
+                    column="title, description",
+                )
             )
     return violations
 

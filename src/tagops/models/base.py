@@ -1,7 +1,7 @@
 """The model protocol and the family registry.
 
 Every family saves to a folder holding ``model.json`` (family, labels, parameters, versions) plus its own
-files in safe formats (JSON, skops with an allow-list, safetensors): loading never unpickles code.
+files in safe formats (JSON, safetensors): loading never unpickles code.
 """
 
 from __future__ import annotations
@@ -46,8 +46,14 @@ class TagModel(Protocol):
         ...
 
 
-def write_model_info(directory: Path, *, family: str, labels: Sequence[str], params: dict[str, Any],
-                     extra: dict[str, Any] | None = None) -> None:
+def write_model_info(
+    directory: Path,
+    *,
+    family: str,
+    labels: Sequence[str],
+    params: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write the ``model.json`` descriptor common to all families."""
     directory.mkdir(parents=True, exist_ok=True)
     info = {"family": family, "labels": list(labels), "params": params, "tagops_version": __version__}

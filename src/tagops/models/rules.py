@@ -8,6 +8,7 @@ whole model is one readable JSON file a person can audit and edit.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -27,23 +28,84 @@ RULES_FILE = "rules.json"
 #: Curated keywords (cleaned form, unigrams or bigrams) that signal a tag whatever the training data says.
 SEED_KEYWORDS: dict[str, tuple[str, ...]] = {
     "computer-vision": (
-        "image", "images", "vision", "video", "videos", "detection", "segmentation", "cnn", "gan", "pose",
-        "face", "camera", "pixel", "yolo", "opencv", "ocr", "photo", "visual", "object detection",
-        "image classification", "style transfer", "computer vision",
+        "image",
+        "images",
+        "vision",
+        "video",
+        "videos",
+        "detection",
+        "segmentation",
+        "cnn",
+        "gan",
+        "pose",
+        "face",
+        "camera",
+        "pixel",
+        "yolo",
+        "opencv",
+        "ocr",
+        "photo",
+        "visual",
+        "object detection",
+        "image classification",
+        "style transfer",
+        "computer vision",
     ),
     "natural-language-processing": (
-        "text", "language", "nlp", "bert", "transformer", "transformers", "gpt", "sentiment", "translation",
-        "summarization", "chatbot", "word", "sentence", "tokenizer", "embeddings", "question answering",
-        "language model", "natural language", "named entity", "text classification",
+        "text",
+        "language",
+        "nlp",
+        "bert",
+        "transformer",
+        "transformers",
+        "gpt",
+        "sentiment",
+        "translation",
+        "summarization",
+        "chatbot",
+        "word",
+        "sentence",
+        "tokenizer",
+        "embeddings",
+        "question answering",
+        "language model",
+        "natural language",
+        "named entity",
+        "text classification",
     ),
     "mlops": (
-        "mlops", "deployment", "deploy", "production", "serving", "monitoring", "docker", "kubernetes",
-        "pipeline", "pipelines", "experiment tracking", "feature store", "versioning", "infrastructure",
-        "ci", "api", "orchestration", "model serving",
+        "mlops",
+        "deployment",
+        "deploy",
+        "production",
+        "serving",
+        "monitoring",
+        "docker",
+        "kubernetes",
+        "pipeline",
+        "pipelines",
+        "experiment tracking",
+        "feature store",
+        "versioning",
+        "infrastructure",
+        "ci",
+        "api",
+        "orchestration",
+        "model serving",
     ),
     "other": (
-        "reinforcement", "graph", "graphs", "time series", "recommendation", "recommender", "tabular",
-        "agent", "forecasting", "gnn", "reinforcement learning", "graph neural",
+        "reinforcement",
+        "graph",
+        "graphs",
+        "time series",
+        "recommendation",
+        "recommender",
+        "tabular",
+        "agent",
+        "forecasting",
+        "gnn",
+        "reinforcement learning",
+        "graph neural",
     ),
 }
 
@@ -51,7 +113,7 @@ SEED_KEYWORDS: dict[str, tuple[str, ...]] = {
 def _terms(text: str) -> set[str]:
     """Unigrams and bigrams of a cleaned text, as a set (presence, not counts)."""
     tokens = text.split()
-    return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)}
+    return set(tokens) | {f"{a} {b}" for a, b in itertools.pairwise(tokens)}
 
 
 class RulesModel:
@@ -67,7 +129,9 @@ class RulesModel:
 
     def _clean(self, texts: Sequence[str]) -> list[str]:
         c = self.params.cleaning
-        return clean_texts(texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords)
+        return clean_texts(
+            texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
+        )
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, seed: int = 1234) -> Self:
         """Mine the most discriminative terms per tag and merge them with the seed keywords."""
@@ -82,7 +146,9 @@ class RulesModel:
         for counter in per_label.values():
             everywhere.update(counter)
         n = len(labels)
-        self.log_prior_ = {lab: math.log((totals.get(lab, 0) + 1) / (n + len(self.labels))) for lab in self.labels}
+        self.log_prior_ = {
+            lab: math.log((totals.get(lab, 0) + 1) / (n + len(self.labels))) for lab in self.labels
+        }
         keywords: dict[str, dict[str, float]] = {}
         for label in self.labels:
             inside, outside = totals.get(label, 0), n - totals.get(label, 0)
@@ -106,8 +172,10 @@ class RulesModel:
     def _scores(self, cleaned: str) -> np.ndarray:
         terms = _terms(cleaned)
         return np.array(
-            [self.log_prior_[lab] + sum(w for t, w in self.keywords_[lab].items() if t in terms)
-             for lab in self.labels]
+            [
+                self.log_prior_[lab] + sum(w for t, w in self.keywords_[lab].items() if t in terms)
+                for lab in self.labels
+            ]
         )
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -128,8 +196,9 @@ class RulesModel:
         """Write ``model.json`` and the human-readable ``rules.json``."""
         if not self.keywords_:
             raise RuntimeError("RulesModel is not fitted")
-        write_model_info(directory, family=self.family, labels=self.labels,
-                         params=self.params.model_dump(mode="json"))
+        write_model_info(
+            directory, family=self.family, labels=self.labels, params=self.params.model_dump(mode="json")
+        )
         rules = {"log_prior": self.log_prior_, "keywords": self.keywords_}
         (directory / RULES_FILE).write_text(json.dumps(rules, indent=2, sort_keys=True), encoding="utf-8")
 

@@ -8,8 +8,6 @@ package's code* (:func:`code_fingerprint`) are unchanged. Pulling, registering a
 outside world and are never cached.
 """
 
-from __future__ import annotations
-
 import hashlib
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,8 +32,11 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
-CACHE = CachePolicy(include_artifact_ids=False, include_artifact_values=True,
-                    cache_func="tagops.pipelines.training.code_fingerprint")
+CACHE = CachePolicy(
+    include_artifact_ids=False,
+    include_artifact_values=True,
+    cache_func="tagops.pipelines.training.code_fingerprint",
+)
 
 
 def _model_params(raw: dict[str, Any]) -> Any:
@@ -48,27 +49,41 @@ def pull_step(data: dict[str, Any]) -> Annotated[dict[str, str], "data_snapshot"
     from tagops.train import pull_stage
 
     snap = pull_stage(Settings(), DataConfig.model_validate(data))
-    return {"dataset_path": str(snap.dataset_path), "holdout_path": str(snap.holdout_path),
-            "dataset_sha256": snap.dataset_sha256, "holdout_sha256": snap.holdout_sha256}
+    return {
+        "dataset_path": str(snap.dataset_path),
+        "holdout_path": str(snap.holdout_path),
+        "dataset_sha256": snap.dataset_sha256,
+        "holdout_sha256": snap.holdout_sha256,
+    }
 
 
 @step(cache_policy=CACHE)
-def validate_step(snapshot: dict[str, str]) -> tuple[Annotated[pd.DataFrame, "dataset"],
-                                                       Annotated[pd.DataFrame, "holdout"]]:
+def validate_step(
+    snapshot: dict[str, str],
+) -> tuple[Annotated[pd.DataFrame, "dataset"], Annotated[pd.DataFrame, "holdout"]]:
     """Validate both files and refuse leakage; the content hashes in ``snapshot`` key the cache."""
     from tagops.train import DataSnapshot, validate_stage
 
-    return validate_stage(DataSnapshot(Path(snapshot["dataset_path"]), Path(snapshot["holdout_path"]),
-                                       snapshot["dataset_sha256"], snapshot["holdout_sha256"]))
+    dataset, holdout = validate_stage(
+        DataSnapshot(
+            Path(snapshot["dataset_path"]),
+            Path(snapshot["holdout_path"]),
+            snapshot["dataset_sha256"],
+            snapshot["holdout_sha256"],
+        )
+    )
+    return dataset, holdout  # a literal tuple: ZenML reads multiple outputs from the return statement
 
 
 @step(cache_policy=CACHE)
-def split_step(dataset: pd.DataFrame, data: dict[str, Any]) -> tuple[Annotated[pd.DataFrame, "train"],
-                                                                     Annotated[pd.DataFrame, "val"]]:
+def split_step(
+    dataset: pd.DataFrame, data: dict[str, Any]
+) -> tuple[Annotated[pd.DataFrame, "train"], Annotated[pd.DataFrame, "val"]]:
     """Seeded stratified split."""
     from tagops.train import split_stage
 
-    return split_stage(dataset, DataConfig.model_validate(data))
+    train, val = split_stage(dataset, DataConfig.model_validate(data))
+    return train, val
 
 
 @step(cache_policy=CACHE)
@@ -84,8 +99,9 @@ def train_step(train: pd.DataFrame, model: dict[str, Any], seed: int) -> Annotat
 
 
 @step(cache_policy=CACHE)
-def evaluate_step(model_dir: str, frame: pd.DataFrame, evaluation: dict[str, Any]) -> Annotated[
-        dict[str, Any], "report"]:
+def evaluate_step(
+    model_dir: str, frame: pd.DataFrame, evaluation: dict[str, Any]
+) -> Annotated[dict[str, Any], "report"]:
     """Evaluate a saved model on a labelled frame."""
     from tagops.train import evaluate_stage
 
@@ -93,27 +109,54 @@ def evaluate_step(model_dir: str, frame: pd.DataFrame, evaluation: dict[str, Any
 
 
 @step(enable_cache=False)
-def register_step(model_dir: str, snapshot: dict[str, str], val_report: dict[str, Any],
-                  holdout_report: dict[str, Any], model: dict[str, Any], data: dict[str, Any],
-                  evaluation: dict[str, Any], seed: int) -> Annotated[int, "model_version"]:
+def register_step(
+    model_dir: str,
+    snapshot: dict[str, str],
+    val_report: dict[str, Any],
+    holdout_report: dict[str, Any],
+    model: dict[str, Any],
+    data: dict[str, Any],
+    evaluation: dict[str, Any],
+    seed: int,
+) -> Annotated[int, "model_version"]:
     """Log the run to MLflow and register the model as ``challenger``."""
     from tagops.registry import Registry
     from tagops.train import DataSnapshot, register_stage
 
     settings = Settings()
-    cfg = TrainConfig(data=DataConfig.model_validate(data), model=_model_params(model),
-                      evaluation=EvalConfig.model_validate(evaluation), seed=seed)
-    snap = DataSnapshot(Path(snapshot["dataset_path"]), Path(snapshot["holdout_path"]),
-                        snapshot["dataset_sha256"], snapshot["holdout_sha256"])
+    cfg = TrainConfig(
+        data=DataConfig.model_validate(data),
+        model=_model_params(model),
+        evaluation=EvalConfig.model_validate(evaluation),
+        seed=seed,
+    )
+    snap = DataSnapshot(
+        Path(snapshot["dataset_path"]),
+        Path(snapshot["holdout_path"]),
+        snapshot["dataset_sha256"],
+        snapshot["holdout_sha256"],
+    )
     report_dir = settings.reports_dir / f"pipeline-{cfg.model.family}-{Path(model_dir).name}"
-    _, version = register_stage(Registry(settings), cfg=cfg, model_dir=Path(model_dir), data=snap,
-                                val_report=val_report, holdout_report=holdout_report, report_dir=report_dir)
+    _, version = register_stage(
+        Registry(settings),
+        cfg=cfg,
+        model_dir=Path(model_dir),
+        data=snap,
+        val_report=val_report,
+        holdout_report=holdout_report,
+        report_dir=report_dir,
+    )
     return version
 
 
 @step(enable_cache=False)
-def promote_step(versions: list[int], holdout: pd.DataFrame, snapshot: dict[str, str],
-                 evaluation: dict[str, Any], gate: dict[str, Any]) -> Annotated[list[dict[str, Any]], "decisions"]:
+def promote_step(
+    versions: list[int],
+    holdout: pd.DataFrame,
+    snapshot: dict[str, str],
+    evaluation: dict[str, Any],
+    gate: dict[str, Any],
+) -> Annotated[list[dict[str, Any]], "decisions"]:
     """Send each new version through the gate in order; the best that passes becomes champion."""
     from dataclasses import asdict
 
@@ -124,9 +167,15 @@ def promote_step(versions: list[int], holdout: pd.DataFrame, snapshot: dict[str,
     registry = Registry(settings)
     decisions = []
     for version in versions:
-        decision = promote(registry, holdout=holdout, eval_cfg=EvalConfig.model_validate(evaluation),
-                           gate=GateConfig.model_validate(gate), history=settings.promotion_history,
-                           version=version, holdout_sha256=snapshot["holdout_sha256"])
+        decision = promote(
+            registry,
+            holdout=holdout,
+            eval_cfg=EvalConfig.model_validate(evaluation),
+            gate=GateConfig.model_validate(gate),
+            history=settings.promotion_history,
+            version=version,
+            holdout_sha256=snapshot["holdout_sha256"],
+        )
         decisions.append({"version": version, **asdict(decision)})
     return decisions
 
@@ -147,23 +196,42 @@ def training_pipeline(config: dict[str, Any]) -> None:
         model_dir = train_step(train, model, cfg.seed, id=f"train_{family}")
         val_report = evaluate_step(model_dir, val, evaluation, id=f"evaluate_val_{family}")
         holdout_report = evaluate_step(model_dir, holdout, evaluation, id=f"evaluate_holdout_{family}")
-        versions.append(register_step(model_dir, snapshot, val_report, holdout_report, model, data, evaluation,
-                                      cfg.seed, id=f"register_{family}"))
+        versions.append(
+            register_step(
+                model_dir,
+                snapshot,
+                val_report,
+                holdout_report,
+                model,
+                data,
+                evaluation,
+                cfg.seed,
+                id=f"register_{family}",
+            )
+        )
     promote_step(versions, holdout, snapshot, evaluation, cfg.gate.model_dump(mode="json"))
 
 
 def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> dict[str, Any]:
     """Run the pipeline and return what it decided: versions, holdout F1 per family, the champion."""
     run = training_pipeline.with_options(enable_cache=enable_cache)(config=cfg.model_dump(mode="json"))
+    if run is None:  # only remote, asynchronous orchestrators return nothing
+        raise RuntimeError("the ZenML orchestrator returned no pipeline run")
     families = [m.family for m in cfg.models]
     summary: dict[str, Any] = {"run_name": run.name, "status": str(run.status), "models": []}
     steps = run.steps
     for family in families:
         report = steps[f"evaluate_holdout_{family}"].outputs["report"][0].load()
         version = steps[f"register_{family}"].outputs["model_version"][0].load()
-        summary["models"].append({"family": family, "version": version, "holdout_f1": report["overall"]["f1"],
-                                  "holdout_macro_f1": report["overall"]["macro_f1"],
-                                  "f1_ci95": report["overall"]["f1_ci95"],
-                                  "cached": str(steps[f"train_{family}"].status) == "cached"})
+        summary["models"].append(
+            {
+                "family": family,
+                "version": version,
+                "holdout_f1": report["overall"]["f1"],
+                "holdout_macro_f1": report["overall"]["macro_f1"],
+                "f1_ci95": report["overall"]["f1_ci95"],
+                "cached": str(steps[f"train_{family}"].status) == "cached",
+            }
+        )
     summary["decisions"] = steps["promote_step"].outputs["decisions"][0].load()
     return summary
