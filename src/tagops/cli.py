@@ -114,7 +114,9 @@ def data_explore(
 # --------------------------------------------------------------------------------------------- train
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Model family: rules or linear.")] = "linear",
+    model: Annotated[
+        str | None, typer.Option(help="Model family: rules or linear (default: the config's).")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Training config YAML.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     register: Annotated[bool, typer.Option(help="Log to MLflow and register as challenger.")] = True,
@@ -126,7 +128,7 @@ def train(
     settings = _settings()
     overrides: dict[str, Any] = {"seed": seed}
     cfg = load_train_config(config, **overrides)
-    if cfg.model.family != model:
+    if model is not None and cfg.model.family != model:
         cfg = load_train_config(config, **overrides, model={"family": model})
     registry = None
     if register:
