@@ -94,7 +94,7 @@ class TrainConfig(FrozenModel):
     model: ModelParams = LinearParams()
     evaluation: EvalConfig = EvalConfig()
     seed: int = 1234
-    register_model: bool = True
+    refit_full: bool = True
 
 
 class PipelineConfig(FrozenModel):
@@ -105,6 +105,9 @@ class PipelineConfig(FrozenModel):
     evaluation: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
+    #: After validation has measured the model, refit it on train + validation (all of dataset.csv) so the
+    #: registered model learns from every labelled row; the holdout is never touched by training.
+    refit_full: bool = True
 
     @model_validator(mode="after")
     def _unique_families(self) -> PipelineConfig:
@@ -117,7 +120,13 @@ class PipelineConfig(FrozenModel):
 
     def train_config(self, model: RulesParams | LinearParams) -> TrainConfig:
         """The single-model training config this pipeline uses for ``model``."""
-        return TrainConfig(data=self.data, model=model, evaluation=self.evaluation, seed=self.seed)
+        return TrainConfig(
+            data=self.data,
+            model=model,
+            evaluation=self.evaluation,
+            seed=self.seed,
+            refit_full=self.refit_full,
+        )
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

@@ -233,13 +233,15 @@ def run_training(
     dataset, holdout = validate_stage(data)
     train, val = split_stage(dataset, cfg.data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs_dir = settings.models_dir / "local"
     model_dir = fit_stage(
-        train,
-        cfg.model,
-        seed=cfg.seed,
-        output_dir=settings.models_dir / "local" / f"{cfg.model.family}-{stamp}",
+        train, cfg.model, seed=cfg.seed, output_dir=runs_dir / f"{cfg.model.family}-{stamp}-val"
     )
     val_report = evaluate_stage(model_dir, val, cfg.evaluation)
+    if cfg.refit_full:
+        model_dir = fit_stage(
+            dataset, cfg.model, seed=cfg.seed, output_dir=runs_dir / f"{cfg.model.family}-{stamp}"
+        )
     holdout_report = evaluate_stage(model_dir, holdout, cfg.evaluation)
     result = TrainResult(cfg.model.family, model_dir, val_report, holdout_report)
     if registry is not None:

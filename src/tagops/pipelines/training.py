@@ -114,22 +114,14 @@ def register_step(
     snapshot: dict[str, str],
     val_report: dict[str, Any],
     holdout_report: dict[str, Any],
-    model: dict[str, Any],
-    data: dict[str, Any],
-    evaluation: dict[str, Any],
-    seed: int,
+    train_config: dict[str, Any],
 ) -> Annotated[int, "model_version"]:
     """Log the run to MLflow and register the model as ``challenger``."""
     from tagops.registry import Registry
     from tagops.train import DataSnapshot, register_stage
 
     settings = Settings()
-    cfg = TrainConfig(
-        data=DataConfig.model_validate(data),
-        model=_model_params(model),
-        evaluation=EvalConfig.model_validate(evaluation),
-        seed=seed,
-    )
+    cfg = TrainConfig.model_validate(train_config)
     snap = DataSnapshot(
         Path(snapshot["dataset_path"]),
         Path(snapshot["holdout_path"]),
@@ -195,18 +187,13 @@ def training_pipeline(config: dict[str, Any]) -> None:
         family = params.family
         model_dir = train_step(train, model, cfg.seed, id=f"train_{family}")
         val_report = evaluate_step(model_dir, val, evaluation, id=f"evaluate_val_{family}")
+        if cfg.refit_full:  # validation has measured the recipe; the registered model learns from all rows
+            model_dir = train_step(dataset, model, cfg.seed, id=f"refit_{family}")
         holdout_report = evaluate_step(model_dir, holdout, evaluation, id=f"evaluate_holdout_{family}")
+        train_config = cfg.train_config(params).model_dump(mode="json")
         versions.append(
             register_step(
-                model_dir,
-                snapshot,
-                val_report,
-                holdout_report,
-                model,
-                data,
-                evaluation,
-                cfg.seed,
-                id=f"register_{family}",
+                model_dir, snapshot, val_report, holdout_report, train_config, id=f"register_{family}"
             )
         )
     promote_step(versions, holdout, snapshot, evaluation, cfg.gate.model_dump(mode="json"))
@@ -230,7 +217,11 @@ def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> 
                 "holdout_f1": report["overall"]["f1"],
                 "holdout_macro_f1": report["overall"]["macro_f1"],
                 "f1_ci95": report["overall"]["f1_ci95"],
-                "cached": str(steps[f"train_{family}"].status) == "cached",
+                "cached": all(
+                    str(steps[name].status) == "cached"
+                    for name in (f"train_{family}", f"refit_{family}")
+                    if name in steps
+                ),
             }
         )
     summary["decisions"] = steps["promote_step"].outputs["decisions"][0].load()
