@@ -325,12 +325,15 @@ def pipeline_train(
             m["family"],
             str(m["version"]),
             f"{m['holdout_f1']:.4f}",
-            f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+            f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "",
             f"{m['holdout_macro_f1']:.4f}",
-            decision.get("reason", ""),
+            "pass" if decision.get("promote") else "fail",
             "yes" if m["version"] == champion else "",
         )
-    Console().print(table)
+    Console(width=max(100, Console().width)).print(table)
+    for m in summary["models"]:
+        decision = decisions.get(m["version"], {})
+        typer.echo(f"gate {m['family']} (version {m['version']}): {decision.get('reason', 'not gated')}")
     typer.echo(f"champion: models:/{settings.registered_model}/{champion}")
 
 
