@@ -304,9 +304,13 @@ def pipeline_train(
     from rich.table import Table
 
     from tagops.config import load_pipeline_config
+    from tagops.train import pull_stage, validate_stage
 
     settings = _settings()
     cfg = load_pipeline_config(config)
+    # Pre-flight outside ZenML (about a second): bad data fails here with the one-line file/row/column
+    # message, before any step runs or anything is registered.
+    validate_stage(pull_stage(settings, cfg.data))
     from tagops.pipelines.training import run_training_pipeline
 
     started = time.perf_counter()

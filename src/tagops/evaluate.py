@@ -27,7 +27,9 @@ ABSTAIN_LABEL = "other"
 
 #: Found from the text, never from the label, so the slice also exists in production.
 NLP_LLM_PATTERN = re.compile(
-    r"\b(transformers?|llms?|large language models?|bert\w*|gpt[-\w]*|language models?)\b", re.IGNORECASE
+    r"\b(transformers?|llms?|large language models?|language models?|roberta|"
+    r"(?:distil|sci|bio|camem|flau|mobile|tiny|al|de)?bert\w*|\w*gpt[-\w]*)\b",
+    re.IGNORECASE,
 )
 
 

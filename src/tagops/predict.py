@@ -132,7 +132,11 @@ def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, b
         results.extend(
             predictor.predict([i["title"] for i in batch], [i.get("description") or "" for i in batch])
         )
-    rows = [{**item, **result} for item, result in zip(items, results, strict=True)]
+    # Input fields that share a name with an output (e.g. a labelled file's `tag`) are kept as `input_<name>`.
+    rows = [
+        {**{(f"input_{k}" if k in result else k): v for k, v in item.items()}, **result}
+        for item, result in zip(items, results, strict=True)
+    ]
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_path.suffix.lower() == ".csv":
         import pandas as pd

@@ -45,7 +45,7 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: Ga
         for label, scores in challenger["per_class"].items()
         if label in champion["per_class"]
     }
-    overall_drop = champion_f1 - challenger_f1
+    overall_drop = round(champion_f1 - challenger_f1, 6)  # 0.90 - 0.85 is 0.05000000000000004
     if overall_drop > gate.max_overall_f1_drop:
         return GateDecision(
             False,

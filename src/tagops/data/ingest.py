@@ -148,5 +148,5 @@ def read_csv(path: Path) -> Any:
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, ValueError) as error:
-        raise DataError([Violation(name, f"not valid CSV: {error}")]) from error
+        raise DataError([Violation(name, f"not valid CSV: {' '.join(str(error).split())}")]) from error
     return frame

@@ -32,7 +32,9 @@ def project_schema(*, labelled: bool = True) -> Any:
         "id": pa.Column(
             str,
             checks=[
-                pa.Check.str_matches(r"^\s*\d+\s*$", error="id must be a non-negative integer"),
+                pa.Check.str_matches(
+                    r"^\d{1,18}$", error="id must be a non-negative integer (at most 18 digits)"
+                ),
             ],
             unique=True,
             report_duplicates="exclude_first",
@@ -60,7 +62,7 @@ def project_schema(*, labelled: bool = True) -> Any:
 def _parses_as_datetime(series: pd.Series) -> pd.Series:
     import pandas as pd
 
-    return pd.to_datetime(series, errors="coerce", format="mixed").notna()
+    return pd.to_datetime(series, errors="coerce", format="mixed", utc=True).notna()
 
 
 _DUPLICATE_MESSAGES = {
@@ -120,13 +122,16 @@ def validate_frame(frame: pd.DataFrame, *, file: str, labelled: bool = True) -> 
     if frame.empty:
         raise DataError([Violation(file, "no data rows")])
     frame = frame.reset_index(drop=True)
+    # Compare ids as numbers, not strings: " 5", "05" and "5" are the same id.
+    frame["id"] = frame["id"].str.strip().str.replace(r"^0+(?=\d)", "", regex=True)
     try:
         project_schema(labelled=labelled).validate(frame, lazy=True)
     except pandera.errors.SchemaErrors as errors:
         raise DataError(_to_violations(file, errors.failure_cases)) from None
     typed = frame.loc[:, list(expected)].copy()
-    typed["id"] = typed["id"].str.strip().astype("int64")
-    typed["created_on"] = pd.to_datetime(typed["created_on"], format="mixed")
+    typed["id"] = typed["id"].astype("int64")
+    # Offsets may differ between rows: normalise to UTC, then drop the zone (all times comparable).
+    typed["created_on"] = pd.to_datetime(typed["created_on"], format="mixed", utc=True).dt.tz_convert(None)
     return typed
 
 

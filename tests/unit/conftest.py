@@ -1,0 +1,81 @@
+"""Helpers for the unit tests: small synthetic projects data built in memory (no fixtures folder)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tagops import LABELS
+
+COLUMNS = ["id", "created_on", "title", "description", "tag"]
+
+#: Words that make each synthetic class learnable; several are among the rules model's seed keywords.
+VOCAB: dict[str, tuple[str, ...]] = {
+    "computer-vision": ("image", "segmentation", "camera", "pixel", "detection", "video", "yolo", "photo"),
+    "mlops": ("deployment", "docker", "kubernetes", "monitoring", "serving", "production", "pipeline", "ci"),
+    "natural-language-processing": (
+        "text",
+        "sentence",
+        "language",
+        "tokenizer",
+        "translation",
+        "sentiment",
+        "chatbot",
+        "summarization",
+    ),
+    "other": ("reinforcement", "graph", "tabular", "forecasting", "recommender", "agent", "reward", "gnn"),
+}
+
+
+def make_projects(per_label: int = 12, *, start_id: int = 1, offset: int = 0) -> pd.DataFrame:
+    """``per_label`` rows for each of the four labels, as strings (like a CSV read with ``dtype=str``)."""
+    rows = []
+    next_id = start_id
+    for label in LABELS:
+        words = VOCAB[label]
+        for i in range(per_label):
+            k = i + offset
+            a, b, c = words[k % 8], words[(k + 3) % 8], words[(k + 5) % 8]
+            rows.append(
+                [
+                    str(next_id),
+                    f"2021-{1 + k % 12:02d}-{1 + k % 28:02d} 10:{k % 60:02d}:00",
+                    f"{a.title()} {b} project {k}",
+                    f"An open source {c} and {a} toolkit, release {k}.",
+                    label,
+                ]
+            )
+            next_id += 1
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    """Write ``frame`` as a CSV file and return its path."""
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def projects() -> pd.DataFrame:
+    """48 valid, labelled, string-typed synthetic projects (12 per label)."""
+    return make_projects()
+
+
+@pytest.fixture
+def restore_process_state() -> Iterator[None]:
+    """Undo what CLI entry points do to the process: environment variables and root logging handlers."""
+    environ = dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,149 @@
+"""Text cleaning: properties checked with hypothesis, plus build_text and count_words."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tagops.data.clean import build_text, clean_text, clean_texts, count_words, english_stopwords
+
+pytestmark = pytest.mark.unit
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+URLS = (
+    "https://github.com/foo/bar",
+    "http://github.com/foo/bar?tab=readme#usage",
+    "HTTPS://GitHub.com/Foo/Bar.",
+    "https://www.github.com/foo/bar/blob/main/README.md",
+    "www.github.com/foo/bar",
+)
+URL_TOKENS = {"github", "com", "http", "https", "www", "foo", "bar", "tab", "readme", "blob", "main", "md"}
+
+word = st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=10)
+plain_word = st.from_regex(r"[A-Za-z0-9]{1,10}", fullmatch=True).filter(
+    lambda w: w.lower() not in URL_TOKENS and "usage" not in w.lower()
+)
+options = st.fixed_dictionaries(
+    {
+        "lower": st.booleans(),
+        "remove_urls": st.booleans(),
+        "stopwords": st.sampled_from([(), ("the", "and", "a"), tuple(english_stopwords())]),
+    }
+)
+
+
+@PROPERTY
+@given(text=st.text(), kwargs=options)
+def test_clean_is_idempotent(text: str, kwargs: dict) -> None:
+    once = clean_text(text, **kwargs)
+    assert clean_text(once, **kwargs) == once
+
+
+@PROPERTY
+@given(text=st.text())
+def test_output_is_lowercase_single_spaced_and_stripped(text: str) -> None:
+    out = clean_text(text)
+    assert out == out.lower()
+    assert "  " not in out
+    assert out == out.strip()
+    assert all(re.fullmatch(r"[^\W_]+", token) for token in out.split(" ") if out)
+
+
+@PROPERTY
+@given(text=st.text(), stop=st.lists(word, max_size=5))
+def test_given_stopwords_never_survive(text: str, stop: list[str]) -> None:
+    tokens = clean_text(text, stopwords=stop).split()
+    assert not set(tokens) & set(stop)
+
+
+@PROPERTY
+@given(
+    before=st.lists(plain_word, max_size=6), after=st.lists(plain_word, max_size=6), url=st.sampled_from(URLS)
+)
+def test_url_is_removed_entirely(before: list[str], after: list[str], url: str) -> None:
+    text = " ".join(before) + f" {url} " + " ".join(after)
+    tokens = clean_text(text).split()
+    assert not {"github", "com", "http", "https"} & set(tokens)
+    # Exactly the surrounding words are left, in order.
+    assert tokens == [w.lower() for w in before + after]
+
+
+@PROPERTY
+@given(before=st.lists(word, max_size=5), after=st.lists(word, max_size=5), url=st.sampled_from(URLS))
+def test_url_removal_equals_text_without_url(before: list[str], after: list[str], url: str) -> None:
+    left, right = " ".join(before), " ".join(after)
+    assert clean_text(f"{left} {url} {right}") == clean_text(f"{left} {right}")
+
+
+def test_url_kept_as_words_when_url_removal_is_off() -> None:
+    assert (
+        clean_text("see https://github.com/foo/bar now", remove_urls=False)
+        == "see https github com foo bar now"
+    )
+
+
+def test_url_inside_punctuation_vanishes() -> None:
+    assert clean_text("Code (https://github.com/foo/bar), docs: www.example.org/x.") == "code docs"
+
+
+def test_lower_false_keeps_case() -> None:
+    assert clean_text("Hello, World!", lower=False) == "Hello World"
+
+
+def test_punctuation_and_underscores_become_separators() -> None:
+    assert clean_text("state-of-the-art_model: v2.0!!") == "state of the art model v2 0"
+
+
+def test_unicode_is_normalised() -> None:
+    # Full-width letters and a ligature fold to their plain forms (NFKC), then to lower case.
+    assert clean_text("ＢＥＲＴ ﬁne-tuning") == "bert fine tuning"
+
+
+def test_clean_texts_removes_english_stopwords_only_when_asked() -> None:
+    texts = ["The model and the data", "A guide to MLOps"]
+    assert clean_texts(texts, remove_stopwords=True) == ["model data", "guide mlops"]
+    assert clean_texts(texts) == ["the model and the data", "a guide to mlops"]
+
+
+def test_english_stopwords_is_a_frozenset_of_common_words() -> None:
+    stop = english_stopwords()
+    assert isinstance(stop, frozenset)
+    assert {"the", "and", "of"} <= stop
+    assert "model" not in stop
+
+
+@pytest.mark.parametrize(
+    ("title", "description", "expected"),
+    [
+        ("Title", "Description", "Title Description"),
+        ("Title", "", "Title"),
+        ("", "Description", "Description"),
+        ("", "", ""),
+        ("Title", None, "Title"),
+        (None, "Description", "Description"),
+        ("  Title ", " Description  ", "Title   Description"),
+    ],
+)
+def test_build_text(title: str | None, description: str | None, expected: str) -> None:
+    assert build_text(title, description) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", 0), ("   ", 0), ("one", 1), ("one two  three", 3), ("a\tb\nc", 3), ("state-of-the-art model", 2)],
+)
+def test_count_words(text: str, expected: int) -> None:
+    assert count_words(text) == expected
+
+
+@PROPERTY
+@given(
+    words=st.lists(st.text(alphabet=st.characters(blacklist_categories=["Zs", "Zl", "Zp", "Cc"]), min_size=1))
+)
+def test_count_words_counts_whitespace_separated_words(words: list[str]) -> None:
+    words = [w for w in words if w.split() == [w]]
+    assert count_words(" ".join(words)) == len(words)

@@ -1,0 +1,200 @@
+"""Rules and linear models: fit, probabilities, safe save/load, dispatch, explanations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagops import LABELS
+from tagops.config import LinearParams, RulesParams
+from tagops.data.clean import build_text
+from tagops.models import MODEL_FILE, TagModel, create_model, load_model, read_model_info
+from tagops.models.linear import LinearModel
+from tagops.models.rules import SEED_KEYWORDS, RulesModel
+
+from .conftest import make_projects
+
+pytestmark = pytest.mark.unit
+
+PARAMS = {
+    "rules": RulesParams(min_term_count=2, mined_terms_per_class=20),
+    "linear": LinearParams(max_features=2000, C=5.0),
+}
+UNSEEN = [
+    "Camera pixel segmentation",
+    "Docker deployment for model serving",
+    "Sentence translation and sentiment",
+    "Reinforcement learning agent",
+    "",
+    "completely unrelated words here",
+    "https://github.com/foo/bar",
+]
+
+
+def training_data(per_label: int = 10) -> tuple[list[str], list[str]]:
+    frame = make_projects(per_label)
+    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
+    return texts, frame.tag.tolist()
+
+
+@pytest.fixture(scope="module", params=["rules", "linear"])
+def fitted(request: pytest.FixtureRequest) -> TagModel:
+    texts, labels = training_data()
+    return create_model(PARAMS[request.param]).fit(texts, labels)
+
+
+def test_create_model_picks_the_family() -> None:
+    assert isinstance(create_model(RulesParams()), RulesModel)
+    assert isinstance(create_model(LinearParams()), LinearModel)
+    assert isinstance(create_model(LinearParams()), TagModel)
+
+
+def test_predict_proba_shape_and_rows_sum_to_one(fitted: TagModel) -> None:
+    texts, _ = training_data(3)
+    proba = fitted.predict_proba(texts + UNSEEN)
+    assert proba.shape == (len(texts) + len(UNSEEN), len(LABELS))
+    assert proba.dtype == np.float64
+    assert np.all(proba >= 0)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert fitted.labels == LABELS
+
+
+def test_fitted_model_separates_the_synthetic_classes(fitted: TagModel) -> None:
+    texts, labels = training_data()
+    predicted = [LABELS[i] for i in fitted.predict_proba(texts).argmax(axis=1)]
+    # The classes share no vocabulary: a model that learnt anything gets most training rows right.
+    assert np.mean(np.array(predicted) == np.array(labels)) > 0.9
+
+
+def test_predictions_follow_the_text(fitted: TagModel) -> None:
+    top = fitted.predict_proba(UNSEEN[:4]).argmax(axis=1)
+    assert [LABELS[i] for i in top] == list(LABELS)
+
+
+def test_save_load_round_trip_is_exact(fitted: TagModel, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    fitted.save(folder)
+    loaded = load_model(folder)
+    assert type(loaded) is type(fitted)
+    assert loaded.labels == fitted.labels
+    assert loaded.params == fitted.params  # type: ignore[attr-defined]
+    texts, _ = training_data(4)
+    assert np.allclose(
+        loaded.predict_proba(texts + UNSEEN), fitted.predict_proba(texts + UNSEEN), rtol=0, atol=1e-12
+    )
+
+
+def test_saved_folder_holds_no_pickles(fitted: TagModel, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    fitted.save(folder)
+    names = sorted(p.name for p in folder.rglob("*") if p.is_file())
+    assert MODEL_FILE in names
+    assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib", ".pt", ".bin"))]
+    # Only plain data formats: JSON and safetensors.
+    assert {Path(n).suffix for n in names} <= {".json", ".safetensors"}
+    info = read_model_info(folder)
+    assert info["family"] == fitted.family
+    assert info["labels"] == list(LABELS)
+
+
+def test_model_json_records_family_and_params(fitted: TagModel, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m")
+    info = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
+    assert info["params"] == PARAMS[fitted.family].model_dump(mode="json")
+    assert "tagops_version" in info
+
+
+@pytest.mark.parametrize("family", ["rules", "linear"])
+def test_unknown_label_in_fit_raises(family: str) -> None:
+    texts, labels = training_data(3)
+    labels[5] = "robotics"
+    with pytest.raises(ValueError, match="robotics"):
+        create_model(PARAMS[family]).fit(texts, labels)
+
+
+@pytest.mark.parametrize("family", ["rules", "linear"])
+def test_unfitted_model_refuses_to_predict_or_save(family: str, tmp_path: Path) -> None:
+    model = create_model(PARAMS[family])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.predict_proba(["text"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_linear_model_trained_on_three_classes_gives_zero_to_the_fourth(tmp_path: Path) -> None:
+    texts, labels = training_data(6)
+    keep = [i for i, label in enumerate(labels) if label != "other"]
+    model = LinearModel(PARAMS["linear"]).fit([texts[i] for i in keep], [labels[i] for i in keep])
+    proba = model.predict_proba(UNSEEN)
+    assert np.all(proba[:, LABELS.index("other")] == 0.0)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    model.save(tmp_path / "m")
+    assert np.allclose(load_model(tmp_path / "m").predict_proba(UNSEEN), proba)
+
+
+def test_load_model_dispatches_on_model_json(tmp_path: Path) -> None:
+    texts, labels = training_data(4)
+    RulesModel(PARAMS["rules"]).fit(texts, labels).save(tmp_path / "a")
+    LinearModel(PARAMS["linear"]).fit(texts, labels).save(tmp_path / "b")
+    assert isinstance(load_model(tmp_path / "a"), RulesModel)
+    assert isinstance(load_model(tmp_path / "b"), LinearModel)
+    info = json.loads((tmp_path / "a" / MODEL_FILE).read_text())
+    (tmp_path / "a" / MODEL_FILE).write_text(json.dumps({**info, "family": "quantum"}))
+    with pytest.raises(ValueError, match="quantum"):
+        load_model(tmp_path / "a")
+
+
+def test_load_model_from_a_folder_without_model_json(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a tagops model folder"):
+        load_model(tmp_path)
+
+
+def test_rules_explain_returns_the_fired_keywords() -> None:
+    texts, labels = training_data()
+    model = RulesModel(RulesParams(mined_terms_per_class=0)).fit(texts, labels)  # seed keywords only
+    fired = model.explain("Object detection on VIDEO frames, deployed with Docker!")
+    assert set(fired) == set(LABELS)
+    assert fired["computer-vision"] == ["detection", "object detection", "video"]
+    assert fired["mlops"] == ["docker"]
+    assert fired["natural-language-processing"] == []
+    assert fired["other"] == []
+    for label, words in fired.items():
+        assert set(words) <= set(model.keywords_[label])
+
+
+def test_rules_keep_every_seed_keyword_with_at_least_the_seed_weight() -> None:
+    texts, labels = training_data()
+    params = RulesParams(min_term_count=2, seed_weight=2.5)
+    model = RulesModel(params).fit(texts, labels)
+    for label, seeds in SEED_KEYWORDS.items():
+        for term in seeds:
+            assert model.keywords_[label][term] >= params.seed_weight
+
+
+def test_rules_mine_discriminative_terms() -> None:
+    texts, labels = training_data()
+    model = RulesModel(RulesParams(min_term_count=2, mined_terms_per_class=50)).fit(texts, labels)
+    # "tabular" and "kubernetes" are no seed keywords but appear only in their class.
+    assert model.keywords_["other"]["tabular"] > 0
+    assert model.keywords_["mlops"]["kubernetes"] > 0
+    assert "tabular" not in model.keywords_["mlops"]
+
+
+def test_rules_temperature_flattens_probabilities() -> None:
+    texts, labels = training_data()
+    sharp = RulesModel(RulesParams(temperature=0.5)).fit(texts, labels)
+    flat = RulesModel(RulesParams(temperature=4.0)).fit(texts, labels)
+    probe = ["image segmentation with a camera"]
+    assert sharp.predict_proba(probe).max() > flat.predict_proba(probe).max()
+
+
+def test_rules_file_is_readable_json(tmp_path: Path) -> None:
+    texts, labels = training_data()
+    RulesModel().fit(texts, labels).save(tmp_path / "m")
+    rules = json.loads((tmp_path / "m" / "rules.json").read_text())
+    assert set(rules) == {"log_prior", "keywords"}
+    assert set(rules["keywords"]) == set(LABELS)

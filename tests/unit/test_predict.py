@@ -1,0 +1,248 @@
+"""Prediction: result fields and threshold, reading CSV/JSONL inputs, writing outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tagops import LABELS
+from tagops.config import RulesParams
+from tagops.data.clean import build_text
+from tagops.errors import DataError, Violation
+from tagops.models.rules import RulesModel
+from tagops.predict import Predictor, predict_file, read_items
+
+from .conftest import make_projects
+
+pytestmark = pytest.mark.unit
+
+
+class FixedModel:
+    """A stand-in model whose probabilities are given per text."""
+
+    family = "fixed"
+    labels = LABELS
+
+    def __init__(self, table: dict[str, list[float]]) -> None:
+        self.table = table
+        self.seen: list[str] = []
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return np.array([self.table[t] for t in texts], dtype=np.float64)
+
+
+TABLE = {
+    "sure thing": [0.05, 0.85, 0.05, 0.05],
+    "coin flip": [0.40, 0.45, 0.10, 0.05],
+    "Title Description": [0.10, 0.10, 0.70, 0.10],
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frame = make_projects(8)
+    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
+    folder = tmp_path_factory.mktemp("model") / "rules"
+    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
+    return folder
+
+
+def test_predict_result_fields_without_threshold() -> None:
+    predictor = Predictor(FixedModel(TABLE))
+    results = predictor.predict(["sure thing", "coin flip"], ["", ""])
+    assert [set(r) for r in results] == [{"tag", "confidence", "abstained", "probabilities"}] * 2
+    assert [r["tag"] for r in results] == ["mlops", "mlops"]
+    assert [r["confidence"] for r in results] == [pytest.approx(0.85), pytest.approx(0.45)]
+    assert [r["abstained"] for r in results] == [False, False]
+    assert results[1]["probabilities"] == dict(zip(LABELS, TABLE["coin flip"], strict=True))
+
+
+def test_predict_abstains_below_threshold() -> None:
+    predictor = Predictor(FixedModel(TABLE), threshold=0.5)
+    sure, unsure = predictor.predict(["sure thing", "coin flip"], ["", ""])
+    assert (sure["tag"], sure["abstained"]) == ("mlops", False)
+    assert (unsure["tag"], unsure["abstained"]) == ("other", True)
+    assert unsure["confidence"] == pytest.approx(0.45)  # the model's confidence, not the abstention's
+    assert isinstance(unsure["abstained"], bool)
+
+
+def test_predict_builds_text_from_title_and_description() -> None:
+    model = FixedModel(TABLE)
+    (result,) = Predictor(model).predict(["Title"], ["Description"])
+    assert model.seen == ["Title Description"]
+    assert result["tag"] == "natural-language-processing"
+
+
+def test_predict_nothing() -> None:
+    assert Predictor(FixedModel(TABLE)).predict([], []) == []
+
+
+def test_from_directory_and_describe(model_dir: Path) -> None:
+    predictor = Predictor.from_directory(model_dir, threshold=0.3, metadata={"version": 4})
+    described = predictor.describe()
+    assert described == {
+        "family": "rules",
+        "labels": list(LABELS),
+        "threshold": 0.3,
+        "path": str(model_dir),
+        "version": 4,
+    }
+    (result,) = predictor.predict(["Image segmentation"], ["with a camera"])
+    assert result["tag"] == "computer-vision"
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+# -------------------------------------------------------------------------------------------- inputs
+def violations(path: Path) -> list[Violation]:
+    with pytest.raises(DataError) as info:
+        read_items(path)
+    for violation in info.value.violations:
+        assert violation.file == str(path)
+    return info.value.violations
+
+
+def test_read_csv_items(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"id": ["1", "2"], "title": ["A", ""], "description": ["x", "only description"]}).to_csv(
+        path, index=False
+    )
+    assert read_items(path) == [
+        {"id": "1", "title": "A", "description": "x"},
+        {"id": "2", "title": "", "description": "only description"},
+    ]
+
+
+def test_read_csv_without_description(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("title,id\nA,1\n")
+    assert read_items(path) == [{"title": "A", "id": "1"}]
+
+
+def test_csv_without_title_column(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("name,description\nA,x\n")
+    (violation,) = violations(path)
+    assert violation.column == "title"
+
+
+def test_csv_row_with_empty_title_and_description(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("title,description\nA,x\n , \nB,y\n")
+    (violation,) = violations(path)
+    assert (violation.row, violation.column) == (2, "title")
+    assert "empty title and description" in violation.message
+
+
+def test_read_jsonl_items_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"title": "A", "description": "x", "id": 7}\n\n{"title": "B"}\n')
+    assert read_items(path) == [{"title": "A", "description": "x", "id": 7}, {"title": "B"}]
+
+
+def test_jsonl_errors_name_row_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = [
+        '{"title": "fine"}',
+        '{"title": "broken",',
+        '["not", "an", "object"]',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    found = violations(path)
+    assert [(v.row, v.column) for v in found] == [(2, None), (3, None)]
+    assert "invalid JSON" in found[0].message
+    assert "JSON object" in found[1].message
+    assert all("\n" not in str(v) for v in found)
+
+
+def test_jsonl_field_errors_are_all_reported(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = [
+        '{"title": 42}',
+        '{"title": "fine", "description": "ok"}',
+        '{"description": "no title"}',
+        '{"title": "t", "description": ["x"]}',
+        '{"title": " ", "description": null}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    found = violations(path)
+    assert [(v.row, v.column) for v in found] == [
+        (1, "title"),
+        (3, "title"),
+        (4, "description"),
+        (5, "title"),
+    ]
+    assert "field 'title' must be a string" in found[0].message
+    assert "field 'description' must be a string" in found[2].message
+    assert "empty title and description" in found[3].message
+    assert str(found[0]) == f"{path}, row 1, column 'title': field 'title' must be a string"
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".json", ".parquet", ""])
+def test_unsupported_extension(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"in{suffix}"
+    path.write_text('{"title": "A"}\n')
+    (violation,) = violations(path)
+    assert "unsupported input type" in violation.message
+
+
+def test_missing_or_empty_input(tmp_path: Path) -> None:
+    assert "not found" in violations(tmp_path / "absent.jsonl")[0].message
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    assert "no rows to predict" in violations(empty)[0].message
+
+
+# ------------------------------------------------------------------------------------------- outputs
+@pytest.fixture
+def items() -> list[dict[str, object]]:
+    return [
+        {"id": 1, "title": "Image segmentation", "description": "camera pixels"},
+        {"id": 2, "title": "Docker deployment", "description": None},
+        {"id": 3, "title": "Sentence translation"},
+        {"id": 4, "title": "", "description": "graph agent reward"},
+    ]
+
+
+@pytest.mark.parametrize("output_name", ["out.csv", "out.jsonl"])
+@pytest.mark.parametrize("input_name", ["in.csv", "in.jsonl"])
+def test_predict_file_writes_one_row_per_input_row(
+    tmp_path: Path, model_dir: Path, items: list[dict[str, object]], input_name: str, output_name: str
+) -> None:
+    source = tmp_path / input_name
+    if input_name.endswith(".csv"):
+        pd.DataFrame(items).fillna("").to_csv(source, index=False)
+    else:
+        source.write_text("".join(json.dumps(i) + "\n" for i in items))
+    predictor = Predictor.from_directory(model_dir, threshold=0.0)
+    output = tmp_path / "sub" / output_name
+    assert predict_file(predictor, source, output, batch_size=3) == len(items)
+    if output_name.endswith(".csv"):
+        rows = pd.read_csv(output, dtype=str, keep_default_na=False).to_dict(orient="records")
+        for row in rows:
+            assert sum(float(row[f"p_{label}"]) for label in LABELS) == pytest.approx(1.0, abs=1e-5)
+    else:
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+        for row in rows:
+            assert set(row["probabilities"]) == set(LABELS)
+    assert [str(r["id"]) for r in rows] == ["1", "2", "3", "4"]
+    assert [r["title"] for r in rows] == [i["title"] for i in items]
+    expected = predictor.predict(
+        [str(i["title"]) for i in items], [str(i.get("description") or "") for i in items]
+    )
+    assert [r["tag"] for r in rows] == [e["tag"] for e in expected]
+    assert [r["tag"] for r in rows] == ["computer-vision", "mlops", "natural-language-processing", "other"]
+
+
+def test_predict_file_rejects_bad_input_before_writing(tmp_path: Path, model_dir: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"title": "ok"}\n{"title": 1}\n')
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(DataError):
+        predict_file(Predictor.from_directory(model_dir), source, output)
+    assert not output.exists()
