@@ -1,0 +1,71 @@
+"""The Ray runtime edge: the one place that starts or joins a Ray cluster.
+
+Locally an embedded single-node cluster is started with explicit CPUs, a small object store, its session
+files under ``TAGOPS_HOME/ray`` and every port on loopback; with ``RAY_ADDRESS`` set, the same code joins
+that cluster instead. Workloads take the session as given and never call ``ray.init`` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Object store for the embedded cluster: enough for this project's data, small for a 2-core laptop.
+DEFAULT_OBJECT_STORE_BYTES = 256 * 1024**2
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (respects affinity masks in containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def ray_session(
+    settings: Settings,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES,
+) -> Iterator[dict[str, Any]]:
+    """Start (or join) Ray for the duration of the block; yields the cluster's resources.
+
+    A session that is already initialised (e.g. a test module's shared cluster) is reused and left running.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield ray.cluster_resources()
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if settings.ray_address:
+        logger.info("joining the Ray cluster at %s", settings.ray_address)
+        ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+        ray.init(
+            num_cpus=num_cpus or available_cpus(),
+            num_gpus=num_gpus,
+            object_store_memory=object_store_memory,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+            _temp_dir=str(settings.ray_temp_dir),
+            _node_ip_address="127.0.0.1",
+        )
+    try:
+        yield ray.cluster_resources()
+    finally:
+        ray.shutdown()
