@@ -45,7 +45,7 @@ def ray_session(
     import ray
 
     if ray.is_initialized():
-        yield ray.cluster_resources()
+        yield ray.cluster_resources()  # type: ignore[no-untyped-call]
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -66,6 +66,6 @@ def ray_session(
             _node_ip_address="127.0.0.1",
         )
     try:
-        yield ray.cluster_resources()
+        yield ray.cluster_resources()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
