@@ -32,8 +32,12 @@ def code_fingerprint() -> str:
     return digest.hexdigest()
 
 
+# Artifacts whose materializer can hash its content (the data snapshot dict) are keyed by content; the
+# others (pandas DataFrames have no content hash in ZenML) fall back to their artifact id, which changes
+# whenever the step that made them re-ran. Without the id fallback a DataFrame input would add nothing to
+# the key, and two steps with different frames (train vs. refit) would share a cached result.
 CACHE = CachePolicy(
-    include_artifact_ids=False,
+    include_artifact_ids=True,
     include_artifact_values=True,
     cache_func="tagops.pipelines.training.code_fingerprint",
 )

@@ -1,0 +1,109 @@
+"""Helpers for integration tests: an isolated TAGOPS_HOME shared by a module, and the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
+
+COLUMNS = ("id", "created_on", "title", "description", "tag")
+_FOREIGN_SERVERS = ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS")
+
+
+@contextmanager
+def isolated_home(home: Path, *, mirror: Path | None = None) -> Iterator[Settings]:
+    """Point every library's state at ``home`` for the duration (a module-scoped ``tagops_home``).
+
+    The quiet environment is set through the monkeypatch (not by ``prepare_environment``'s ``setdefault``)
+    so that nothing leaks into later tests once the context closes.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAGOPS_HOME", str(home))
+        mp.setenv("ZENML_CONFIG_PATH", str(home / "zenml"))
+        for key, value in QUIET_ENVIRONMENT.items():
+            mp.setenv(key, value)
+        for key in _FOREIGN_SERVERS:
+            mp.delenv(key, raising=False)
+        if mirror is None:
+            mp.delenv("TAGOPS_DATA_MIRROR", raising=False)
+        else:
+            mp.setenv("TAGOPS_DATA_MIRROR", str(mirror))
+        settings = Settings()
+        assert settings.home == home.resolve()
+        prepare_environment(settings)
+        yield settings
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one `tagops` invocation returned."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        """The one-line error messages `tagops` prints (logging lines are not counted)."""
+        return [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+
+    def explain(self) -> str:
+        """Everything useful for an assertion message."""
+        return (
+            f"tagops {' '.join(self.args)} -> exit {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}"
+        )
+
+
+def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+) -> CliResult:
+    """Run ``tagops ARGS`` in a fresh interpreter, as a user would, in the current (isolated) environment."""
+    argv = tuple(str(a) for a in args)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tagops.cli", *argv],
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+    return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def registry_counts(settings: Settings) -> dict[str, int]:
+    """Rows in the embedded MLflow store's registry and run tables (read with sqlite3, no mlflow import)."""
+    db = settings.mlflow_dir / "mlflow.db"
+    if not db.is_file():
+        return {"registered_models": 0, "model_versions": 0, "runs": 0}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return {
+            table: int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            for table in ("registered_models", "model_versions", "runs")
+        }
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The data rows of a projects CSV, exactly as text."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...] = COLUMNS) -> None:
+    """Write projects rows back as CSV (quoted where needed, so multi-line descriptions survive)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([{c: row[c] for c in columns} for row in rows])
