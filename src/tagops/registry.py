@@ -177,6 +177,7 @@ class Registry:
             name=self._ensure_registered_model(),
             source=info.model_uri,
             run_id=run_id,
+            model_id=info.model_id,  # a REST server refuses a models:/m-... source without it
             tags={**(tags or {}), MODEL_SHA_TAG: content},
         )
         self.set_alias(CHALLENGER, int(version.version))

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
 QUIET_ENVIRONMENT: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # stdout carries our JSON results; MLflow would print "View run at <url>" into it on a tracking server.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "DO_NOT_TRACK": "1",
     "ZENML_ANALYTICS_OPT_IN": "false",
     "ZENML_ENABLE_RICH_TRACEBACK": "false",
