@@ -26,9 +26,11 @@ app = typer.Typer(
 data_app = typer.Typer(help="Get, validate and explore the data.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the API keys of the prediction API.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
+app.add_typer(keys_app, name="keys")
 
 logger = logging.getLogger("tagops")
 DEFAULT_MODEL_URI = "models:/tagops@champion"
@@ -115,27 +117,58 @@ def data_explore(
 @app.command()
 def train(
     model: Annotated[
-        str | None, typer.Option(help="Model family: rules or linear (default: the config's).")
+        str | None,
+        typer.Option(help="Model family: rules, linear or transformer (default: the config's)."),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Training config YAML.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
     register: Annotated[bool, typer.Option(help="Log to MLflow and register as challenger.")] = True,
+    num_workers: Annotated[
+        int | None, typer.Option(help="Transformer: Ray Train workers (DDP).", min=1)
+    ] = None,
+    cpus_per_worker: Annotated[
+        int | None, typer.Option(help="Transformer: CPUs (and torch threads) per worker.", min=1)
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None, typer.Option(help="Transformer: GPUs per worker (default: 1 if the cluster has one).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue an interrupted run by name, from its last checkpoint.")
+    ] = None,
 ) -> None:
     """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
     from tagops.config import load_train_config
-    from tagops.train import run_training
 
     settings = _settings()
-    overrides: dict[str, Any] = {"seed": seed}
-    cfg = load_train_config(config, **overrides)
-    if model is not None and cfg.model.family != model:
-        cfg = load_train_config(config, **overrides, model={"family": model})
     registry = None
     if register:
         from tagops.registry import Registry
 
         registry = Registry(settings)
-    result = run_training(cfg, settings, registry=registry)
+    if resume is not None:
+        from tagops.train import resume_training
+
+        result = resume_training(resume, settings, registry=registry)
+    else:
+        from tagops.train import run_training
+
+        overrides: dict[str, Any] = {"seed": seed}
+        cfg = load_train_config(config, **overrides)
+        if model is not None and cfg.model.family != model:
+            cfg = load_train_config(config, **overrides, model={"family": model})
+        scaling = {
+            "num_workers": num_workers,
+            "cpus_per_worker": cpus_per_worker,
+            "gpus_per_worker": gpus_per_worker,
+        }
+        scaling = {k: v for k, v in scaling.items() if v is not None}
+        if scaling:
+            if cfg.model.family != "transformer":
+                raise typer.BadParameter("only the transformer family trains on Ray workers")
+            raw = cfg.model_dump(mode="json")
+            raw["model"].update(scaling)
+            cfg = type(cfg).model_validate(raw)
+        result = run_training(cfg, settings, registry=registry)
     _print_json(
         {
             "family": result.family,
@@ -198,6 +231,13 @@ def predict(
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
     threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="For --input: local (this process), ray (Ray Data actor pool) or auto (ray for a "
+            "transformer over a large file)."
+        ),
+    ] = "auto",
 ) -> None:
     """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
     from tagops.model_uri import load_predictor
@@ -216,8 +256,81 @@ def predict(
         _print_json({**result, "model": predictor.describe()})
         return
     assert input_path is not None and output is not None
-    count = predict_file(predictor, input_path, output)
+    from tagops import batch
+
+    if engine not in ("auto", "local", "ray"):
+        raise typer.BadParameter("use auto, local or ray", param_hint="--engine")
+    if batch.choose_engine(engine, predictor, input_path) == "ray":
+        count = batch.predict_file(predictor, input_path, output, settings)
+    else:
+        count = predict_file(predictor, input_path, output)
     typer.echo(f"{output}: {count} predictions")
+
+
+@app.command()
+def tune(
+    model: Annotated[str, typer.Option(help="Model family to tune: transformer or linear.")] = "transformer",
+    trials: Annotated[int | None, typer.Option(help="Trials to run (default: the config's).", min=1)] = None,
+    config: Annotated[Path | None, typer.Option(help="Tuning config YAML (search space, budget).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue an interrupted search by name (finished trials are kept).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option(help="Train the best trial, register it as challenger and run the gate.")
+    ] = True,
+) -> None:
+    """Search hyper-parameters with Ray Tune (Optuna + ASHA); the best becomes challenger and is gated."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tagops.config import TuneConfig, load_tune_config
+    from tagops.tune import TUNE_RECORD, run_tuning, tune_dir
+
+    if model not in ("transformer", "linear"):
+        raise typer.BadParameter("tune supports transformer or linear", param_hint="--model")
+    settings = _settings()
+    if resume is not None:
+        record_path = tune_dir(settings) / resume / TUNE_RECORD
+        if not record_path.is_file():
+            raise TagopsError(f"no tuning run {resume!r} under {tune_dir(settings)}")
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
+    else:
+        cfg = load_tune_config(config, trials=trials, seed=seed)
+    registry = None
+    if register:
+        from tagops.registry import Registry
+
+        registry = Registry(settings)
+    started = time.perf_counter()
+    family: Any = model
+    result = run_tuning(
+        cfg, settings, family=family, registry=registry, name=resume, resume=resume is not None
+    )
+    table = Table(title=f"{result.name} ({time.perf_counter() - started:.0f}s)")
+    for column in ("trial", "val F1", "epochs", "parameters"):
+        table.add_column(column)
+    for trial in result.trials:
+        f1 = trial["best_val_f1"]
+        label = "default" if trial["default"] else str(trial["index"])
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(trial["config"].items())
+        )
+        table.add_row(label, "" if f1 is None else f"{f1:.4f}", str(trial["epochs"]), params)
+    Console(width=max(120, Console().width)).print(table)
+    _print_json(
+        {
+            "name": result.name,
+            "family": result.family,
+            "best_val_f1": result.best_val_f1,
+            "default_val_f1": result.default_val_f1,
+            "best_params": result.best_params,
+            "version": result.version,
+            "holdout_f1": result.holdout_f1,
+            "gate": result.gate,
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------- registry
@@ -339,6 +452,108 @@ def pipeline_train(
         decision = decisions.get(m["version"], {})
         typer.echo(f"gate {m['family']} (version {m['version']}): {decision.get('reason', 'not gated')}")
     typer.echo(f"champion: models:/{settings.registered_model}/{champion}")
+
+
+# ------------------------------------------------------------------------------------------- serving
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default: the config's, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: the config's, 8000).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="ray (Ray Serve, batched replicas) or uvicorn (this process).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Serving config YAML (configs/serve.yaml).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (default: the config's).")] = None,
+    print_serve_config: Annotated[
+        bool, typer.Option(help="Print the Ray Serve config (serve deploy / RayService) and exit.")
+    ] = False,
+) -> None:
+    """Serve the prediction API; prints its URL. The prediction log database: TAGOPS_SERVE_DATABASE_URL."""
+    from tagops.config import load_serve_config
+
+    try:
+        cfg = load_serve_config(
+            config, host=host, port=port, engine=engine, model_uri=model, num_replicas=replicas
+        )
+    except ValueError as error:  # a pydantic ValidationError names every bad field
+        raise typer.BadParameter(str(error)) from error
+    if print_serve_config:
+        import yaml
+
+        from tagops.serving.deployment import serve_deploy_config
+
+        typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
+        return
+    from tagops.serving.server import run_ray, run_uvicorn
+
+    def ready(url: str, uri: str) -> None:
+        typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
+
+    settings = _settings()
+    runner = run_ray if cfg.engine == "ray" else run_uvicorn
+    runner(cfg, settings, on_ready=ready)
+
+
+def _key_store(config: Path | None) -> Any:
+    from tagops.config import load_serve_config
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.store import ServingStore, database_url_for
+
+    settings = _settings()
+    cfg = load_serve_config(config)
+    store = ServingStore(database_url_for(cfg.database_url, settings))
+    store.create_tables()
+    return KeyStore(store.engine)
+
+
+_KEYS_CONFIG = typer.Option(help="Serving config YAML whose database holds the keys.")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    admin: Annotated[bool, typer.Option(help="Also allow POST /v1/admin/reload.")] = False,
+    config: Annotated[Path | None, _KEYS_CONFIG] = None,
+) -> None:
+    """Create an API key; prints it once (only a salted hash is stored)."""
+    record, token = _key_store(config).create(name, "admin" if admin else "client")
+    typer.echo(f"created key {record.key_id} ({record.role}) for {record.name!r}; store it now:", err=True)
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(config: Annotated[Path | None, _KEYS_CONFIG] = None) -> None:
+    """Every key with its role and whether it is revoked (never the key itself)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="API keys")
+    for column in ("id", "name", "role", "created", "revoked"):
+        table.add_column(column)
+    for key in _key_store(config).list():
+        table.add_row(
+            key.key_id,
+            key.name,
+            key.role,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `tagops keys list`).")],
+    config: Annotated[Path | None, _KEYS_CONFIG] = None,
+) -> None:
+    """Revoke a key (servers stop accepting it within key_cache_ttl_s)."""
+    key = _key_store(config).revoke(key_id)
+    typer.echo(f"revoked key {key.key_id} ({key.name!r})")
 
 
 def main() -> None:

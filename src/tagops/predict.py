@@ -132,6 +132,11 @@ def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, b
         results.extend(
             predictor.predict([i["title"] for i in batch], [i.get("description") or "" for i in batch])
         )
+    return write_predictions(items, results, output_path)
+
+
+def write_predictions(items: list[dict[str, Any]], results: list[dict[str, Any]], output_path: Path) -> int:
+    """Write each input item with its prediction to ``output_path`` (CSV or JSONL by extension)."""
     # Input fields that share a name with an output (e.g. a labelled file's `tag`) are kept as `input_<name>`.
     rows = [
         {**{(f"input_{k}" if k in result else k): v for k, v in item.items()}, **result}

@@ -87,15 +87,40 @@ class Registry:
     # ----------------------------------------------------------------------------------------- runs
     @contextmanager
     def start_run(
-        self, run_name: str, *, tags: dict[str, str] | None = None, nested: bool = False
+        self,
+        run_name: str,
+        *,
+        tags: dict[str, str] | None = None,
+        nested: bool = False,
+        run_id: str | None = None,
     ) -> Iterator[str]:
-        """Open a run (nested under the active one if asked) and yield its id; failures mark it FAILED."""
+        """Open a run (nested under the active one if asked) and yield its id; failures mark it FAILED.
+
+        With ``run_id``, an existing run (e.g. one opened by :meth:`create_run` before a long training
+        that logged per-epoch metrics into it) is continued instead.
+        """
         import mlflow
 
         with mlflow.start_run(
-            experiment_id=self.experiment_id, run_name=run_name, tags=tags, nested=nested
+            run_id=run_id,
+            experiment_id=self.experiment_id,
+            run_name=None if run_id else run_name,
+            tags=tags,
+            nested=nested,
         ) as run:
             yield run.info.run_id
+
+    def create_run(
+        self, run_name: str, *, tags: dict[str, str] | None = None, parent_run_id: str | None = None
+    ) -> str:
+        """Create a run without making it active (other processes log into it by id); returns its id."""
+        return open_run(
+            self.settings.tracking_uri,
+            self.experiment_id,
+            run_name,
+            tags=tags,
+            parent_run_id=parent_run_id,
+        )
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log a nested dict of parameters, flattened to dotted keys (values truncated by MLflow rules)."""
@@ -286,3 +311,61 @@ class Registry:
         shutil.move(str(found), str(model_dir))
         shutil.rmtree(staging, ignore_errors=True)
         return model_dir
+
+
+# --------------------------------------------------------------- runs written from other processes
+# Ray Train workers and Ray Tune trials log per-epoch metrics into a run by id; these functions use a
+# client of their own, so they never touch (or need) the calling process's active run.
+def open_run(
+    tracking_uri: str,
+    experiment_id: str,
+    run_name: str,
+    *,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a run (a child of ``parent_run_id`` when given) and return its id; it stays RUNNING."""
+    import mlflow
+
+    run_tags = dict(tags or {})
+    if parent_run_id:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    return str(client.create_run(experiment_id, tags=run_tags, run_name=run_name).info.run_id)
+
+
+def log_to_run(
+    tracking_uri: str,
+    run_id: str,
+    *,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, Any] | None = None,
+    step: int | None = None,
+) -> None:
+    """Log metrics (at ``step``) and parameters into an existing run by id."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, step or 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)[:6000]) for k, v in _flatten(params or {}).items()],
+    )
+
+
+def close_run(tracking_uri: str, run_id: str, *, status: str = "FINISHED") -> None:
+    """End a run created by :func:`open_run` (``FINISHED``, ``FAILED`` or ``KILLED``)."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=tracking_uri).set_terminated(run_id, status=status)
+
+
+def run_status(tracking_uri: str, run_id: str) -> str:
+    """A run's status (``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``)."""
+    import mlflow
+
+    return str(mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.status)

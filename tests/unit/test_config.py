@@ -195,7 +195,15 @@ def test_repo_configs_exist() -> None:
 def test_repo_configs_load(path: Path) -> None:
     if path.name.startswith("pipeline"):
         cfg = load_pipeline_config(path)
-        assert [m.family for m in cfg.models] == ["rules", "linear"]
+        assert [m.family for m in cfg.models] == ["rules", "linear", "transformer", "ensemble"]
+    elif path.name.startswith("tune"):
+        from tagops.config import load_tune_config
+
+        assert load_tune_config(path).trials >= 1
+    elif path.name.startswith("serve"):
+        from tagops.config import load_serve_config
+
+        assert load_serve_config(path).host == "127.0.0.1"
     else:
         train = load_train_config(path)
         assert train.model.family in path.stem

@@ -16,7 +16,7 @@ from tagops import LABELS, __version__
 if TYPE_CHECKING:
     import numpy as np
 
-    from tagops.config import LinearParams, RulesParams
+    from tagops.config import AnyModelParams
 
 MODEL_FILE = "model.json"
 
@@ -77,7 +77,7 @@ def check_labels(labels: Sequence[str]) -> None:
         raise ValueError(f"unknown labels {unknown}; expected a subset of {list(LABELS)}")
 
 
-def create_model(params: RulesParams | LinearParams) -> TagModel:
+def create_model(params: AnyModelParams) -> TagModel:
     """A new, unfitted model of the family ``params`` describes."""
     if params.family == "rules":
         from tagops.models.rules import RulesModel
@@ -87,6 +87,14 @@ def create_model(params: RulesParams | LinearParams) -> TagModel:
         from tagops.models.linear import LinearModel
 
         return LinearModel(params)
+    if params.family == "transformer":
+        from tagops.models.transformer import TransformerModel
+
+        return TransformerModel(params)
+    if params.family == "ensemble":
+        from tagops.models.ensemble import EnsembleModel
+
+        return EnsembleModel(params)
     raise ValueError(f"unknown model family {params.family!r}")
 
 
@@ -101,4 +109,12 @@ def load_model(directory: Path) -> TagModel:
         from tagops.models.linear import LinearModel
 
         return LinearModel.load(directory)
+    if family == "transformer":
+        from tagops.models.transformer import TransformerModel
+
+        return TransformerModel.load(directory)
+    if family == "ensemble":
+        from tagops.models.ensemble import EnsembleModel
+
+        return EnsembleModel.load(directory)
     raise ValueError(f"{directory}: unknown model family {family!r}")

@@ -91,15 +91,52 @@ def split_step(
 
 
 @step(cache_policy=CACHE)
-def train_step(train: pd.DataFrame, model: dict[str, Any], seed: int) -> Annotated[str, "model_dir"]:
-    """Fit one family; the model folder lives under TAGOPS_HOME and is addressed by its path."""
+def train_step(
+    train: pd.DataFrame, val: pd.DataFrame, model: dict[str, Any], seed: int
+) -> Annotated[str, "model_dir"]:
+    """Fit one family; the model folder lives under TAGOPS_HOME and is addressed by its path.
+
+    ``val`` lets a transformer keep its best epoch and stop early; the other families ignore it.
+    """
     import uuid
 
     from tagops.train import fit_stage
 
     params = _model_params(model)
     output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
-    return str(fit_stage(train, params, seed=seed, output_dir=output))
+    return str(fit_stage(train, params, seed=seed, output_dir=output, val=val))
+
+
+@step(cache_policy=CACHE)
+def refit_step(
+    dataset: pd.DataFrame, model: dict[str, Any], seed: int, val_model_dir: str
+) -> Annotated[str, "model_dir"]:
+    """Refit the measured recipe on all of dataset.csv (a transformer keeps its early-stopped model)."""
+    import uuid
+
+    from tagops.train import refit_stage
+
+    params = _model_params(model)
+    output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
+    return str(refit_stage(dataset, params, seed=seed, val_model_dir=Path(val_model_dir), output_dir=output))
+
+
+@step(cache_policy=CACHE)
+def ensemble_step(member_dirs: list[str], model: dict[str, Any]) -> Annotated[str, "model_dir"]:
+    """Assemble an ensemble from members this pipeline already trained (copied, never retrained)."""
+    import shutil
+    import uuid
+
+    from tagops.config import EnsembleParams
+    from tagops.models.ensemble import member_dirname, write_descriptor
+
+    params = _model_params(model)
+    assert isinstance(params, EnsembleParams)
+    output = Settings().models_dir / "pipeline" / f"ensemble-{uuid.uuid4().hex[:12]}"
+    for index, (member, source) in enumerate(zip(params.members, member_dirs, strict=True)):
+        shutil.copytree(source, output / member_dirname(index, member.family))
+    write_descriptor(output, params)
+    return str(output)
 
 
 @step(cache_policy=CACHE)
@@ -186,13 +223,23 @@ def training_pipeline(config: dict[str, Any]) -> None:
     dataset, holdout = validate_step(snapshot)
     train, val = split_step(dataset, data)
     versions = []
+    trained: dict[str, tuple[Any, Any, Any]] = {}  # family -> (params, validation model, final model)
     for params in cfg.models:
         model = params.model_dump(mode="json")
         family = params.family
-        model_dir = train_step(train, model, cfg.seed, id=f"train_{family}")
+        members = _trained_members(params, trained)
+        if members is not None:  # an ensemble of models trained above: assembled, not retrained
+            val_dir = ensemble_step([m[1] for m in members], model, id=f"train_{family}")
+        else:
+            val_dir = train_step(train, val, model, cfg.seed, id=f"train_{family}")
+        model_dir = val_dir
         val_report = evaluate_step(model_dir, val, evaluation, id=f"evaluate_val_{family}")
         if cfg.refit_full:  # validation has measured the recipe; the registered model learns from all rows
-            model_dir = train_step(dataset, model, cfg.seed, id=f"refit_{family}")
+            if members is not None:
+                model_dir = ensemble_step([m[2] for m in members], model, id=f"refit_{family}")
+            else:
+                model_dir = refit_step(dataset, model, cfg.seed, val_dir, id=f"refit_{family}")
+        trained[family] = (params, val_dir, model_dir)
         holdout_report = evaluate_step(model_dir, holdout, evaluation, id=f"evaluate_holdout_{family}")
         train_config = cfg.train_config(params).model_dump(mode="json")
         versions.append(
@@ -201,6 +248,24 @@ def training_pipeline(config: dict[str, Any]) -> None:
             )
         )
     promote_step(versions, holdout, snapshot, evaluation, cfg.gate.model_dump(mode="json"))
+
+
+def _trained_members(
+    params: Any, trained: dict[str, tuple[Any, Any, Any]]
+) -> list[tuple[Any, Any, Any]] | None:
+    """The members of an ensemble this pipeline already trained with the same parameters, in order.
+
+    ``None`` when ``params`` is not an ensemble or a member was not trained here (it is then trained as a
+    model of its own).
+    """
+    from tagops.config import EnsembleParams
+
+    if not isinstance(params, EnsembleParams):
+        return None
+    found = [trained.get(member.family) for member in params.members]
+    if any(entry is None or entry[0] != member for entry, member in zip(found, params.members, strict=True)):
+        return None
+    return [entry for entry in found if entry is not None]
 
 
 def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""Serving latency and throughput: the raw in-process predictor, uvicorn and Ray Serve, same model, one run.
+
+    python benchmarks/serve.py [--home /tmp/tagops-serve-bench] [--requests 1000] [--levels 1 8 32]
+                               [--output benchmarks/results/serve.json]
+
+Trains and promotes a linear model into ``--home`` on first use (about 30 s). Each engine is started with
+`tagops serve` (the defaults of configs/serve.yaml: one replica, one CPU, dynamic batching) on a free
+loopback port; the load generator (aiohttp, same machine) sends one real holdout item per request from
+``concurrency`` connections. "raw" calls ``predictor.predict`` for one item from ``concurrency`` threads
+in this process. At concurrency 1 the raw predictor and each engine are also measured in alternating
+blocks, so both see the same background load. Prints tables and writes JSON; the bar: Ray Serve's p50
+at concurrency 1 is at most 5 ms above the raw predictor's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from serving_common import (
+    DEFAULT_HOME,
+    RESULTS,
+    LoadResult,
+    ensure_models,
+    holdout_items,
+    machine,
+    percentile,
+    print_table,
+    request_bodies,
+    run_load,
+    serve,
+    write_json,
+)
+
+ADDED_P50_BAR_MS = 5.0
+
+
+def run_raw(predictor: Any, items: list[dict[str, str]], concurrency: int, requests: int) -> LoadResult:
+    """``requests`` single-item predict calls from ``concurrency`` threads."""
+    result = LoadResult(concurrency)
+
+    def call(index: int) -> float:
+        item = items[index % len(items)]
+        started = time.perf_counter()
+        predictor.predict([item["title"]], [item["description"]])
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    if concurrency == 1:
+        latencies = [call(i) for i in range(requests)]
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(call, range(requests)))
+    result.seconds = time.perf_counter() - started
+    result.latencies_ms = latencies
+    result.statuses = {"ok": requests}
+    return result
+
+
+def measure_paired(
+    engine: str, url: str, predictor: Any, items: list[dict[str, str]], bodies: list[bytes], blocks: int
+) -> dict[str, Any]:
+    """Concurrency 1, raw and ``engine`` alternating in blocks of 200 requests.
+
+    A fair difference on a machine whose background load changes from minute to minute.
+    """
+    raw: list[float] = []
+    served: list[float] = []
+    for _ in range(blocks):
+        raw += run_raw(predictor, items, 1, 200).latencies_ms
+        served += run_load(url, bodies, concurrency=1, requests=200).latencies_ms
+    raw_p50 = percentile(sorted(raw), 50)
+    served_p50 = percentile(sorted(served), 50)
+    return {
+        "engine": engine,
+        "blocks": blocks,
+        "requests": len(served),
+        "raw_p50_ms": round(raw_p50, 2),
+        "engine_p50_ms": round(served_p50, 2),
+        "added_p50_ms": round(served_p50 - raw_p50, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument("--requests", type=int, default=1000, help="Requests per engine and concurrency.")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--engines", nargs="+", default=["raw", "uvicorn", "ray"], choices=["raw", "uvicorn", "ray"]
+    )
+    parser.add_argument(
+        "--paired-blocks",
+        type=int,
+        default=5,
+        help="Alternating raw/engine blocks at concurrency 1 (0: none).",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "serve.json")
+    args = parser.parse_args()
+
+    from tagops.config import ServeConfig
+    from tagops.serving.service import RegistryModelLoader
+    from tagops.settings import Settings
+
+    versions = ensure_models(args.home)
+    items = holdout_items()
+    bodies = request_bodies(items)
+    workdir = Path(tempfile.mkdtemp(prefix="serve-bench-", dir=args.home))
+    config = ServeConfig().model_dump(mode="json", exclude={"database_url"})
+    before = machine()
+    rows: list[dict[str, Any]] = []
+
+    predictor = None
+    if "raw" in args.engines:
+        predictor = RegistryModelLoader(Settings(home=args.home), threshold=config["threshold"]).load(
+            config["model_uri"]
+        )
+        run_raw(predictor, items, 4, 200)  # warm-up
+        for level in args.levels:
+            rows.append({"engine": "raw", **run_raw(predictor, items, level, args.requests).summary()})
+            print(f"raw c={level}: {rows[-1]['p50_ms']} ms p50", flush=True)
+
+    paired: list[dict[str, Any]] = []
+    for engine in [e for e in args.engines if e != "raw"]:
+        with serve(
+            args.home, engine, config, database=workdir / f"{engine}.db", log=workdir / f"{engine}.log"
+        ) as server:
+            url = f"{server.url}/v1/predict"
+            warm = run_load(url, bodies, concurrency=8, requests=300)
+            assert warm.errors == 0, warm.failures[:3]
+            for level in args.levels:
+                result = run_load(url, bodies, concurrency=level, requests=args.requests)
+                rows.append({"engine": engine, **result.summary()})
+                print(f"{engine} c={level}: {rows[-1]['p50_ms']} ms p50", flush=True)
+            if predictor is not None and args.paired_blocks:
+                paired.append(measure_paired(engine, url, predictor, items, bodies, args.paired_blocks))
+
+    print()
+    print_table(rows, ["engine", "concurrency", "requests", "errors", "p50_ms", "p99_ms", "requests_per_s"])
+    if paired:
+        print(
+            "\nconcurrency 1, the raw predictor and each engine in alternating blocks (same background load):"
+        )
+        print_table(paired, ["engine", "blocks", "requests", "raw_p50_ms", "engine_p50_ms", "added_p50_ms"])
+    by = {(r["engine"], r["concurrency"]): r for r in rows}
+    bar: dict[str, Any] = {}
+    if ("raw", 1) in by and ("ray", 1) in by:
+        added = round(by[("ray", 1)]["p50_ms"] - by[("raw", 1)]["p50_ms"], 2)
+        ray_paired = next((p for p in paired if p["engine"] == "ray"), None)
+        added_paired = ray_paired["added_p50_ms"] if ray_paired else None
+        bar = {
+            "ray_added_p50_ms_at_c1": added,
+            "ray_added_p50_ms_at_c1_paired": added_paired,
+            "limit_ms": ADDED_P50_BAR_MS,
+            "pass": (added_paired if added_paired is not None else added) <= ADDED_P50_BAR_MS,
+        }
+        print(
+            f"\nRay Serve adds {added} ms to the raw p50 at concurrency 1 ({added_paired} ms in alternating "
+            f"blocks; bar: <= {ADDED_P50_BAR_MS} ms)"
+        )
+    for engine in ("uvicorn", "ray"):
+        if (engine, 32) in by:
+            print(f"{engine}: {by[(engine, 32)]['requests_per_s']} requests/s at concurrency 32")
+    write_json(
+        args.output,
+        {
+            "benchmark": "serve",
+            "model": {"uri": config["model_uri"], "versions": versions},
+            "config": config,
+            "requests_per_level": args.requests,
+            "machine_before": before,
+            "machine_after": machine(),
+            "results": rows,
+            "paired_concurrency_1": paired,
+            "bar": bar,
+            "logs": str(workdir),
+        },
+    )
+    print(f"\n{args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,521 @@
+"""The prediction API: ``create_app(predictor, settings)`` returns a FastAPI app, testable without Ray.
+
+Endpoints: ``GET /healthz``, ``GET /readyz``, ``GET /v1/model``, ``POST /v1/predict``, ``POST /v1/feedback``
+(key), ``POST /v1/admin/reload`` (admin key), ``GET /metrics``; OpenAPI at ``/openapi.json``, docs at
+``/docs``. ``tagops serve --engine uvicorn`` serves this app as it is; the Ray Serve deployment wraps it.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the annotations of endpoints and of
+# dependencies defined inside create_app, which name local objects (the key checks, the body model).
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tagops.config import ServeConfig
+from tagops.serving.batching import AsyncBatcher, BatchAnswer, predict_batch
+from tagops.serving.keys import ApiKey, KeyStore, Role
+from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
+from tagops.serving.schemas import (
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelInfo,
+    ModelRef,
+    PredictRequest,
+    PredictResponse,
+    ReloadResponse,
+    ReplicaSync,
+    Status,
+    predict_request_model,
+)
+from tagops.serving.service import (
+    ModelLoader,
+    PredictorLike,
+    ReloadError,
+    ServedModel,
+    ServingService,
+    alias_of,
+    concrete_uri,
+)
+from tagops.serving.store import ServingStore, database_url_for
+
+if TYPE_CHECKING:
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: ``infer(titles, descriptions)``: the items of one request, predicted as part of a batch.
+Infer = Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Request body too large."},
+    422: {"model": ErrorResponse, "description": "Invalid request; each error names its field."},
+}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked API key."},
+    403: {"model": ErrorResponse, "description": "The key's role does not allow this."},
+}
+
+
+def _json_error(
+    status: int, detail: Any, request_id: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse({"detail": detail, "request_id": request_id}, status_code=status, headers=headers)
+
+
+def _field(loc: Any) -> str:
+    """``("body", "items", 3, "title")`` → ``items[3].title``."""
+    parts = [p for p in (loc or ()) if p not in ("body",)]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+class RequestGuard:
+    """Request ids, the body size bound, metrics for every request, and no stack trace ever leaking.
+
+    A pure ASGI middleware: the body is read here, up to ``max_body_bytes`` (413 beyond), before the app
+    parses it, so an oversized body is never buffered whole or parsed.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        offered = headers.get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = {"code": 500, "started": False}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                extra = [
+                    (b"x-request-id", request_id.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"cache-control", b"no-store"),
+                ]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            app_receive = await self._bounded_body(scope, receive, headers)
+            if app_receive is None:
+                await _json_error(
+                    413,
+                    f"request body exceeds {self.max_body_bytes} bytes (max_body_bytes)",
+                    request_id,
+                )(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, app_receive, send_with_headers)
+        except Exception:
+            logger.exception(
+                "unhandled error in %s %s (request %s)", scope["method"], scope["path"], request_id
+            )
+            self.metrics.errors.labels(route=self._route(scope), kind="unhandled").inc()
+            if not status["started"]:
+                await _json_error(500, "internal server error", request_id)(scope, receive, send_with_headers)
+        finally:
+            route, code = self._route(scope), int(status["code"])
+            self.metrics.requests.labels(route=route, method=scope["method"], status=str(code)).inc()
+            self.metrics.latency.labels(route=route, method=scope["method"]).observe(
+                time.perf_counter() - started
+            )
+            if code >= 400:
+                self.metrics.errors.labels(route=route, kind="server" if code >= 500 else "client").inc()
+
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        route = scope.get("route")
+        return str(getattr(route, "path", "unmatched"))
+
+    async def _bounded_body(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> Receive | None:
+        """A receive that replays the body read here, or ``None`` when the body is over the bound."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return receive
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return receive
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, delivered = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return replay
+
+
+def create_app(
+    predictor: PredictorLike,
+    settings: "Settings",
+    config: ServeConfig | None = None,
+    *,
+    store: ServingStore | None = None,
+    loader: ModelLoader | None = None,
+    infer: Infer | None = None,
+    model_uri: str | None = None,
+    deployment_id: str | None = None,
+    replica_id: str | None = None,
+) -> FastAPI:
+    """Build the prediction API around a loaded predictor.
+
+    Args:
+        predictor: the model to serve first (a :class:`tagops.predict.Predictor` or a test double).
+        settings: where state lives (the default prediction log is SQLite under ``TAGOPS_HOME``).
+        config: bounds, keys, batching and log settings (defaults: :class:`ServeConfig`).
+        store: the prediction log (default: ``config.database_url`` or SQLite under ``TAGOPS_HOME``).
+        loader: loads the model on reload (default: the MLflow registry).
+        infer: batched inference (default: an in-process :class:`AsyncBatcher`; Ray Serve passes its
+            ``@serve.batch`` method).
+        model_uri: the URI that names ``predictor`` exactly (default: from its registry metadata).
+        deployment_id: replicas sharing this id follow each other's reloads (default: a new id).
+        replica_id: this replica's name in logs, metrics and the database (default: host-pid-random).
+
+    """
+    cfg = config or ServeConfig()
+    replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    metrics = ServingMetrics(replica_id)
+
+    def count_rows(outcome: str, count: int) -> None:
+        metrics.log_rows.labels(outcome=outcome).inc(count)
+
+    if store is None:
+        store = ServingStore(
+            database_url_for(cfg.database_url, settings),
+            queue_rows=cfg.log_queue_rows,
+            batch_rows=cfg.log_batch_rows,
+            flush_interval_s=cfg.log_flush_interval_s,
+            on_rows=count_rows,
+        )
+    elif store.on_rows is None:
+        store.on_rows = count_rows
+    service = ServingService(
+        config=cfg,
+        settings=settings,
+        model=ServedModel(
+            predictor, model_uri or concrete_uri(predictor, cfg.model_uri), alias_of(cfg.model_uri)
+        ),
+        store=store,
+        keys=KeyStore(store.engine, cache_ttl_s=cfg.key_cache_ttl_s),
+        metrics=metrics,
+        loader=loader,
+        deployment_id=deployment_id or uuid.uuid4().hex,
+        replica_id=replica_id,
+    )
+    if infer is None:
+        batcher = AsyncBatcher(
+            lambda requests: predict_batch(service.model, requests, metrics),
+            max_items=cfg.max_batch_size,
+            wait_s=cfg.batch_wait_timeout_s,
+            in_thread=cfg.predict_in_thread,
+        )
+        infer = batcher.submit
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            await asyncio.to_thread(service.start)
+        except Exception as error:
+            service.not_ready_reason = f"start-up failed: {error}"
+            logger.exception("serving replica %s failed to start", replica_id)
+            raise
+        sync = asyncio.create_task(service.sync_forever())
+        try:
+            yield
+        finally:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+            await asyncio.to_thread(service.stop)
+
+    app = FastAPI(
+        title="tagops",
+        summary="Tag machine-learning projects with their topic.",
+        version="1",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        responses=_ERRORS,
+    )
+    app.state.service = service
+    app.add_middleware(RequestGuard, max_body_bytes=cfg.max_body_bytes, metrics=metrics)
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cfg.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    _add_error_handlers(app)
+    _add_routes(app, service, cfg, infer)
+    return app
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return None if value is None else str(value)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        # The input is not echoed (it may be 10,000 characters, or a secret); loc and msg name the field.
+        details = [
+            {
+                "field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc")),
+                "loc": list(e.get("loc", ())),
+                "msg": e.get("msg", "invalid"),
+                "type": e.get("type", "value_error"),
+            }
+            for e in error.errors()
+        ]
+        return _json_error(422, details, _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        headers = dict(error.headers) if error.headers else None
+        return _json_error(error.status_code, error.detail, _request_id(request), headers)
+
+
+def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: Infer) -> None:
+    metrics = service.metrics
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+    bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
+
+    def require(role: Role) -> Callable[..., Awaitable[ApiKey]]:
+        async def check_key(
+            key: Annotated[str | None, Security(key_header)],
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        ) -> ApiKey:
+            token = key or (credentials.credentials if credentials else None)
+            challenge = {"WWW-Authenticate": "Bearer"}
+            if not token:
+                metrics.auth_failures.labels(reason="missing").inc()
+                raise HTTPException(
+                    401, "an API key is required (Authorization: Bearer KEY, or X-API-Key: KEY)", challenge
+                )
+            try:
+                record = await asyncio.to_thread(service.keys.verify, token)
+            except Exception as error:
+                logger.error("API key check failed: %s", error)
+                raise HTTPException(503, "cannot check API keys right now; try again") from error
+            if record is None:
+                metrics.auth_failures.labels(reason="invalid").inc()
+                raise HTTPException(401, "unknown or revoked API key", challenge)
+            if not record.allows(role):
+                metrics.auth_failures.labels(reason="forbidden").inc()
+                raise HTTPException(
+                    403, f"this key's role ({record.role}) does not allow this; it needs {role}"
+                )
+            return record
+
+        return check_key
+
+    require_client, require_admin = require("client"), require("admin")
+    predict_request = predict_request_model(max_items=cfg.max_items, max_text_length=cfg.max_text_length)
+
+    @app.get("/healthz", response_model=Status, tags=["health"], summary="The process is alive.")
+    async def healthz() -> Status:
+        return Status(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Status,
+        tags=["health"],
+        summary="The model is loaded and warmed and the prediction log is writable.",
+        responses={503: {"model": Status, "description": "Not ready."}},
+    )
+    async def readyz() -> Response:
+        reason = service.not_ready_reason
+        if reason is None and not service.store.writer_alive:
+            reason = "prediction log writer is not running"
+        if service.ready and reason is None:
+            return JSONResponse({"status": "ready", "detail": service.model.uri})
+        return JSONResponse({"status": "not ready", "detail": reason}, status_code=503)
+
+    @app.get("/v1/model", response_model=ModelInfo, tags=["model"], summary="The served model.")
+    async def model_info() -> ModelInfo:
+        model = service.model
+        meta = model.predictor.metadata
+        return ModelInfo(
+            name=model.name,
+            version=model.version,
+            alias=model.alias,
+            uri=model.uri,
+            family=model.family,
+            labels=model.labels,
+            threshold=model.info.get("threshold"),
+            run_id=meta.get("run_id"),
+            dataset_sha256=meta.get("dataset_sha256"),
+            holdout_metrics=model.holdout_metrics,
+            loaded_at=model.loaded_at.isoformat(),
+            replica=service.replica_id,
+        )
+
+    predict_dependencies = [Depends(require_client)] if cfg.require_key_for_predict else []
+
+    async def predict(request: Request, body: PredictRequest) -> Response:
+        started = time.perf_counter()
+        titles = [item.title for item in body.items]
+        descriptions = [item.description for item in body.items]
+        answer = await infer(titles, descriptions)
+        if answer.error is not None:
+            raise HTTPException(500, f"prediction failed: {answer.error}")
+        model = answer.model
+        ids = [uuid.uuid4().hex for _ in titles]
+        latency_ms = (time.perf_counter() - started) * 1000
+        service.log_predictions(
+            ids=ids,
+            request_id=_request_id(request),
+            titles=titles,
+            descriptions=descriptions,
+            results=answer.results,
+            model=model,
+            latency_ms=latency_ms,
+        )
+        version = str(model.version or "")
+        for result in answer.results:
+            metrics.predictions.labels(
+                tag=result["tag"], abstained=str(bool(result["abstained"])).lower(), model_version=version
+            ).inc()
+        # Returned as a response, so FastAPI does not validate it again against PredictResponse (which
+        # documents it): built here from the model's own output, it is valid by construction.
+        content = {
+            "model": model.ref(),
+            "predictions": [
+                {
+                    "prediction_id": prediction_id,
+                    "tag": result["tag"],
+                    "confidence": result["confidence"],
+                    "abstained": result["abstained"],
+                    "probabilities": result["probabilities"],
+                }
+                for prediction_id, result in zip(ids, answer.results, strict=True)
+            ],
+        }
+        return JSONResponse(content)
+
+    # The body model carries this app's bounds; it is set here so /openapi.json shows them too.
+    predict.__annotations__ = {**predict.__annotations__, "body": predict_request}
+    app.post(
+        "/v1/predict",
+        response_model=PredictResponse,
+        tags=["predict"],
+        summary="Tag 1 to max_items projects.",
+        dependencies=predict_dependencies,
+        responses=_AUTH_ERRORS if cfg.require_key_for_predict else None,
+    )(predict)
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        status_code=201,
+        tags=["predict"],
+        summary="Record the correct tag for a prediction (API key).",
+        responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse, "description": "Unknown prediction id."}},
+    )
+    async def feedback(
+        body: FeedbackRequest, key: Annotated[ApiKey, Depends(require_client)]
+    ) -> FeedbackResponse:
+        labels = service.model.labels
+        if labels and body.tag not in labels:
+            raise RequestValidationError(
+                [{"loc": ("body", "tag"), "msg": f"tag must be one of {labels}", "type": "enum"}]
+            )
+        try:
+            known = await asyncio.to_thread(service.find_prediction, body.prediction_id)
+            if not known:
+                raise HTTPException(404, f"no prediction with id {body.prediction_id} (field prediction_id)")
+            feedback_id = await asyncio.to_thread(
+                service.store.add_feedback, prediction_id=body.prediction_id, tag=body.tag, key_id=key.key_id
+            )
+        except HTTPException:
+            raise
+        except Exception as error:
+            logger.error("feedback for %s not stored: %s", body.prediction_id, error)
+            raise HTTPException(
+                503, "the prediction log is unavailable; feedback not stored, try again"
+            ) from error
+        return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, tag=body.tag)
+
+    @app.post(
+        "/v1/admin/reload",
+        response_model=ReloadResponse,
+        tags=["admin"],
+        summary="Switch every replica to what model_uri names now (admin key); no request fails.",
+        responses={
+            **_AUTH_ERRORS,
+            503: {"model": ErrorResponse, "description": "The new model could not be loaded."},
+        },
+    )
+    async def reload(_: Annotated[ApiKey, Depends(require_admin)]) -> ReloadResponse:
+        try:
+            previous, current = await asyncio.to_thread(service.reload)
+        except ReloadError as error:
+            raise HTTPException(503, str(error)) from error
+        total, on = await service.wait_for_replicas(current.uri)
+        return ReloadResponse(
+            previous=ModelRef(**previous.ref()),
+            current=ModelRef(**current.ref()),
+            changed=previous.uri != current.uri,
+            sync=ReplicaSync(replicas=total, on_version=on),
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of this replica.",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        metrics.log_queue_rows.set(service.store.pending_rows)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
+def dump_openapi(app: FastAPI) -> str:
+    """The app's OpenAPI document as JSON text."""
+    return json.dumps(app.openapi(), indent=2, sort_keys=True)
+
+
+__all__ = ["Infer", "create_app", "dump_openapi"]

@@ -1,0 +1,228 @@
+"""Ray Serve deployment: a thin wrapper that serves :func:`tagops.serving.app.create_app` on replicas.
+
+Each replica loads the deployment's model, builds the same FastAPI app the uvicorn engine serves, and
+routes predictions through ``@serve.batch``: concurrent requests are batched (whole, up to
+``max_batch_size`` items) into one ``predictor.predict`` call. Replicas, autoscaling and actor resources
+come from :class:`~tagops.config.ServeConfig`; batch size and wait are the deployment's ``user_config``,
+so ``serve deploy`` changes them without restarting replicas.
+
+``tagops serve`` runs it on the embedded Ray (loopback); ``serve deploy deploy/serve-config.yaml`` or a
+KubeRay RayService reach it through :func:`app_builder`. Ray is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tagops.config import ServeConfig, load_serve_config
+from tagops.serving.batching import BatchAnswer, BatchRequest, items_in, predict_batch
+
+if TYPE_CHECKING:
+    from tagops.serving.service import ModelLoader, PredictorLike
+    from tagops.serving.store import ServingStore
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "tagops"
+DEPLOYMENT_NAME = "tagops"
+
+
+def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
+    """``@serve.deployment`` options from the serving config."""
+    actor: dict[str, Any] = {"num_cpus": cfg.num_cpus}
+    if cfg.num_gpus:
+        actor["num_gpus"] = cfg.num_gpus
+    options: dict[str, Any] = {
+        "name": DEPLOYMENT_NAME,
+        "ray_actor_options": actor,
+        "max_ongoing_requests": cfg.max_ongoing_requests,
+        "max_queued_requests": cfg.max_queued_requests,
+        "user_config": {
+            "max_batch_size": cfg.max_batch_size,
+            "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
+        },
+        "health_check_period_s": 2.0,
+        "health_check_timeout_s": 30.0,
+        "graceful_shutdown_timeout_s": 20.0,
+        "max_constructor_retry_count": 3,
+    }
+    if cfg.autoscaling is not None:
+        options["autoscaling_config"] = cfg.autoscaling.model_dump()
+    else:
+        options["num_replicas"] = cfg.num_replicas
+    return options
+
+
+def load_initial_model(
+    cfg: ServeConfig, store: ServingStore, loader: ModelLoader, deployment_id: str
+) -> tuple[PredictorLike, str]:
+    """The model a (re)starting replica serves: the deployment's current target, else ``model_uri``."""
+    from tagops.serving.service import concrete_uri
+
+    store.create_tables()
+    target = store.get_target(deployment_id)
+    if target is not None:
+        try:
+            return loader.load(target[0]), target[0]
+        except Exception:
+            logger.exception("cannot load the deployment's model %s; loading %s", target[0], cfg.model_uri)
+    predictor = loader.load(cfg.model_uri)
+    return predictor, concrete_uri(predictor, cfg.model_uri)
+
+
+def build_deployment(cfg: ServeConfig) -> Any:
+    """The Ray Serve deployment class for ``cfg`` (options applied; bind it to get an application)."""
+    from ray import serve
+
+    @serve.deployment(**deployment_options(cfg))
+    @serve.ingress()
+    class TagopsDeployment:
+        """One replica: the model, the app, and batched inference."""
+
+        def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
+            from tagops.serving.service import RegistryModelLoader
+            from tagops.serving.store import ServingStore, database_url_for
+            from tagops.settings import Settings, prepare_environment
+
+            self.config = ServeConfig.model_validate(config)
+            self.settings = Settings()
+            prepare_environment(self.settings)
+            self.deployment_id = deployment_id
+            self.loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
+            self.store = ServingStore(
+                database_url_for(self.config.database_url, self.settings),
+                queue_rows=self.config.log_queue_rows,
+                batch_rows=self.config.log_batch_rows,
+                flush_interval_s=self.config.log_flush_interval_s,
+            )
+            self.predictor, self.model_uri = load_initial_model(
+                self.config, self.store, self.loader, deployment_id
+            )
+            self.service: Any = None
+
+        def __serve_build_asgi_app__(self) -> Any:
+            from tagops.serving.app import create_app
+
+            context = serve.get_replica_context()
+            app = create_app(
+                self.predictor,
+                self.settings,
+                self.config,
+                store=self.store,
+                loader=self.loader,
+                infer=self.infer,
+                model_uri=self.model_uri,
+                deployment_id=self.deployment_id,
+                replica_id=f"{context.deployment}#{context.replica_id.unique_id}",
+            )
+            self.service = app.state.service
+            return app
+
+        def reconfigure(self, user_config: dict[str, Any]) -> None:
+            """Apply batch size and wait from ``user_config`` (no restart)."""
+            size = int(user_config.get("max_batch_size", self.config.max_batch_size))
+            if size < self.config.max_items:
+                raise ValueError(
+                    f"max_batch_size ({size}) must be at least max_items ({self.config.max_items})"
+                )
+            batcher: Any = self.batched_predict  # @serve.batch adds the setters to the method
+            batcher.set_max_batch_size(size)
+            batcher.set_batch_wait_timeout_s(
+                float(user_config.get("batch_wait_timeout_s", self.config.batch_wait_timeout_s))
+            )
+
+        def check_health(self) -> None:
+            """Unhealthy (and replaced by Serve) when the prediction log writer has died."""
+            if self.service is not None and self.service.ready and not self.store.writer_alive:
+                raise RuntimeError("prediction log writer is not running")
+
+        @serve.batch(
+            max_batch_size=cfg.max_batch_size,
+            batch_wait_timeout_s=cfg.batch_wait_timeout_s,
+            batch_size_fn=items_in,
+        )
+        async def batched_predict(self, requests: list[BatchRequest]) -> list[BatchAnswer]:
+            """One ``predictor.predict`` call for every request in the batch (in a thread if configured)."""
+            service = self.service
+            if not self.config.predict_in_thread:  # see ServeConfig.predict_in_thread
+                return predict_batch(service.model, requests, service.metrics)
+            return await asyncio.to_thread(predict_batch, service.model, requests, service.metrics)
+
+        async def infer(self, titles: list[str], descriptions: list[str]) -> BatchAnswer:
+            """Predict one request's items as part of the next batch."""
+            answer: BatchAnswer = await self.batched_predict((titles, descriptions))
+            return answer
+
+    return TagopsDeployment
+
+
+def build_app(cfg: ServeConfig, *, deployment_id: str | None = None) -> Any:
+    """A bound Ray Serve application for ``cfg``; replicas sharing ``deployment_id`` follow one model."""
+    # The database URL may hold a password: replicas read it from their own environment
+    # (TAGOPS_SERVE_DATABASE_URL) unless the config names it, so it is not copied into Serve's state.
+    config = cfg.model_dump(mode="json")
+    return build_deployment(cfg).bind(config, deployment_id or uuid.uuid4().hex)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Application builder for ``serve deploy`` and KubeRay (``tagops.serving.deployment:app_builder``).
+
+    ``args``: ``config_path`` (a ServeConfig YAML, optional), ``config`` (ServeConfig fields that
+    override it) and ``deployment_id`` (optional; a new one per deploy by default).
+    """
+    raw = dict(args or {})
+    path = raw.pop("config_path", None)
+    overrides = raw.pop("config", None) or {}
+    deployment_id = raw.pop("deployment_id", None)
+    if raw:
+        raise ValueError(
+            f"unknown application args {sorted(raw)}; expected config_path, config, deployment_id"
+        )
+    if not isinstance(overrides, dict):
+        raise ValueError("application arg 'config' must be a mapping of ServeConfig fields")
+    cfg = load_serve_config(Path(os.path.expandvars(path)) if path else None, **overrides)
+    return build_app(cfg, deployment_id=deployment_id)
+
+
+def serve_deploy_config(cfg: ServeConfig) -> dict[str, Any]:
+    """A Ray Serve config (``serve deploy`` / RayService ``serveConfigV2``) equivalent to ``cfg``.
+
+    The serving config is inlined as the builder's ``args`` (all but ``database_url``, which replicas read
+    from ``TAGOPS_SERVE_DATABASE_URL``); the deployment options are spelled out so they can be tuned there.
+    """
+    options = deployment_options(cfg)
+    deployment: dict[str, Any] = {"name": DEPLOYMENT_NAME}
+    for key in (
+        "num_replicas",
+        "autoscaling_config",
+        "max_ongoing_requests",
+        "max_queued_requests",
+        "user_config",
+        "health_check_period_s",
+        "health_check_timeout_s",
+        "graceful_shutdown_timeout_s",
+        "ray_actor_options",
+    ):
+        if key in options:
+            deployment[key] = options[key]
+    http: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
+    if cfg.request_timeout_s is not None:
+        http["request_timeout_s"] = cfg.request_timeout_s
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": http,
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": "tagops.serving.deployment:app_builder",
+                "args": {"config": cfg.model_dump(mode="json", exclude={"database_url"})},
+                "deployments": [deployment],
+            }
+        ],
+    }

@@ -1,0 +1,118 @@
+"""Prometheus metrics of one app, in its own registry (never the process-global one).
+
+Each replica exposes its own series at ``GET /metrics``, labelled with the replica id, so several replicas
+behind one proxy are told apart; a Prometheus scrape of every replica (or Ray's metrics export) sums them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+#: Request latency buckets (seconds): 1 ms to 10 s.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+#: Items per ``predictor.predict`` call.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServingMetrics:
+    """Counters, histograms and gauges of the prediction service."""
+
+    def __init__(self, replica: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = {"replica": replica}
+        self.requests = Counter(
+            "tagops_http_requests",
+            "HTTP requests by route, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tagops_http_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "tagops_http_errors",
+            "Error answers by route and kind (client: 4xx, server: 5xx, unhandled: an exception).",
+            ["route", "kind"],
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "tagops_predictions",
+            "Predicted items by tag and whether the answer abstained to `other`.",
+            ["tag", "abstained", "model_version"],
+            registry=self.registry,
+        )
+        self.batch_items = Histogram(
+            "tagops_predict_batch_items",
+            "Items per predictor.predict call (dynamic batching).",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_seconds = Histogram(
+            "tagops_predict_batch_duration_seconds",
+            "Time inside predictor.predict per batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "tagops_model_info",
+            "The served model (value 1) with its name, version, family and alias as labels.",
+            ["name", "version", "family", "alias", "replica"],
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "tagops_model_version",
+            "Registry version of the served model (-1 for a model loaded from a folder).",
+            ["replica"],
+            registry=self.registry,
+        ).labels(**labels)
+        self.reloads = Counter(
+            "tagops_model_reloads",
+            "Model reloads by trigger (admin, sync) and outcome (ok, unchanged, failed).",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )
+        self.log_rows = Counter(
+            "tagops_prediction_log_rows",
+            "Prediction log rows by outcome (written, dropped: queue full or stopped, failed: DB error).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.log_queue_rows = Gauge(
+            "tagops_prediction_log_queue_rows",
+            "Rows waiting to be written to the prediction log.",
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "tagops_auth_failures",
+            "Requests refused for a missing, unknown, revoked or under-privileged API key.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.replica = replica
+        for outcome in ("written", "dropped", "failed"):
+            self.log_rows.labels(outcome=outcome)
+
+    def set_model(self, *, name: str | None, version: int | None, family: str, alias: str | None) -> None:
+        """Record the model now served (one ``tagops_model_info`` series at a time)."""
+        self.model_info.clear()
+        self.model_info.labels(
+            name=name or "",
+            version="" if version is None else str(version),
+            family=family,
+            alias=alias or "",
+            replica=self.replica,
+        ).set(1)
+        self.model_version.set(-1 if version is None else version)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

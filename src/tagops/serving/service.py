@@ -1,0 +1,454 @@
+"""What one serving replica holds and does, apart from HTTP: the model, reloads, the log, the replica sync.
+
+The served model is one immutable :class:`ServedModel` referenced by :attr:`ServingService.model`. A batch
+reads the reference once, so every answer in it comes from one model; a reload loads and warms the new
+model beside the old one and then replaces the reference in a single assignment, so no request waits
+for a load or sees a half-loaded model.
+
+Replicas of one deployment stay on one model through the serving database: a reload records the new
+model as the deployment's target, every replica reports what it serves every ``sync_interval_s`` and
+switches when its model differs from the target (a restarted replica starts on the target directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tagops.errors import TagopsError
+from tagops.serving.store import utcnow
+
+if TYPE_CHECKING:
+    from tagops.config import ServeConfig
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.metrics import ServingMetrics
+    from tagops.serving.store import ServingStore
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_ALIAS_URI = re.compile(r"^models:/[^/@]+@(?P<alias>[\w-]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+#: Provenance of a cached registry version, written beside its model folder.
+SERVING_METADATA = "serving-metadata.json"
+WARM_UP_TITLE = "Warm-up request"
+
+
+class PredictorLike(Protocol):
+    """What the service needs of a predictor (:class:`tagops.predict.Predictor` or a test double)."""
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Provenance: registry name, version, run id, dataset hash, holdout metrics."""
+        ...
+
+    def predict(self, titles: Sequence[str], descriptions: Sequence[str]) -> list[dict[str, Any]]:
+        """Tag, confidence, abstained and probabilities per item."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Family, labels, threshold and metadata."""
+        ...
+
+
+class ModelLoader(Protocol):
+    """Resolves and loads the predictor a URI names."""
+
+    def resolve(self, uri: str) -> str:
+        """The URI naming exactly the model ``uri`` names now (an alias becomes its version)."""
+        ...
+
+    def load(self, uri: str) -> PredictorLike:
+        """Load (and download if needed) the model ``uri`` names."""
+        ...
+
+
+def alias_of(uri: str) -> str | None:
+    """The alias in ``models:/NAME@ALIAS``, else ``None``."""
+    match = _ALIAS_URI.match(uri)
+    return match["alias"] if match else None
+
+
+def concrete_uri(predictor: PredictorLike, fallback: str) -> str:
+    """A URI that names exactly this model: ``models:/NAME/VERSION`` when it came from the registry."""
+    meta = predictor.metadata
+    if meta.get("name") and meta.get("version") is not None:
+        return f"models:/{meta['name']}/{meta['version']}"
+    return str(meta.get("uri") or meta.get("path") or fallback)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A loaded predictor with what the API reports about it."""
+
+    predictor: PredictorLike
+    uri: str
+    alias: str | None
+    loaded_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The predictor's own description."""
+        return self.predictor.describe()
+
+    @property
+    def name(self) -> str | None:
+        """Registered model name."""
+        value = self.predictor.metadata.get("name")
+        return None if value is None else str(value)
+
+    @property
+    def version(self) -> int | None:
+        """Registry version (``None`` for a model loaded from a folder)."""
+        value = self.predictor.metadata.get("version")
+        return None if value is None else int(value)
+
+    @property
+    def family(self) -> str:
+        """Model family (rules, linear, transformer)."""
+        return str(self.info.get("family", "unknown"))
+
+    @property
+    def labels(self) -> list[str]:
+        """The tags the model can answer."""
+        return [str(label) for label in self.info.get("labels", [])]
+
+    @property
+    def holdout_metrics(self) -> dict[str, float]:
+        """Holdout metrics recorded at training time (as many as the registry has)."""
+        meta = self.predictor.metadata
+        metrics = meta.get("holdout_metrics")
+        if isinstance(metrics, dict) and metrics:
+            return {str(k): float(v) for k, v in metrics.items()}
+        if meta.get("holdout_f1") is not None:
+            return {"overall.f1": float(meta["holdout_f1"])}
+        return {}
+
+    def ref(self) -> dict[str, Any]:
+        """Name, version, alias and family."""
+        return {"name": self.name, "version": self.version, "alias": self.alias, "family": self.family}
+
+
+@contextlib.contextmanager
+def _host_lock(path: Path) -> Iterator[None]:
+    """Serialise model downloads of the replicas on one host (they share the model cache)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, downloads may race
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class RegistryModelLoader:
+    """Loads ``models:/`` URIs (or model folders) with their holdout metrics from the MLflow run."""
+
+    def __init__(self, settings: Settings, *, threshold: float | None) -> None:
+        self.settings = settings
+        self.threshold = threshold
+
+    def resolve(self, uri: str) -> str:
+        """``models:/NAME@ALIAS`` → ``models:/NAME/VERSION`` (one registry query); other URIs as they are."""
+        if not uri.startswith("models:/"):
+            return uri
+        from tagops.registry import Registry
+
+        version, info = Registry(self.settings).resolve(uri)
+        return f"models:/{info['name']}/{version}"
+
+    def load(self, uri: str) -> PredictorLike:
+        """Resolve, download (once per host) and load the model ``uri`` names.
+
+        A registry version is immutable, so once loaded here its folder and provenance are cached under
+        ``TAGOPS_HOME/models``: a restarted replica, or one following a reload, loads ``models:/NAME/N``
+        from that cache without importing MLflow (seconds saved on every replica start).
+        """
+        from tagops.model_uri import load_predictor
+
+        cached = self._from_cache(uri)
+        if cached is not None:
+            return cached
+        with _host_lock(self.settings.models_dir / ".serving-download.lock"):
+            predictor = load_predictor(uri, self.settings, threshold=self.threshold)
+        predictor.metadata["holdout_metrics"] = self._holdout_metrics(predictor.metadata.get("run_id"))
+        self._write_cache(predictor)
+        return predictor
+
+    def _cache_dir(self, name: str, version: int | str) -> Path:
+        # The folder Registry.download fills: <models>/registry/<name>/<version>/model
+        return self.settings.models_dir / "registry" / name / str(version)
+
+    def _from_cache(self, uri: str) -> PredictorLike | None:
+        from tagops.predict import Predictor
+
+        match = _VERSION_URI.match(uri)
+        if match is None:
+            return None
+        folder = self._cache_dir(match["name"], match["version"])
+        provenance = folder / SERVING_METADATA
+        if not (folder / "model" / "model.json").is_file() or not provenance.is_file():
+            return None
+        try:
+            metadata = json.loads(provenance.read_text(encoding="utf-8"))
+            return Predictor.from_directory(folder / "model", threshold=self.threshold, metadata=metadata)
+        except Exception as error:  # a damaged cache entry: load from the registry instead
+            logger.warning("ignoring the cached %s: %s", uri, error)
+            return None
+
+    def _write_cache(self, predictor: PredictorLike) -> None:
+        meta = predictor.metadata
+        if not meta.get("name") or meta.get("version") is None:
+            return
+        folder = self._cache_dir(str(meta["name"]), meta["version"])
+        if not (folder / "model" / "model.json").is_file():
+            return
+        record = {k: v for k, v in meta.items() if k != "path"}
+        record["uri"] = f"models:/{meta['name']}/{meta['version']}"
+        partial = folder / f".{SERVING_METADATA}.{os.getpid()}"
+        partial.write_text(json.dumps(record, default=str), encoding="utf-8")
+        partial.replace(folder / SERVING_METADATA)
+
+    def _holdout_metrics(self, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        try:
+            from tagops.registry import Registry
+
+            metrics = Registry(self.settings).client.get_run(run_id).data.metrics
+        except Exception as error:  # metrics are informative; the model is served without them
+            logger.warning("could not read the holdout metrics of run %s: %s", run_id, error)
+            return {}
+        return {k.removeprefix("holdout."): float(v) for k, v in metrics.items() if k.startswith("holdout.")}
+
+
+class ReloadError(TagopsError):
+    """The new model could not be loaded; the old one is still served."""
+
+
+class ServingService:
+    """One replica's model, prediction log, keys, metrics and replica bookkeeping."""
+
+    def __init__(
+        self,
+        *,
+        config: ServeConfig,
+        settings: Settings,
+        model: ServedModel,
+        store: ServingStore,
+        keys: KeyStore,
+        metrics: ServingMetrics,
+        loader: ModelLoader | None,
+        deployment_id: str,
+        replica_id: str,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.model = model
+        self.store = store
+        self.keys = keys
+        self.metrics = metrics
+        self._loader = loader
+        self.deployment_id = deployment_id
+        self.replica_id = replica_id
+        self.ready = False
+        self.not_ready_reason: str | None = "starting"
+        self._reload_lock = threading.Lock()
+        self._failed_target: tuple[str, float] | None = None
+        self._sync_errors = 0
+        metrics.set_model(**model.ref())
+
+    @property
+    def loader(self) -> ModelLoader:
+        """The loader reloads use (the registry by default)."""
+        if self._loader is None:
+            self._loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
+        return self._loader
+
+    @property
+    def replica_max_age_s(self) -> float:
+        """A replica that has not reported for this long is considered gone."""
+        return max(3.0, 3 * self.config.sync_interval_s)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the log writer, warm the model, register this replica; then the replica is ready."""
+        self.store.start()
+        self.warm(self.model)
+        target_uri, _ = self.store.claim_target(self.deployment_id, self.model.uri, self.model.version)
+        if target_uri != self.model.uri:
+            logger.info("deployment serves %s; switching from %s", target_uri, self.model.uri)
+            self.sync_once()
+        self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        self.ready, self.not_ready_reason = True, None
+        logger.info("replica %s serving %s", self.replica_id, self.model.uri)
+
+    def stop(self) -> None:
+        """Stop taking traffic, forget this replica, write what is queued in the log."""
+        self.ready, self.not_ready_reason = False, "shutting down"
+        try:
+            self.store.remove_replica(self.replica_id)
+        except Exception as error:  # the row expires on its own
+            logger.warning("could not unregister replica %s: %s", self.replica_id, error)
+        self.store.stop()
+
+    @staticmethod
+    def warm(model: ServedModel) -> None:
+        """Run one prediction so the first real request does not pay for lazy initialisation."""
+        model.predictor.predict([WARM_UP_TITLE], [""])
+
+    # --------------------------------------------------------------------------------------- reload
+    def reload(self) -> tuple[ServedModel, ServedModel]:
+        """Load what ``model_uri`` names now, warm it, switch to it; returns (previous, current).
+
+        A model folder is loaded again every time; a registry URI only when it names another version.
+        """
+        with self._reload_lock:
+            previous = self.model
+            uri = self.config.model_uri
+            try:
+                target = self.loader.resolve(uri)
+                if target == previous.uri:  # registry versions are immutable: nothing to load
+                    current = previous
+                    self.metrics.reloads.labels(trigger="admin", outcome="unchanged").inc()
+                else:
+                    predictor = self.loader.load(target)
+                    current = ServedModel(predictor, concrete_uri(predictor, target), alias_of(uri))
+                    self._activate(current, trigger="admin")
+            except Exception as error:
+                self.metrics.reloads.labels(trigger="admin", outcome="failed").inc()
+                logger.exception("reload of %s failed; still serving %s", uri, previous.uri)
+                message = f"reload of {uri} failed ({error}); still serving {previous.uri}"
+                raise ReloadError(message) from error
+            self.store.set_target(self.deployment_id, current.uri, current.version)
+            self._failed_target = None
+            return previous, current
+
+    def _activate(self, model: ServedModel, *, trigger: str) -> None:
+        self.warm(model)
+        self.model = model  # the switch: one reference assignment, atomic for every reader
+        self.metrics.set_model(**model.ref())
+        self.metrics.reloads.labels(trigger=trigger, outcome="ok").inc()
+        logger.info("replica %s now serves %s (%s)", self.replica_id, model.uri, trigger)
+        self.store.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
+
+    def sync_once(self) -> None:
+        """Report this replica's model and follow the deployment's target if it moved."""
+        self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        target = self.store.get_target(self.deployment_id)
+        if target is None:
+            self.store.claim_target(self.deployment_id, self.model.uri, self.model.version)
+            return
+        uri = target[0]
+        if uri == self.model.uri:
+            return
+        failed = self._failed_target
+        if failed is not None and failed[0] == uri and time.monotonic() < failed[1]:
+            return  # it failed recently: retry later, not every sync
+        if not self._reload_lock.acquire(blocking=False):
+            return  # a reload is running here; it sets the target itself
+        try:
+            predictor = self.loader.load(uri)
+            self._activate(ServedModel(predictor, uri, alias_of(self.config.model_uri)), trigger="sync")
+        except Exception:
+            self.metrics.reloads.labels(trigger="sync", outcome="failed").inc()
+            self._failed_target = (uri, time.monotonic() + 30.0)
+            logger.exception("could not switch to %s; still serving %s", uri, self.model.uri)
+        finally:
+            self._reload_lock.release()
+
+    async def sync_forever(self) -> None:
+        """Run :meth:`sync_once` every ``sync_interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.config.sync_interval_s)
+            try:
+                await asyncio.to_thread(self.sync_once)
+                self._sync_errors = 0
+            except Exception as error:
+                self._sync_errors += 1
+                if self._sync_errors in (1, 10) or self._sync_errors % 100 == 0:
+                    logger.warning("replica sync failed (%d in a row): %s", self._sync_errors, error)
+
+    def replicas_on(self, uri: str) -> tuple[int, int]:
+        """(live replicas, live replicas serving ``uri``)."""
+        live = self.store.live_replicas(self.deployment_id, self.replica_max_age_s)
+        return len(live), sum(1 for replica in live if replica.model_uri == uri)
+
+    async def wait_for_replicas(self, uri: str) -> tuple[int, int]:
+        """Wait (up to ``reload_timeout_s``) until every live replica serves ``uri``."""
+        deadline = time.monotonic() + self.config.reload_timeout_s
+        while True:
+            total, on = await asyncio.to_thread(self.replicas_on, uri)
+            if on >= total or time.monotonic() >= deadline:
+                return total, on
+            await asyncio.sleep(min(0.2, self.config.sync_interval_s / 4))
+
+    # ---------------------------------------------------------------------------------- predictions
+    def log_predictions(
+        self,
+        *,
+        ids: Sequence[str],
+        request_id: str | None,
+        titles: Sequence[str],
+        descriptions: Sequence[str],
+        results: Sequence[dict[str, Any]],
+        model: ServedModel,
+        latency_ms: float,
+    ) -> bool:
+        """Queue one request's predictions for the log (never blocks)."""
+        now = utcnow()
+        rows = [
+            {
+                "id": prediction_id,
+                "created_at": now,
+                "request_id": request_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "model_uri": model.uri,
+                "title": title,
+                "description": description,
+                "tag": result["tag"],
+                "confidence": float(result["confidence"]),
+                "abstained": bool(result["abstained"]),
+                "probabilities": result["probabilities"],
+                "latency_ms": latency_ms,
+                "replica": self.replica_id,
+            }
+            for prediction_id, title, description, result in zip(
+                ids, titles, descriptions, results, strict=True
+            )
+        ]
+        return self.store.submit(rows)
+
+    def find_prediction(self, prediction_id: str) -> bool:
+        """Whether the prediction is in the log, allowing for rows still queued here or elsewhere."""
+        if self.store.prediction_exists(prediction_id):
+            return True
+        self.store.flush(timeout=5.0)
+        if self.store.prediction_exists(prediction_id):
+            return True
+        total, _ = self.replicas_on(self.model.uri)
+        if total <= 1:
+            return False
+        deadline = time.monotonic() + 2 * self.config.log_flush_interval_s + 0.5
+        while time.monotonic() < deadline:  # another replica's writer may not have flushed yet
+            time.sleep(0.1)
+            if self.store.prediction_exists(prediction_id):
+                return True
+        return False

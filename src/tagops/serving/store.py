@@ -1,0 +1,494 @@
+"""The prediction log: every prediction and every feedback, in any SQLAlchemy database.
+
+SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so several replicas write to it);
+``database_url`` (``TAGOPS_SERVE_DATABASE_URL``) points it at PostgreSQL or any other SQLAlchemy URL.
+
+Predictions are written by one background thread per process: a request only appends its rows to an
+in-memory queue and never waits for the database. The writer inserts whole batches in one transaction,
+retries a failed batch, and flushes what is queued on shutdown. A row that cannot be written (queue
+full, writer stopped, database down after retries) is counted in the metrics and logged, never dropped
+silently. The same database holds the API keys and the small tables that keep replicas on one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and read back timezone-aware on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """To UTC; a naive datetime is refused rather than guessed."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        """Timezone-aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("request_id", String(64), nullable=True, index=True),
+    Column("model_name", String(200), nullable=True),
+    Column("model_version", Integer, nullable=True, index=True),
+    Column("model_uri", String(1000), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("tag", String(100), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("abstained", Boolean, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("replica", String(100), nullable=False),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("prediction_id", String(32), nullable=False, index=True),
+    Column("tag", String(100), nullable=False),
+    Column("key_id", String(32), nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("digest", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+#: The model every replica of one deployment should serve (set by a reload, followed by the others).
+model_targets = Table(
+    "serving_model_targets",
+    metadata,
+    Column("deployment_id", String(64), primary_key=True),
+    Column("model_uri", String(1000), nullable=False),
+    Column("model_version", Integer, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+#: What each live replica serves, refreshed every ``sync_interval_s``.
+replicas = Table(
+    "serving_replicas",
+    metadata,
+    Column("replica_id", String(64), primary_key=True),
+    Column("deployment_id", String(64), nullable=False, index=True),
+    Column("model_uri", String(1000), nullable=False),
+    Column("model_version", Integer, nullable=True),
+    Column("pid", Integer, nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+)
+
+
+class ServingEnvironment(BaseSettings):
+    """Serving secrets read from the environment (prefix ``TAGOPS_SERVE_``), never from versioned YAML."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
+
+    database_url: str | None = None
+
+
+def default_database_url(settings: Settings) -> str:
+    """SQLite file under ``TAGOPS_HOME/serving``."""
+    return f"sqlite:///{settings.home / 'serving' / 'predictions.db'}"
+
+
+def database_url_for(config_url: str | None, settings: Settings) -> str:
+    """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME."""
+    return ServingEnvironment().database_url or config_url or default_database_url(settings)
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is reported by create_engine; never echo it whole
+        return "<invalid database URL>"
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    else:  # in-memory: one shared connection, or every connection would see its own empty database
+        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ReplicaRecord:
+    """One replica's last report."""
+
+    replica_id: str
+    model_uri: str
+    model_version: int | None
+    pid: int
+    hostname: str
+    heartbeat_at: float
+
+
+_STOP = object()
+
+
+class ServingStore:
+    """Prediction log, feedback, and the replica bookkeeping of one database.
+
+    ``on_rows(outcome, count)`` is told about every row written, dropped or failed (the app feeds its
+    metrics from it).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_rows: int = 100_000,
+        batch_rows: int = 500,
+        flush_interval_s: float = 0.2,
+        retries: int = 3,
+        on_rows: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.engine = create_store_engine(url)
+        self.queue_rows = queue_rows
+        self.batch_rows = batch_rows
+        self.flush_interval_s = flush_interval_s
+        self.retries = retries
+        self.on_rows = on_rows
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.failed_rows = 0
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._last_drop_log = 0.0
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def create_tables(self) -> None:
+        """Create the tables that do not exist yet (idempotent)."""
+        metadata.create_all(self.engine)
+
+    def start(self) -> None:
+        """Create the tables and start the writer thread (idempotent)."""
+        self.create_tables()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopped = False
+            self._thread = threading.Thread(target=self._run, name="tagops-prediction-log", daemon=True)
+            self._thread.start()
+
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the writer thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows accepted but not yet written (or given up on)."""
+        return self._queued_rows
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every accepted row is written or given up on; ``False`` on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.writer_alive:
+                    return False
+                self._queue.all_tasks_done.wait(min(remaining, 0.5))
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued, stop the writer, and report rows that could not be written."""
+        with self._lock:
+            thread, self._stopped = self._thread, True
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.error(
+                    "prediction log: writer still busy after %.0fs; %d rows not written",
+                    timeout,
+                    self._queued_rows,
+                )
+        elif self._queued_rows:
+            self._count("dropped", self._queued_rows)
+            logger.error("prediction log: %d rows queued but no writer ran", self._queued_rows)
+
+    def dispose(self) -> None:
+        """Close the database connections."""
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------------------------- predictions
+    def submit(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """Queue prediction rows for writing; never blocks. ``False`` (counted, logged) when refused."""
+        count = len(rows)
+        if not count:
+            return True
+        with self._lock:
+            refused = self._stopped or self._queued_rows + count > self.queue_rows
+            if not refused:
+                self._queued_rows += count
+        if refused:
+            self._count("dropped", count)
+            self._log_drop(count)
+            return False
+        self._queue.put(list(rows))
+        return True
+
+    def _log_drop(self, count: int) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_log >= 10.0:  # a full queue would otherwise log once per request
+            self._last_drop_log = now
+            reason = "writer stopped" if self._stopped else f"queue full ({self.queue_rows} rows)"
+            logger.error(
+                "prediction log: dropped %d rows (%s); %d dropped in total", count, reason, self.dropped_rows
+            )
+
+    def _count(self, outcome: str, count: int) -> None:
+        if outcome == "written":
+            self.written_rows += count
+        elif outcome == "dropped":
+            self.dropped_rows += count
+        else:
+            self.failed_rows += count
+        if self.on_rows is not None:
+            self.on_rows(outcome, count)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                item = self._queue.get(timeout=self.flush_interval_s)
+            except queue.Empty:
+                continue
+            items = [item]
+            rows: list[dict[str, Any]] = [] if item is _STOP else list(item)
+            stopping = item is _STOP
+            while len(rows) < self.batch_rows:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(more)
+                if more is _STOP:
+                    stopping = True
+                else:
+                    rows.extend(more)
+            try:
+                if rows:
+                    self._write(rows)
+            finally:
+                with self._lock:
+                    self._queued_rows -= len(rows)
+                for _ in items:
+                    self._queue.task_done()
+            if stopping and not self._queue.empty():
+                stopping = False  # rows queued behind the stop marker are still written
+                self._queue.put(_STOP)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        delay = 0.1
+        for attempt in range(1, self.retries + 1):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(predictions.insert(), rows)
+            except IntegrityError as error:  # a duplicate id cannot succeed on retry
+                self._count("failed", len(rows))
+                logger.error("prediction log: %d rows not written: %s", len(rows), error.orig)
+                return
+            except SQLAlchemyError as error:
+                if attempt == self.retries:
+                    self._count("failed", len(rows))
+                    logger.error(
+                        "prediction log: %d rows not written after %d attempts: %s",
+                        len(rows),
+                        attempt,
+                        error,
+                    )
+                    return
+                logger.warning("prediction log: write failed (attempt %d), retrying: %s", attempt, error)
+                time.sleep(delay)
+                delay *= 4
+            else:
+                self._count("written", len(rows))
+                return
+
+    def count_predictions(self) -> int:
+        """Rows in the prediction log."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(predictions)).scalar_one())
+
+    def prediction_exists(self, prediction_id: str) -> bool:
+        """Whether a prediction with this id has been written."""
+        query = select(predictions.c.id).where(predictions.c.id == prediction_id)
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+    # ------------------------------------------------------------------------------------- feedback
+    def add_feedback(self, *, prediction_id: str, tag: str, key_id: str | None) -> str:
+        """Store feedback synchronously (the caller is told it is stored); returns its id."""
+        feedback_id = uuid.uuid4().hex
+        with self.engine.begin() as connection:
+            connection.execute(
+                feedback.insert().values(
+                    id=feedback_id, created_at=utcnow(), prediction_id=prediction_id, tag=tag, key_id=key_id
+                )
+            )
+        return feedback_id
+
+    # ------------------------------------------------------------------------- replica bookkeeping
+    def claim_target(self, deployment_id: str, model_uri: str, version: int | None) -> tuple[str, int | None]:
+        """Set the deployment's model if none is set yet; return the one in force."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    model_targets.insert().values(
+                        deployment_id=deployment_id,
+                        model_uri=model_uri,
+                        model_version=version,
+                        updated_at=time.time(),
+                    )
+                )
+        except IntegrityError:
+            pass
+        target = self.get_target(deployment_id)
+        return target if target is not None else (model_uri, version)
+
+    def get_target(self, deployment_id: str) -> tuple[str, int | None] | None:
+        """The model the deployment's replicas should serve, if one was set."""
+        query = select(model_targets.c.model_uri, model_targets.c.model_version).where(
+            model_targets.c.deployment_id == deployment_id
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else (str(row[0]), row[1])
+
+    def set_target(self, deployment_id: str, model_uri: str, version: int | None) -> None:
+        """Point every replica of the deployment at this model."""
+        values = {"model_uri": model_uri, "model_version": version, "updated_at": time.time()}
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                model_targets.update().where(model_targets.c.deployment_id == deployment_id).values(**values)
+            ).rowcount
+            if not updated:
+                connection.execute(model_targets.insert().values(deployment_id=deployment_id, **values))
+
+    def heartbeat(self, replica_id: str, deployment_id: str, model_uri: str, version: int | None) -> None:
+        """Record that this replica is alive and which model it serves."""
+        values = {
+            "deployment_id": deployment_id,
+            "model_uri": model_uri,
+            "model_version": version,
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "heartbeat_at": time.time(),
+        }
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                replicas.update().where(replicas.c.replica_id == replica_id).values(**values)
+            ).rowcount
+            if not updated:
+                connection.execute(replicas.insert().values(replica_id=replica_id, **values))
+
+    def live_replicas(self, deployment_id: str | None, max_age_s: float) -> list[ReplicaRecord]:
+        """Replicas of the deployment (of any, for ``None``) that reported within ``max_age_s``."""
+        query = select(
+            replicas.c.replica_id,
+            replicas.c.model_uri,
+            replicas.c.model_version,
+            replicas.c.pid,
+            replicas.c.hostname,
+            replicas.c.heartbeat_at,
+        ).where(replicas.c.heartbeat_at >= time.time() - max_age_s)
+        if deployment_id is not None:
+            query = query.where(replicas.c.deployment_id == deployment_id)
+        with self.engine.connect() as connection:
+            return [ReplicaRecord(*row) for row in connection.execute(query)]
+
+    def remove_replica(self, replica_id: str) -> None:
+        """Forget a replica that shuts down cleanly."""
+        with self.engine.begin() as connection:
+            connection.execute(replicas.delete().where(replicas.c.replica_id == replica_id))

@@ -1,0 +1,457 @@
+"""Hyper-parameter tuning with Ray Tune: Optuna search, ASHA early stopping, MLflow child runs.
+
+``tagops tune --model transformer|linear --trials N [--config configs/tune.yaml]`` searches the space in
+:class:`tagops.config.TuneConfig`, every trial logging to an MLflow child run of one parent run; the
+best trial's parameters are then trained through the normal path (:func:`tagops.train.run_training`),
+registered as ``challenger`` and sent through the promotion gate. ``tagops tune --resume NAME`` continues
+an interrupted search: finished trials are kept, unfinished ones run again.
+
+Concurrency follows the cluster: ``floor(CPUs / cpus_per_trial)`` trials at once (the embedded cluster,
+or the one ``RAY_ADDRESS`` names).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from tagops.config import LinearParams, TrainConfig, TransformerParams, TuneConfig
+
+if TYPE_CHECKING:
+    from tagops.registry import Registry
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Family = Literal["transformer", "linear"]
+TUNE_RECORD = "tagops_tune.json"
+METRIC = "val_f1"
+
+
+@dataclass
+class TuneResult:
+    """What a search found and what became of its best trial."""
+
+    name: str
+    family: str
+    trials: list[dict[str, Any]]
+    best_params: dict[str, Any]
+    best_val_f1: float
+    default_val_f1: float | None
+    version: int | None = None
+    holdout_f1: float | None = None
+    gate: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ search space
+def _ngram(value: tuple[int, int]) -> str:
+    return f"{value[0]}-{value[1]}"
+
+
+def _parse_ngram(value: str) -> list[int]:
+    low, high = value.split("-")
+    return [int(low), int(high)]
+
+
+def search_space(cfg: TuneConfig, family: Family) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ray Tune's sampling domains for ``family`` and the family's default as a point in that space."""
+    from ray import tune
+
+    def floats(r: Any) -> Any:
+        return tune.loguniform(r.low, r.high) if r.log else tune.uniform(r.low, r.high)
+
+    if family == "transformer":
+        s, base = cfg.transformer_space, cfg.transformer
+        space = {
+            "lr": floats(s.lr),
+            "head_lr": floats(s.head_lr),
+            "dropout": floats(s.dropout),
+            "weight_decay": floats(s.weight_decay),
+            "epochs": tune.randint(s.epochs.low, s.epochs.high + 1),
+            "patience": tune.randint(s.patience.low, s.patience.high + 1),
+            "max_length": tune.choice(list(s.max_length)),
+            "batch_size": tune.choice(list(s.batch_size)),
+        }
+        default = {k: getattr(base, k) for k in space}
+        default["head_lr"] = base.head_lr or base.lr
+        default["patience"] = base.patience or s.patience.high
+        default["epochs"] = min(max(base.epochs, s.epochs.low), s.epochs.high)
+        return space, default
+    ls, linear = cfg.linear_space, cfg.linear
+    space = {
+        "C": floats(ls.C),
+        "word_ngram_range": tune.choice([_ngram(r) for r in ls.word_ngram_range]),
+        "char_ngram_range": tune.choice([_ngram(r) for r in ls.char_ngram_range]),
+    }
+    default = {
+        "C": linear.C,
+        "word_ngram_range": _ngram(linear.word_ngram_range),
+        "char_ngram_range": _ngram(linear.char_ngram_range),
+    }
+    return space, default
+
+
+def trial_params(
+    cfg: TuneConfig, family: Family, sampled: dict[str, Any]
+) -> TransformerParams | LinearParams:
+    """The family's parameters with a trial's sampled values applied, validated again."""
+    if family == "transformer":
+        values = {k: v for k, v in sampled.items() if k in TransformerParams.model_fields}
+        return TransformerParams.model_validate({**cfg.transformer.model_dump(mode="json"), **values})
+    values = dict(sampled)
+    for key in ("word_ngram_range", "char_ngram_range"):
+        if isinstance(values.get(key), str):
+            values[key] = _parse_ngram(values[key])
+    values = {k: v for k, v in values.items() if k in LinearParams.model_fields}
+    return LinearParams.model_validate({**cfg.linear.model_dump(mode="json"), **values})
+
+
+# ------------------------------------------------------------------------------------------ a trial
+def run_trial(
+    config: dict[str, Any],
+    *,
+    tune_config: dict[str, Any],
+    family: Family,
+    data: dict[str, list[str]],
+    threads: int,
+    tracking: dict[str, str] | None,
+) -> None:
+    """One Ray Tune trial: fit with the sampled parameters, report validation F1 after every epoch."""
+    from ray import tune
+
+    cfg = TuneConfig.model_validate(tune_config)
+    params = trial_params(cfg, family, config)
+    run_id = _open_child_run(tracking, params, config)
+    extra = {"mlflow_run_id": run_id or ""}
+    if isinstance(params, TransformerParams):
+        import torch
+
+        from tagops.models.transformer import TransformerModel
+
+        torch.set_num_threads(threads)
+
+        def report(state: Any) -> None:
+            metrics = {k: v for k, v in state.history[-1].items() if k != "epoch"}
+            _log_child(tracking, run_id, metrics, state.epoch)
+            if state.stopped_early or state.epoch >= params.epochs:
+                # The scheduler may end the trial inside this last report: close the run first.
+                _close_child(tracking, run_id)
+            tune.report({**metrics, "epoch": state.epoch, "best_val_f1": state.best_f1, **extra})
+
+        model = TransformerModel(params.model_copy(update={"engine": "local"}))
+        model.num_threads = threads
+        model.fit(
+            data["train_texts"],
+            data["train_labels"],
+            seed=cfg.seed,
+            val_texts=data["val_texts"],
+            val_labels=data["val_labels"],
+            on_epoch=report,
+        )
+    else:
+        from sklearn.metrics import f1_score
+
+        from tagops.models.linear import LinearModel
+
+        linear = LinearModel(params).fit(data["train_texts"], data["train_labels"], seed=cfg.seed)
+        proba = linear.predict_proba(data["val_texts"])
+        predicted = [linear.labels[i] for i in proba.argmax(axis=1)]
+        f1 = float(f1_score(data["val_labels"], predicted, average="weighted", zero_division=0))
+        _log_child(tracking, run_id, {METRIC: f1}, 1)
+        _close_child(tracking, run_id)  # before the report: the trial may be ended inside it
+        tune.report({METRIC: f1, "epoch": 1, "best_val_f1": f1, **extra})
+    _close_child(tracking, run_id)
+
+
+def _close_child(tracking: dict[str, str] | None, run_id: str | None) -> None:
+    """Mark a trial's MLflow run FINISHED (once; a run already closed is left as it is)."""
+    if not tracking or not run_id:
+        return
+    from tagops.registry import close_run, run_status
+
+    if run_status(tracking["tracking_uri"], run_id) == "RUNNING":
+        close_run(tracking["tracking_uri"], run_id)
+
+
+def _open_child_run(
+    tracking: dict[str, str] | None, params: TransformerParams | LinearParams, sampled: dict[str, Any]
+) -> str | None:
+    if not tracking:
+        return None
+    from ray import tune
+
+    from tagops.registry import log_to_run, open_run
+
+    trial = tune.get_context().get_trial_name()
+    run_id = open_run(
+        tracking["tracking_uri"],
+        tracking["experiment_id"],
+        trial,
+        tags={"family": params.family, "tagops.tune": tracking["name"]},
+        parent_run_id=tracking["parent_run_id"],
+    )
+    log_to_run(tracking["tracking_uri"], run_id, params={"sampled": sampled, "config": params.model_dump()})
+    return run_id
+
+
+def _log_child(
+    tracking: dict[str, str] | None, run_id: str | None, metrics: dict[str, float], step: int
+) -> None:
+    if not tracking or not run_id:
+        return
+    from tagops.registry import log_to_run
+
+    try:
+        log_to_run(tracking["tracking_uri"], run_id, metrics=metrics, step=step)
+    except Exception as error:  # tracking trouble must not fail a trial
+        logger.warning("could not log trial metrics to MLflow: %s", error)
+
+
+# ------------------------------------------------------------------------------------------ the search
+def tune_dir(settings: Settings) -> Path:
+    """Where Ray Tune keeps experiments (beside Ray Train's runs)."""
+    return settings.home / "ray_results"
+
+
+def run_tuning(
+    cfg: TuneConfig,
+    settings: Settings,
+    *,
+    family: Family,
+    registry: Registry | None = None,
+    name: str | None = None,
+    resume: bool = False,
+) -> TuneResult:
+    """Search, then train, register and gate the best trial's parameters (when a registry is given)."""
+    from tagops.train import pull_stage, split_stage, validate_stage
+
+    snapshot = pull_stage(settings, cfg.data)
+    dataset, holdout = validate_stage(snapshot)
+    train, val = split_stage(dataset, cfg.data)
+    name = name or f"tune-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
+    record_path = tune_dir(settings) / name / TUNE_RECORD
+    record: dict[str, Any] = json.loads(record_path.read_text()) if resume else {}
+    parent_run_id: str | None = record.get("mlflow_run_id")
+    if registry is not None and parent_run_id is None:
+        parent_run_id = registry.create_run(name, tags={"family": family, "tagops.tune": name})
+    record.update(
+        name=name,
+        family=family,
+        config=cfg.model_dump(mode="json"),
+        dataset_sha256=snapshot.dataset_sha256,
+        mlflow_run_id=parent_run_id,
+        status="running",
+    )
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True))
+    logger.info("tuning %s as %s (if interrupted: tagops tune --resume %s)", family, name, name)
+
+    from tagops.data.clean import build_text
+
+    def texts(frame: Any) -> list[str]:
+        return [build_text(t, d) for t, d in zip(frame["title"], frame["description"], strict=True)]
+
+    data = {
+        "train_texts": texts(train),
+        "train_labels": train["tag"].tolist(),
+        "val_texts": texts(val),
+        "val_labels": val["tag"].tolist(),
+    }
+    tracking = None
+    if registry is not None and parent_run_id is not None:
+        tracking = {
+            "tracking_uri": settings.tracking_uri,
+            "experiment_id": registry.experiment_id,
+            "parent_run_id": parent_run_id,
+            "name": name,
+        }
+    trials = _search(cfg, settings, family=family, name=name, data=data, tracking=tracking, resume=resume)
+    if tracking is not None:
+        _close_unfinished(tracking["tracking_uri"], trials)
+    completed = [t for t in trials if t.get("best_val_f1") is not None]
+    if not completed:
+        raise RuntimeError(f"tuning run {name}: no trial reported a result")
+    # On a tie the default wins: a search that found nothing better changes nothing.
+    best = max(completed, key=lambda t: (t["best_val_f1"], t["default"], -t["index"]))
+    default = next((t for t in completed if t["default"]), None)
+    best_params = trial_params(cfg, family, best["config"])
+    result = TuneResult(
+        name=name,
+        family=family,
+        trials=trials,
+        best_params=best_params.model_dump(mode="json"),
+        best_val_f1=float(best["best_val_f1"]),
+        default_val_f1=float(default["best_val_f1"]) if default else None,
+    )
+    if registry is not None:
+        _register_best(cfg, settings, registry, result, best_params, holdout, snapshot, parent_run_id)
+    record.update(status="finished", best=result.best_params, version=result.version)
+    record_path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    return result
+
+
+def _search(
+    cfg: TuneConfig,
+    settings: Settings,
+    *,
+    family: Family,
+    name: str,
+    data: dict[str, list[str]],
+    tracking: dict[str, str] | None,
+    resume: bool,
+) -> list[dict[str, Any]]:
+    from tagops.runtime import ray_session
+
+    with ray_session(settings) as resources:
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        cluster_cpus = float(resources.get("CPU", 1.0))
+        cpus = cfg.cpus_per_trial or (2 if family == "transformer" else 1)
+        cpus = max(1, min(cpus, math.floor(cluster_cpus)))
+        concurrency = cfg.max_concurrent or max(1, math.floor(cluster_cpus / cpus))
+        logger.info("%d trial(s) at once, %d CPU each (cluster: %g CPUs)", concurrency, cpus, cluster_cpus)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                tune_config=cfg.model_dump(mode="json"),
+                family=family,
+                data=data,
+                threads=cpus,
+                tracking=tracking,
+            ),
+            {"cpu": cpus},
+        )
+        space, default = search_space(cfg, family)
+        max_epochs = cfg.transformer_space.epochs.high if family == "transformer" else 1
+        path = tune_dir(settings) / name
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            searcher = OptunaSearch(points_to_evaluate=[default], seed=cfg.seed)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    metric=METRIC,
+                    mode="max",
+                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+                    scheduler=ASHAScheduler(
+                        time_attr="epoch",
+                        max_t=max_epochs,
+                        grace_period=min(cfg.grace_period, max_epochs),
+                        reduction_factor=cfg.reduction_factor,
+                    ),
+                    num_samples=cfg.trials,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=str(tune_dir(settings)),
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=0),
+                ),
+            )
+        grid = tuner.fit()
+    trials: list[dict[str, Any]] = []
+    for position in range(len(grid)):
+        result = grid[position]
+        metrics = result.metrics or {}
+        frame = result.metrics_dataframe
+        best_f1 = float(frame[METRIC].max()) if frame is not None and METRIC in frame else None
+        trials.append(
+            {
+                "trial": metrics.get("trial_id"),
+                "config": dict(result.config or {}),
+                "best_val_f1": best_f1,
+                "epochs": int(metrics.get("epoch", 0)),
+                "mlflow_run_id": metrics.get("mlflow_run_id") or None,
+                "error": str(result.error) if result.error else None,
+            }
+        )
+    # The family's default was evaluated first (Optuna's points_to_evaluate); it is listed first.
+    trials.sort(key=lambda t: not _same_point(t["config"], default))
+    for index, trial in enumerate(trials):
+        trial["index"] = index
+        trial["default"] = _same_point(trial["config"], default)
+    return trials
+
+
+def _same_point(config: dict[str, Any], point: dict[str, Any]) -> bool:
+    """Whether a trial's sampled config is ``point`` (floats compared to 1e-9 relative)."""
+    if config.keys() != point.keys():
+        return False
+    return all(
+        math.isclose(float(v), float(point[k]), rel_tol=1e-9)
+        if isinstance(v, int | float) and not isinstance(v, bool)
+        else v == point[k]
+        for k, v in config.items()
+    )
+
+
+def _close_unfinished(tracking_uri: str, trials: list[dict[str, Any]]) -> None:
+    """Trials ASHA stopped never reached their own end: mark their MLflow runs KILLED."""
+    import contextlib
+
+    from tagops.registry import close_run, run_status
+
+    for trial in trials:
+        run_id = trial.get("mlflow_run_id")
+        if run_id and run_status(tracking_uri, run_id) == "RUNNING":
+            with contextlib.suppress(Exception):
+                close_run(tracking_uri, run_id, status="KILLED")
+
+
+def _register_best(
+    cfg: TuneConfig,
+    settings: Settings,
+    registry: Registry,
+    result: TuneResult,
+    params: TransformerParams | LinearParams,
+    holdout: Any,
+    snapshot: Any,
+    parent_run_id: str | None,
+) -> None:
+    """Train the best parameters through the normal path, register as challenger, run the gate."""
+    from dataclasses import asdict
+
+    from tagops.promote import promote
+    from tagops.train import run_training
+
+    train_cfg = TrainConfig(
+        data=cfg.data, model=params, evaluation=cfg.evaluation, seed=cfg.seed, refit_full=cfg.refit_full
+    )
+    trained = run_training(train_cfg, settings, registry=registry, data=snapshot)
+    result.version = trained.version
+    result.holdout_f1 = float(trained.holdout_report["overall"]["f1"])
+    decision = promote(
+        registry,
+        holdout=holdout,
+        eval_cfg=cfg.evaluation,
+        gate=cfg.gate,
+        history=settings.promotion_history,
+        version=trained.version,
+        holdout_sha256=snapshot.holdout_sha256,
+    )
+    result.gate = asdict(decision)
+    if parent_run_id is not None:
+        from tagops.registry import close_run, log_to_run
+
+        log_to_run(
+            settings.tracking_uri,
+            parent_run_id,
+            metrics={
+                "best_val_f1": result.best_val_f1,
+                "default_val_f1": result.default_val_f1 or 0.0,
+                "holdout_f1": result.holdout_f1,
+                "trials": float(len(result.trials)),
+            },
+            params={"best": result.best_params, "registered_version": result.version},
+        )
+        close_run(settings.tracking_uri, parent_run_id)

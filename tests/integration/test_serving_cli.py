@@ -1,0 +1,132 @@
+"""`tagops serve --engine uvicorn` end to end: starts on loopback, prints its URL, answers, and flushes
+the prediction log on SIGTERM; start-up problems are one-line errors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tagops.config import DataConfig, LinearParams, TrainConfig
+from tagops.settings import QUIET_ENVIRONMENT, Settings
+
+pytestmark = pytest.mark.integration
+
+SERVE = [sys.executable, "-m", "tagops.cli", "serve", "--engine", "uvicorn"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Path:
+    from tagops.train import run_training
+
+    home = tmp_path_factory.mktemp("serve-cli-model")
+    settings = Settings(home=home)
+    cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
+    return run_training(cfg, settings, registry=None).model_dir
+
+
+def environment(home: Path) -> dict[str, str]:
+    env = {**os.environ, **QUIET_ENVIRONMENT, "TAGOPS_HOME": str(home), "COLUMNS": "200"}
+    for key in (
+        "MLFLOW_TRACKING_URI",
+        "TAGOPS_MLFLOW_TRACKING_URI",
+        "RAY_ADDRESS",
+        "TAGOPS_SERVE_DATABASE_URL",
+    ):
+        env.pop(key, None)
+    return env
+
+
+@pytest.fixture
+def server(tmp_path: Path, model_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tagops.cli",
+            "serve",
+            "--engine",
+            "uvicorn",
+            "--port",
+            "0",
+            "--model",
+            str(model_dir),
+        ],
+        env=environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the server prints its URL (or exits)
+        assert line.startswith("serving "), line + (proc.stderr.read() if proc.poll() is not None else "")
+        url = line.split(" at ")[1].split(" ")[0]
+        yield proc, url, home
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+
+
+def test_serves_on_loopback_and_flushes_the_log_on_sigterm(
+    server: tuple[subprocess.Popen[str], str, Path],
+) -> None:
+    proc, url, home = server
+    assert url.startswith("http://127.0.0.1:")
+    with httpx.Client(timeout=30) as http:
+        assert http.get(f"{url}/readyz").status_code == 200
+        response = http.post(
+            f"{url}/v1/predict",
+            json={
+                "items": [{"title": "Semantic segmentation of images"}, {"title": "Kubernetes model serving"}]
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert [p["tag"] for p in response.json()["predictions"]] == ["computer-vision", "mlops"]
+        model = http.get(f"{url}/v1/model").json()
+        assert model["family"] == "linear" and model["version"] is None
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    from tagops.serving.store import ServingStore, default_database_url
+
+    store = ServingStore(default_database_url(Settings(home=home)))
+    assert store.count_predictions() == 2
+
+
+def test_start_up_problems_are_one_line_errors(tmp_path: Path, model_dir: Path) -> None:
+    env = environment(tmp_path / "home")
+    missing = subprocess.run(
+        SERVE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "error: models:/tagops@champion: no version has the alias 'champion'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [*SERVE, "--port", str(port), "--model", str(model_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert busy.returncode == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in busy.stderr

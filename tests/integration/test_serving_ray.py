@@ -1,0 +1,231 @@
+"""The prediction API on Ray Serve over loopback: two replicas of a registered model, batching, keys,
+reload of every replica, and the prediction log. One embedded Ray cluster and one Serve app per module.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tagops.config import DataConfig, LinearParams, RulesParams, ServeConfig, TrainConfig
+from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
+
+pytestmark = pytest.mark.integration
+
+ITEM = {
+    "title": "Fine-tuning BERT for sentiment analysis",
+    "description": "text classification with transformers",
+}
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    config: ServeConfig
+    registry: Any
+    versions: dict[str, int]
+    admin: dict[str, str]
+    client: dict[str, str]
+    items_sent: list[int] = field(default_factory=list)
+
+    def predict(self, http: httpx.Client, items: list[dict[str, str]]) -> httpx.Response:
+        response = http.post(f"{self.url}/v1/predict", json={"items": items})
+        if response.status_code == 200:
+            self.items_sent.append(len(items))
+        return response
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(fixture_dir: Path) -> Iterator[Served]:
+    # Ray's socket paths must stay under 108 bytes: a short folder, not pytest's deep tmp_path.
+    root = Path(tempfile.mkdtemp(prefix="tgs-"))
+    try:
+        yield from _serve_in(root / "home", fixture_dir)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TAGOPS_HOME", str(home))
+        for key, value in QUIET_ENVIRONMENT.items():
+            mp.setenv(key, value)
+        for key in ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS"):
+            mp.delenv(key, raising=False)
+        mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
+        from tagops.serving.server import RAY_SERVING_ENVIRONMENT
+
+        for key, value in RAY_SERVING_ENVIRONMENT.items():  # as `tagops serve` starts Ray
+            mp.setenv(key, value)
+        settings = Settings()
+        prepare_environment(settings)
+        from tagops.registry import CHAMPION, Registry
+        from tagops.serving.keys import KeyStore
+        from tagops.serving.store import ServingStore, default_database_url
+        from tagops.train import run_training
+
+        registry = Registry(settings)
+        data = DataConfig(source_dir=fixture_dir)
+        versions = {
+            family: run_training(TrainConfig(data=data, model=params), settings, registry=registry).version
+            for family, params in (("linear", LinearParams()), ("rules", RulesParams()))
+        }
+        registry.set_alias(CHAMPION, versions["linear"])
+        store = ServingStore(default_database_url(settings))
+        store.create_tables()
+        keys = KeyStore(store.engine)
+        admin = {"Authorization": f"Bearer {keys.create('admin', 'admin')[1]}"}
+        client = {"X-API-Key": keys.create("client", "client")[1]}
+        config = ServeConfig(
+            port=free_port(), num_replicas=2, num_cpus=0.5, sync_interval_s=0.5, log_flush_interval_s=0.05
+        )
+        from ray import serve
+
+        from tagops.runtime import ray_session
+        from tagops.serving.server import start_ray_serve
+
+        with ray_session(settings, num_cpus=2):
+            try:
+                start_ray_serve(config)
+                yield Served(
+                    f"http://127.0.0.1:{config.port}",
+                    settings,
+                    config,
+                    registry,
+                    {k: int(v or 0) for k, v in versions.items()},
+                    admin,
+                    client,
+                )
+            finally:
+                serve.shutdown()
+
+
+def test_the_proxy_listens_on_loopback_only(served: Served) -> None:
+    import psutil
+
+    listeners = [
+        c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == served.config.port
+    ]
+    assert listeners, "nothing listens on the Serve port"
+    assert set(listeners) <= {"127.0.0.1"}
+
+
+def test_ready_model_and_docs(served: Served) -> None:
+    with httpx.Client(timeout=30) as http:
+        assert http.get(f"{served.url}/readyz").json()["status"] == "ready"
+        model = http.get(f"{served.url}/v1/model").json()
+        assert (model["name"], model["version"], model["alias"]) == (
+            "tagops",
+            served.versions["linear"],
+            "champion",
+        )
+        assert model["family"] == "linear"
+        assert model["holdout_metrics"]["overall.f1"] > 0
+        assert model["dataset_sha256"]
+        assert http.get(f"{served.url}/docs").status_code == 200
+
+
+def test_concurrent_predictions_are_answered_by_batches(served: Served) -> None:
+    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(16) as pool:
+        responses = list(
+            pool.map(lambda i: served.predict(http, [ITEM, {"title": f"YOLO detector {i}"}]), range(64))
+        )
+        assert [r.status_code for r in responses] == [200] * 64
+        first = responses[0].json()["predictions"]
+        assert first[0]["tag"] == "natural-language-processing"
+        assert first[1]["tag"] == "computer-vision"
+        metrics = "".join(http.get(f"{served.url}/metrics").text for _ in range(4))  # some replica's view
+        batch_sums = [
+            line for line in metrics.splitlines() if line.startswith("tagops_predict_batch_items_sum")
+        ]
+        batch_counts = [
+            line for line in metrics.splitlines() if line.startswith("tagops_predict_batch_items_count")
+        ]
+        assert batch_sums and batch_counts
+
+
+def test_bounds_and_keys_hold_behind_the_proxy(served: Served) -> None:
+    with httpx.Client(timeout=30) as http:
+        too_many = http.post(
+            f"{served.url}/v1/predict", json={"items": [ITEM] * (served.config.max_items + 1)}
+        )
+        assert too_many.status_code == 422
+        assert too_many.json()["detail"][0]["field"] == "items"
+        huge = http.post(
+            f"{served.url}/v1/predict",
+            content=b"x" * (served.config.max_body_bytes + 1),
+            headers={"content-type": "application/json"},
+        )
+        assert huge.status_code == 413
+        prediction = served.predict(http, [ITEM]).json()["predictions"][0]
+        body = {"prediction_id": prediction["prediction_id"], "tag": "natural-language-processing"}
+        assert http.post(f"{served.url}/v1/feedback", json=body).status_code == 401
+        stored = http.post(f"{served.url}/v1/feedback", json=body, headers=served.client)
+        assert stored.status_code == 201, stored.text
+        assert http.post(f"{served.url}/v1/admin/reload", headers=served.client).status_code == 403
+
+
+def test_reload_under_load_switches_every_replica(served: Served) -> None:
+    from tagops.registry import CHAMPION
+
+    served.registry.set_alias(CHAMPION, served.versions["rules"])
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as http:
+            while not stop.is_set():
+                statuses.append(served.predict(http, [ITEM]).status_code)
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.5)
+        with httpx.Client(timeout=120) as http:
+            reload = http.post(f"{served.url}/v1/admin/reload", headers=served.admin)
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    assert reload.status_code == 200, reload.text
+    body = reload.json()
+    assert body["current"]["version"] == served.versions["rules"]
+    assert body["sync"] == {"replicas": 2, "on_version": 2}
+    assert statuses and set(statuses) == {200}
+    with httpx.Client(timeout=30) as http:
+        seen = {http.get(f"{served.url}/v1/model").json()["version"] for _ in range(12)}
+    assert seen == {served.versions["rules"]}
+
+
+def test_every_prediction_is_in_the_log(served: Served) -> None:
+    from tagops.serving.store import ServingStore, default_database_url
+
+    store = ServingStore(default_database_url(served.settings))
+    expected = sum(served.items_sent)
+    deadline = time.monotonic() + 15
+    while store.count_predictions() < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store.count_predictions() == expected
+    store.dispose()

@@ -1,0 +1,160 @@
+"""ServeConfig, the shipped serving configs (tagops, `serve deploy`, RayService) and the CLI commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from tagops.cli import app as cli
+from tagops.config import AutoscalingParams, ServeConfig, load_serve_config
+from tagops.serving.deployment import app_builder, build_deployment, deployment_options, serve_deploy_config
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serving_defaults_are_loopback_and_bounded() -> None:
+    cfg = ServeConfig()
+    assert cfg.host == "127.0.0.1"
+    assert cfg.cors_origins == ()
+    assert cfg.database_url is None
+    assert cfg.require_key_for_predict is False
+    assert cfg.max_items <= cfg.max_batch_size
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"max_items": 65, "max_batch_size": 64}, "max_items"),
+        ({"num_replicas": 2, "autoscaling": {}}, "either num_replicas or autoscaling"),
+        ({"autoscaling": {"min_replicas": 3, "max_replicas": 2}}, "min_replicas"),
+        ({"engine": "gunicorn"}, "engine"),
+        ({"port": 70000}, "port"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"max_body_bytes": 10}, "max_body_bytes"),
+        ({"hosts": "0.0.0.0"}, "hosts"),
+    ],
+)
+def test_bad_serving_configs_fail_naming_the_field(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ServeConfig.model_validate(values)
+
+
+def test_database_url_is_not_shown_in_repr() -> None:
+    assert "secret" not in repr(ServeConfig(database_url="postgresql://u:secret@db/x"))
+
+
+def test_shipped_serve_yaml_is_the_defaults() -> None:
+    assert load_serve_config(ROOT / "configs" / "serve.yaml") == ServeConfig()
+    assert load_serve_config(None, port=9000, engine="uvicorn", host=None).port == 9000
+
+
+def test_deployment_options_follow_the_config() -> None:
+    options = deployment_options(ServeConfig(num_replicas=2, num_cpus=0.5, num_gpus=1, max_batch_size=128))
+    assert options["num_replicas"] == 2
+    assert options["ray_actor_options"] == {"num_cpus": 0.5, "num_gpus": 1}
+    assert options["user_config"] == {"max_batch_size": 128, "batch_wait_timeout_s": 0.0}
+    scaled = deployment_options(ServeConfig(autoscaling=AutoscalingParams(min_replicas=1, max_replicas=3)))
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"]["max_replicas"] == 3
+
+
+def test_deploy_files_are_what_render_writes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "deploy" / "render.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_shipped_serve_deploy_config_matches_the_generated_one() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    shipped = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    ServeDeploySchema.model_validate(shipped)
+    application = shipped["applications"][0]
+    assert application.pop("runtime_env") == {"env_vars": {"TAGOPS_HOME": "/var/lib/tagops"}}
+    assert shipped == serve_deploy_config(ServeConfig())
+    assert shipped["http_options"]["host"] == "127.0.0.1"
+    assert application["import_path"] == "tagops.serving.deployment:app_builder"
+
+
+def test_rayservice_serves_the_same_application() -> None:
+    from ray.serve.schema import ServeDeploySchema
+
+    service = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    assert service["kind"] == "RayService"
+    v2 = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(v2)
+    local = serve_deploy_config(ServeConfig())["applications"][0]
+    remote = v2["applications"][0]
+    assert remote["import_path"] == local["import_path"]
+    assert remote["args"]["config"] == {**local["args"]["config"], "num_replicas": 2}
+    env = {
+        e["name"]
+        for e in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
+    }
+    assert {"TAGOPS_SERVE_DATABASE_URL", "MLFLOW_TRACKING_URI", "TAGOPS_HOME"} <= env
+
+
+def test_app_builder_builds_the_application_from_the_shipped_args() -> None:
+    from ray.serve import Application
+
+    shipped = yaml.safe_load((ROOT / "deploy" / "serve-config.yaml").read_text())
+    application = app_builder(shipped["applications"][0]["args"])
+    assert isinstance(application, Application)
+    built = app_builder({"config_path": str(ROOT / "configs" / "serve.yaml"), "config": {"num_replicas": 2}})
+    assert isinstance(built, Application)
+    with pytest.raises(ValueError, match="unknown application args"):
+        app_builder({"replicas": 2})
+
+
+def test_the_deployment_carries_replicas_resources_and_batching() -> None:
+    deployment = build_deployment(ServeConfig(num_replicas=2, num_cpus=0.5, max_ongoing_requests=32))
+    assert deployment.name == "tagops"
+    assert deployment.num_replicas == 2
+    assert deployment.ray_actor_options["num_cpus"] == 0.5
+    assert deployment.max_ongoing_requests == 32
+    assert deployment.user_config == {"max_batch_size": 64, "batch_wait_timeout_s": 0.0}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def test_keys_commands_create_list_revoke(tagops_home: Path) -> None:
+    runner = CliRunner()
+    created = runner.invoke(cli, ["keys", "create", "--name", "ci bot", "--admin"])
+    assert created.exit_code == 0, created.output
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("tagops_")
+    key_id = token.split("_")[1]
+    listed = runner.invoke(cli, ["keys", "list"])
+    assert key_id in listed.stdout and "ci bot" in listed.stdout and "admin" in listed.stdout
+    assert token.split("_", 2)[2] not in listed.stdout
+    revoked = runner.invoke(cli, ["keys", "revoke", key_id])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    assert (tagops_home / "serving" / "predictions.db").is_file()
+
+
+def test_serve_prints_the_ray_serve_config(tagops_home: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--print-serve-config", "--replicas", "3"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.stdout)
+    assert printed == serve_deploy_config(ServeConfig(num_replicas=3))
+
+
+def test_serve_refuses_a_bad_engine(tagops_home: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--engine", "gunicorn"])
+    assert result.exit_code == 2
+    assert "engine" in result.output

@@ -1,0 +1,191 @@
+"""The transformer family on a tiny random BERT: fit in process, overfit one batch, safe save/load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagops import LABELS
+from tagops.config import TrainConfig, TransformerParams
+from tagops.data.clean import build_text
+from tagops.models import TagModel, create_model, load_model, read_model_info
+from tagops.models.transformer import TextEncoder, TransformerModel, load_tokenizer, resolve_encoder
+from tests.tiny_encoder import write_tiny_encoder
+
+from .conftest import make_projects
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_encoder(tmp_path_factory.mktemp("encoder") / "tiny-bert")
+
+
+def tiny_params(encoder_dir: Path, **overrides: object) -> TransformerParams:
+    values: dict[str, object] = {
+        "encoder": str(encoder_dir),
+        "engine": "local",
+        "max_length": 32,
+        "batch_size": 8,
+        "epochs": 12,
+        "lr": 3e-3,
+        "head_lr": 1e-2,
+        "dropout": 0.0,
+        "warmup_ratio": 0.0,
+        "patience": 4,
+        "freeze_embeddings": False,  # a random tiny vocabulary must learn its embeddings
+    }
+    values.update(overrides)
+    return TransformerParams.model_validate(values)
+
+
+def training_data(per_label: int = 6, offset: int = 0) -> tuple[list[str], list[str]]:
+    frame = make_projects(per_label, offset=offset)
+    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
+    return texts, frame.tag.tolist()
+
+
+@pytest.fixture(scope="module")
+def fitted(encoder_dir: Path) -> TransformerModel:
+    texts, labels = training_data()
+    val_texts, val_labels = training_data(2, offset=7)
+    return TransformerModel(tiny_params(encoder_dir, epochs=8)).fit(
+        texts, labels, seed=7, val_texts=val_texts, val_labels=val_labels
+    )
+
+
+def test_family_is_created_from_config_and_meets_the_protocol(encoder_dir: Path) -> None:
+    params = TrainConfig.model_validate({"model": {"family": "transformer"}}).model
+    assert isinstance(params, TransformerParams)
+    assert params.encoder is None  # the bundled MiniLM
+    model = create_model(tiny_params(encoder_dir))
+    assert isinstance(model, TransformerModel)
+    assert isinstance(model, TagModel)
+
+
+def test_bundled_encoder_resolves_to_the_installed_minilm() -> None:
+    folder = Path(resolve_encoder(None))
+    assert (folder / "config.json").is_file()
+    assert json.loads((folder / "config.json").read_text())["hidden_size"] == 384
+    assert resolve_encoder("allenai/scibert_scivocab_uncased") == "allenai/scibert_scivocab_uncased"
+
+
+def test_batch_must_split_across_workers() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        TransformerParams(batch_size=2, num_workers=4)
+
+
+def test_overfits_one_batch(encoder_dir: Path) -> None:
+    texts, labels = training_data(2)  # one batch of 8 rows
+    params = tiny_params(encoder_dir, epochs=30, patience=None, lr=1e-2, head_lr=3e-2)
+    model = TransformerModel(params).fit(texts, labels, seed=1)
+    losses = [epoch["train_loss"] for epoch in model.training_["history"]]
+    assert losses[-1] < 0.1 * losses[0]
+    predicted = [LABELS[i] for i in model.predict_proba(texts).argmax(axis=1)]
+    assert predicted == labels
+
+
+def test_learns_the_synthetic_classes_and_keeps_the_best_epoch(fitted: TransformerModel) -> None:
+    texts, labels = training_data(3, offset=20)
+    predicted = [LABELS[i] for i in fitted.predict_proba(texts).argmax(axis=1)]
+    assert np.mean([p == t for p, t in zip(predicted, labels, strict=True)]) >= 0.75
+    training = fitted.training_
+    assert training["best_f1"] == max(e["val_f1"] for e in training["history"])
+    assert training["history"][training["best_epoch"] - 1]["val_f1"] == training["best_f1"]
+
+
+def test_predict_proba_is_a_distribution_in_input_order(fitted: TransformerModel) -> None:
+    texts, _ = training_data(2)
+    texts = [*texts, "a much longer text " * 30, ""]
+    proba = fitted.predict_proba(texts)
+    assert proba.shape == (len(texts), len(LABELS))
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    one_by_one = np.vstack([fitted.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(proba, one_by_one, atol=1e-5)
+    assert fitted.predict_proba([]).shape == (0, len(LABELS))
+
+
+def test_texts_are_truncated_to_max_length(encoder_dir: Path) -> None:
+    encoder = TextEncoder(load_tokenizer(str(encoder_dir)), tiny_params(encoder_dir, max_length=16))
+    arrays = encoder.encode(["image " * 100, "text", "see https://github.com/foo/bar now"])
+    assert arrays["input_ids"].shape == (3, 16)
+    assert arrays["attention_mask"][0].sum() == 16
+    assert arrays["attention_mask"][1].sum() == 3  # [CLS] text [SEP]
+    assert encoder.clean(["see https://github.com/foo/bar now"]) == ["see now"]
+
+
+def test_save_load_round_trip_is_identical_and_pickle_free(
+    fitted: TransformerModel, encoder_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    fitted.save(out)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert "model.json" in files
+    assert "weights.safetensors" in files
+    assert "encoder/config.json" in files
+    assert any(f.startswith("tokenizer/") for f in files)
+    assert not [f for f in files if f.endswith((".bin", ".pkl", ".pickle", ".pt", ".pth", ".joblib"))]
+    info = read_model_info(out)
+    assert info["family"] == "transformer"
+    assert info["labels"] == list(LABELS)
+    assert info["training"]["best_epoch"] >= 1
+    texts, _ = training_data(2, offset=3)
+    loaded = load_model(out)
+    assert isinstance(loaded, TransformerModel)
+    np.testing.assert_array_equal(loaded.predict_proba(texts), fitted.predict_proba(texts))
+
+
+def test_loading_needs_neither_the_original_encoder_nor_torch_load(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    copy = shutil.copytree(encoder_dir, tmp_path / "encoder-copy")
+    texts, labels = training_data(2)
+    model = TransformerModel(tiny_params(copy, epochs=1)).fit(texts, labels, seed=3)
+    model.save(tmp_path / "model")
+    expected = model.predict_proba(texts)
+    shutil.rmtree(copy)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("loading a saved model must not unpickle (torch.load)")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    np.testing.assert_array_equal(load_model(tmp_path / "model").predict_proba(texts), expected)
+
+
+def test_frozen_encoder_only_trains_the_head(encoder_dir: Path) -> None:
+    texts, labels = training_data(2)
+    params = tiny_params(encoder_dir, freeze_encoder=True, epochs=2)
+    model = TransformerModel(params).fit(texts, labels, seed=5)
+    original = load_model_weights(encoder_dir)
+    trained = {k.removeprefix("encoder."): v for k, v in model.module_.state_dict().items()}
+    name = "embeddings.word_embeddings.weight"
+    np.testing.assert_array_equal(trained[name].numpy(), original[name])
+    assert not all(p.requires_grad for p in model.module_.parameters())
+    assert all(p.requires_grad for p in model.module_.head.parameters())
+
+
+def load_model_weights(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return {k.removeprefix("bert."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+
+
+def test_same_seed_same_model(encoder_dir: Path) -> None:
+    texts, labels = training_data(2)
+    params = tiny_params(encoder_dir, epochs=2, dropout=0.1)
+    first = TransformerModel(params).fit(texts, labels, seed=11).predict_proba(texts)
+    second = TransformerModel(params).fit(texts, labels, seed=11).predict_proba(texts)
+    np.testing.assert_allclose(first, second, atol=1e-6)
+
+
+def test_unknown_labels_are_refused(encoder_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown labels"):
+        TransformerModel(tiny_params(encoder_dir)).fit(["a text"], ["vision"])
