@@ -1,15 +1,18 @@
 """Serving latency and throughput: the raw in-process predictor, uvicorn and Ray Serve, same model, one run.
 
-    python benchmarks/serve.py [--home /tmp/tagops-serve-bench] [--requests 1000] [--levels 1 8 32]
-                               [--output benchmarks/results/serve.json]
+    python benchmarks/serve.py [--family linear|transformer] [--home /tmp/tagops-serve-bench]
+                               [--requests 1000] [--levels 1 8 32] [--output benchmarks/results/serve.json]
 
 Trains and promotes a linear model into ``--home`` on first use (about 30 s). Each engine is started with
 `tagops serve` (the defaults of configs/serve.yaml: one replica, one CPU, dynamic batching) on a free
 loopback port; the load generator (aiohttp, same machine) sends one real holdout item per request from
 ``concurrency`` connections. "raw" calls ``predictor.predict`` for one item from ``concurrency`` threads
 in this process. At concurrency 1 the raw predictor and each engine are also measured in alternating
-blocks, so both see the same background load. Prints tables and writes JSON; the bar: Ray Serve's p50
-at concurrency 1 is at most 5 ms above the raw predictor's.
+blocks, so both see the same background load. Prints tables and writes JSON. The bars: for ``linear``,
+Ray Serve's p50 at concurrency 1 is at most 5 ms above the raw predictor's; for ``transformer`` (served
+with ``predict_in_thread`` and both CPUs per replica, as configs/serve-transformer.yaml does), Ray Serve's
+p50 at concurrency 1 is at most 1.3 x the raw single-item p50, and its requests/s at concurrency 32 at
+least 0.8 x the raw batched predictor's items/s (batches of ``max_batch_size``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,24 @@ from serving_common import (
 )
 
 ADDED_P50_BAR_MS = 5.0
+TRANSFORMER_P50_RATIO_BAR = 1.3
+TRANSFORMER_THROUGHPUT_RATIO_BAR = 0.8
+#: How each family is served in this benchmark (the rest: ServeConfig's defaults, as configs/serve.yaml).
+FAMILY_CONFIG: dict[str, dict[str, Any]] = {
+    "linear": {},
+    "transformer": {"predict_in_thread": True, "num_cpus": 2.0, "max_batch_size": 64},
+}
+
+
+def run_raw_batched(predictor: Any, items: list[dict[str, str]], batch_size: int, seconds: float) -> float:
+    """Items per second of ``predictor.predict`` on batches of ``batch_size`` (at least ``seconds``)."""
+    done, started, position = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        batch = [items[(position + i) % len(items)] for i in range(batch_size)]
+        position += batch_size
+        predictor.predict([b["title"] for b in batch], [b["description"] for b in batch])
+        done += batch_size
+    return done / (time.perf_counter() - started)
 
 
 def run_raw(predictor: Any, items: list[dict[str, str]], concurrency: int, requests: int) -> LoadResult:
@@ -89,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--family", choices=sorted(FAMILY_CONFIG), default="linear")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--requests", type=int, default=1000, help="Requests per engine and concurrency.")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
@@ -101,6 +123,13 @@ def main() -> None:
         default=5,
         help="Alternating raw/engine blocks at concurrency 1 (0: none).",
     )
+    parser.add_argument(
+        "--env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra environment of the server processes (e.g. Ray Serve settings to compare).",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "serve.json")
     args = parser.parse_args()
 
@@ -108,11 +137,11 @@ def main() -> None:
     from tagops.serving.service import RegistryModelLoader
     from tagops.settings import Settings
 
-    versions = ensure_models(args.home)
+    versions = ensure_models(args.home, family=args.family)
     items = holdout_items()
     bodies = request_bodies(items)
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-", dir=args.home))
-    config = ServeConfig().model_dump(mode="json", exclude={"database_url"})
+    config = ServeConfig(**FAMILY_CONFIG[args.family]).model_dump(mode="json", exclude={"database_url"})
     before = machine()
     rows: list[dict[str, Any]] = []
 
@@ -125,11 +154,19 @@ def main() -> None:
         for level in args.levels:
             rows.append({"engine": "raw", **run_raw(predictor, items, level, args.requests).summary()})
             print(f"raw c={level}: {rows[-1]['p50_ms']} ms p50", flush=True)
+        batched = run_raw_batched(predictor, items, config["max_batch_size"], 20.0)
+        rows.append({"engine": "raw batched", "concurrency": 0, "requests_per_s": round(batched, 1)})
+        print(f"raw batched ({config['max_batch_size']} items): {batched:.1f} items/s", flush=True)
 
     paired: list[dict[str, Any]] = []
     for engine in [e for e in args.engines if e != "raw"]:
         with serve(
-            args.home, engine, config, database=workdir / f"{engine}.db", log=workdir / f"{engine}.log"
+            args.home,
+            engine,
+            config,
+            database=workdir / f"{engine}.db",
+            log=workdir / f"{engine}.log",
+            env=dict(pair.split("=", 1) for pair in args.env),
         ) as server:
             url = f"{server.url}/v1/predict"
             warm = run_load(url, bodies, concurrency=8, requests=300)
@@ -150,9 +187,9 @@ def main() -> None:
         print_table(paired, ["engine", "blocks", "requests", "raw_p50_ms", "engine_p50_ms", "added_p50_ms"])
     by = {(r["engine"], r["concurrency"]): r for r in rows}
     bar: dict[str, Any] = {}
-    if ("raw", 1) in by and ("ray", 1) in by:
+    ray_paired = next((p for p in paired if p["engine"] == "ray"), None)
+    if ("raw", 1) in by and ("ray", 1) in by and args.family == "linear":
         added = round(by[("ray", 1)]["p50_ms"] - by[("raw", 1)]["p50_ms"], 2)
-        ray_paired = next((p for p in paired if p["engine"] == "ray"), None)
         added_paired = ray_paired["added_p50_ms"] if ray_paired else None
         bar = {
             "ray_added_p50_ms_at_c1": added,
@@ -164,6 +201,26 @@ def main() -> None:
             f"\nRay Serve adds {added} ms to the raw p50 at concurrency 1 ({added_paired} ms in alternating "
             f"blocks; bar: <= {ADDED_P50_BAR_MS} ms)"
         )
+    elif ("raw", 1) in by and ("ray", 1) in by:
+        ratio = by[("ray", 1)]["p50_ms"] / by[("raw", 1)]["p50_ms"]
+        if ray_paired:
+            ratio = ray_paired["engine_p50_ms"] / ray_paired["raw_p50_ms"]
+        raw_batched = by[("raw batched", 0)]["requests_per_s"]
+        throughput = by[("ray", 32)]["requests_per_s"] / raw_batched if ("ray", 32) in by else None
+        bar = {
+            "ray_p50_ratio_at_c1": round(ratio, 3),
+            "p50_ratio_limit": TRANSFORMER_P50_RATIO_BAR,
+            "ray_c32_throughput_ratio_to_raw_batched": round(throughput, 3) if throughput else None,
+            "throughput_ratio_limit": TRANSFORMER_THROUGHPUT_RATIO_BAR,
+            "pass": ratio <= TRANSFORMER_P50_RATIO_BAR
+            and throughput is not None
+            and throughput >= TRANSFORMER_THROUGHPUT_RATIO_BAR,
+        }
+        print(
+            f"\nRay Serve p50 at concurrency 1 = {ratio:.2f} x raw (bar <= {TRANSFORMER_P50_RATIO_BAR}); "
+            f"requests/s at concurrency 32 = {throughput and round(throughput, 2)} x the raw batched "
+            f"predictor's items/s (bar >= {TRANSFORMER_THROUGHPUT_RATIO_BAR})"
+        )
     for engine in ("uvicorn", "ray"):
         if (engine, 32) in by:
             print(f"{engine}: {by[(engine, 32)]['requests_per_s']} requests/s at concurrency 32")
@@ -171,8 +228,10 @@ def main() -> None:
         args.output,
         {
             "benchmark": "serve",
+            "family": args.family,
             "model": {"uri": config["model_uri"], "versions": versions},
             "config": config,
+            "server_env": args.env,
             "requests_per_level": args.requests,
             "machine_before": before,
             "machine_after": machine(),

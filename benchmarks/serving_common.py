@@ -58,8 +58,8 @@ def tagops(home: Path, *args: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
-def ensure_models(home: Path, *, second: bool = False) -> dict[str, int]:
-    """A champion (linear) in ``home``'s registry, trained once; with ``second``, a rules version too."""
+def ensure_models(home: Path, *, second: bool = False, family: str = "linear") -> dict[str, int]:
+    """``family`` as champion in ``home``'s registry, trained once; with ``second``, a rules version too."""
     from tagops.registry import CHAMPION, Registry
     from tagops.settings import Settings, prepare_environment
 
@@ -68,12 +68,12 @@ def ensure_models(home: Path, *, second: bool = False) -> dict[str, int]:
     prepare_environment(settings)
     registry = Registry(settings)
     families = {v["tags"].get("family"): v["version"] for v in reversed(registry.list_versions())}
-    if "linear" not in families:
-        families["linear"] = json.loads(tagops(home, "train", "--model", "linear"))["version"]
+    if family not in families:
+        families[family] = json.loads(tagops(home, "train", "--model", family, timeout=1800))["version"]
     if second and "rules" not in families:
         families["rules"] = json.loads(tagops(home, "train", "--model", "rules"))["version"]
-    if registry.alias_version(CHAMPION) != families["linear"]:
-        registry.set_alias(CHAMPION, families["linear"])
+    if registry.alias_version(CHAMPION) != families[family]:
+        registry.set_alias(CHAMPION, families[family])
     return {k: int(v) for k, v in families.items() if k}
 
 
