@@ -454,6 +454,70 @@ def pipeline_train(
     typer.echo(f"champion: models:/{settings.registered_model}/{champion}")
 
 
+# ---------------------------------------------------------------------------------------- monitoring
+@app.command()
+def monitor(
+    since: Annotated[
+        str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone; default: until - window).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a reference_stats.json (default: config)."),
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Folder for summary.json and report.html.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Monitoring config YAML (thresholds, webhook).")] = None,
+    pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
+) -> None:
+    """Drift and performance of a window of the prediction log against the model's reference statistics."""
+    from tagops.config import load_monitor_config
+    from tagops.monitoring.monitor import parse_time, resolve_window
+
+    try:
+        cfg = load_monitor_config(config, model_uri=model)
+    except ValueError as error:  # a pydantic ValidationError names every bad field
+        raise typer.BadParameter(str(error)) from error
+    start, end = resolve_window(
+        parse_time(since, name="--since") if since else None,
+        parse_time(until, name="--until") if until else None,
+        cfg,
+    )
+    settings = _settings()
+    target = output or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}"
+    if pipeline:
+        import os
+
+        from tagops.pipelines.monitoring import run_monitoring_pipeline
+
+        # ZenML echoes step logs to the process's stdout; ours carries the JSON, so fd 1 points at stderr
+        # while the pipeline runs.
+        sys.stdout.flush()
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            summary = run_monitoring_pipeline(cfg, since=start, until=end, output_dir=target)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+    else:
+        from tagops.monitoring.monitor import run_monitor
+
+        summary = run_monitor(cfg, settings, since=start, until=end, output_dir=target).summary
+    _print_json(
+        {
+            "alarm": summary["alarm"],
+            "drifted": summary["drifted"],
+            "performance_alarm": summary["performance_alarm"],
+            "num_rows": summary["num_rows"],
+            "model_version": summary["model_version"],
+            "summary": str(target / "summary.json"),
+            "report": str(target / "report.html"),
+            "mlflow_run_id": summary.get("mlflow_run_id"),
+        }
+    )
+
+
 # ------------------------------------------------------------------------------------------- serving
 @app.command()
 def serve(

@@ -6,6 +6,7 @@ config crosses process boundaries as plain data, never as a pickled object.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -267,6 +268,9 @@ class ServeConfig(FrozenModel):
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
+    #: How often Ray Serve checks each replica; a crashed replica is noticed (and replaced) at the next
+    #: check, so this bounds the time before a replacement starts.
+    health_check_period_s: Annotated[float, Field(gt=0.0)] = 1.0
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeConfig:
@@ -391,3 +395,86 @@ def load_serve_config(path: Path | None, **overrides: Any) -> ServeConfig:
     raw = load_yaml(path) if path else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return ServeConfig.model_validate(raw)
+
+
+class ReferenceConfig(FrozenModel):
+    """What is recorded about a model's inputs and outputs when it is registered (``reference_stats.json``).
+
+    The reference is the model's answers on the holdout (data it never trained on, so its confidence
+    looks like production's) and the vocabulary of its training texts; ``tagops monitor`` compares
+    live traffic with it. MiniLM embeddings of 256 rows cost a few seconds on 2 CPU cores.
+    """
+
+    enabled: bool = True
+    #: ``minilm``: the bundled all-MiniLM-L6-v2, mean-pooled; ``hashing``: a stateless hashed bag of words
+    #: randomly projected (milliseconds, for tests and machines without torch); ``none``: no embeddings.
+    embedder: Literal["minilm", "hashing", "none"] = "minilm"
+    embedding_sample: Annotated[int, Field(ge=0, le=4096)] = 256
+    #: Rows of token counts and confidences kept for the two-sample tests.
+    value_sample: Annotated[int, Field(ge=10)] = 5000
+    #: Upper edges of the token-count buckets (the last bucket is open-ended).
+    length_edges: tuple[Annotated[int, Field(ge=1)], ...] = (8, 16, 32, 64, 128)
+    #: Upper edges of the per-text out-of-vocabulary rate buckets (0 means "no unknown token").
+    oov_edges: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = (0.0, 0.05, 0.15, 0.3)
+    seed: int = 1234
+
+    @model_validator(mode="after")
+    def _increasing(self) -> ReferenceConfig:
+        for name in ("length_edges", "oov_edges"):
+            edges = getattr(self, name)
+            if not edges or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"{name} must be a non-empty, strictly increasing list, got {list(edges)}")
+        return self
+
+
+DriftTestName = Literal["token_count", "length_bucket", "oov", "embedding", "predicted_tag", "confidence"]
+DRIFT_TESTS: tuple[DriftTestName, ...] = (
+    "token_count",
+    "length_bucket",
+    "oov",
+    "embedding",
+    "predicted_tag",
+    "confidence",
+)
+
+
+class MonitorConfig(FrozenModel):
+    """``tagops monitor``: which window to read, the drift tests' thresholds and where alerts go.
+
+    The alarm is family-wise: Holm's correction over the tests in ``alarm_tests``, so that with six tests
+    at ``alpha=0.01`` an in-distribution window raises a false alarm at most 1 % of the time.
+    """
+
+    model_uri: str = "models:/tagops@champion"
+    #: The window when ``--since`` is not given: this many hours before ``--until`` (default now).
+    window_hours: Annotated[float, Field(gt=0.0)] = 24.0
+    #: Only rows the model ``model_uri`` resolves to answered (by registry version), when it has one.
+    only_model_version: bool = True
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    correction: Literal["holm", "bonferroni"] = "holm"
+    alarm_tests: tuple[DriftTestName, ...] = DRIFT_TESTS
+    #: Fewer rows than this: no test is run and no alarm raised (the report says so).
+    min_window_rows: Annotated[int, Field(ge=2)] = 100
+    #: Rows with feedback needed before the window's F1 is compared with the holdout's.
+    min_feedback_rows: Annotated[int, Field(ge=2)] = 50
+    #: Performance alarm: the upper end of the window's 95 % F1 interval is this far below holdout F1.
+    max_f1_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    #: Permutations of the MMD test; the smallest p-value it can give is 1 / (permutations + 1).
+    permutations: Annotated[int, Field(ge=100)] = 2000
+    #: Window rows embedded for the MMD test (a random subset beyond this).
+    max_embedding_rows: Annotated[int, Field(ge=10)] = 512
+    webhook_url: str | None = Field(default=None, repr=False)
+    webhook_timeout_s: Annotated[float, Field(gt=0.0)] = 5.0
+    #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
+    database_url: str | None = Field(default=None, repr=False)
+    #: How reference statistics are computed at registration (and which embedder the window uses).
+    reference: ReferenceConfig = ReferenceConfig()
+    seed: int = 1234
+
+
+def load_monitor_config(path: Path | None, **overrides: Any) -> MonitorConfig:
+    """Load a monitoring config from YAML and apply top-level overrides (``None`` values are ignored)."""
+    raw = load_yaml(path) if path else {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return MonitorConfig.model_validate(raw)

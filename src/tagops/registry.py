@@ -41,6 +41,9 @@ _MODEL_REQUIREMENTS = (
 
 
 MODEL_SHA_TAG = "model_sha256"
+#: The reference statistics a registered model's run stores for ``tagops monitor``, and the tag naming it.
+REFERENCE_STATS_FILE = "reference_stats.json"
+REFERENCE_STATS_TAG = "reference_stats"
 
 
 def model_sha256(model_dir: Path) -> str:
@@ -288,6 +291,37 @@ class Registry:
             return version, self.version_info(version)
         except Exception as error:  # MLflow raises its own exception types for a missing version
             raise RegistryError(f"{uri}: version {version} not found") from error
+
+    def load_run_dict(self, run_id: str, artifact_file: str) -> dict[str, Any]:
+        """A JSON artifact of a run (e.g. ``reference_stats.json``); a missing one is a RegistryError."""
+        import mlflow
+
+        try:
+            loaded = mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+        except Exception as error:  # MLflow raises its own types for a missing artifact or run
+            raise RegistryError(f"run {run_id}: no artifact {artifact_file!r} ({error})") from error
+        if not isinstance(loaded, dict):
+            raise RegistryError(f"run {run_id}: {artifact_file!r} is not a JSON object")
+        return loaded
+
+    def log_monitoring(
+        self,
+        *,
+        run_name: str,
+        metrics: dict[str, Any],
+        params: dict[str, Any],
+        tags: dict[str, str],
+        files: list[Path],
+    ) -> str:
+        """Record one monitoring window as its own run (metrics, parameters, report files); returns its id.
+
+        A run per window, tagged with the model version, so MLflow charts a model's drift over time.
+        """
+        with self.start_run(run_name, tags={"tagops.kind": "monitor", **tags}) as run_id:
+            self.log_params(params)
+            self.log_metrics(metrics)
+            self.log_artifacts(files, artifact_path="monitoring")
+        return run_id
 
     def download(self, version: int) -> Path:
         """The local folder of a version's tagops model, downloaded once into the cache."""

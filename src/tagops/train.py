@@ -22,6 +22,7 @@ from tagops.config import (
     DataConfig,
     EnsembleParams,
     EvalConfig,
+    ReferenceConfig,
     TrainConfig,
     TransformerParams,
 )
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from tagops.train_ray import Tracking
 
 logger = logging.getLogger(__name__)
+
+#: Reference statistics are recorded at registration unless a caller passes ``reference=None``.
+DEFAULT_REFERENCE = ReferenceConfig()
 
 TRACKED_PACKAGES = (
     "tagops",
@@ -380,11 +384,14 @@ def register_stage(
     holdout_report: dict[str, Any],
     report_dir: Path,
     run_id: str | None = None,
+    reference: ReferenceConfig | None = DEFAULT_REFERENCE,
 ) -> tuple[str, int]:
     """Log config, provenance, metrics and plots to MLflow, then log and register the model as challenger.
 
     ``run_id`` continues a run opened before training (one that already holds per-epoch metrics);
     otherwise a new run is opened and any per-epoch history saved with the model is logged into it.
+    ``reference`` decides how the reference statistics ``tagops monitor`` compares traffic with are
+    recorded (``reference_stats.json`` in the run); ``None`` or ``enabled=False`` records none.
     """
     from tagops.evaluate import write_report
     from tagops.models.base import read_model_info
@@ -414,6 +421,11 @@ def register_stage(
         ]
         registry.log_artifacts(files, artifact_path="evaluation")
         registry.log_dict(cfg.model_dump(mode="json"), "config.json")
+        has_reference = False
+        if reference is not None and reference.enabled:
+            has_reference = _log_reference(
+                registry, model_dir, data, reference, holdout_f1=holdout_report["overall"]["f1"]
+            )
         version = registry.log_model(
             model_dir,
             run_id=run_id,
@@ -422,10 +434,71 @@ def register_stage(
                 "dataset_sha256": data.dataset_sha256,
                 "git_commit": run_tags["git_commit"],
                 "holdout_f1": f"{holdout_report['overall']['f1']:.4f}",
+                **({"reference_stats": "reference_stats.json"} if has_reference else {}),
             },
         )
         registry.set_tags({"registered_version": version})
     return run_id, version
+
+
+def reference_stage(
+    model_dir: Path, data: DataSnapshot, cfg: ReferenceConfig, *, holdout_f1: float | None = None
+) -> dict[str, Any]:
+    """Reference statistics of a saved model: its answers on the holdout, the vocabulary of dataset.csv.
+
+    The holdout is the one labelled set the model never trained on, so its confidence there is what
+    production should look like; the vocabulary comes from the training texts, so unknown words in
+    traffic are words the model never saw.
+    """
+    from tagops.data.validate import load_projects
+    from tagops.models.base import read_model_info
+    from tagops.monitoring.reference import create_embedder, reference_stats
+    from tagops.predict import Predictor
+
+    started = time.perf_counter()
+    dataset = load_projects(data.dataset_path)
+    holdout = load_projects(data.holdout_path)
+    predictor = Predictor.from_directory(model_dir)
+    texts = Predictor.texts(holdout["title"].tolist(), holdout["description"].tolist())
+    proba = predictor.model.predict_proba(texts)
+    labels = list(predictor.model.labels)
+    stats = reference_stats(
+        texts,
+        [labels[i] for i in proba.argmax(axis=1)],
+        proba.max(axis=1).tolist(),
+        holdout["tag"].tolist(),
+        create_embedder(cfg.embedder),
+        vocabulary_texts=Predictor.texts(dataset["title"].tolist(), dataset["description"].tolist()),
+        cfg=cfg,
+        holdout_f1=holdout_f1,
+        model={
+            "family": read_model_info(model_dir).get("family"),
+            "dataset_sha256": data.dataset_sha256,
+            "holdout_sha256": data.holdout_sha256,
+        },
+    )
+    logger.info("reference statistics (%s) in %.1fs", cfg.embedder, time.perf_counter() - started)
+    return stats
+
+
+def _log_reference(
+    registry: Registry, model_dir: Path, data: DataSnapshot, cfg: ReferenceConfig, *, holdout_f1: float
+) -> bool:
+    """Store ``reference_stats.json`` in the active run; a failure is logged and does not stop registering.
+
+    Monitoring is auxiliary to the model: a model without a reference can still serve, and
+    ``tagops monitor`` then says that its reference statistics are missing.
+    """
+    from tagops.registry import REFERENCE_STATS_FILE, REFERENCE_STATS_TAG
+
+    try:
+        stats = reference_stage(model_dir, data, cfg, holdout_f1=holdout_f1)
+        registry.log_dict(stats, REFERENCE_STATS_FILE)
+    except Exception:
+        logger.exception("reference statistics not recorded; tagops monitor cannot check this model")
+        return False
+    registry.set_tags({REFERENCE_STATS_TAG: REFERENCE_STATS_FILE})
+    return True
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.unit
 
 HEAVY = ("mlflow", "zenml", "ray", "torch")
 
-# tagops._mlflow_model is executed by MLflow when it loads a logged model, and tagops.pipelines.training
-# by ZenML; both import mlflow / zenml by design and tagops itself never imports them, so they are skipped.
-EXCLUDED = ("tagops._mlflow_model", "tagops.pipelines.training")
+# tagops._mlflow_model is executed by MLflow when it loads a logged model, and the tagops.pipelines modules
+# by ZenML; they import mlflow / zenml by design and tagops itself never imports them, so they are skipped.
+EXCLUDED = ("tagops._mlflow_model", "tagops.pipelines.training", "tagops.pipelines.monitoring")
 
 IMPORT_ALL = f"""
 import json, logging, pkgutil, socket, sys, threading

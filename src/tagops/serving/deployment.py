@@ -46,7 +46,7 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
             "max_batch_size": cfg.max_batch_size,
             "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
         },
-        "health_check_period_s": 2.0,
+        "health_check_period_s": cfg.health_check_period_s,
         "health_check_timeout_s": 30.0,
         "graceful_shutdown_timeout_s": 20.0,
         "max_constructor_retry_count": 3,

@@ -407,6 +407,60 @@ class ServingStore:
         with self.engine.connect() as connection:
             return connection.execute(query).first() is not None
 
+    def read_predictions(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        model_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predictions made in ``[since, until)`` (read-only; oldest first), optionally of one model version.
+
+        Each row has the columns the monitor needs: ``id``, ``created_at``, ``title``, ``description``,
+        ``tag``, ``confidence``, ``abstained``, ``probabilities``, ``model_uri``, ``model_version``.
+        """
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware datetimes")
+        c = predictions.c
+        query = (
+            select(
+                c.id,
+                c.created_at,
+                c.title,
+                c.description,
+                c.tag,
+                c.confidence,
+                c.abstained,
+                c.probabilities,
+                c.model_uri,
+                c.model_version,
+            )
+            .where(c.created_at >= since.astimezone(UTC), c.created_at < until.astimezone(UTC))
+            .order_by(c.created_at, c.id)
+        )
+        if model_version is not None:
+            query = query.where(c.model_version == model_version)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def read_feedback(self, prediction_ids: Sequence[str]) -> dict[str, str]:
+        """The latest feedback tag of each of these predictions that received feedback (read-only)."""
+        found: dict[str, str] = {}
+        ids = list(prediction_ids)
+        for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+            query = (
+                select(feedback.c.prediction_id, feedback.c.tag)
+                .where(feedback.c.prediction_id.in_(ids[start : start + 500]))
+                .order_by(feedback.c.created_at, feedback.c.id)
+            )
+            with self.engine.connect() as connection:
+                for prediction_id, tag in connection.execute(query):
+                    found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
+        return found
+
     # ------------------------------------------------------------------------------------- feedback
     def add_feedback(self, *, prediction_id: str, tag: str, key_id: str | None) -> str:
         """Store feedback synchronously (the caller is told it is stored); returns its id."""
