@@ -6,6 +6,7 @@ Heavy libraries (pandas, scikit-learn, mlflow, zenml, ray, torch) are imported i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -27,10 +28,12 @@ data_app = typer.Typer(help="Get, validate and explore the data.", no_args_is_he
 pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage the API keys of the prediction API.", no_args_is_help=True)
+shadow_app = typer.Typer(help="Compare the champion with the model it runs in shadow.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(shadow_app, name="shadow")
 
 logger = logging.getLogger("tagops")
 DEFAULT_MODEL_URI = "models:/tagops@champion"
@@ -305,9 +308,10 @@ def tune(
         registry = Registry(settings)
     started = time.perf_counter()
     family: Any = model
-    result = run_tuning(
-        cfg, settings, family=family, registry=registry, name=resume, resume=resume is not None
-    )
+    with _stdout_to_stderr():  # Ray Tune prints its own tables; stdout carries only our JSON
+        result = run_tuning(
+            cfg, settings, family=family, registry=registry, name=resume, resume=resume is not None
+        )
     table = Table(title=f"{result.name} ({time.perf_counter() - started:.0f}s)")
     for column in ("trial", "val F1", "epochs", "parameters"):
         table.add_column(column)
@@ -318,7 +322,7 @@ def tune(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(trial["config"].items())
         )
         table.add_row(label, "" if f1 is None else f"{f1:.4f}", str(trial["epochs"]), params)
-    Console(width=max(120, Console().width)).print(table)
+    Console(stderr=True, width=max(120, Console(stderr=True).width)).print(table)
     _print_json(
         {
             "name": result.name,
@@ -516,6 +520,145 @@ def monitor(
             "mlflow_run_id": summary.get("mlflow_run_id"),
         }
     )
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Any:
+    """Point fd 1 at stderr while ZenML runs: it echoes step logs to stdout, which carries our JSON."""
+    import os
+
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+
+
+@shadow_app.command("report")
+def shadow_report_cmd(
+    since: Annotated[
+        str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone; default: until - window).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
+    output: Annotated[Path | None, typer.Option(help="JSON file to write.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Monitoring config YAML (database, window, bootstrap samples).")
+    ] = None,
+) -> None:
+    """Champion vs shadow on live traffic: agreement, confidence, F1 where feedback exists, latency."""
+    from rich.console import Console
+
+    from tagops.config import load_monitor_config
+    from tagops.monitoring.monitor import parse_time, resolve_window
+    from tagops.monitoring.shadow import render_table, shadow_report
+
+    try:
+        cfg = load_monitor_config(config)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    start, end = resolve_window(
+        parse_time(since, name="--since") if since else None,
+        parse_time(until, name="--until") if until else None,
+        cfg,
+    )
+    settings = _settings()
+    target = output or settings.reports_dir / f"shadow-{end:%Y%m%d-%H%M%S}.json"
+    report = shadow_report(cfg, settings, since=start, until=end, output=target)
+    Console(stderr=True, width=max(100, Console().width)).print(render_table(report))
+    _print_json({"report": str(target), "rows": report["rows"], "comparisons": report["comparisons"]})
+
+
+@app.command()
+def retrain(
+    if_needed: Annotated[
+        bool, typer.Option(help="Consult the policy (configs/loop.yaml: on_alert, schedule, manual) first.")
+    ] = False,
+    summary: Annotated[
+        Path | None, typer.Option(help="Monitor summary.json to consult (default: the newest report's).")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Promote if both gates pass (--no-promote: register the challenger only).")
+    ] = True,
+    config: Annotated[Path | None, typer.Option(help="Loop or retrain config YAML.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model family (default: the config's).")] = None,
+    pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
+) -> None:
+    """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
+    from tagops.config import load_retrain_config
+    from tagops.registry import Registry
+    from tagops.retrain import collect_feedback_stage, consult_policy, run_retrain
+
+    try:
+        cfg = load_retrain_config(config)
+        if model is not None:
+            raw = cfg.model_dump(mode="json")
+            raw["train"]["model"] = {"family": model}
+            cfg = type(cfg).model_validate(raw)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    loaded = None
+    if summary is not None:
+        try:
+            loaded = json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise TagopsError(f"{summary}: cannot read the monitor summary: {error}") from error
+    settings = _settings()
+    if not pipeline:
+        result = run_retrain(cfg, settings, if_needed=if_needed, summary=loaded, promote=promote)
+        _print_json(result.to_json())
+        return
+    _, _, _, rows = collect_feedback_stage(cfg, settings)
+    decision = consult_policy(
+        cfg,
+        settings,
+        Registry(settings),
+        if_needed=if_needed,
+        summary=loaded,
+        feedback_rows=len(rows.train) + len(rows.recent),
+    )
+    if not decision.run:
+        _print_json({"decision": {"run": False, "reason": decision.reason}, "counts": rows.counts})
+        return
+    from tagops.pipelines.retraining import run_retraining_pipeline
+
+    with _stdout_to_stderr():
+        outcome = run_retraining_pipeline(cfg, trigger=decision.reason, promote=promote)
+    _print_json(outcome)
+
+
+@app.command()
+def simulate(
+    family: Annotated[str | None, typer.Option(help="Model family (default: the config's, linear).")] = None,
+    windows: Annotated[
+        int | None, typer.Option(help="Shifted windows with feedback before the retrain.", min=1)
+    ] = None,
+    window_rows: Annotated[int | None, typer.Option(help="Requests' items per window.", min=20)] = None,
+    port: Annotated[int | None, typer.Option(help="Service port on 127.0.0.1 (0: any free port).")] = None,
+    engine: Annotated[str | None, typer.Option(help="uvicorn (default) or ray (Ray Serve).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Loop config YAML (configs/loop.yaml).")] = None,
+    home: Annotated[
+        Path | None, typer.Option(help="State folder of the run (default: a new one under TAGOPS_HOME).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="JSON result to write.")] = None,
+) -> None:
+    """Replay traffic through a service it starts: drift, retrain, shadow, promote, reload; before/after."""
+    from tagops.config import load_simulate_config
+    from tagops.simulate import run_simulation
+
+    try:
+        cfg = load_simulate_config(
+            config, family=family, shifted_windows=windows, window_rows=window_rows, port=port, engine=engine
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    settings = _settings()
+    result = run_simulation(cfg, settings, home=home, output=output)
+    shown = ("verdict", "output", "home", "wall_s", "before_after", "rows")
+    _print_json({k: v for k, v in result.items() if k in shown})
 
 
 # ------------------------------------------------------------------------------------------- serving

@@ -49,3 +49,23 @@ def test_tuning_registers_the_best_trial_and_gates_it() -> None:
         record = json.loads((Path(settings.home) / "ray_results" / "tune-test" / TUNE_RECORD).read_text())
         assert record["status"] == "finished"
         assert record["version"] == result.version
+
+
+def test_tune_cli_prints_only_json_on_stdout(tmp_path: Path) -> None:
+    """Ray Tune prints its own tables; `tagops tune` keeps them off stdout, which carries the result."""
+    import yaml
+
+    from tests.integration.helpers import run_cli
+
+    config = tmp_path / "tune.yaml"
+    config.write_text(
+        yaml.safe_dump({"data": {"source_dir": str(FIXTURES)}, "evaluation": {"bootstrap_samples": 20}})
+    )
+    with short_home() as home, isolated_home(home):
+        result = run_cli(
+            "tune", "--model", "linear", "--trials", "1", "--config", config, "--no-register", timeout=600
+        )
+        assert result.returncode == 0, result.explain()
+        output = json.loads(result.stdout)
+        assert output["family"] == "linear" and output["version"] is None
+        assert "Configuration for experiment" not in result.stdout
