@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from serving_common import (
     DEFAULT_HOME,
     RESULTS,
@@ -130,6 +132,13 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="Extra environment of the server processes (e.g. Ray Serve settings to compare).",
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=YAML",
+        help="Serving config overrides on top of the family's (e.g. num_cpus=1 batch_wait_timeout_s=0.01).",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "serve.json")
     args = parser.parse_args()
 
@@ -141,7 +150,10 @@ def main() -> None:
     items = holdout_items()
     bodies = request_bodies(items)
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-", dir=args.home))
-    config = ServeConfig(**FAMILY_CONFIG[args.family]).model_dump(mode="json", exclude={"database_url"})
+    overrides = {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in args.set)}
+    config = ServeConfig(**{**FAMILY_CONFIG[args.family], **overrides}).model_dump(
+        mode="json", exclude={"database_url"}
+    )
     before = machine()
     rows: list[dict[str, Any]] = []
 

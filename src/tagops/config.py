@@ -271,6 +271,12 @@ class ServeConfig(FrozenModel):
     #: How often Ray Serve checks each replica; a crashed replica is noticed (and replaced) at the next
     #: check, so this bounds the time before a replacement starts.
     health_check_period_s: Annotated[float, Field(gt=0.0)] = 1.0
+    #: A model to run in shadow (typically ``models:/tagops@challenger``): it scores copies of live
+    #: requests after they are answered, its answers go to the prediction log's ``shadow_predictions``
+    #: and are never returned. ``None``: no shadow. A reload re-resolves it too.
+    shadow_model_uri: str | None = None
+    #: Items waiting for the shadow model beyond this are skipped (counted), never queued without bound.
+    shadow_queue_items: Annotated[int, Field(ge=1)] = 10_000
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeConfig:
@@ -478,3 +484,106 @@ def load_monitor_config(path: Path | None, **overrides: Any) -> MonitorConfig:
     raw = load_yaml(path) if path else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return MonitorConfig.model_validate(raw)
+
+
+class RetrainPolicy(FrozenModel):
+    """When ``tagops retrain --if-needed`` retrains (``tagops retrain`` alone always does: "manual").
+
+    ``on_alert``: the latest ``tagops monitor`` summary of the champion raised an alarm (drift or a drop
+    in F1) and is younger than ``max_summary_age_hours``; ``schedule``: the last retrain is older than
+    ``interval_hours``; ``manual``: never on its own.
+    """
+
+    trigger: Literal["on_alert", "schedule", "manual"] = "on_alert"
+    interval_hours: Annotated[float, Field(gt=0.0)] = 168.0
+    max_summary_age_hours: Annotated[float, Field(gt=0.0)] = 24.0
+    #: Fewer validated feedback rows than this: nothing to learn from, so no retrain on a trigger.
+    min_feedback_rows: Annotated[int, Field(ge=0)] = 20
+
+
+class RetrainConfig(FrozenModel):
+    """``tagops retrain``: original data + validated feedback → challenger → two gates → champion → reload.
+
+    The challenger must pass ``gate`` on the holdout (it may not forget the original task) *and*
+    ``recent_gate`` on the recent labelled window: the newest ``recent_fraction`` of the feedback rows,
+    held out of training by time, so the gain is measured on traffic the challenger never saw.
+    """
+
+    train: TrainConfig = TrainConfig()
+    #: Holdout gate: a challenger may give up this much holdout F1 for what the feedback teaches it.
+    gate: GateConfig = GateConfig(max_overall_f1_drop=0.01, max_class_f1_drop=0.05)
+    #: Recent-window gate: overall F1 only (a class with a handful of recent rows is noise).
+    recent_gate: GateConfig = GateConfig(max_overall_f1_drop=0.0, max_class_f1_drop=1.0)
+    policy: RetrainPolicy = RetrainPolicy()
+    recent_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
+    #: The model the challenger is compared with (its version answered the feedback's predictions).
+    champion_uri: str = "models:/tagops@champion"
+    #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
+    database_url: str | None = Field(default=None, repr=False)
+    #: The running service told to reload after a promotion (``TAGOPS_RETRAIN_SERVICE_URL`` wins); the
+    #: admin key is read from ``TAGOPS_RETRAIN_ADMIN_KEY`` only, never from a file. ``None``: no reload.
+    service_url: str | None = None
+    reload_timeout_s: Annotated[float, Field(gt=0.0)] = 120.0
+
+
+def load_retrain_config(path: Path | None, **overrides: Any) -> RetrainConfig:
+    """Load a retraining config from YAML (the ``retrain:`` section of a loop config, or the whole file)."""
+    raw = load_yaml(path) if path else {}
+    if "retrain" in raw:
+        raw = dict(raw["retrain"] or {})
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return RetrainConfig.model_validate(raw)
+
+
+class SimulateConfig(FrozenModel):
+    """``tagops simulate``: the stream replayed through a running service, and the loop's settings.
+
+    In-distribution windows resample the holdout; shifted windows are dataset.csv projects rewritten in a
+    vocabulary the champion never saw (every word spelled backwards: a stand-in for a new community's
+    jargon or language, whose meaning only labelled examples can teach) with a changed topic mix. Their
+    labels arrive as feedback one window late. The shifted holdout (the holdout rewritten the same way,
+    never sent as training feedback) is what the before/after table measures.
+    """
+
+    family: Literal["rules", "linear", "transformer", "ensemble"] = "linear"
+    window_rows: Annotated[int, Field(ge=20)] = 200
+    in_distribution_windows: Annotated[int, Field(ge=1)] = 2
+    shifted_windows: Annotated[int, Field(ge=1)] = 2
+    #: Share of each tag in the shifted windows (normalised); tags left out are not sent.
+    shifted_mix: dict[str, Annotated[float, Field(ge=0.0)]] = {
+        "computer-vision": 0.45,
+        "natural-language-processing": 0.3,
+        "mlops": 0.1,
+        "other": 0.15,
+    }
+    #: Items per /v1/predict request, and requests in flight at once.
+    request_items: Annotated[int, Field(ge=1, le=64)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    #: Seconds between a window's predictions and its labels (feedback is sent one window late).
+    feedback_delay_s: Annotated[float, Field(ge=0.0)] = 1.0
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    engine: Literal["uvicorn", "ray"] = "uvicorn"
+    #: Predictions that receive a second, different label (users who disagree): conflicts to drop.
+    conflicting_feedback: Annotated[int, Field(ge=0)] = 5
+    #: Run the retrain as the ZenML pipeline (as ``tagops retrain`` does), else its stages in-process.
+    pipeline: bool = True
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    seed: int = 1234
+    monitor: MonitorConfig = MonitorConfig(min_window_rows=100, min_feedback_rows=50)
+    retrain: RetrainConfig = RetrainConfig()
+
+    @model_validator(mode="after")
+    def _mix(self) -> SimulateConfig:
+        from tagops import LABELS
+
+        unknown = sorted(set(self.shifted_mix) - set(LABELS))
+        if unknown or sum(self.shifted_mix.values()) <= 0:
+            raise ValueError(f"shifted_mix needs known tags with a positive total, got unknown {unknown}")
+        return self
+
+
+def load_simulate_config(path: Path | None, **overrides: Any) -> SimulateConfig:
+    """Load a loop config from YAML and apply top-level overrides (``None`` values are ignored)."""
+    raw = load_yaml(path) if path else {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return SimulateConfig.model_validate(raw)

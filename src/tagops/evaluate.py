@@ -102,9 +102,16 @@ def bootstrap_ci(
     code = {label: i for i, label in enumerate(classes)}
     truth = np.array([code[t] for t in y_true])
     pred = np.array([code[p] for p in y_pred])
-    k, n = len(classes), len(truth)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(samples, n))
+    idx = rng.integers(0, len(truth), size=(samples, len(truth)))
+    values = _resampled_weighted_f1(truth, pred, idx, len(classes))
+    alpha = (1.0 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def _resampled_weighted_f1(truth: np.ndarray, pred: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Weighted F1 of every resample (one row of ``idx`` each) of integer-coded labels in ``[0, k)``."""
+    samples, n = idx.shape
     offsets = (np.arange(samples) * k)[:, None]
     t, p = truth[idx], pred[idx]
     support = np.bincount((t + offsets).ravel(), minlength=samples * k).reshape(samples, k)
@@ -112,7 +119,35 @@ def bootstrap_ci(
     hits = np.bincount((t + offsets)[t == p], minlength=samples * k).reshape(samples, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         f1 = np.where(support + predicted > 0, 2 * hits / (support + predicted), 0.0)
-    values = (f1 * support).sum(axis=1) / n  # sklearn "weighted": by true support
+    result: np.ndarray = (f1 * support).sum(axis=1) / n  # sklearn "weighted": by true support
+    return result
+
+
+def bootstrap_f1_difference(
+    y_true: Sequence[str],
+    pred_before: Sequence[str],
+    pred_after: Sequence[str],
+    *,
+    samples: int,
+    seed: int,
+    level: float = 0.95,
+) -> list[float] | None:
+    """Paired percentile bootstrap interval of weighted F1 (after − before) on the same rows.
+
+    Both models are scored on the same resample each time, so the interval is that of the margin itself,
+    narrower than two independent intervals would suggest. ``None`` when ``samples`` is 0 or no rows.
+    """
+    if samples <= 0 or len(y_true) == 0:
+        return None
+    classes = sorted(set(y_true) | set(pred_before) | set(pred_after))
+    code = {label: i for i, label in enumerate(classes)}
+    truth = np.array([code[t] for t in y_true])
+    before = np.array([code[p] for p in pred_before])
+    after = np.array([code[p] for p in pred_after])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(truth), size=(samples, len(truth)))
+    k = len(classes)
+    values = _resampled_weighted_f1(truth, after, idx, k) - _resampled_weighted_f1(truth, before, idx, k)
     alpha = (1.0 - level) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 

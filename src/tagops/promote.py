@@ -107,8 +107,12 @@ def promote(
     history: Path,
     version: int | None = None,
     holdout_sha256: str | None = None,
+    trigger: str | None = None,
 ) -> GateDecision:
-    """Run the gate for ``version`` (default: the ``challenger``) and move ``champion`` if it passes."""
+    """Run the gate for ``version`` (default: the ``challenger``) and move ``champion`` if it passes.
+
+    ``trigger`` (why this gate runs) is recorded in the promotion history.
+    """
     from tagops.registry import CHALLENGER, CHAMPION
 
     candidate = version if version is not None else registry.alias_version(CHALLENGER)
@@ -120,6 +124,38 @@ def promote(
     challenger_report = _evaluate_version(registry, candidate, holdout, eval_cfg)
     champion_report = _evaluate_version(registry, champion, holdout, eval_cfg) if champion else None
     decision = decide(challenger_report, champion_report, gate)
+    record_decision(
+        registry,
+        decision,
+        candidate=candidate,
+        champion=champion,
+        gate=gate,
+        history=history,
+        holdout_sha256=holdout_sha256,
+        trigger=trigger,
+    )
+    return decision
+
+
+def record_decision(
+    registry: Registry,
+    decision: GateDecision,
+    *,
+    candidate: int,
+    champion: int | None,
+    gate: GateConfig,
+    history: Path,
+    holdout_sha256: str | None = None,
+    trigger: str | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Apply a gate decision (move ``champion`` if it passed), append it to the history, tag the version.
+
+    ``trigger`` says why the candidate was trained or gated at all ("manual", "schedule", "drift alarm
+    at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain).
+    """
+    from tagops.registry import CHAMPION
+
     if decision.promote:
         registry.set_alias(CHAMPION, candidate)
     record = {
@@ -132,6 +168,10 @@ def promote(
         "gate": gate.model_dump(),
         **asdict(decision),
     }
+    if trigger is not None:
+        record["trigger"] = trigger
+    if evidence:
+        record["evidence"] = evidence
     append_history(history, record)
     registry.set_version_tags(
         candidate,
@@ -140,9 +180,10 @@ def promote(
             "gate.reason": decision.reason,
             "gate.holdout_f1": f"{decision.challenger_f1:.4f}",
             "gate.compared_with": champion or "none",
+            **({"gate.trigger": trigger} if trigger else {}),
         },
     )
-    return decision
+    return record
 
 
 def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:

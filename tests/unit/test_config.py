@@ -204,6 +204,10 @@ def test_repo_configs_load(path: Path) -> None:
         from tagops.config import load_serve_config
 
         assert load_serve_config(path).host == "127.0.0.1"
+    elif path.name.startswith("loop"):
+        from tagops.config import load_retrain_config, load_simulate_config
+
+        assert load_simulate_config(path).retrain == load_retrain_config(path)
     else:
         train = load_train_config(path)
         assert train.model.family in path.stem

@@ -17,7 +17,12 @@ HEAVY = ("mlflow", "zenml", "ray", "torch")
 
 # tagops._mlflow_model is executed by MLflow when it loads a logged model, and the tagops.pipelines modules
 # by ZenML; they import mlflow / zenml by design and tagops itself never imports them, so they are skipped.
-EXCLUDED = ("tagops._mlflow_model", "tagops.pipelines.training", "tagops.pipelines.monitoring")
+EXCLUDED = (
+    "tagops._mlflow_model",
+    "tagops.pipelines.training",
+    "tagops.pipelines.monitoring",
+    "tagops.pipelines.retraining",
+)
 
 IMPORT_ALL = f"""
 import json, logging, pkgutil, socket, sys, threading

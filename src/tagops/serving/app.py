@@ -228,6 +228,26 @@ def create_app(
         )
     elif store.on_rows is None:
         store.on_rows = count_rows
+    shadow = None
+    if cfg.shadow_model_uri is not None:
+        from tagops.serving.shadow import ShadowScorer
+        from tagops.serving.store import shadow_predictions
+
+        # A writer and queue of its own on the same database: shadow rows never take champion rows' room.
+        shadow = ShadowScorer(
+            store=ServingStore(
+                store.url,
+                engine=store.engine,
+                table=shadow_predictions,
+                queue_rows=cfg.log_queue_rows,
+                batch_rows=cfg.log_batch_rows,
+                flush_interval_s=cfg.log_flush_interval_s,
+            ),
+            replica_id=replica_id,
+            max_items=cfg.shadow_queue_items,
+            batch_items=cfg.max_batch_size,
+            metrics=metrics,
+        )
     service = ServingService(
         config=cfg,
         settings=settings,
@@ -240,6 +260,7 @@ def create_app(
         loader=loader,
         deployment_id=deployment_id or uuid.uuid4().hex,
         replica_id=replica_id,
+        shadow=shadow,
     )
     if infer is None:
         batcher = AsyncBatcher(
@@ -390,6 +411,7 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             holdout_metrics=model.holdout_metrics,
             loaded_at=model.loaded_at.isoformat(),
             replica=service.replica_id,
+            shadow=_shadow_ref(service),
         )
 
     predict_dependencies = [Depends(require_client)] if cfg.require_key_for_predict else []
@@ -413,6 +435,7 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             model=model,
             latency_ms=latency_ms,
         )
+        service.shadow_copy(ids, titles, descriptions)  # a queue append: the answer does not wait for it
         version = str(model.version or "")
         for result in answer.results:
             metrics.predictions.labels(
@@ -499,6 +522,7 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             current=ModelRef(**current.ref()),
             changed=previous.uri != current.uri,
             sync=ReplicaSync(replicas=total, on_version=on),
+            shadow=_shadow_ref(service),
         )
 
     @app.get(
@@ -511,6 +535,11 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
     async def prometheus_metrics() -> Response:
         metrics.log_queue_rows.set(service.store.pending_rows)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _shadow_ref(service: ServingService) -> ModelRef | None:
+    shadow = service.shadow.model if service.shadow is not None else None
+    return None if shadow is None else ModelRef(**shadow.ref())
 
 
 def dump_openapi(app: FastAPI) -> str:

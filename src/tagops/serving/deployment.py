@@ -189,6 +189,18 @@ def app_builder(args: dict[str, Any]) -> Any:
     return build_app(cfg, deployment_id=deployment_id)
 
 
+def _undeployed_fields(cfg: ServeConfig) -> set[str]:
+    """Fields left out of a Serve config: the secret URL, and the shadow settings when no shadow runs.
+
+    Leaving the unused shadow settings out keeps the rendered files in ``deploy/`` as they were before
+    shadow evaluation existed; the builder fills them in with their defaults.
+    """
+    excluded = {"database_url"}
+    if cfg.shadow_model_uri is None:
+        excluded |= {"shadow_model_uri", "shadow_queue_items"}
+    return excluded
+
+
 def serve_deploy_config(cfg: ServeConfig) -> dict[str, Any]:
     """A Ray Serve config (``serve deploy`` / RayService ``serveConfigV2``) equivalent to ``cfg``.
 
@@ -221,7 +233,7 @@ def serve_deploy_config(cfg: ServeConfig) -> dict[str, Any]:
                 "name": APP_NAME,
                 "route_prefix": "/",
                 "import_path": "tagops.serving.deployment:app_builder",
-                "args": {"config": cfg.model_dump(mode="json", exclude={"database_url"})},
+                "args": {"config": cfg.model_dump(mode="json", exclude=_undeployed_fields(cfg))},
                 "deployments": [deployment],
             }
         ],

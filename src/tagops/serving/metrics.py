@@ -97,6 +97,13 @@ class ServingMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.shadow_items = Counter(
+            "tagops_shadow_items",
+            "Items copied to the shadow model by outcome (scored; skipped: queue full or no shadow "
+            "loaded; failed: the shadow model raised).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.replica = replica
         for outcome in ("written", "dropped", "failed"):
             self.log_rows.labels(outcome=outcome)

@@ -133,6 +133,9 @@ class ModelInfo(BaseModel):
     holdout_metrics: dict[str, float]
     loaded_at: str
     replica: str
+    shadow: ModelRef | None = Field(
+        default=None, description="The model scoring copies of requests in shadow (never returned)."
+    )
 
 
 class ReplicaSync(BaseModel):
@@ -149,6 +152,7 @@ class ReloadResponse(BaseModel):
     current: ModelRef
     changed: bool
     sync: ReplicaSync
+    shadow: ModelRef | None = Field(default=None, description="The shadow model after the reload, if any.")
 
 
 class Status(BaseModel):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from tagops.config import ServeConfig
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
+    from tagops.serving.shadow import ShadowScorer
     from tagops.serving.store import ServingStore
     from tagops.settings import Settings
 
@@ -257,6 +258,7 @@ class ServingService:
         loader: ModelLoader | None,
         deployment_id: str,
         replica_id: str,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -272,6 +274,10 @@ class ServingService:
         self._reload_lock = threading.Lock()
         self._failed_target: tuple[str, float] | None = None
         self._sync_errors = 0
+        #: Scores copies of requests with ``config.shadow_model_uri`` (``None``: no shadow configured).
+        self.shadow = shadow
+        self.shadow_reason: str | None = None if shadow is None else "not loaded yet"
+        self._failed_shadow: tuple[str, float] | None = None
         metrics.set_model(**model.ref())
 
     @property
@@ -298,6 +304,9 @@ class ServingService:
         self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
         self.ready, self.not_ready_reason = True, None
         logger.info("replica %s serving %s", self.replica_id, self.model.uri)
+        if self.shadow is not None:
+            self.shadow.start()
+            self.reload_shadow(trigger="start")
 
     def stop(self) -> None:
         """Stop taking traffic, forget this replica, write what is queued in the log."""
@@ -306,6 +315,8 @@ class ServingService:
             self.store.remove_replica(self.replica_id)
         except Exception as error:  # the row expires on its own
             logger.warning("could not unregister replica %s: %s", self.replica_id, error)
+        if self.shadow is not None:
+            self.shadow.stop()
         self.store.stop()
 
     @staticmethod
@@ -338,7 +349,80 @@ class ServingService:
                 raise ReloadError(message) from error
             self.store.set_target(self.deployment_id, current.uri, current.version)
             self._failed_target = None
-            return previous, current
+        if self.shadow is not None:
+            self.reload_shadow(trigger="admin")
+        return previous, current
+
+    # --------------------------------------------------------------------------------------- shadow
+    @property
+    def shadow_key(self) -> str:
+        """The model-target row every replica's shadow follows."""
+        return f"{self.deployment_id}:shadow"
+
+    def shadow_copy(self, ids: Sequence[str], titles: Sequence[str], descriptions: Sequence[str]) -> None:
+        """Hand an answered request to the shadow (a queue append; never blocks, never raises)."""
+        if self.shadow is None:
+            return
+        try:
+            self.shadow.submit(ids, titles, descriptions)
+        except Exception:  # the champion's answer must never depend on the shadow
+            logger.exception("shadow: could not queue a copy")
+
+    def reload_shadow(self, *, trigger: str) -> ServedModel | None:
+        """Load what ``shadow_model_uri`` names now; a failure keeps the old shadow and never raises.
+
+        A shadow that resolves to the served model itself (a challenger just promoted) is set idle:
+        comparing a model with itself measures nothing.
+        """
+        uri = self.config.shadow_model_uri
+        if self.shadow is None or uri is None:
+            return None
+        try:
+            target = self.loader.resolve(uri)
+            self.store.set_target(self.shadow_key, target, None)
+            self._follow_shadow(target, trigger=trigger)
+        except Exception as error:
+            self.shadow_reason = f"{uri}: {error}"
+            logger.warning("shadow: cannot load %s (%s); keeping the current shadow", uri, error)
+        return self.shadow.model
+
+    def _follow_shadow(self, target: str, *, trigger: str) -> None:
+        assert self.shadow is not None
+        current = self.shadow.model
+        if target == self.model.uri:
+            if current is not None:
+                logger.info("shadow: %s is now the served model; shadow idle", target)
+            self.shadow.model, self.shadow_reason = None, f"{target} is the served model"
+            return
+        if current is not None and current.uri == target:
+            return
+        predictor = self.loader.load(target)
+        alias = alias_of(self.config.shadow_model_uri or "")
+        model = ServedModel(predictor, concrete_uri(predictor, target), alias)
+        self.warm(model)
+        self.shadow.model, self.shadow_reason = model, None
+        logger.info("replica %s shadows %s with %s (%s)", self.replica_id, self.model.uri, model.uri, trigger)
+
+    def _sync_shadow(self) -> None:
+        if self.shadow is None or self.config.shadow_model_uri is None:
+            return
+        target = self.store.get_target(self.shadow_key)
+        if target is None:
+            return
+        current = self.shadow.model
+        if (current is not None and current.uri == target[0]) or (
+            current is None and target[0] == self.model.uri
+        ):
+            return
+        failed = self._failed_shadow
+        if failed is not None and failed[0] == target[0] and time.monotonic() < failed[1]:
+            return  # it failed recently: retry later, not every sync
+        try:
+            self._follow_shadow(target[0], trigger="sync")
+        except Exception as error:
+            self._failed_shadow = (target[0], time.monotonic() + 30.0)
+            self.shadow_reason = f"{target[0]}: {error}"
+            logger.warning("shadow: cannot follow %s (%s)", target[0], error)
 
     def _activate(self, model: ServedModel, *, trigger: str) -> None:
         self.warm(model)
@@ -349,8 +433,9 @@ class ServingService:
         self.store.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
 
     def sync_once(self) -> None:
-        """Report this replica's model and follow the deployment's target if it moved."""
+        """Report this replica's model and follow the deployment's targets (model, shadow) if they moved."""
         self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        self._sync_shadow()
         target = self.store.get_target(self.deployment_id)
         if target is None:
             self.store.claim_target(self.deployment_id, self.model.uri, self.model.version)

@@ -105,6 +105,28 @@ feedback = Table(
     Column("key_id", String(32), nullable=True),
 )
 
+#: The shadow model's answers to copies of live requests (never returned to a client). A table of its
+#: own, so the champion's log keeps its columns, its readers (``tagops monitor``) see no shadow rows,
+#: and a shadow that falls behind cannot crowd champion rows out of their queue.
+shadow_predictions = Table(
+    "shadow_predictions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    #: The champion's row this is a copy of (``predictions.id``).
+    Column("prediction_id", String(32), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("model_name", String(200), nullable=True),
+    Column("model_version", Integer, nullable=True, index=True),
+    Column("model_uri", String(1000), nullable=False),
+    Column("tag", String(100), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("abstained", Boolean, nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    #: The shadow model's time for the batch this item was scored in.
+    Column("latency_ms", Float, nullable=False),
+    Column("replica", String(100), nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
@@ -214,7 +236,8 @@ class ServingStore:
     """Prediction log, feedback, and the replica bookkeeping of one database.
 
     ``on_rows(outcome, count)`` is told about every row written, dropped or failed (the app feeds its
-    metrics from it).
+    metrics from it). ``table`` is the table the writer appends to (the shadow log uses a second store
+    on the same ``engine``, with a writer and a queue of its own).
     """
 
     def __init__(
@@ -226,9 +249,12 @@ class ServingStore:
         flush_interval_s: float = 0.2,
         retries: int = 3,
         on_rows: Callable[[str, int], None] | None = None,
+        table: Table = predictions,
+        engine: Engine | None = None,
     ) -> None:
         self.url = url
-        self.engine = create_store_engine(url)
+        self.engine = engine if engine is not None else create_store_engine(url)
+        self.table = table
         self.queue_rows = queue_rows
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -256,7 +282,8 @@ class ServingStore:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopped = False
-            self._thread = threading.Thread(target=self._run, name="tagops-prediction-log", daemon=True)
+            name = "tagops-prediction-log" if self.table is predictions else f"tagops-log-{self.table.name}"
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
 
     @property
@@ -374,7 +401,7 @@ class ServingStore:
         for attempt in range(1, self.retries + 1):
             try:
                 with self.engine.begin() as connection:
-                    connection.execute(predictions.insert(), rows)
+                    connection.execute(self.table.insert(), rows)
             except IntegrityError as error:  # a duplicate id cannot succeed on retry
                 self._count("failed", len(rows))
                 logger.error("prediction log: %d rows not written: %s", len(rows), error.orig)
@@ -460,6 +487,76 @@ class ServingStore:
                 for prediction_id, tag in connection.execute(query):
                     found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
         return found
+
+    def count_rows(self, table: Table) -> int:
+        """Rows in one of the log's tables (``predictions``, ``feedback``, ``shadow_predictions``)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def read_shadow_pairs(self, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Champion rows of ``[since, until)`` that the shadow also answered, side by side (read-only).
+
+        Each row: ``prediction_id``, ``created_at``, the champion's ``tag``, ``confidence``,
+        ``probabilities``, ``latency_ms``, ``model_version``, and the shadow's as ``shadow_*``.
+        """
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware datetimes")
+        c, s = predictions.c, shadow_predictions.c
+        query = (
+            select(
+                c.id.label("prediction_id"),
+                c.created_at,
+                c.model_version,
+                c.tag,
+                c.confidence,
+                c.probabilities,
+                c.latency_ms,
+                s.model_version.label("shadow_model_version"),
+                s.model_uri.label("shadow_model_uri"),
+                s.tag.label("shadow_tag"),
+                s.confidence.label("shadow_confidence"),
+                s.probabilities.label("shadow_probabilities"),
+                s.latency_ms.label("shadow_latency_ms"),
+            )
+            .join(shadow_predictions, s.prediction_id == c.id)
+            .where(c.created_at >= since.astimezone(UTC), c.created_at < until.astimezone(UTC))
+            .order_by(c.created_at, c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def read_labelled(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every feedback row with the prediction it labels (read-only, oldest feedback first).
+
+        Each row: ``feedback_id``, ``feedback_at``, ``feedback_tag``, ``prediction_id``, ``predicted_at``,
+        ``title``, ``description``, ``tag`` (what the model answered) and ``model_version``. Feedback whose
+        prediction is not in the log is left out (the API refuses it; a restored backup might not).
+        ``since``/``until`` bound the feedback's time.
+        """
+        f, c = feedback.c, predictions.c
+        query = (
+            select(
+                f.id.label("feedback_id"),
+                f.created_at.label("feedback_at"),
+                f.tag.label("feedback_tag"),
+                c.id.label("prediction_id"),
+                c.created_at.label("predicted_at"),
+                c.title,
+                c.description,
+                c.tag,
+                c.model_version,
+            )
+            .join(predictions, c.id == f.prediction_id)
+            .order_by(f.created_at, f.id)
+        )
+        if since is not None:
+            query = query.where(f.created_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(f.created_at < until.astimezone(UTC))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
 
     # ------------------------------------------------------------------------------------- feedback
     def add_feedback(self, *, prediction_id: str, tag: str, key_id: str | None) -> str:

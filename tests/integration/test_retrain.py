@@ -1,0 +1,175 @@
+"""`tagops retrain` end to end on the fixtures: feedback from a running service's log → challenger → gates →
+champion → the service reloads and serves it; the promotion history records why.
+
+A linear champion is trained on the synthetic fixtures and served (uvicorn, loopback, challenger in
+shadow). Traffic in a new vocabulary (the fixture projects with every word spelled backwards) is sent
+through the service, labelled through /v1/feedback (plus a conflicting label and a duplicate of a known
+title), then `tagops retrain --if-needed` (the ZenML pipeline) runs with a monitor summary that alarms.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
+from tests.integration.helpers import isolated_home, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class Env:
+    settings: Any
+    root: Path
+    url: str
+    admin_key: str
+    champion: int
+    sent: int
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
+    import os
+
+    from tagops.promote import promote
+    from tagops.registry import Registry
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.simulate import shifted_frame
+    from tagops.train import pull_stage, run_training, validate_stage
+
+    root = tmp_path_factory.mktemp("retrain")
+    with isolated_home(root / "home") as settings:
+        registry = Registry(settings)
+        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
+        first = run_training(cfg, settings, registry=registry)
+        snap = pull_stage(settings, cfg.data)
+        _, holdout = validate_stage(snap)
+        promote(
+            registry,
+            holdout=holdout,
+            eval_cfg=cfg.evaluation,
+            gate=GateConfig(),
+            history=settings.promotion_history,
+            version=first.version,
+            trigger="initial",
+        )
+        store = ServingStore(default_database_url(settings))
+        store.create_tables()
+        _, admin_key = KeyStore(store.engine).create("test", "admin")
+        store.dispose()
+        serve_yaml = root / "serve.yaml"
+        serve_yaml.write_text(
+            "engine: uvicorn\nshadow_model_uri: models:/tagops@challenger\nlog_flush_interval_s: 0.05\n",
+            encoding="utf-8",
+        )
+        proc = subprocess.Popen(
+            [*(sys.executable, "-m", "tagops.cli", "serve"), *("--port", "0", "--config", str(serve_yaml))],
+            env={**os.environ},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("serving "), line
+            url = line.split(" at ")[1].split(" ")[0]
+            dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
+            shifted = shifted_frame(dataset)
+            headers = {"Authorization": f"Bearer {admin_key}"}
+            with httpx.Client(base_url=url, timeout=60) as http:
+                ids: list[str] = []
+                for start in range(0, len(shifted), 8):
+                    chunk = shifted.iloc[start : start + 8]
+                    body = {
+                        "items": [
+                            {"title": t, "description": d}
+                            for t, d in zip(chunk["title"], chunk["description"], strict=True)
+                        ]
+                    }
+                    ids += [
+                        p["prediction_id"] for p in http.post("/v1/predict", json=body).json()["predictions"]
+                    ]
+                known = http.post("/v1/predict", json={"items": [{"title": str(dataset["title"][0])}]}).json()
+                labels = [*zip(ids, shifted["tag"], strict=True)]
+                labels.append((ids[0], "other" if shifted["tag"][0] != "other" else "mlops"))  # a conflict
+                labels.append((known["predictions"][0]["prediction_id"], str(dataset["tag"][0])))
+                for prediction_id, tag in labels:
+                    answer = http.post(
+                        "/v1/feedback", json={"prediction_id": prediction_id, "tag": tag}, headers=headers
+                    )
+                    assert answer.status_code == 201, answer.text
+            yield Env(settings, root, url, admin_key, int(first.version or 0), len(ids) + 1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) -> None:
+    from tagops.promote import read_history
+    from tagops.serving.store import ServingStore, default_database_url
+
+    config = env.root / "retrain.yaml"
+    config.write_text(
+        f"train:\n  data: {{source_dir: {Path(__file__).parents[1] / 'fixtures'}}}\n"
+        "gate: {max_overall_f1_drop: 0.1, max_class_f1_drop: 0.2}\n"
+        "policy: {trigger: on_alert, min_feedback_rows: 20}\n",
+        encoding="utf-8",
+    )
+    quiet = env.root / "quiet.json"
+    quiet.write_text(json.dumps({"alarm": False, "since": "a", "until": "b", "model_version": env.champion}))
+    skipped = run_cli("retrain", "--if-needed", "--summary", quiet, "--config", config)
+    assert skipped.returncode == 0, skipped.explain()
+    assert json.loads(skipped.stdout)["decision"]["run"] is False
+    alarm = env.root / "alarm.json"
+    alarm.write_text(
+        json.dumps(
+            {
+                "alarm": True,
+                "drift_alarm": True,
+                "since": "2026-11-26T10:00:00+00:00",
+                "until": "2026-11-26T11:00:00+00:00",
+                "model_version": env.champion,
+            }
+        )
+    )
+    result = run_cli(
+        "retrain",
+        "--if-needed",
+        "--summary",
+        alarm,
+        "--config",
+        config,
+        env={"TAGOPS_RETRAIN_SERVICE_URL": env.url, "TAGOPS_RETRAIN_ADMIN_KEY": env.admin_key},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.explain()
+    outcome = json.loads(result.stdout)
+    counts = outcome["counts"]
+    assert counts["feedback"] == env.sent + 1
+    assert counts["conflicting_predictions"] == 1 and counts["known_titles"] == 1
+    assert counts["train"] + counts["recent"] == env.sent - 2  # one conflict, one known title
+    reports = outcome["reports"]
+    assert reports["challenger_recent"]["f1"] > reports["champion_recent"]["f1"]
+    assert outcome["promoted"] is True, outcome["gate"]
+    challenger = outcome["challenger_version"]
+    assert outcome["reload"]["current"]["version"] == challenger and outcome["reload"]["shadow"] is None
+    assert httpx.get(f"{env.url}/v1/model", timeout=30).json()["version"] == challenger
+    record = read_history(env.settings.promotion_history)[-1]
+    assert record["action"] == "promote" and record["version"] == challenger
+    assert record["trigger"].startswith("drift alarm at 2026-11-26T10:00:00+00:00")
+    assert record["evidence"]["feedback"]["conflicting_predictions"] == 1
+    store = ServingStore(default_database_url(env.settings))
+    assert store.count_predictions() == env.sent
+    store.dispose()
