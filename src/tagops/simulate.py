@@ -642,6 +642,10 @@ class Loop:
         self.result["challenger_alias"] = self.registry.alias_version(CHALLENGER)
         final = self.http.predict("final", self.shifted_holdout)
         wait_for_rows(self.sim, "predictions", self.http.items_sent)
+        if (self.result["reload_after_promotion"] or {}).get("shadow"):
+            # A refused challenger stays in shadow, so the final window is scored in shadow too.
+            self.shadowed_items += len(final.titles)
+            wait_for_rows(self.sim, "shadow", self.shadowed_items)
         self.mark = _timed(self.timings, "promote_and_final", self.mark)
         old, samples, seed = self.shadow_sent, self.cfg.bootstrap_samples, self.cfg.seed
         self.result["before_after"] = {
