@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tagops.serving.store import utcnow
+from tagops.serving.store import utcnow, wait_drained
 
 if TYPE_CHECKING:
     from tagops.serving.metrics import ServingMetrics
@@ -113,12 +113,8 @@ class ShadowScorer:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued item is scored and its row written; ``False`` on timeout."""
         deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.alive:
-                    return False
-                self._queue.all_tasks_done.wait(min(remaining, 0.5))
+        if not wait_drained(self._queue, deadline, lambda: self.alive):
+            return False
         return self.store.flush(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------------------------ the copy

@@ -212,6 +212,20 @@ def create_store_engine(url: str) -> Engine:
     return engine
 
 
+def wait_drained(work: queue.Queue[Any], deadline: float, alive: Callable[[], bool]) -> bool:
+    """Wait until every item put on ``work`` was marked done; ``False`` at ``deadline`` or if its worker died.
+
+    Shared by the background threads of the serving path (prediction log writer, shadow scorer).
+    """
+    with work.all_tasks_done:
+        while work.unfinished_tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not alive():
+                return False
+            work.all_tasks_done.wait(min(remaining, 0.5))
+    return True
+
+
 def utcnow() -> datetime:
     """Timezone-aware now."""
     return datetime.now(UTC)
@@ -298,14 +312,7 @@ class ServingStore:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every accepted row is written or given up on; ``False`` on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self.writer_alive:
-                    return False
-                self._queue.all_tasks_done.wait(min(remaining, 0.5))
-        return True
+        return wait_drained(self._queue, time.monotonic() + timeout, lambda: self.writer_alive)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, stop the writer, and report rows that could not be written."""
