@@ -24,11 +24,12 @@ HERE = Path(__file__).resolve().parent
 
 SERVE_CONFIG_HEADER = """\
 # Ray Serve config for `serve deploy deploy/serve-config.yaml` on a running Ray 2.60 cluster, e.g.
-#   RAY_worker_niceness=0 RAY_SERVE_USE_GRPC_BY_DEFAULT=1 ray start --head --num-cpus 2 \\
-#       --dashboard-host 127.0.0.1 && serve deploy deploy/serve-config.yaml
-# (those two variables are what `tagops serve` sets for its embedded cluster: see
-# tagops.serving.server.RAY_SERVING_ENVIRONMENT). Written by deploy/render.py from the defaults of
-# tagops.config.ServeConfig (`tagops serve --print-serve-config`); do not edit by hand.
+#   RAY_worker_niceness=0 RAY_SERVE_USE_GRPC_BY_DEFAULT=1 RAY_SERVE_ENABLE_HA_PROXY=1 \\
+#       ray start --head --num-cpus 2 --dashboard-host 127.0.0.1 && serve deploy deploy/serve-config.yaml
+# (what `tagops serve` sets for its embedded cluster, which also moves HAProxy's files and side ports:
+# see tagops.serving.server.ray_serving_environment; without RAY_SERVE_ENABLE_HA_PROXY, Ray's Python
+# proxy relays the requests, about 12 ms slower per request on 2 cores). Written by deploy/render.py
+# from the defaults of tagops.config.ServeConfig (`tagops serve --print-serve-config`); do not edit.
 #
 # Replicas read the prediction-log database from TAGOPS_SERVE_DATABASE_URL and the registry from
 # MLFLOW_TRACKING_URI in their environment (secrets stay out of this file); without them the log is
@@ -44,7 +45,9 @@ RAYSERVICE_HEADER = """\
 #   kubectl apply -f deploy/rayservice.yaml
 # serveConfigV2 is deploy/serve-config.yaml with two changes for a cluster: the proxy listens on the pod
 # network (0.0.0.0: reached only through the Kubernetes Service KubeRay creates; restrict it with a
-# NetworkPolicy) on every node, and there are 2 replicas. TAGOPS_HOME, the registry and the
+# NetworkPolicy) on every node, and there are 2 replicas. It keeps Ray's Python proxy (ingress: proxy):
+# Ray 2.60's HAProxy ingress is experimental and its stats/metrics ports are fixed per node; on nodes with
+# spare cores the proxy's per-request cost matters less than on a 2-core laptop. TAGOPS_HOME, the registry and the
 # prediction-log database come from the pod environment below.
 # The image is Ray 2.60 (Python 3.11) with tagops installed: FROM rayproject/ray:2.60.0-py311, then
 # `pip install tagops==0.1.0` (the same pins as pyproject.toml). Use PostgreSQL for the log: SQLite
@@ -116,7 +119,7 @@ def render() -> dict[Path, str]:
     """The two files' text."""
     local = serve_deploy_config(ServeConfig())
     local["applications"][0]["runtime_env"] = {"env_vars": {"TAGOPS_HOME": "/var/lib/tagops"}}
-    cluster = serve_deploy_config(ServeConfig(num_replicas=2))
+    cluster = serve_deploy_config(ServeConfig(num_replicas=2, ingress="proxy"))
     cluster["proxy_location"] = "EveryNode"
     cluster["http_options"]["host"] = "0.0.0.0"
     v2 = yaml.safe_dump(cluster, sort_keys=False)

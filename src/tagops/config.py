@@ -163,6 +163,14 @@ class GateConfig(FrozenModel):
 
     max_overall_f1_drop: Annotated[float, Field(ge=0.0)] = 0.0
     max_class_f1_drop: Annotated[float, Field(ge=0.0)] = 0.05
+    #: A class whose F1 falls by more than ``max_class_f1_drop`` refuses the challenger only if F1 also
+    #: falls in at least this share of paired bootstrap resamples of the evaluation rows: on a class of
+    #: 16 holdout items two items changing sides is a 0.1 drop, which alone says little. ``None``: any
+    #: drop beyond the margin refuses (also when a report carries no rows to resample).
+    class_drop_confidence: Annotated[float, Field(gt=0.5, lt=1.0)] | None = 0.95
+    #: Resamples for ``class_drop_confidence`` (seeded: the same reports always get the same verdict).
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 2000
+    seed: int = 1234
 
 
 class TrainConfig(FrozenModel):
@@ -234,6 +242,11 @@ class ServeConfig(FrozenModel):
     #: The model to serve; ``POST /v1/admin/reload`` switches to whatever this URI names at that moment.
     model_uri: str = "models:/tagops@champion"
     engine: Literal["ray", "uvicorn"] = "ray"
+    #: How requests reach Ray Serve replicas (embedded cluster; on a cluster of your own, its environment
+    #: decides). ``haproxy``: Ray's HAProxy ingress, a C load balancer in front of replicas that each
+    #: serve HTTP themselves (measured 3 ms per echo request on 2 cores); ``proxy``: Ray's Python proxy
+    #: actor, which relays every request to a replica (14-16 ms per echo request on the same machine).
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     #: Answers below this confidence abstain to ``other``; ``None`` never abstains.

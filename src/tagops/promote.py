@@ -32,6 +32,8 @@ class GateDecision:
     challenger_f1: float
     champion_f1: float | None
     class_f1_drops: dict[str, float]
+    #: For classes beyond the class margin: share of paired resamples in which their F1 falls.
+    class_drop_confidence: dict[str, float] | None = None
 
 
 def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: GateConfig) -> GateDecision:
@@ -54,22 +56,61 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: Ga
             champion_f1,
             drops,
         )
-    worst = max(drops, key=lambda k: drops[k], default=None)
-    if worst is not None and drops[worst] > gate.max_class_f1_drop:
-        return GateDecision(
-            False,
-            f"F1 of '{worst}' falls by {drops[worst]:.4f} (> {gate.max_class_f1_drop})",
-            challenger_f1,
-            champion_f1,
-            drops,
+    beyond = sorted(
+        (label for label in drops if drops[label] > gate.max_class_f1_drop), key=lambda k: -drops[k]
+    )
+    confidence = _class_drop_confidence(challenger, champion, gate, beyond)
+    for label in beyond:
+        if confidence is None or confidence[label] >= float(gate.class_drop_confidence or 0.0):
+            shown = "" if confidence is None else f", in {confidence[label]:.0%} of paired resamples"
+            return GateDecision(
+                False,
+                f"F1 of '{label}' falls by {drops[label]:.4f} (> {gate.max_class_f1_drop}){shown}",
+                challenger_f1,
+                champion_f1,
+                drops,
+                confidence,
+            )
+    noise = ""
+    if beyond and confidence is not None:
+        noise = "; " + ", ".join(
+            f"'{label}' falls by {drops[label]:.4f} in only {confidence[label]:.0%} of paired resamples"
+            f" (< {gate.class_drop_confidence:.0%})"
+            for label in beyond
         )
     return GateDecision(
         True,
-        f"overall F1 {challenger_f1:.4f} vs champion {champion_f1:.4f}, within the gate",
+        f"overall F1 {challenger_f1:.4f} vs champion {champion_f1:.4f}, within the gate{noise}",
         challenger_f1,
         champion_f1,
         drops,
+        confidence,
     )
+
+
+def _class_drop_confidence(
+    challenger: dict[str, Any], champion: dict[str, Any], gate: GateConfig, labels: list[str]
+) -> dict[str, float] | None:
+    """Paired-bootstrap share of resamples in which each class in ``labels`` falls; ``None``: not usable.
+
+    Usable when the gate asks for it and both reports carry their rows with the same truth (the same
+    evaluation rows in the same order).
+    """
+    if not labels or gate.class_drop_confidence is None:
+        return None
+    rows_a, rows_b = challenger.get("rows"), champion.get("rows")
+    if not rows_a or not rows_b or rows_a.get("truth") != rows_b.get("truth"):
+        return None
+    from tagops.evaluate import class_f1_drop_probability
+
+    shares = class_f1_drop_probability(
+        rows_b["truth"],
+        rows_b["predicted"],
+        rows_a["predicted"],
+        samples=gate.bootstrap_samples,
+        seed=gate.seed,
+    )
+    return {label: round(shares.get(label, 1.0), 4) for label in labels}
 
 
 def append_history(path: Path, record: dict[str, Any]) -> None:

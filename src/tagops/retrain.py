@@ -416,6 +416,7 @@ def promote_stage(
         challenger_f1=float(holdout["challenger_f1"]),
         champion_f1=None if holdout["champion_f1"] is None else float(holdout["champion_f1"]),
         class_f1_drops=dict(holdout["class_f1_drops"]),
+        class_drop_confidence=holdout.get("class_drop_confidence"),
     )
     if champion == challenger:
         logger.info("retrain: version %s is already champion (identical model)", challenger)

@@ -71,10 +71,6 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         for key in ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS"):
             mp.delenv(key, raising=False)
         mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
-        from tagops.serving.server import RAY_SERVING_ENVIRONMENT
-
-        for key, value in RAY_SERVING_ENVIRONMENT.items():  # as `tagops serve` starts Ray
-            mp.setenv(key, value)
         settings = Settings()
         prepare_environment(settings)
         from tagops.registry import CHAMPION, Registry
@@ -100,7 +96,10 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         from ray import serve
 
         from tagops.runtime import ray_session
-        from tagops.serving.server import start_ray_serve
+        from tagops.serving.server import ray_serving_environment, start_ray_serve
+
+        for key, value in ray_serving_environment(config, settings).items():  # as `tagops serve` does
+            mp.setenv(key, value)
 
         with ray_session(settings, num_cpus=2):
             try:
@@ -128,6 +127,21 @@ def test_the_proxy_listens_on_loopback_only(served: Served) -> None:
     ]
     assert listeners, "nothing listens on the Serve port"
     assert set(listeners) <= {"127.0.0.1"}
+
+
+def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None:
+    import psutil
+
+    listening = [c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.pid]
+    front = {psutil.Process(c.pid).name() for c in listening if c.laddr.port == served.config.port}
+    assert front == {"haproxy"}, front
+    replica_ports = [
+        c.laddr
+        for c in listening
+        if "ServeRepli" in psutil.Process(c.pid).name() and 30000 <= c.laddr.port < 30200
+    ]
+    assert len(replica_ports) == served.config.num_replicas, replica_ports
+    assert {addr.ip for addr in replica_ports} == {"127.0.0.1"}
 
 
 def test_ready_model_and_docs(served: Served) -> None:

@@ -114,3 +114,79 @@ def test_read_history_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
     path.write_text('{"action": "promote"}\n\n  \n{"action": "rollback"}\n')
     assert [r["action"] for r in read_history(path)] == ["promote", "rollback"]
+
+
+def scored(truth: list[str], predicted: list[str]) -> dict[str, Any]:
+    """A report as evaluate.compute_report writes it: scores plus the rows behind them."""
+    from tagops.evaluate import classification_scores
+
+    return {
+        **classification_scores(truth, predicted, LABELS),
+        "rows": {"truth": truth, "predicted": predicted},
+    }
+
+
+def holdout_like() -> tuple[list[str], list[str]]:
+    """A 16-item mlops class among 160 rows, with the champion right on 15 mlops items."""
+    truth = ["mlops"] * 16 + ["computer-vision"] * 60 + ["natural-language-processing"] * 60 + ["other"] * 24
+    champion = list(truth)
+    champion[0] = "other"
+    for i in (20, 21, 80, 81, 82, 140):  # a few errors elsewhere
+        champion[i] = "other" if truth[i] != "other" else "mlops"
+    return truth, champion
+
+
+def test_a_two_item_swing_in_a_small_class_is_noise_not_a_refusal() -> None:
+    truth, champion = holdout_like()
+    challenger = list(champion)
+    challenger[1] = challenger[2] = "other"  # two more mlops items missed ...
+    for i in (20, 21, 80, 81):  # ... and four errors elsewhere fixed
+        challenger[i] = truth[i]
+    a, b = scored(truth, challenger), scored(truth, champion)
+    drop = b["per_class"]["mlops"]["f1"] - a["per_class"]["mlops"]["f1"]
+    assert drop > 0.05
+    decision = decide(a, b, GATE)
+    assert decision.promote, decision.reason
+    assert decision.class_drop_confidence is not None
+    assert decision.class_drop_confidence["mlops"] < 0.95
+    assert "paired resamples" in decision.reason
+    # The strict rule (no resampling) refuses the same challenger.
+    strict = decide(
+        a, b, GateConfig(max_overall_f1_drop=0.01, max_class_f1_drop=0.05, class_drop_confidence=None)
+    )
+    assert not strict.promote and "'mlops'" in strict.reason
+
+
+def test_a_class_that_really_collapses_is_refused_with_its_confidence() -> None:
+    truth, champion = holdout_like()
+    challenger = list(champion)
+    for i in range(1, 9):  # half of mlops now missed
+        challenger[i] = "other"
+    for i in (20, 21, 80, 81, 82, 140):
+        challenger[i] = truth[i]
+    lenient_overall = GateConfig(max_overall_f1_drop=0.05, max_class_f1_drop=0.05)
+    decision = decide(scored(truth, challenger), scored(truth, champion), lenient_overall)
+    assert not decision.promote
+    assert "'mlops'" in decision.reason and "of paired resamples" in decision.reason
+    assert decision.class_drop_confidence is not None and decision.class_drop_confidence["mlops"] >= 0.95
+
+
+def test_reports_on_different_rows_fall_back_to_the_strict_rule() -> None:
+    truth, champion = holdout_like()
+    challenger = list(champion)
+    challenger[1] = challenger[2] = "other"
+    for i in (20, 21, 80, 81):
+        challenger[i] = truth[i]
+    other_rows = scored(truth, challenger)
+    other_rows["rows"] = {"truth": list(reversed(truth)), "predicted": list(reversed(challenger))}
+    decision = decide(other_rows, scored(truth, champion), GATE)
+    assert not decision.promote and decision.class_drop_confidence is None
+
+
+def test_same_reports_same_verdict() -> None:
+    truth, champion = holdout_like()
+    challenger = list(champion)
+    challenger[1] = challenger[2] = "other"
+    first = decide(scored(truth, challenger), scored(truth, champion), GATE)
+    again = decide(scored(truth, challenger), scored(truth, champion), GATE)
+    assert first == again

@@ -100,7 +100,7 @@ def test_rayservice_serves_the_same_application() -> None:
     local = serve_deploy_config(ServeConfig())["applications"][0]
     remote = v2["applications"][0]
     assert remote["import_path"] == local["import_path"]
-    assert remote["args"]["config"] == {**local["args"]["config"], "num_replicas": 2}
+    assert remote["args"]["config"] == {**local["args"]["config"], "num_replicas": 2, "ingress": "proxy"}
     env = {
         e["name"]
         for e in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
@@ -158,3 +158,19 @@ def test_serve_refuses_a_bad_engine(tagops_home: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", "--engine", "gunicorn"])
     assert result.exit_code == 2
     assert "engine" in result.output
+
+
+def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: Path) -> None:
+    from tagops.serving.server import RAY_SERVING_ENVIRONMENT, ray_serving_environment
+    from tagops.settings import Settings
+
+    settings = Settings(home=tmp_path / ("deep" * 20) / "home")
+    env = ray_serving_environment(ServeConfig(), settings)
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    assert env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"].startswith(str(settings.home))
+    # HAProxy refuses socket paths over 97 bytes; Ray adds a 56-character node-id folder.
+    for key in ("RAY_SERVE_HAPROXY_SOCKET_PATH", "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"):
+        assert len(env[key]) + 57 <= 97, env[key]
+    ports = [env[k] for k in env if k.endswith("_PORT")]
+    assert len(ports) == 3 and len(set(ports)) == 3 and "8404" not in ports
+    assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT

@@ -12,7 +12,6 @@ KubeRay RayService reach it through :func:`app_builder`. Ray is imported only in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagops.config import ServeConfig, load_serve_config
-from tagops.serving.batching import BatchAnswer, BatchRequest, items_in, predict_batch
+from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, items_in, predict_batch
 
 if TYPE_CHECKING:
     from tagops.serving.service import ModelLoader, PredictorLike
@@ -104,6 +103,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
                 self.config, self.store, self.loader, deployment_id
             )
             self.service: Any = None
+            self.inference = InferenceThread()
 
         def __serve_build_asgi_app__(self) -> Any:
             from tagops.serving.app import create_app
@@ -151,7 +151,10 @@ def build_deployment(cfg: ServeConfig) -> Any:
             service = self.service
             if not self.config.predict_in_thread:  # see ServeConfig.predict_in_thread
                 return predict_batch(service.model, requests, service.metrics)
-            return await asyncio.to_thread(predict_batch, service.model, requests, service.metrics)
+            answers: list[BatchAnswer] = await self.inference.run(
+                predict_batch, service.model, requests, service.metrics
+            )
+            return answers
 
         async def infer(self, titles: list[str], descriptions: list[str]) -> BatchAnswer:
             """Predict one request's items as part of the next batch."""

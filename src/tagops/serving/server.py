@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
@@ -31,6 +32,60 @@ logger = logging.getLogger(__name__)
 #:   more throughput on a 2-core machine; Ray's "throughput-optimized" setting does the same).
 #: On a cluster you start yourself (RAY_ADDRESS, KubeRay), set them in its nodes' environment.
 RAY_SERVING_ENVIRONMENT = {"RAY_worker_niceness": "0", "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
+
+#: HAProxy accepts socket paths of at most 97 bytes, and Ray puts them in a 56-character node-id folder
+#: inside the folder we name: past this length that folder moves to a short one in the temp dir.
+_MAX_SOCKET_FOLDER = 97 - 57 - len("/metrics.sock")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at the moment (the OS's choice)."""
+    sock = bind_socket(host, 0)
+    try:
+        return int(sock.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, str]:
+    """The environment the embedded Ray cluster is started with to serve ``cfg``.
+
+    With ``ingress: haproxy`` Ray 2.60's HAProxy ingress replaces the Python proxy: HAProxy listens on
+    ``cfg.host:cfg.port`` and forwards to the replicas, which listen on ``cfg.host`` themselves (ports from
+    30000). Its files go under ``TAGOPS_HOME/serving/haproxy`` rather than Ray's fixed ``/tmp/haproxy-serve``
+    (two services on one machine would share them), and its side listeners get free ports rather than
+    Ray's fixed 8404 (stats page), 9101 (Prometheus) and 8500 (fallback proxy) for the same reason. Ray
+    binds the stats page and Prometheus exporter on every interface; they show request counts and backend
+    addresses, never the API or its admin endpoints. A stopping replica stays open 2 s (Ray's default is
+    30 s, for load balancers outside Ray) because the HAProxy Ray manages learns of it within 0.1 s.
+    """
+    env = dict(RAY_SERVING_ENVIRONMENT)
+    if cfg.ingress != "haproxy":
+        return env
+    folder = settings.home / "serving" / "haproxy"
+    folder.mkdir(parents=True, exist_ok=True)
+    sockets = folder
+    if len(str(sockets)) > _MAX_SOCKET_FOLDER:
+        import hashlib
+        import tempfile
+
+        sockets = Path(tempfile.gettempdir()) / f"tgh-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
+    env.update(
+        {
+            "RAY_SERVE_ENABLE_HA_PROXY": "1",
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(folder / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(sockets / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port(cfg.host)),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+            "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2",
+        }
+    )
+    return env
 
 
 class ServeError(TagopsError):
@@ -163,7 +218,7 @@ def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, st
     probe = bind_socket(cfg.host, cfg.port)  # a taken port fails here, not deep inside Serve's proxy
     probe.close()
     # Set before the embedded cluster starts (its processes inherit them); a user's own values win.
-    for key, value in RAY_SERVING_ENVIRONMENT.items():
+    for key, value in ray_serving_environment(cfg, settings).items():
         os.environ.setdefault(key, value)
     with ray_session(settings):
         from ray import serve
