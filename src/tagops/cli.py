@@ -37,6 +37,8 @@ app.add_typer(shadow_app, name="shadow")
 
 logger = logging.getLogger("tagops")
 DEFAULT_MODEL_URI = "models:/tagops@champion"
+#: `tagops monitor --fail-on-alarm` exits with this when the window alarms (1 and 2 are errors and usage).
+ALARM_EXIT_CODE = 3
 
 
 def _settings() -> Any:
@@ -472,8 +474,15 @@ def monitor(
     output: Annotated[Path | None, typer.Option(help="Folder for summary.json and report.html.")] = None,
     config: Annotated[Path | None, typer.Option(help="Monitoring config YAML (thresholds, webhook).")] = None,
     pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
+    fail_on_alarm: Annotated[
+        bool, typer.Option(help="Exit with status 3 when the window alarms (for cron jobs and CI).")
+    ] = False,
 ) -> None:
-    """Drift and performance of a window of the prediction log against the model's reference statistics."""
+    """Drift and performance of a window of the prediction log against the model's reference statistics.
+
+    Exits 0 with the summary on stdout whether or not the window alarms (the alarm is in the JSON, the log
+    and the webhook); with ``--fail-on-alarm`` an alarm exits 3, so a scheduler can act on it.
+    """
     from tagops.config import load_monitor_config
     from tagops.monitoring.monitor import parse_time, resolve_window
 
@@ -520,6 +529,8 @@ def monitor(
             "mlflow_run_id": summary.get("mlflow_run_id"),
         }
     )
+    if fail_on_alarm and summary["alarm"]:
+        raise typer.Exit(ALARM_EXIT_CODE)
 
 
 @contextlib.contextmanager

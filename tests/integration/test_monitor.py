@@ -164,3 +164,27 @@ def test_in_distribution_window_does_not_alarm(env: Env) -> None:
     metrics = _metrics(env.settings, result.run_id)
     assert metrics["alarm"] == 0.0 and metrics["feedback_rows"] == 96.0
     assert (env.root / "in" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(("start", "status"), [(T_SHIFT, 3), (T_IN, 0)])
+def test_fail_on_alarm_sets_the_exit_status(env: Env, start: datetime, status: int) -> None:
+    config = env.root / "monitor-exit.yaml"
+    config.write_text("min_window_rows: 20\nmin_feedback_rows: 20\npermutations: 500\n", encoding="utf-8")
+    result = run_cli(
+        "monitor",
+        "--no-pipeline",
+        "--fail-on-alarm",
+        "--since",
+        start.isoformat(),
+        "--until",
+        (start + timedelta(hours=1)).isoformat(),
+        "--model",
+        f"models:/tagops/{env.version}",
+        "--output",
+        env.root / f"exit-{status}",
+        "--config",
+        config,
+        timeout=600,
+    )
+    assert result.returncode == status, result.explain()
+    assert json.loads(result.stdout)["alarm"] is (status == 3)
