@@ -212,7 +212,13 @@ def test_promotion_history_records_both_versions(first_run: Run) -> None:
     for record in first_run.history:
         assert record["action"] in ("promote", "reject")
         assert record["holdout_sha256"] == first_run.holdout_sha256
-        assert record["gate"] == {"max_overall_f1_drop": 0.0, "max_class_f1_drop": 0.05}
+        assert record["gate"] == {
+            "max_overall_f1_drop": 0.0,
+            "max_class_f1_drop": 0.05,
+            "class_drop_confidence": 0.95,
+            "bootstrap_samples": 2000,
+            "seed": 1234,
+        }
     assert first_run.history[-1]["champion"] in versions
 
 
