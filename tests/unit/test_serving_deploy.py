@@ -173,4 +173,5 @@ def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: P
         assert len(env[key]) + 57 <= 97, env[key]
     ports = [env[k] for k in env if k.endswith("_PORT")]
     assert len(ports) == 3 and len(set(ports)) == 3 and "8404" not in ports
+    assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT

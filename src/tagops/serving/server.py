@@ -58,6 +58,8 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     binds the stats page and Prometheus exporter on every interface; they show request counts and backend
     addresses, never the API or its admin endpoints. A stopping replica stays open 2 s (Ray's default is
     30 s, for load balancers outside Ray) because the HAProxy Ray manages learns of it within 0.1 s.
+    Ray's ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` is set here only: it also turns on direct ingress, which needs
+    HAProxy in front.
     """
     env = dict(RAY_SERVING_ENVIRONMENT)
     if cfg.ingress != "haproxy":
@@ -83,6 +85,11 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port(cfg.host)),
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
             "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2",
+            # Ray's throughput bundle (user code and router on the replica's own loop, buffered request
+            # logs) and no per-request log datagrams to the HAProxy manager (our /metrics counts requests):
+            # c=32 went 265 -> 427 req/s for linear and 0.43x -> 0.85x raw batched for the transformer.
+            "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         }
     )
     return env
