@@ -83,6 +83,12 @@ def classification_scores(
     }
 
 
+def _encode(*columns: Sequence[str]) -> tuple[dict[str, int], list[np.ndarray]]:
+    """Integer codes over the labels of every column (sorted), and each column as an array of codes."""
+    code = {label: i for i, label in enumerate(sorted(set().union(*map(set, columns))))}
+    return code, [np.array([code[label] for label in column]) for column in columns]
+
+
 def bootstrap_ci(
     y_true: Sequence[str],
     y_pred: Sequence[str],
@@ -98,13 +104,10 @@ def bootstrap_ci(
     """
     if samples <= 0 or len(y_true) == 0:
         return None
-    classes = sorted(set(y_true) | set(y_pred))
-    code = {label: i for i, label in enumerate(classes)}
-    truth = np.array([code[t] for t in y_true])
-    pred = np.array([code[p] for p in y_pred])
+    code, (truth, pred) = _encode(y_true, y_pred)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(truth), size=(samples, len(truth)))
-    values = _resampled_weighted_f1(truth, pred, idx, len(classes))
+    values = _resampled_weighted_f1(truth, pred, idx, len(code))
     alpha = (1.0 - level) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 
@@ -150,14 +153,10 @@ def class_f1_drop_probability(
     """
     if samples <= 0 or len(y_true) == 0:
         return {}
-    classes = sorted(set(y_true) | set(pred_before) | set(pred_after))
-    code = {label: i for i, label in enumerate(classes)}
-    truth = np.array([code[t] for t in y_true])
-    before = np.array([code[p] for p in pred_before])
-    after = np.array([code[p] for p in pred_after])
+    code, (truth, before, after) = _encode(y_true, pred_before, pred_after)
     idx = np.random.default_rng(seed).integers(0, len(truth), size=(samples, len(truth)))
-    f1_before, _ = _resampled_class_f1(truth, before, idx, len(classes))
-    f1_after, _ = _resampled_class_f1(truth, after, idx, len(classes))
+    f1_before, _ = _resampled_class_f1(truth, before, idx, len(code))
+    f1_after, _ = _resampled_class_f1(truth, after, idx, len(code))
     falls = (f1_before - f1_after > 1e-12).mean(axis=0)
     return {label: float(falls[code[label]]) for label in sorted(set(y_true))}
 
@@ -178,14 +177,10 @@ def bootstrap_f1_difference(
     """
     if samples <= 0 or len(y_true) == 0:
         return None
-    classes = sorted(set(y_true) | set(pred_before) | set(pred_after))
-    code = {label: i for i, label in enumerate(classes)}
-    truth = np.array([code[t] for t in y_true])
-    before = np.array([code[p] for p in pred_before])
-    after = np.array([code[p] for p in pred_after])
+    code, (truth, before, after) = _encode(y_true, pred_before, pred_after)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(truth), size=(samples, len(truth)))
-    k = len(classes)
+    k = len(code)
     values = _resampled_weighted_f1(truth, after, idx, k) - _resampled_weighted_f1(truth, before, idx, k)
     alpha = (1.0 - level) / 2
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
