@@ -255,8 +255,9 @@ class ServeConfig(FrozenModel):
     max_batch_size: Annotated[int, Field(ge=1)] = 64
     #: How long a batch waits to fill; 0 takes whatever queued while the previous batch ran.
     batch_wait_timeout_s: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    #: Run ``predictor.predict`` in a worker thread (for models that release the GIL, e.g. torch, or whose
-    #: batches take long); ``False`` runs it on the event loop, fastest for millisecond models.
+    #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
+    #: 2 cores: ``False`` is fastest for millisecond models on both engines and for a transformer on Ray
+    #: Serve; ``True`` for a transformer on uvicorn (its batcher fills batches while torch runs).
     predict_in_thread: bool = False
     num_replicas: Annotated[int, Field(ge=1)] = 1
     autoscaling: AutoscalingParams | None = None
@@ -277,6 +278,7 @@ class ServeConfig(FrozenModel):
     database_url: str | None = Field(default=None, repr=False)
     log_queue_rows: Annotated[int, Field(ge=1)] = 100_000
     log_batch_rows: Annotated[int, Field(ge=1)] = 500
+    #: The log writer waits this long after a first row for more, then writes them in one transaction.
     log_flush_interval_s: Annotated[float, Field(gt=0.0)] = 0.2
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0

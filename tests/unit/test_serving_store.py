@@ -67,6 +67,20 @@ def test_concurrent_writers_lose_no_row(tmp_path: Path) -> None:
     assert max(n for _, n in events) > 5  # inserts were batched
 
 
+def test_rows_within_the_flush_interval_share_one_transaction(tmp_path: Path) -> None:
+    # One request at a time must not cost a commit each: the writer waits up to flush_interval_s after
+    # the first row for more.
+    events: list[tuple[str, int]] = []
+    store = make_store(tmp_path, flush_interval_s=1.0, on_rows=lambda o, n: events.append((o, n)))
+    store.start()
+    for _ in range(10):
+        store.submit(rows(1))
+    assert store.flush(10)
+    assert events == [("written", 10)]
+    assert store.count_predictions() == 10
+    store.stop()
+
+
 def test_stop_writes_everything_queued(tmp_path: Path) -> None:
     store = make_store(tmp_path, flush_interval_s=5.0)
     store.start()

