@@ -175,3 +175,44 @@ def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: P
     assert len(ports) == 3 and len(set(ports)) == 3 and "8404" not in ports
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT
+
+
+def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tmp_path: Path) -> None:
+    import time
+
+    import psutil
+
+    from tagops.serving.server import haproxy_folders, release_haproxy
+    from tagops.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    folder, sockets = haproxy_folders(settings)
+    ours, theirs = "a" * 56, "b" * 56
+    for node in (ours, theirs):
+        for base in (folder, sockets):
+            (base / node).mkdir(parents=True, exist_ok=True)
+        (folder / node / "haproxy.cfg").write_text("global\n")
+    # Stand-ins for orphaned HAProxy processes: an interpreter started under the name "haproxy".
+    fake = tmp_path / "haproxy"
+    fake.symlink_to(sys.executable)
+    sleeper = "import time; time.sleep(120)"
+    orphan, other = (
+        subprocess.Popen([str(fake), "-c", sleeper, "-f", str(folder / node / "haproxy.cfg")])
+        for node in (ours, theirs)
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            psutil.Process(p.pid).name() == "haproxy" for p in (orphan, other)
+        ):
+            time.sleep(0.05)
+        assert release_haproxy(settings, ours, timeout=10) == [orphan.pid]
+        assert orphan.wait(10) is not None
+        assert other.poll() is None  # another service's HAProxy (another node id) is left alone
+        assert not (folder / ours).exists() and not (sockets / ours).exists()
+        assert (folder / theirs / "haproxy.cfg").exists() and (sockets / theirs).exists()
+        assert release_haproxy(settings, ours) == []  # nothing left: a no-op
+    finally:
+        for process in (orphan, other):
+            process.kill()
+            process.wait(10)

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -47,6 +49,54 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.close()
 
 
+def haproxy_folders(settings: Settings) -> tuple[Path, Path]:
+    """Where HAProxy's files go (config, server state) and where its sockets go; Ray adds a node-id folder."""
+    folder = settings.home / "serving" / "haproxy"
+    if len(str(folder)) <= _MAX_SOCKET_FOLDER:
+        return folder, folder
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:10]
+    return folder, Path(tempfile.gettempdir()) / f"tgh-{digest}"
+
+
+def release_haproxy(settings: Settings, node_id: str, *, timeout: float = 5.0) -> list[int]:
+    """Stop any HAProxy still running for ``node_id`` of the embedded cluster and delete its files.
+
+    Ray runs HAProxy as a child process of its HAProxy manager actor. When Serve's shutdown times out
+    (seen here once: "Controller failed to shut down within 30.0s"), the cluster is torn down without
+    it, and HAProxy, re-parented to init, kept the API port and its stats port open an hour later, so the
+    next ``tagops serve`` on that port could not start. Also, Ray leaves each node's folder behind.
+    Returns the pids that had to be stopped.
+    """
+    import shutil
+
+    import psutil
+
+    folder, sockets = haproxy_folders(settings)
+    config = str(folder / node_id / "haproxy.cfg")
+    left: list[psutil.Process] = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        args = process.info.get("cmdline") or []
+        named = (process.info.get("name") or "").startswith("haproxy")
+        if named and any(a == "-f" and b == config for a, b in itertools.pairwise(args)):
+            left.append(process)
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(left, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    for base in {folder, sockets}:
+        shutil.rmtree(base / node_id, ignore_errors=True)
+    if sockets != folder:
+        with contextlib.suppress(OSError):
+            sockets.rmdir()  # only when no other service uses it
+    return [process.pid for process in left]
+
+
 def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, str]:
     """The environment the embedded Ray cluster is started with to serve ``cfg``.
 
@@ -64,14 +114,8 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     env = dict(RAY_SERVING_ENVIRONMENT)
     if cfg.ingress != "haproxy":
         return env
-    folder = settings.home / "serving" / "haproxy"
+    folder, sockets = haproxy_folders(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    sockets = folder
-    if len(str(sockets)) > _MAX_SOCKET_FOLDER:
-        import hashlib
-        import tempfile
-
-        sockets = Path(tempfile.gettempdir()) / f"tgh-{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
     env.update(
         {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -227,12 +271,22 @@ def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, st
     # Set before the embedded cluster starts (its processes inherit them); a user's own values win.
     for key, value in ray_serving_environment(cfg, settings).items():
         os.environ.setdefault(key, value)
-    with ray_session(settings):
-        from ray import serve
+    node_id: str | None = None
+    try:
+        with ray_session(settings):
+            import ray
+            from ray import serve
 
-        try:
-            start_ray_serve(cfg)
-            on_ready(base_url(cfg.host, cfg.port), uri)
-            _wait_for_signal()
-        finally:
-            serve.shutdown()  # type: ignore[no-untyped-call]
+            if cfg.ingress == "haproxy" and not settings.ray_address:  # the embedded cluster's HAProxy
+                node_id = ray.get_runtime_context().get_node_id()
+            try:
+                start_ray_serve(cfg)
+                on_ready(base_url(cfg.host, cfg.port), uri)
+                _wait_for_signal()
+            finally:
+                serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        if node_id is not None:
+            stopped = release_haproxy(settings, node_id)
+            if stopped:
+                logger.warning("stopped HAProxy %s, left running after Ray Serve shut down", stopped)
