@@ -256,8 +256,8 @@ class ServeConfig(FrozenModel):
     #: How long a batch waits to fill; 0 takes whatever queued while the previous batch ran.
     batch_wait_timeout_s: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
-    #: 2 cores: ``False`` is fastest for millisecond models on both engines and for a transformer on Ray
-    #: Serve; ``True`` for a transformer on uvicorn (its batcher fills batches while torch runs).
+    #: 2 cores: ``False`` is fastest for millisecond models and for a transformer on Ray Serve; for a
+    #: transformer on uvicorn the two were within run-to-run spread (60-80 requests/s at c=32).
     predict_in_thread: bool = False
     num_replicas: Annotated[int, Field(ge=1)] = 1
     autoscaling: AutoscalingParams | None = None
