@@ -96,25 +96,39 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         from ray import serve
 
         from tagops.runtime import ray_session
-        from tagops.serving.server import ray_serving_environment, start_ray_serve
+        from tagops.serving.server import (
+            haproxy_folders,
+            ray_serving_environment,
+            release_haproxy,
+            start_ray_serve,
+        )
 
         for key, value in ray_serving_environment(config, settings).items():  # as `tagops serve` does
             mp.setenv(key, value)
 
-        with ray_session(settings, num_cpus=2):
-            try:
-                start_ray_serve(config)
-                yield Served(
-                    f"http://127.0.0.1:{config.port}",
-                    settings,
-                    config,
-                    registry,
-                    {k: int(v or 0) for k, v in versions.items()},
-                    admin,
-                    client,
-                )
-            finally:
-                serve.shutdown()
+        node_id = ""
+        try:
+            with ray_session(settings, num_cpus=2):
+                import ray
+
+                node_id = ray.get_runtime_context().get_node_id()
+                try:
+                    start_ray_serve(config)
+                    yield Served(
+                        f"http://127.0.0.1:{config.port}",
+                        settings,
+                        config,
+                        registry,
+                        {k: int(v or 0) for k, v in versions.items()},
+                        admin,
+                        client,
+                    )
+                finally:
+                    serve.shutdown()
+        finally:
+            if node_id:  # as `tagops serve` does: no HAProxy, config or socket folder outlives the module
+                release_haproxy(settings, node_id)
+                assert not any((base / node_id).exists() for base in haproxy_folders(settings))
 
 
 def test_the_proxy_listens_on_loopback_only(served: Served) -> None:
