@@ -216,3 +216,5 @@ def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tm
         for process in (orphan, other):
             process.kill()
             process.wait(10)
+        release_haproxy(settings, theirs)  # the stand-in "other service" leaves nothing in the temp dir
+    assert not sockets.exists() or sockets == folder
