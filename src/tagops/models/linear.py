@@ -94,7 +94,7 @@ class LinearModel:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in :data:`tagops.LABELS` order (zeros for a class unseen in training)."""
-        if self.estimator_ is None or self._scorer is None:
+        if self._scorer is None:  # set with estimator_ by fit and load
             raise RuntimeError("LinearModel is not fitted")
         proba = self._scorer.predict_proba(self._clean(texts))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
@@ -191,9 +191,8 @@ class _Block:
             norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(texts)))
             values /= norms[rows]
         weighted = self.weights[cols] * values[:, None]
-        n = len(texts)
         return np.column_stack(
-            [np.bincount(rows, weights=weighted[:, k], minlength=n) for k in range(weighted.shape[1])]
+            [np.bincount(rows, weights=column, minlength=len(texts)) for column in weighted.T]
         )
 
 
@@ -216,12 +215,15 @@ class _Scorer:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities in the classifier's ``classes_`` order."""
+        from scipy.special import expit
+
         decision = np.tile(self.intercept, (len(texts), 1))
         for block in self.blocks:
             decision += block.logits(texts)
         if self.binary:  # scikit-learn's binary logistic regression: one logit for the second class
-            positive = 1.0 / (1.0 + np.exp(-decision[:, 0]))
+            positive = expit(decision[:, 0])
             return np.column_stack([1.0 - positive, positive])
+        # sklearn.utils.extmath.softmax does the same, but its array-API dispatch costs 14 us per call here.
         decision -= decision.max(axis=1, keepdims=True)
         np.exp(decision, out=decision)
         decision /= decision.sum(axis=1, keepdims=True)
