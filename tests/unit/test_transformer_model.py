@@ -189,3 +189,76 @@ def test_same_seed_same_model(encoder_dir: Path) -> None:
 def test_unknown_labels_are_refused(encoder_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown labels"):
         TransformerModel(tiny_params(encoder_dir)).fit(["a text"], ["vision"])
+
+
+def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
+    """The reference: the eager network, one batch on the calling thread."""
+    import torch
+
+    from tagops.models.transformer import array_batches, predict_logits
+
+    arrays = TextEncoder(model.tokenizer_, model.params).encode(texts)
+    logits = predict_logits(model.module_, array_batches(arrays, 64), torch.device("cpu")).astype(np.float64)
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(proba / proba.sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize(
+    ("items", "workers", "expected"), [(4, 2, 2), (16, 2, 4), (64, 2, 16), (500, 2, 16), (9, 4, 2)]
+)
+def test_chunks_give_each_worker_two_or_more_and_stay_small(items: int, workers: int, expected: int) -> None:
+    from tagops.models.transformer import chunk_size
+
+    assert chunk_size(items, workers) == expected
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_inference_matches_the_eager_network_on_any_split(fitted: TransformerModel, threads: int) -> None:
+    import threading
+
+    import tagops.models.transformer as transformer
+
+    texts, _ = training_data(3)
+    texts = [*texts, "a much longer text " * 30, "", "x"]  # 15 texts of very different lengths
+    model = TransformerModel(fitted.params).adopt(fitted.module_, fitted.tokenizer_, fitted.training_)
+    model.num_threads = threads
+    seen: set[str] = set()
+    logits = transformer._logits
+
+    def recording(network: object, batch: dict[str, np.ndarray]) -> np.ndarray:
+        seen.add(threading.current_thread().name)
+        return logits(network, batch)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transformer, "_logits", recording)
+        model.predict_proba(texts[:1])  # traces and checks the trace on this thread
+        seen.clear()
+        np.testing.assert_allclose(model.predict_proba(texts), eager_proba(model, texts), atol=1e-5)
+        assert model._inference is not None and model._inference.traced  # the tiny BERT traces faithfully
+        if threads > 1:  # a big batch is shared by the workers, a small one runs on the caller
+            assert {name.split("_")[0] for name in seen} == {"tagops-torch"}
+            assert len(seen) == threads
+            seen.clear()
+            model.predict_proba(texts[:1])
+            assert seen == {threading.current_thread().name}
+        else:
+            assert seen == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("failure", ["differs", "raises"])
+def test_a_trace_that_is_not_faithful_is_not_used(
+    fitted: TransformerModel, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def bad_trace(module: object, example: tuple[object, ...], **_: object) -> object:
+        if failure == "raises":
+            raise RuntimeError("cannot trace this encoder")
+        return lambda ids, mask: module(ids, mask) + 1e-3  # type: ignore[operator]
+
+    monkeypatch.setattr(torch.jit, "trace", bad_trace)
+    model = TransformerModel(fitted.params).adopt(fitted.module_, fitted.tokenizer_, fitted.training_)
+    model.num_threads = 2
+    texts, _ = training_data(2)
+    np.testing.assert_allclose(model.predict_proba(texts), eager_proba(model, texts), atol=1e-6)
+    assert model._inference is not None and not model._inference.traced
