@@ -262,3 +262,14 @@ def test_a_trace_that_is_not_faithful_is_not_used(
     texts, _ = training_data(2)
     np.testing.assert_allclose(model.predict_proba(texts), eager_proba(model, texts), atol=1e-6)
     assert model._inference is not None and not model._inference.traced
+
+
+def test_inference_never_uses_dropout_even_after_training_mode(fitted: TransformerModel) -> None:
+    model = TransformerModel(fitted.params).adopt(fitted.module_, fitted.tokenizer_, fitted.training_)
+    model.num_threads = 2
+    model.module_.train()  # the encoder's own dropout (0.1 in the tiny BERT) would make answers random
+    texts, _ = training_data(2, offset=9)
+    first = model.predict_proba(texts)
+    np.testing.assert_allclose(first, eager_proba(model, texts), atol=1e-5)
+    model.module_.train()
+    np.testing.assert_allclose(model.predict_proba(texts), first, atol=1e-6)

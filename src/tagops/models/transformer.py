@@ -406,8 +406,9 @@ def trace_classifier(module: Any, encoder: TextEncoder) -> Any | None:
     20 ms eager, 13 ms traced; 2 workers on 16-item batches 112 against 131 items/s). A trace records
     one run, so Python branches in the encoder's code are frozen: it is used only when it matches the
     eager network on padded, unpadded and re-ordered probes; otherwise the eager network is used.
-    ``torch.jit.trace`` is deprecated in favour of ``torch.export``, which cannot run a Hugging Face
-    encoder without Python here; torch is pinned, and the probe check catches a trace gone wrong.
+    ``torch.jit.trace`` is deprecated in favour of ``torch.export``, whose programs still call each
+    operator from Python unless compiled ahead of time (AOTInductor: a C++ toolchain at load time; not
+    tried). torch is pinned, and the probe check catches a trace gone wrong.
     """
     import warnings
 
@@ -457,6 +458,7 @@ class CpuInference:
     def __init__(self, module: Any, encoder: TextEncoder, threads: int) -> None:
         self.module = module
         self.threads = threads
+        module.eval()  # a trace keeps the mode it was made in: never dropout
         self.network = trace_classifier(module, encoder) or module
         self.traced = self.network is not module
         self._pool: Any = None
@@ -466,6 +468,8 @@ class CpuInference:
         import torch
 
         rows = len(order)
+        if not self.traced:
+            self.module.eval()  # as predict_logits does: whoever trained the module may have left dropout on
         if self.threads < 2 or rows < 2 * self.threads:
             torch.set_num_threads(self.threads)
             parts = [
