@@ -131,6 +131,20 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
                 assert not any((base / node_id).exists() for base in haproxy_folders(settings))
 
 
+def replica_listeners() -> list[Any]:
+    """Addresses the Serve replicas' own HTTP servers listen on (Ray's direct-ingress port range)."""
+    import psutil
+
+    return [
+        c.laddr
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+        and c.pid
+        and "ServeRepli" in psutil.Process(c.pid).name()
+        and 30000 <= c.laddr.port < 30200
+    ]
+
+
 def test_the_proxy_listens_on_loopback_only(served: Served) -> None:
     import psutil
 
@@ -149,11 +163,7 @@ def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None
     listening = [c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.pid]
     front = {psutil.Process(c.pid).name() for c in listening if c.laddr.port == served.config.port}
     assert front == {"haproxy"}, front
-    replica_ports = [
-        c.laddr
-        for c in listening
-        if "ServeRepli" in psutil.Process(c.pid).name() and 30000 <= c.laddr.port < 30200
-    ]
+    replica_ports = replica_listeners()
     assert len(replica_ports) == served.config.num_replicas, replica_ports
     assert {addr.ip for addr in replica_ports} == {"127.0.0.1"}
 
@@ -166,16 +176,7 @@ def test_replicas_answer_without_waiting_for_delayed_acks(served: Served) -> Non
     import json
     import statistics
 
-    import psutil
-
-    replica = next(  # straight to a replica: HAProxy spreads requests over several connections
-        c.laddr
-        for c in psutil.net_connections(kind="tcp")
-        if c.status == psutil.CONN_LISTEN
-        and c.pid
-        and "ServeRepli" in psutil.Process(c.pid).name()
-        and 30000 <= c.laddr.port < 30200
-    )
+    replica = replica_listeners()[0]  # straight to a replica: HAProxy spreads requests over connections
     connection = http.client.HTTPConnection(replica.ip, replica.port, timeout=30)
     body = json.dumps({"items": [ITEM]})
     latencies = []
