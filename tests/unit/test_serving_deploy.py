@@ -177,6 +177,23 @@ def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: P
     assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT
 
 
+def test_picked_ports_are_free_and_outside_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from tagops.serving import server
+
+    ports = [server.free_port() for _ in range(20)]
+    assert all(p in server.PICKED_PORTS and p < 30000 for p in ports)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[0]))
+        taken.listen()
+        other = ports[0] + 1 if ports[0] + 1 in server.PICKED_PORTS else ports[0] - 1
+        monkeypatch.setattr(server.random, "sample", lambda _, k: [ports[0], other][:k])
+        assert server.free_port() == other  # the taken one is skipped
+        with pytest.raises(server.ServeError, match="no free port"):
+            server.free_port(tries=1)
+
+
 def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tmp_path: Path) -> None:
     import time
 

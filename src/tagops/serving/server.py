@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -40,13 +41,28 @@ RAY_SERVING_ENVIRONMENT = {"RAY_worker_niceness": "0", "RAY_SERVE_USE_GRPC_BY_DE
 _MAX_SOCKET_FOLDER = 97 - 57 - len("/metrics.sock")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at the moment (the OS's choice)."""
-    sock = bind_socket(host, 0)
-    try:
-        return int(sock.getsockname()[1])
-    finally:
+#: Where :func:`free_port` looks: below the ephemeral range of Linux (32768-60999), macOS and Windows
+#: (49152-65535), and below the ports Ray Serve gives replicas (30000-31000).
+PICKED_PORTS = range(20000, 30000)
+
+
+def free_port(host: str = "127.0.0.1", *, tries: int = 100) -> int:
+    """A TCP port nothing listens on at the moment, for a listener another process binds later.
+
+    Not the OS's pick (bind to port 0): that comes from the ephemeral range, from which every
+    process's outgoing connections and port-0 listeners also draw. Between the pick and the bind
+    the embedded Ray cluster starts dozens of such processes, and once one of them took HAProxy's
+    stats port first, so HAProxy and the whole server failed to start (seen here). A random free port
+    in :data:`PICKED_PORTS` is taken only by a process that asks for that very port.
+    """
+    for port in random.sample(PICKED_PORTS, tries):
+        try:
+            sock = bind_socket(host, port)
+        except ServeError:
+            continue
         sock.close()
+        return port
+    raise ServeError(f"no free port on {host} among {tries} tried in {PICKED_PORTS}")
 
 
 def haproxy_folders(settings: Settings) -> tuple[Path, Path]:
