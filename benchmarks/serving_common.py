@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -85,13 +84,6 @@ def holdout_items() -> list[dict[str, str]]:
         ]
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     """A `tagops serve` process."""
@@ -113,6 +105,8 @@ def serve(
     env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Start `tagops serve` with ``config`` on a free loopback port; stop it with SIGTERM afterwards."""
+    from tagops.serving.server import free_port
+
     port = free_port()
     config_path = log.with_suffix(".yaml")
     config_path.write_text(yaml.safe_dump({**config, "engine": engine, "host": "127.0.0.1", "port": port}))

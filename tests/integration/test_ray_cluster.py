@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tagops.serving.server import free_port
 from tests.integration.helpers import isolated_home, run_cli
 from tests.integration.test_ray_train import FIXTURE_WORDS, short_home, tiny_config
 from tests.tiny_encoder import write_tiny_encoder
@@ -44,12 +44,6 @@ NODE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def start_node(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -114,7 +108,7 @@ def wait_for_nodes(address: str, count: int, timeout: float) -> None:
 def loopback_cluster(logs: Path) -> Iterator[str]:
     # Ray's socket paths must stay under ~107 characters: a short temp dir, not pytest's tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="tgray-", dir="/tmp")
-    port = free_port()
+    port = free_port(LOOPBACK)
     address = f"{LOOPBACK}:{port}"
     nodes: list[subprocess.Popen[bytes]] = []
     try:

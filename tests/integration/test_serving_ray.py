@@ -5,7 +5,6 @@ reload of every replica, and the prediction log. One embedded Ray cluster and on
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tagops.config import DataConfig, LinearParams, RulesParams, ServeConfig, TrainConfig
+from tagops.serving.server import free_port
 from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
 
 pytestmark = pytest.mark.integration
@@ -45,12 +45,6 @@ class Served:
         if response.status_code == 200:
             self.items_sent.append(len(items))
         return response
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
