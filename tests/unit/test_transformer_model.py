@@ -235,12 +235,12 @@ def test_cpu_inference_matches_the_eager_network_on_any_split(fitted: Transforme
         seen.clear()
         np.testing.assert_allclose(model.predict_proba(texts), eager_proba(model, texts), atol=1e-5)
         assert model._inference is not None and model._inference.traced  # the tiny BERT traces faithfully
-        if threads > 1:  # a big batch is shared by the workers, a small one runs on the caller
+        if threads > 1:  # a big batch is shared by the workers, a small one runs on the one team thread
             assert {name.split("_")[0] for name in seen} == {"tagops-torch"}
             assert len(seen) == threads
             seen.clear()
             model.predict_proba(texts[:1])
-            assert seen == {threading.current_thread().name}
+            assert seen == {"tagops-torch-team_0"}
         else:
             assert seen == {threading.current_thread().name}
 
@@ -273,3 +273,62 @@ def test_inference_never_uses_dropout_even_after_training_mode(fitted: Transform
     np.testing.assert_allclose(first, eager_proba(model, texts), atol=1e-5)
     model.module_.train()
     np.testing.assert_allclose(model.predict_proba(texts), first, atol=1e-6)
+
+
+def _os_threads() -> int:
+    return len(list(Path("/proc/self/task").iterdir()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_multi_threaded_inference_forms_one_openmp_team_whoever_calls() -> None:
+    """libgomp gives each thread running a parallel operator a team that lives as long as the thread;
+    more teamed threads than CPUs make them sleep and wake at every operator (see ``_team_thread``)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from tagops.models.transformer import on_team
+
+    big = torch.ones(4_000_000)  # far over torch's grain size: the multiply runs on an OpenMP team
+
+    def work() -> float:
+        return float((big * 2).sum())
+
+    assert on_team(2, work) == 8_000_000  # the team thread and its OpenMP worker exist from here
+    before = _os_threads()
+    barrier = threading.Barrier(3, timeout=60)
+
+    def call(_: int) -> int:
+        on_team(2, work)
+        barrier.wait()  # all three callers are alive when the threads are counted
+        count = _os_threads()
+        barrier.wait()
+        return count
+
+    with ThreadPoolExecutor(3) as callers:
+        counts = list(callers.map(call, range(3)))
+    assert max(counts) == before + 3  # the callers themselves; no team of their own
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_loading_runs_torch_single_threaded_and_restores_the_thread_count() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from tagops.models.transformer import single_threaded_torch
+
+    big = torch.ones(4_000_000)
+
+    def load_like() -> tuple[int, int, int]:
+        torch.set_num_threads(2)
+        before = _os_threads()
+        with single_threaded_torch():
+            (big * 2).sum()
+            during = _os_threads()
+        return before, during, torch.get_num_threads()
+
+    with ThreadPoolExecutor(1) as loader:
+        before, during, after = loader.submit(load_like).result()
+    assert during == before and after == 2

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -444,38 +445,83 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+_team_lock = threading.Lock()
+_team: Any = None
+
+
+def _team_thread() -> Any:
+    """The process's one thread for multi-threaded CPU inference (an executor of one thread).
+
+    Why one: torch's OpenMP runtime (libgomp) gives every thread that runs a multi-threaded operator a
+    team of worker threads that lives as long as that thread. Once the process's teams hold more
+    threads than it has CPUs, libgomp cuts its workers' spin to almost nothing, so they sleep and are
+    woken at every operator. Measured on 2 cores after one prediction on a second thread: 0 -> 121
+    context switches per single-item prediction, and in the served app (model loaded and warmed on other
+    threads than the event loop's) 10.5 ms against 7.5 ms in process for the same prediction.
+    """
+    global _team
+    with _team_lock:
+        if _team is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _team = ThreadPoolExecutor(1, thread_name_prefix="tagops-torch-team")
+        return _team
+
+
+def _with_threads(threads: int, function: Callable[..., Any], *args: Any) -> Any:
+    import torch
+
+    torch.set_num_threads(threads)
+    return function(*args)
+
+
+def on_team(threads: int, function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` with ``threads`` torch threads: on :func:`_team_thread` when more than one."""
+    if threads < 2:
+        return _with_threads(1, function, *args)  # one thread forms no team: the caller runs it
+    return _team_thread().submit(_with_threads, threads, function, *args).result()
+
+
+@contextmanager
+def single_threaded_torch() -> Iterator[None]:
+    """Torch on one thread here for a while (no OpenMP team for this thread; see :func:`_team_thread`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class CpuInference:
     """The classifier on the CPU: traced when the trace is faithful, batches spread over workers.
 
     A batch of ``threads * 2`` rows or more is cut, sorted by length, into chunks that ``threads``
-    single-threaded workers take in turn; a smaller batch runs on the calling thread with ``threads``
-    intra-op threads. Why: on 2 cores intra-op threads wait for each other at every operator, so one
-    thread slowed by other work (a server's event loop, the load generator) stalls both; independent
-    workers lose only the slowed one's share. Measured on 2 cores, 16-row batches with a Python thread
-    busy 30 % of the time beside them: 70-77 items/s on two intra-op threads, 108 on two workers.
+    single-threaded workers take in turn; a smaller batch runs with ``threads`` intra-op threads on the
+    process's one thread for that (:func:`on_team`), as does tracing. Why: on 2 cores intra-op threads
+    wait for each other at every operator, so one thread slowed by other work (a server's event loop,
+    the load generator) stalls both; independent workers lose only the slowed one's share. Measured on
+    2 cores, 16-row batches with a Python thread busy 30 % of the time beside them: 70-77 items/s on two
+    intra-op threads, 108 on two workers.
     """
 
     def __init__(self, module: Any, encoder: TextEncoder, threads: int) -> None:
         self.module = module
         self.threads = threads
         module.eval()  # a trace keeps the mode it was made in: never dropout
-        self.network = trace_classifier(module, encoder) or module
+        self.network = on_team(threads, trace_classifier, module, encoder) or module
         self.traced = self.network is not module
         self._pool: Any = None
 
     def logits(self, arrays: dict[str, np.ndarray], order: np.ndarray) -> np.ndarray:
         """Logits (float32) for the rows of ``arrays``, in ``order``."""
-        import torch
-
         rows = len(order)
         if not self.traced:
             self.module.eval()  # as predict_logits does: whoever trained the module may have left dropout on
         if self.threads < 2 or rows < 2 * self.threads:
-            torch.set_num_threads(self.threads)
-            parts = [
-                _logits(self.network, batch)
-                for batch in array_batches(arrays, PREDICT_BATCH_SIZE, order=order)
-            ]
+            parts = on_team(self.threads, self._in_order, arrays, order)
         else:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -486,6 +532,9 @@ class CpuInference:
             chunks = array_batches(arrays, chunk_size(rows, self.threads), order=order)
             parts = list(self._pool.map(lambda batch: _logits(self.network, batch), chunks))
         return np.concatenate(parts)
+
+    def _in_order(self, arrays: dict[str, np.ndarray], order: np.ndarray) -> list[np.ndarray]:
+        return [_logits(self.network, b) for b in array_batches(arrays, PREDICT_BATCH_SIZE, order=order)]
 
     def close(self) -> None:
         """Stop the workers (they also stop when this object is collected)."""
@@ -744,7 +793,8 @@ class TransformerModel:
         model = cls(TransformerParams.model_validate(info["params"]))
         model.labels = tuple(info["labels"])
         config = AutoConfig.from_pretrained(str(directory / ENCODER_DIR))
-        encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
-        module = build_classifier(encoder, model.params, len(model.labels))
-        module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+        with single_threaded_torch():  # loading makes no OpenMP team on this thread (see _team_thread)
+            encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
+            module = build_classifier(encoder, model.params, len(model.labels))
+            module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
         return model.adopt(module, load_tokenizer(str(directory / TOKENIZER_DIR)), info.get("training", {}))
