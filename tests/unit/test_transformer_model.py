@@ -203,13 +203,19 @@ def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
     return np.asarray(proba / proba.sum(axis=1, keepdims=True))
 
 
-@pytest.mark.parametrize(
-    ("items", "workers", "expected"), [(4, 2, 2), (16, 2, 4), (64, 2, 16), (500, 2, 16), (9, 4, 2)]
-)
-def test_chunks_give_each_worker_two_or_more_and_stay_small(items: int, workers: int, expected: int) -> None:
-    from tagops.models.transformer import chunk_size
+@pytest.mark.parametrize(("rows", "workers"), [(4, 2), (16, 2), (32, 2), (64, 2), (500, 2), (9, 4), (64, 3)])
+def test_chunks_cover_the_batch_with_equal_work_longest_first(rows: int, workers: int) -> None:
+    from tagops.models.transformer import CHUNKS_PER_WORKER, chunk_bounds
 
-    assert chunk_size(items, workers) == expected
+    rng = np.random.default_rng(rows)
+    lengths = np.sort(rng.integers(3, 200, size=rows))  # token counts, ascending as inference sorts them
+    bounds = chunk_bounds(lengths, workers)
+    assert sorted(bounds) == bounds[::-1]  # the longest texts come first
+    covered = [row for start, stop in sorted(bounds) for row in range(start, stop)]
+    assert covered == list(range(rows))  # every row once, contiguous in length order
+    assert len(bounds) >= min(rows // 2, CHUNKS_PER_WORKER * workers)
+    work = [int(lengths[a:b].sum()) for a, b in bounds]
+    assert max(work) - min(work) <= 2 * lengths.max()  # equal work, up to a text or two
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
