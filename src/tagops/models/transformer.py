@@ -391,9 +391,9 @@ def chunk_bounds(lengths: np.ndarray, workers: int) -> list[tuple[int, int]]:
 
     Each chunk holds about the same number of tokens (the work, as padding within a sorted chunk is
     small), and the workers take them longest first, so no worker is left with the batch's longest texts
-    at the end while the others wait: split into equal numbers of rows in ascending order, the chunks of
-    a batch of 64 took their two workers to 163-169 % CPU, in this way to 178-186 %; 245 -> 285 items/s
-    for batches of 64, 247 -> 267 for 32 (2 cores, means of 4 interleaved rounds). There are
+    at the end while the others wait: split into equal numbers of rows in ascending order, the chunks
+    kept their two workers at 161-174 % CPU, in this way at 178-189 %. Batches of 64: 245 -> 285 and
+    245 -> 280 items/s; of 32: 247 -> 267 and 235 -> 238 (2 cores, two sets of interleaved rounds). There are
     :data:`CHUNKS_PER_WORKER` chunks per worker or more (about :data:`MAX_CHUNK_ITEMS` items each),
     and at most one per two rows.
     """
