@@ -4,6 +4,7 @@ reload of every replica, and the prediction log. One embedded Ray cluster and on
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -149,6 +150,26 @@ def test_the_proxy_listens_on_loopback_only(served: Served) -> None:
     ]
     assert listeners, "nothing listens on the Serve port"
     assert set(listeners) <= {"127.0.0.1"}
+
+
+def test_haproxy_side_listeners_are_on_loopback(served: Served) -> None:
+    """Ray's template binds HAProxy's stats page and Prometheus exporter on every interface; not here."""
+    import psutil
+
+    from tagops.serving.server import haproxy_folders
+
+    ours = str(haproxy_folders(served.settings)[0])  # this module's HAProxy: its config lies in there
+
+    def is_ours(pid: int) -> bool:
+        process = psutil.Process(pid)
+        return process.name() == "haproxy" and any(a.startswith(ours) for a in process.cmdline())
+
+    listening = psutil.net_connections(kind="inet")
+    haproxy = [c.laddr for c in listening if c.status == psutil.CONN_LISTEN and c.pid and is_ours(c.pid)]
+    ports = {addr.port for addr in haproxy}
+    assert {served.config.port, int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"])} <= ports, haproxy
+    assert int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"]) in ports, haproxy
+    assert {addr.ip for addr in haproxy} == {"127.0.0.1"}, haproxy
 
 
 def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None:

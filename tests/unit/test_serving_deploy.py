@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,7 +175,64 @@ def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: P
     ports = [env[k] for k in env if k.endswith("_PORT")]
     assert len(ports) == 3 and len(set(ports)) == 3 and "8404" not in ports
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    wrapper = Path(env["RAY_SERVE_HAPROXY_BINARY_PATH"])  # HAProxy's side listeners go to loopback
+    assert wrapper.is_relative_to(settings.home) and os.access(wrapper, os.X_OK)
     assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT
+
+
+#: The listeners of a config Ray 2.60 writes from its template (stats page, Prometheus, API, gRPC).
+RAY_HAPROXY_CONFIG = """global
+    maxconn 4096
+frontend prometheus
+    bind :9101
+    mode http
+frontend http_frontend
+    bind 127.0.0.1:8000
+    # a comment that says bind *:1
+backend tagops
+    server replica-1 127.0.0.1:30001 check
+frontend grpc_frontend
+    bind 0.0.0.0:9000 proto h2
+listen stats
+  bind *:8404
+  stats enable
+"""
+
+
+def test_haproxy_side_listeners_are_moved_to_loopback_only() -> None:
+    from tagops.serving.haproxy_bind import bind_side_listeners
+
+    bound = bind_side_listeners(RAY_HAPROXY_CONFIG)
+    assert "    bind 127.0.0.1:9101\n" in bound and "  bind 127.0.0.1:8404\n" in bound
+    # What names its address is left as written: the API's host is the user's choice.
+    assert "bind 127.0.0.1:8000\n" in bound and "bind 0.0.0.0:9000 proto h2" in bound
+    assert "# a comment that says bind *:1" in bound
+    assert bound.count("\n") == RAY_HAPROXY_CONFIG.count("\n")
+    assert bind_side_listeners(bound) == bound
+
+
+def test_ray_starts_haproxy_through_the_wrapper_with_its_own_arguments(tmp_path: Path) -> None:
+    """Ray finds its HAProxy by the ``-f CONFIG`` in its command line: the wrapper keeps it and execs."""
+    from tagops.serving.haproxy_bind import write_wrapper
+
+    config = tmp_path / "node" / "haproxy.cfg"
+    config.parent.mkdir()
+    config.write_text(RAY_HAPROXY_CONFIG)
+    # A stand-in HAProxy that reports what it was started with and the config it would read.
+    fake = tmp_path / "fake-haproxy"
+    report = "import sys\nprint(repr(sys.argv[1:]))\nprint(open(sys.argv[3]).read())\n"
+    fake.write_text(f"#!{sys.executable}\n{report}")
+    fake.chmod(0o755)
+    wrapper = write_wrapper(tmp_path / "bin", str(fake))
+    assert write_wrapper(tmp_path / "bin", str(fake)) == wrapper  # idempotent
+    args = ["-db", "-f", str(config), "-sf", "123", "-x", str(tmp_path / "admin.sock")]
+    run = subprocess.run([str(wrapper), *args], capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    first, _, shown = run.stdout.partition("\n")
+    assert first == repr(args)
+    assert "bind 127.0.0.1:8404" in shown and "bind 127.0.0.1:9101" in shown
+    assert "bind *:8404" not in shown and "bind :9101" not in shown
+    assert config.read_text() == shown.removesuffix("\n")  # rewritten in place, where Ray wrote it
 
 
 def test_picked_ports_are_free_and_outside_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,9 +120,10 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     ``cfg.host:cfg.port`` and forwards to the replicas, which listen on ``cfg.host`` themselves (ports from
     30000). Its files go under ``TAGOPS_HOME/serving/haproxy`` rather than Ray's fixed ``/tmp/haproxy-serve``
     (two services on one machine would share them), and its side listeners get free ports rather than
-    Ray's fixed 8404 (stats page), 9101 (Prometheus) and 8500 (fallback proxy) for the same reason. Ray
-    binds the stats page and Prometheus exporter on every interface; they show request counts and backend
-    addresses, never the API or its admin endpoints. A stopping replica stays open 2 s (Ray's default is
+    Ray's fixed 8404 (stats page), 9101 (Prometheus) and 8500 (fallback proxy) for the same reason. Ray's
+    template binds the stats page and Prometheus exporter on every interface: Ray starts HAProxy through
+    :mod:`tagops.serving.haproxy_bind`, which moves them to loopback (unless ``RAY_SERVE_HAPROXY_BINARY_PATH``
+    is already set, as every variable here). A stopping replica stays open 2 s (Ray's default is
     30 s, for load balancers outside Ray) because the HAProxy Ray manages learns of it within 0.1 s.
     Ray's ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` is set here only: it also turns on direct ingress, which needs
     HAProxy in front.
@@ -130,6 +131,8 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     env = dict(RAY_SERVING_ENVIRONMENT)
     if cfg.ingress != "haproxy":
         return env
+    from tagops.serving.haproxy_bind import real_haproxy, write_wrapper
+
     folder, sockets = haproxy_folders(settings)
     folder.mkdir(parents=True, exist_ok=True)
     env.update(
@@ -140,6 +143,7 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_wrapper(folder, real_haproxy())),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port(cfg.host)),
