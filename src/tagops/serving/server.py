@@ -135,6 +135,10 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
 
     folder, sockets = haproxy_folders(settings)
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        haproxy = real_haproxy()
+    except FileNotFoundError as error:
+        raise ServeError(f"{error}; or serve with `ingress: proxy` (Ray's Python proxy)") from None
     env.update(
         {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -143,7 +147,7 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
-            "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_wrapper(folder, real_haproxy())),
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_wrapper(folder, haproxy)),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port(cfg.host)),
