@@ -204,14 +204,15 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
         ray_serving_environment(ServeConfig(), Settings(home=tmp_path / "home"))
 
 
-#: The listeners of a config Ray 2.60 writes from its template (stats page, Prometheus, API, gRPC).
+#: The listeners of a config Ray 2.60 writes from its template (stats page, Prometheus, API, gRPC), serving
+#: on every interface (``--host 0.0.0.0``: Ray writes the API's address as ``*``).
 RAY_HAPROXY_CONFIG = """global
     maxconn 4096
 frontend prometheus
     bind :9101
     mode http
 frontend http_frontend
-    bind 127.0.0.1:8000
+    bind *:8000
     # a comment that says bind *:1
 backend tagops
     server replica-1 127.0.0.1:30001 check
@@ -228,8 +229,8 @@ def test_haproxy_side_listeners_are_moved_to_loopback_only() -> None:
 
     bound = bind_side_listeners(RAY_HAPROXY_CONFIG)
     assert "    bind 127.0.0.1:9101\n" in bound and "  bind 127.0.0.1:8404\n" in bound
-    # What names its address is left as written: the API's host is the user's choice.
-    assert "bind 127.0.0.1:8000\n" in bound and "bind 0.0.0.0:9000 proto h2" in bound
+    # Other sections are left as written: the API's host is the user's choice (Ray writes `*` for 0.0.0.0).
+    assert "    bind *:8000\n" in bound and "bind 0.0.0.0:9000 proto h2" in bound
     assert "# a comment that says bind *:1" in bound
     assert bound.count("\n") == RAY_HAPROXY_CONFIG.count("\n")
     assert bind_side_listeners(bound) == bound

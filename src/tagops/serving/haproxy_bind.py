@@ -4,10 +4,11 @@ Ray 2.60 writes HAProxy's config from a template that binds the stats page (``bi
 Prometheus exporter (``bind :PORT``) on every interface, with no setting to change it; they show request
 counts and backend addresses. Ray runs the binary that ``RAY_SERVE_HAPROXY_BINARY_PATH`` names, as
 ``BINARY -db -f CONFIG [-sf PIDS] [-x SOCKET]``, for the first start and for every reload. ``tagops serve``
-points that variable at a two-line script (:func:`write_wrapper`) that runs this module: it rewrites those
-two ``bind`` lines of ``CONFIG`` to ``127.0.0.1`` (in place, under Ray's own lock on the file, so Ray
-finds its process by the same command line) and then becomes the real HAProxy (``exec``). The API's own
-``bind HOST:PORT`` line is left as Ray wrote it.
+points that variable at a two-line script (:func:`write_wrapper`) that runs this module: it rewrites the
+``bind`` lines of those two sections of ``CONFIG`` to ``127.0.0.1`` (in place, under Ray's own lock on the
+file, so Ray finds its process by the same command line) and then becomes the real HAProxy (``exec``).
+Only those sections: Ray writes the API's own listener as ``bind *:PORT`` too when it serves on every
+interface (``--host 0.0.0.0``), and that one is the user's choice.
 
 Run as ``python -I -m tagops.serving.haproxy_bind REAL_HAPROXY ARGS...``; imports nothing heavy.
 """
@@ -22,15 +23,24 @@ import sys
 from pathlib import Path
 
 #: A ``bind`` line without an address (``bind :9101``) or on every interface (``bind *:8404``).
-SIDE_LISTENER = re.compile(r"^(?P<lead>[ \t]*bind[ \t]+)\*?:(?P<port>\d+)", re.MULTILINE)
+WILDCARD_BIND = re.compile(r"^(?P<lead>[ \t]*bind[ \t]+)\*?:(?P<port>\d+)")
+#: The sections of Ray's template that hold the side listeners: the stats page and the Prometheus exporter.
+SIDE_SECTIONS = frozenset({("listen", "stats"), ("frontend", "prometheus")})
 LOOPBACK = "127.0.0.1"
 #: This module, as the wrapper runs it (``__name__`` is ``__main__`` there).
 MODULE = "tagops.serving.haproxy_bind"
 
 
 def bind_side_listeners(config: str, host: str = LOOPBACK) -> str:
-    """``config`` with every address-less or wildcard ``bind`` on ``host`` instead."""
-    return SIDE_LISTENER.sub(lambda m: f"{m['lead']}{host}:{m['port']}", config)
+    """``config`` with the address-less or wildcard ``bind`` lines of :data:`SIDE_SECTIONS` on ``host``."""
+    lines = config.splitlines(keepends=True)
+    section: tuple[str, ...] = ()
+    for index, line in enumerate(lines):
+        if line.strip() and not line[0].isspace() and not line.startswith("#"):
+            section = tuple(line.split()[:2])  # a section starts unindented: "listen stats", "global"
+        elif section in SIDE_SECTIONS:
+            lines[index] = WILDCARD_BIND.sub(lambda m: f"{m['lead']}{host}:{m['port']}", line)
+    return "".join(lines)
 
 
 def rewrite_config(path: Path) -> bool:
