@@ -43,8 +43,8 @@ def bind_side_listeners(config: str, host: str = LOOPBACK) -> str:
     return "".join(lines)
 
 
-def rewrite_config(path: Path) -> bool:
-    """Rewrite HAProxy's config file at ``path`` in place; whether it changed.
+def rewrite_config(path: Path) -> None:
+    """Rewrite HAProxy's config file at ``path`` in place.
 
     Holds ``PATH.lock`` (``flock``) as Ray does while it writes the file, so a config Ray writes at the
     same moment is neither lost nor half read.
@@ -58,7 +58,6 @@ def rewrite_config(path: Path) -> bool:
             bound = bind_side_listeners(text)
             if bound != text:
                 path.write_text(bound, encoding="utf-8")
-            return bound != text
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
