@@ -204,6 +204,22 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
         ray_serving_environment(ServeConfig(), Settings(home=tmp_path / "home"))
 
 
+def test_a_users_own_haproxy_binary_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagops.serving import haproxy_bind
+    from tagops.serving.server import ray_serving_environment
+    from tagops.settings import Settings
+
+    def no_haproxy() -> str:
+        raise FileNotFoundError("no HAProxy binary")
+
+    monkeypatch.setattr(haproxy_bind, "real_haproxy", no_haproxy)
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", "/opt/haproxy/sbin/haproxy")
+    settings = Settings(home=tmp_path / "home")
+    env = ray_serving_environment(ServeConfig(), settings)  # neither looked up nor wrapped
+    assert "RAY_SERVE_HAPROXY_BINARY_PATH" not in env
+    assert not list(settings.home.rglob("haproxy-loopback"))
+
+
 #: The listeners of a config Ray 2.60 writes from its template (stats page, Prometheus, API, gRPC), serving
 #: on every interface (``--host 0.0.0.0``: Ray writes the API's address as ``*``).
 RAY_HAPROXY_CONFIG = """global

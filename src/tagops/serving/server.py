@@ -131,14 +131,16 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     env = dict(RAY_SERVING_ENVIRONMENT)
     if cfg.ingress != "haproxy":
         return env
-    from tagops.serving.haproxy_bind import real_haproxy, write_wrapper
-
     folder, sockets = haproxy_folders(settings)
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        haproxy = real_haproxy()
-    except FileNotFoundError as error:
-        raise ServeError(f"{error}; or serve with `ingress: proxy` (Ray's Python proxy)") from None
+    if not os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):  # a user's own binary is started as it is
+        from tagops.serving.haproxy_bind import real_haproxy, write_wrapper
+
+        try:
+            haproxy = real_haproxy()
+        except FileNotFoundError as error:
+            raise ServeError(f"{error}; or serve with `ingress: proxy` (Ray's Python proxy)") from None
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(write_wrapper(folder, haproxy))
     env.update(
         {
             "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -147,7 +149,6 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(sockets / "metrics.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(folder),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(folder / "server-state"),
-            "RAY_SERVE_HAPROXY_BINARY_PATH": str(write_wrapper(folder, haproxy)),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port("0.0.0.0")),
             "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(free_port(cfg.host)),
