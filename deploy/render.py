@@ -47,8 +47,10 @@ RAYSERVICE_HEADER = """\
 # network (0.0.0.0: reached only through the Kubernetes Service KubeRay creates; restrict it with a
 # NetworkPolicy) on every node, and there are 2 replicas. It keeps Ray's Python proxy (ingress: proxy):
 # Ray 2.60's HAProxy ingress is experimental and its stats/metrics ports are fixed per node; on nodes with
-# spare cores the proxy's per-request cost matters less than on a 2-core laptop. TAGOPS_HOME, the registry and the
-# prediction-log database come from the pod environment below.
+# spare cores the proxy's per-request cost matters less than on a 2-core laptop. TAGOPS_HOME, the
+# registry and the prediction-log database come from the pod environment below. The log's journal
+# (log_journal) lies under TAGOPS_HOME: a replica restarted in the same pod writes a killed replica's
+# rows; mount a volume there if rows of a lost pod must survive too.
 # The image is Ray 2.60 (Python 3.11) with tagops installed: FROM rayproject/ray:2.60.0-py311, then
 # `pip install tagops==0.1.0` (the same pins as pyproject.toml). Use PostgreSQL for the log: SQLite
 # files are per pod, so replicas on different pods would neither share the log nor follow reloads.

@@ -280,6 +280,9 @@ class ServeConfig(FrozenModel):
     log_batch_rows: Annotated[int, Field(ge=1)] = 500
     #: The log writer waits this long after a first row for more, then writes them in one transaction.
     log_flush_interval_s: Annotated[float, Field(gt=0.0)] = 0.2
+    #: Append each request's log rows to a local file under TAGOPS_HOME before queueing them, so rows
+    #: of a killed replica or of a database outage are written later instead of lost.
+    log_journal: bool = True
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0

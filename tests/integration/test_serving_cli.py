@@ -45,32 +45,29 @@ def environment(home: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def server(tmp_path: Path, model_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    home = tmp_path / "home"
+def start_server(home: Path, model_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """``tagops serve --engine uvicorn`` on a free loopback port, once it printed its URL."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tagops.cli",
-            "serve",
-            "--engine",
-            "uvicorn",
-            "--port",
-            "0",
-            "--model",
-            str(model_dir),
-        ],
+        [*SERVE, "--port", "0", "--model", str(model_dir), *extra],
         env=environment(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the server prints its URL (or exits)
+    if not line.startswith("serving "):
+        if proc.poll() is None:
+            proc.kill()
+        pytest.fail(line + (proc.stderr.read() if proc.stderr is not None else ""))
+    return proc, line.split(" at ")[1].split(" ")[0]
+
+
+@pytest.fixture
+def server(tmp_path: Path, model_dir: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    home = tmp_path / "home"
+    proc, url = start_server(home, model_dir)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server prints its URL (or exits)
-        assert line.startswith("serving "), line + (proc.stderr.read() if proc.poll() is not None else "")
-        url = line.split(" at ")[1].split(" ")[0]
         yield proc, url, home
     finally:
         if proc.poll() is None:
@@ -101,6 +98,48 @@ def test_serves_on_loopback_and_flushes_the_log_on_sigterm(
 
     store = ServingStore(default_database_url(Settings(home=home)))
     assert store.count_predictions() == 2
+    journal = home / "serving" / "journal"
+    assert journal.is_dir(), "the rows were journaled"
+    assert [path.name for path in journal.rglob("*") if path.is_file()] == []  # all settled, none left
+
+
+def test_a_killed_servers_rows_are_written_by_the_next_one(tmp_path: Path, model_dir: Path) -> None:
+    # A 30 s flush interval keeps the rows in the writer's memory when SIGKILL comes: only the journal
+    # has them. The next server on the same home writes them when it starts.
+    home = tmp_path / "home"
+    config = tmp_path / "serve.yaml"
+    config.write_text("log_flush_interval_s: 30\n")
+    proc, url = start_server(home, model_dir, "--config", str(config))
+    try:
+        with httpx.Client(timeout=30) as http:
+            answered = [
+                prediction["prediction_id"]
+                for index in range(5)
+                for prediction in http.post(
+                    f"{url}/v1/predict", json={"items": [{"title": f"Object detection {index}"}]}
+                ).json()["predictions"]
+            ]
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert len(answered) == 5
+    from tagops.serving.store import ServingStore, default_database_url
+
+    store = ServingStore(default_database_url(Settings(home=home)))
+    store.create_tables()
+    assert store.count_predictions() == 0  # the killed server never committed them
+
+    proc, url = start_server(home, model_dir)
+    try:
+        with httpx.Client(timeout=30) as http:
+            assert http.get(f"{url}/readyz").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert all(store.prediction_exists(prediction_id) for prediction_id in answered)
+    assert store.count_predictions() == 5
 
 
 def test_start_up_problems_are_one_line_errors(tmp_path: Path, model_dir: Path) -> None:

@@ -53,7 +53,7 @@ from tagops.serving.service import (
     alias_of,
     concrete_uri,
 )
-from tagops.serving.store import ServingStore, database_url_for
+from tagops.serving.store import ServingStore, database_url_for, journal_folder
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -219,12 +219,14 @@ def create_app(
         metrics.log_rows.labels(outcome=outcome).inc(count)
 
     if store is None:
+        url = database_url_for(cfg.database_url, settings)
         store = ServingStore(
-            database_url_for(cfg.database_url, settings),
+            url,
             queue_rows=cfg.log_queue_rows,
             batch_rows=cfg.log_batch_rows,
             flush_interval_s=cfg.log_flush_interval_s,
             on_rows=count_rows,
+            journal_dir=journal_folder(settings, url) if cfg.log_journal else None,
         )
     elif store.on_rows is None:
         store.on_rows = count_rows
@@ -242,6 +244,7 @@ def create_app(
                 queue_rows=cfg.log_queue_rows,
                 batch_rows=cfg.log_batch_rows,
                 flush_interval_s=cfg.log_flush_interval_s,
+                journal_dir=store.journal.folder if store.journal is not None else None,
             ),
             replica_id=replica_id,
             max_items=cfg.shadow_queue_items,

@@ -85,7 +85,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
 
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
             from tagops.serving.service import RegistryModelLoader
-            from tagops.serving.store import ServingStore, database_url_for
+            from tagops.serving.store import ServingStore, database_url_for, journal_folder
             from tagops.settings import Settings, prepare_environment
 
             self.config = ServeConfig.model_validate(config)
@@ -93,11 +93,13 @@ def build_deployment(cfg: ServeConfig) -> Any:
             prepare_environment(self.settings)
             self.deployment_id = deployment_id
             self.loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
+            url = database_url_for(self.config.database_url, self.settings)
             self.store = ServingStore(
-                database_url_for(self.config.database_url, self.settings),
+                url,
                 queue_rows=self.config.log_queue_rows,
                 batch_rows=self.config.log_batch_rows,
                 flush_interval_s=self.config.log_flush_interval_s,
+                journal_dir=journal_folder(self.settings, url) if self.config.log_journal else None,
             )
             self.predictor, self.model_uri = load_initial_model(
                 self.config, self.store, self.loader, deployment_id

@@ -82,7 +82,8 @@ class ServingMetrics:
         )
         self.log_rows = Counter(
             "tagops_prediction_log_rows",
-            "Prediction log rows by outcome (written, dropped: queue full or stopped, failed: DB error).",
+            "Prediction log rows by outcome (written; dropped: queue full or stopped; failed: DB error; "
+            "recovered: written later from the journal).",
             ["outcome"],
             registry=self.registry,
         )
@@ -105,7 +106,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.replica = replica
-        for outcome in ("written", "dropped", "failed"):
+        for outcome in ("written", "dropped", "failed", "recovered"):
             self.log_rows.labels(outcome=outcome)
 
     def set_model(self, *, name: str | None, version: int | None, family: str, alias: str | None) -> None:

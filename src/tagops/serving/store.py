@@ -6,14 +6,18 @@ SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so sev
 Predictions are written by one background thread per process: a request only appends its rows to an
 in-memory queue and never waits for the database. The writer inserts what arrives within
 ``flush_interval_s`` of a first row (up to ``batch_rows``) in one transaction, retries a failed batch,
-and flushes what is queued on shutdown; a killed process loses at most that interval's rows. A row that
-cannot be written (queue full, writer stopped, database down after retries) is counted in the metrics
-and logged, never dropped silently. The same database holds the API keys and the small tables that keep
+and flushes what is queued on shutdown. With a journal folder (the serving default), each request's rows
+are also appended to a local file first (:mod:`tagops.serving.journal`): rows of a killed process, and
+rows the database refused after the retries, are written later by the next writer on the machine that
+finds them (at its start, then every ``recover_interval_s``). A row that cannot be written (queue full,
+writer stopped, database down after retries) is counted in the metrics and logged, never dropped
+silently. The same database holds the API keys and the small tables that keep
 replicas on one model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -46,8 +50,10 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.pool import StaticPool
+
+from tagops.serving.journal import Journal
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -183,6 +189,14 @@ def database_url_for(config_url: str | None, settings: Settings) -> str:
     return ServingEnvironment().database_url or config_url or default_database_url(settings)
 
 
+def journal_folder(settings: Settings, url: str) -> Path:
+    """Where this machine journals rows for the database at ``url`` (one folder per database).
+
+    Keyed by the URL, so rows journaled for one database are never replayed into another.
+    """
+    return settings.home / "serving" / "journal" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
 def safe_url(url: str) -> str:
     """The URL with any password masked, for logs and messages."""
     try:
@@ -253,7 +267,8 @@ class ServingStore:
 
     ``on_rows(outcome, count)`` is told about every row written, dropped or failed (the app feeds its
     metrics from it). ``table`` is the table the writer appends to (the shadow log uses a second store
-    on the same ``engine``, with a writer and a queue of its own).
+    on the same ``engine``, with a writer and a queue of its own). ``journal_dir``: journal rows there
+    before queueing them (see the module's docstring); ``None``: rows live only in memory until written.
     """
 
     def __init__(
@@ -267,6 +282,8 @@ class ServingStore:
         on_rows: Callable[[str, int], None] | None = None,
         table: Table = predictions,
         engine: Engine | None = None,
+        journal_dir: Path | str | None = None,
+        recover_interval_s: float = 30.0,
     ) -> None:
         self.url = url
         self.engine = engine if engine is not None else create_store_engine(url)
@@ -276,15 +293,20 @@ class ServingStore:
         self.flush_interval_s = flush_interval_s
         self.retries = retries
         self.on_rows = on_rows
+        self.journal = None if journal_dir is None else Journal(journal_dir, table.name)
+        self.recover_interval_s = recover_interval_s
         self.written_rows = 0
         self.dropped_rows = 0
         self.failed_rows = 0
+        self.recovered_rows = 0
         self._queue: queue.Queue[Any] = queue.Queue()
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._last_drop_log = 0.0
+        self._last_journal_error = 0.0
+        self._datetime_columns = [c.name for c in table.columns if isinstance(c.type, UTCDateTime)]
 
     # ------------------------------------------------------------------------------------ lifecycle
     def create_tables(self) -> None:
@@ -332,6 +354,8 @@ class ServingStore:
         elif self._queued_rows:
             self._count("dropped", self._queued_rows)
             logger.error("prediction log: %d rows queued but no writer ran", self._queued_rows)
+        if self.journal is not None:
+            self.journal.close()  # rows still owed stay in their segments for the next writer
 
     def dispose(self) -> None:
         """Close the database connections."""
@@ -351,7 +375,16 @@ class ServingStore:
             self._count("dropped", count)
             self._log_drop(count)
             return False
-        self._queue.put(list(rows))
+        segment = None
+        if self.journal is not None:
+            try:
+                segment = self.journal.append(rows)
+            except Exception as error:  # never fails a prediction: still queued, only a kill would lose them
+                now = time.monotonic()
+                if now - self._last_journal_error >= 10.0:
+                    self._last_journal_error = now
+                    logger.error("prediction log: rows not journaled (%s); they are still queued", error)
+        self._queue.put((segment, list(rows)))
         return True
 
     def _log_drop(self, count: int) -> None:
@@ -368,21 +401,28 @@ class ServingStore:
             self.written_rows += count
         elif outcome == "dropped":
             self.dropped_rows += count
+        elif outcome == "recovered":
+            self.recovered_rows += count
         else:
             self.failed_rows += count
         if self.on_rows is not None:
             self.on_rows(outcome, count)
 
     def _run(self) -> None:
+        self._recover_logged()
+        next_recovery = time.monotonic() + self.recover_interval_s
         stopping = False
         while not stopping:
             try:
                 item = self._queue.get(timeout=self.flush_interval_s)
             except queue.Empty:
+                if self.journal is not None and time.monotonic() >= next_recovery:
+                    self._recover_logged()  # only when idle: a replay never delays live rows
+                    next_recovery = time.monotonic() + self.recover_interval_s
                 continue
             items = [item]
-            rows: list[dict[str, Any]] = [] if item is _STOP else list(item)
             stopping = item is _STOP
+            rows: list[dict[str, Any]] = [] if stopping else list(item[1])
             # Rows arriving within flush_interval_s of the first go into the same transaction: one
             # write per request would cost each request a commit, and the GIL it holds meanwhile
             # delays the request threads (measured: 1.8 ms of writer time per row at concurrency 1).
@@ -396,20 +436,27 @@ class ServingStore:
                 if more is _STOP:
                     stopping = True
                 else:
-                    rows.extend(more)
+                    rows.extend(more[1])
+            if self.journal is not None:
+                self.journal.rotate()  # later rows go to a new segment; these ones can be settled
+            written = False
             try:
                 if rows:
-                    self._write(rows)
+                    written = self._write(rows)
             finally:
                 with self._lock:
                     self._queued_rows -= len(rows)
-                for _ in items:
+                for item in items:
+                    if item is not _STOP and item[0] is not None and self.journal is not None:
+                        self.journal.settle(item[0], len(item[1]), failed=not written)
                     self._queue.task_done()
             if stopping and not self._queue.empty():
                 stopping = False  # rows queued behind the stop marker are still written
                 self._queue.put(_STOP)
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]]) -> bool:
+        """Insert ``rows`` in one transaction, with retries; whether they were written."""
+        kept = " (kept in the journal for replay)" if self.journal is not None else ""
         delay = 0.1
         for attempt in range(1, self.retries + 1):
             try:
@@ -417,24 +464,81 @@ class ServingStore:
                     connection.execute(self.table.insert(), rows)
             except IntegrityError as error:  # a duplicate id cannot succeed on retry
                 self._count("failed", len(rows))
-                logger.error("prediction log: %d rows not written: %s", len(rows), error.orig)
-                return
+                logger.error("prediction log: %d rows not written%s: %s", len(rows), kept, error.orig)
+                return False
             except SQLAlchemyError as error:
                 if attempt == self.retries:
                     self._count("failed", len(rows))
                     logger.error(
-                        "prediction log: %d rows not written after %d attempts: %s",
+                        "prediction log: %d rows not written after %d attempts%s: %s",
                         len(rows),
                         attempt,
+                        kept,
                         error,
                     )
-                    return
+                    return False
                 logger.warning("prediction log: write failed (attempt %d), retrying: %s", attempt, error)
                 time.sleep(delay)
                 delay *= 4
             else:
                 self._count("written", len(rows))
-                return
+                return True
+        return False
+
+    def recover(self) -> int:
+        """Write the rows of every journal segment no live writer holds; returns the rows added.
+
+        Those are the segments of processes that died before writing them and of this process's
+        writes that failed. Rows already in the table (written before the kill, or by a racing replay)
+        are skipped by id, so a replay can be repeated. Stops at the first database error; the
+        segment stays for the next try.
+        """
+        if self.journal is None:
+            return 0
+        added = 0
+        for replay in self.journal.replayable():
+            try:
+                count = self._insert_missing(replay.rows)
+            except (IntegrityError, DataError) as error:  # the rows themselves are wrong: never retried
+                self.journal.set_aside(replay, str(error.orig))
+                continue
+            except DBAPIError:  # the database is unreachable or busy: the next try reads it again
+                self.journal.release(replay)
+                raise
+            except (StatementError, KeyError, TypeError, ValueError) as error:  # a row that cannot be bound
+                self.journal.set_aside(replay, f"{type(error).__name__}: {error}")
+                continue
+            self.journal.finish(replay)
+            if count:
+                logger.warning("prediction log: %d rows recovered from %s", count, replay.path.name)
+                self._count("recovered", count)
+            added += count
+        return added
+
+    def _recover_logged(self) -> None:
+        try:
+            self.recover()
+        except SQLAlchemyError as error:
+            logger.error("prediction log: journal replay failed, will retry: %s", error)
+        except Exception:  # the writer thread must outlive any replay problem
+            logger.exception("prediction log: journal replay failed, will retry")
+
+    def _insert_missing(self, rows: list[dict[str, Any]]) -> int:
+        for row in rows:
+            for name in self._datetime_columns:
+                if isinstance(row.get(name), str):
+                    row[name] = datetime.fromisoformat(row[name])
+        key = self.table.c.id
+        added = 0
+        for start in range(0, len(rows), 500):  # bounded IN lists: SQLite caps bound parameters
+            chunk = {str(row["id"]): row for row in rows[start : start + 500]}
+            with self.engine.begin() as connection:
+                present = set(connection.execute(select(key).where(key.in_(list(chunk)))).scalars())
+                missing = [row for row_id, row in chunk.items() if row_id not in present]
+                if missing:
+                    connection.execute(self.table.insert(), missing)
+            added += len(missing)
+        return added
 
     def count_predictions(self) -> int:
         """Rows in the prediction log."""

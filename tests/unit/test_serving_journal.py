@@ -1,0 +1,208 @@
+"""The prediction log's journal: rows of a killed process and of a failed write are written later."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tagops.serving.journal import Journal, encode_rows
+from tagops.serving.store import ServingStore, journal_folder, shadow_predictions
+from tests.unit.serving_fakes import settings_for
+from tests.unit.test_serving_store import rows
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def journaled_store(tmp_path: Path, **kwargs: object) -> ServingStore:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    return ServingStore(url, journal_dir=tmp_path / "journal", **kwargs)  # type: ignore[arg-type]
+
+
+def segments(folder: Path, pattern: str = "*.jsonl") -> list[Path]:
+    return sorted(folder.glob(pattern)) if folder.is_dir() else []
+
+
+def test_settled_segments_are_removed_and_nothing_is_left_after_a_clean_stop(tmp_path: Path) -> None:
+    store = journaled_store(tmp_path, flush_interval_s=0.01)
+    store.start()
+    for _ in range(50):
+        assert store.submit(rows(3))
+    assert store.flush(10)
+    store.stop()
+    assert store.count_predictions() == 150
+    assert segments(tmp_path / "journal") == []
+    assert store.journal is not None and store.journal.open_segments == 0
+
+
+def test_rows_of_a_killed_process_are_written_by_the_next_writer(tmp_path: Path) -> None:
+    # The child queues rows, then is killed before its writer's first transaction (it waits 60 s for
+    # more rows): without the journal those rows would be gone.
+    child = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from tagops.serving.store import ServingStore
+        from tests.unit.test_serving_store import rows
+        store = ServingStore({f"sqlite:///{tmp_path / 'log.db'}"!r}, flush_interval_s=60,
+                             batch_rows=10_000, journal_dir={str(tmp_path / "journal")!r})
+        store.start()
+        ids = []
+        for _ in range(40):
+            batch = rows(2)
+            ids.extend(row["id"] for row in batch)
+            assert store.submit(batch)
+        print(" ".join(ids), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    killed_ids = set(result.stdout.split())
+    assert len(killed_ids) == 80
+    assert len(segments(tmp_path / "journal")) == 1
+
+    store = journaled_store(tmp_path, flush_interval_s=0.01)
+    store.create_tables()
+    assert store.count_predictions() == 0  # the child never wrote
+    store.start()  # the writer replays what it finds before anything else
+    store.submit(rows(1))
+    assert store.flush(10)
+    store.stop()
+    with store.engine.connect() as connection:
+        found = {row[0] for row in connection.execute(text("SELECT id FROM predictions"))}
+    assert killed_ids <= found and len(found) == 81
+    assert store.recovered_rows == 80
+    assert segments(tmp_path / "journal") == []
+
+
+def test_rows_a_failed_write_leaves_are_kept_and_written_on_the_next_replay(tmp_path: Path) -> None:
+    events: list[tuple[str, int]] = []
+    store = journaled_store(
+        tmp_path, flush_interval_s=0.01, retries=1, on_rows=lambda o, n: events.append((o, n))
+    )
+    store.start()
+    with store.engine.begin() as connection:  # the database loses its table: every write fails
+        connection.execute(text("ALTER TABLE predictions RENAME TO predictions_away"))
+    sent = [rows(2) for _ in range(5)]
+    for batch in sent:
+        store.submit(batch)
+    assert store.flush(10)
+    assert store.failed_rows == 10
+    kept = segments(tmp_path / "journal")
+    assert kept, "the failed rows' segment must stay on disk"
+
+    with store.engine.begin() as connection:  # the database is back
+        connection.execute(text("ALTER TABLE predictions_away RENAME TO predictions"))
+    assert store.recover() == 10
+    assert store.count_predictions() == 10
+    assert ("recovered", 10) in events
+    assert segments(tmp_path / "journal") == []
+    assert store.recover() == 0  # nothing twice
+    store.stop()
+
+
+def test_a_live_writers_segment_is_not_replayed_by_another_store(tmp_path: Path) -> None:
+    owner = journaled_store(tmp_path, flush_interval_s=60, batch_rows=10_000)
+    owner.create_tables()
+    owner.submit(rows(4))  # journaled, queued, not written (no writer started)
+    other = journaled_store(tmp_path)
+    assert other.recover() == 0
+    assert other.count_predictions() == 0
+    assert len(segments(tmp_path / "journal")) == 1
+
+
+def test_replay_skips_rows_already_written_and_sets_unreadable_lines_aside(tmp_path: Path) -> None:
+    store = journaled_store(tmp_path)
+    store.create_tables()
+    written, missing = rows(3), rows(2)
+    with store.engine.begin() as connection:
+        connection.execute(store.table.insert(), written)
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    segment = folder / "predictions-deadhost-1-abc-1.jsonl"
+    segment.write_bytes(encode_rows(written) + encode_rows(missing) + b'[{"id": "torn')
+    assert store.recover() == 2
+    assert store.count_predictions() == 5
+    assert segments(folder) == []
+    assert [path.name for path in segments(folder, "*.bad")] == ["predictions-deadhost-1-abc-1.bad"]
+
+
+def test_rows_the_table_refuses_are_set_aside_not_retried_forever(tmp_path: Path) -> None:
+    store = journaled_store(tmp_path)
+    store.create_tables()
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    bad = [{key: value for key, value in row.items() if key != "tag"} for row in rows(2)]  # NOT NULL column
+    (folder / "predictions-deadhost-2-abc-1.jsonl").write_bytes(encode_rows(bad))
+    (folder / "predictions-deadhost-3-abc-1.jsonl").write_bytes(encode_rows(rows(3)))
+    assert store.recover() == 3
+    assert len(segments(folder, "*.bad")) == 1
+    assert segments(folder) == []
+
+
+def test_journal_lines_hold_timestamps_as_text_and_replay_restores_them(tmp_path: Path) -> None:
+    batch = rows(1)
+    line = json.loads(encode_rows(batch))
+    assert line[0]["created_at"] == batch[0]["created_at"].isoformat()
+    store = journaled_store(tmp_path)
+    store.create_tables()
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    (folder / "predictions-deadhost-4-abc-1.jsonl").write_bytes(encode_rows(batch))
+    assert store.recover() == 1
+    [row] = store.read_predictions(
+        since=batch[0]["created_at"], until=batch[0]["created_at"].replace(year=2999)
+    )
+    assert row["created_at"] == batch[0]["created_at"]
+
+
+def test_each_table_and_database_has_its_own_journal(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    assert journal_folder(settings, "sqlite:///a.db") != journal_folder(settings, "sqlite:///b.db")
+    store = journaled_store(tmp_path)
+    shadow = ServingStore(
+        store.url, engine=store.engine, table=shadow_predictions, journal_dir=tmp_path / "journal"
+    )
+    store.create_tables()
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    (folder / "predictions-deadhost-5-abc-1.jsonl").write_bytes(encode_rows(rows(2)))
+    assert shadow.recover() == 0  # a champion segment is never replayed into the shadow table
+    assert store.recover() == 2
+
+
+def test_an_unwritable_journal_still_queues_the_rows(tmp_path: Path) -> None:
+    blocker = tmp_path / "journal"
+    blocker.write_text("a file where the folder should be")
+    store = journaled_store(tmp_path, flush_interval_s=0.01)
+    store.start()
+    assert store.submit(rows(3))
+    assert store.flush(10)
+    store.stop()
+    assert store.count_predictions() == 3
+
+
+def test_segments_rotate_so_a_busy_writer_keeps_few_files(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, "predictions")
+    first = journal.append(rows(2))
+    journal.rotate()
+    second = journal.append(rows(1))
+    assert second != first
+    journal.settle(first, 2)
+    assert len(segments(tmp_path)) == 1  # the first one is settled and removed; the current stays
+    journal.settle(second, 1)
+    assert len(segments(tmp_path)) == 1  # still current: appends may follow
+    journal.rotate()
+    assert segments(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
