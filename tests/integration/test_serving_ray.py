@@ -183,6 +183,16 @@ def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None
     assert {addr.ip for addr in replica_ports} == {"127.0.0.1"}
 
 
+def test_every_replica_socket_listens_on_loopback(served: Served) -> None:
+    """Ray binds a replica's inter-deployment gRPC server to [::]; on the embedded cluster it is narrowed."""
+    import psutil
+
+    listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid]
+    replicas = [c.laddr for c in listening if "ServeRepli" in psutil.Process(c.pid).name()]
+    assert len(replicas) >= 2 * served.config.num_replicas, replicas  # HTTP, gRPC and Ray's own per replica
+    assert {addr.ip for addr in replicas} <= {"127.0.0.1", "::ffff:127.0.0.1"}, replicas
+
+
 def test_replicas_answer_without_waiting_for_delayed_acks(served: Served) -> None:
     """A response is written in two sends (headers, body); with Nagle on, the body waits for the client's
     delayed ACK, ~40 ms on Linux. Ray opens the replica's socket with protocol 0, so plain asyncio never

@@ -334,3 +334,21 @@ def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tm
             process.wait(10)
         release_haproxy(settings, theirs)  # the stand-in "other service" leaves nothing in the temp dir
     assert not sockets.exists() or sockets == folder
+
+
+def test_a_loopback_replicas_internal_grpc_binds_the_node_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.serve._private import replica
+
+    from tagops.serving.deployment import internal_grpc_on_loopback
+
+    bound: list[str] = []
+    monkeypatch.setattr(replica, "add_port_to_grpc_server", lambda server, address: bound.append(address))
+    assert not internal_grpc_on_loopback("10.1.2.3")  # a real cluster: other nodes must reach it
+    replica.add_port_to_grpc_server(None, "[::]:0")
+    assert internal_grpc_on_loopback("127.0.0.1")
+    wrapped = replica.add_port_to_grpc_server
+    assert internal_grpc_on_loopback("127.0.0.1")
+    assert replica.add_port_to_grpc_server is wrapped  # idempotent: not wrapped twice
+    replica.add_port_to_grpc_server(None, "[::]:0")
+    replica.add_port_to_grpc_server(None, "10.0.0.1:5")  # an explicit address is left alone
+    assert bound == ["[::]:0", "127.0.0.1:0", "10.0.0.1:5"]

@@ -74,6 +74,38 @@ def load_initial_model(
     return predictor, concrete_uri(predictor, cfg.model_uri)
 
 
+def internal_grpc_on_loopback(node_ip: str) -> bool:
+    """On a loopback node, make this replica's inter-deployment gRPC server listen on ``node_ip`` only.
+
+    Ray 2.60 binds that server to ``[::]:0`` (every interface, in ``Replica._on_initialized``, after the
+    user constructor ran). On the embedded cluster every Ray process has the node address ``127.0.0.1``
+    and reaches the replica there, so the wildcard only exposes the port to the network. On a real
+    cluster (a routable node address) nothing changes: other nodes' proxies must reach it. Returns
+    whether the bind was narrowed; a Ray without the hook (another version) keeps its own bind.
+    """
+    import ipaddress
+
+    if not ipaddress.ip_address(node_ip).is_loopback:
+        return False
+    try:
+        from ray.serve._private import replica
+    except ImportError:
+        return False
+    bind = getattr(replica, "add_port_to_grpc_server", None)
+    if bind is None or getattr(bind, "tagops_loopback", False):
+        return bind is not None
+    host = f"[{node_ip}]" if ":" in node_ip else node_ip
+
+    def bind_on_node_address(server: Any, address: str) -> Any:
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return bind(server, address)
+
+    bind_on_node_address.tagops_loopback = True  # type: ignore[attr-defined]
+    setattr(replica, "add_port_to_grpc_server", bind_on_node_address)  # noqa: B010 (private, untyped)
+    return True
+
+
 def build_deployment(cfg: ServeConfig) -> Any:
     """The Ray Serve deployment class for ``cfg`` (options applied; bind it to get an application)."""
     from ray import serve
@@ -84,10 +116,13 @@ def build_deployment(cfg: ServeConfig) -> Any:
         """One replica: the model, the app, and batched inference."""
 
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
+            import ray
+
             from tagops.serving.service import RegistryModelLoader
             from tagops.serving.store import ServingStore, database_url_for, journal_folder
             from tagops.settings import Settings, prepare_environment
 
+            internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
             self.config = ServeConfig.model_validate(config)
             self.settings = Settings()
             prepare_environment(self.settings)
