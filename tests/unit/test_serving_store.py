@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,17 @@ def test_registry_versions_load_from_the_local_cache_without_mlflow(
     assert again.metadata["uri"] == "models:/tagops/3"
     assert again.predict(["image segmentation"], [""]) == first.predict(["image segmentation"], [""])
     assert loader.load("models:/tagops/4") is not None and calls[-1] == "models:/tagops/4"  # not cached
+
+
+def test_flush_writes_now_rather_than_after_the_flush_interval(tmp_path: Path) -> None:
+    store = make_store(tmp_path, flush_interval_s=5.0)
+    store.start()
+    store.submit(rows(3))
+    started = time.monotonic()
+    assert store.flush(10)
+    assert time.monotonic() - started < 2.0  # not the 5 s the writer would wait for more rows
+    assert store.count_predictions() == 3
+    store.submit(rows(2))  # the writer goes on batching afterwards
+    assert store.flush(10)
+    assert store.count_predictions() == 5
+    store.stop()

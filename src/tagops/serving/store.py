@@ -260,6 +260,8 @@ class ReplicaRecord:
 
 
 _STOP = object()
+#: Put by :meth:`ServingStore.flush`: the writer stops waiting for more rows and writes what it has.
+_FLUSH = object()
 
 
 class ServingStore:
@@ -335,7 +337,12 @@ class ServingStore:
         return self._queued_rows
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every accepted row is written or given up on; ``False`` on timeout."""
+        """Wait until every accepted row is written or given up on; ``False`` on timeout.
+
+        The writer is told to write now rather than at the end of its ``flush_interval_s`` wait.
+        """
+        if self.writer_alive:
+            self._queue.put(_FLUSH)
         return wait_drained(self._queue, time.monotonic() + timeout, lambda: self.writer_alive)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -422,12 +429,12 @@ class ServingStore:
                 continue
             items = [item]
             stopping = item is _STOP
-            rows: list[dict[str, Any]] = [] if stopping else list(item[1])
+            rows: list[dict[str, Any]] = [] if item is _STOP or item is _FLUSH else list(item[1])
             # Rows arriving within flush_interval_s of the first go into the same transaction: one
             # write per request would cost each request a commit, and the GIL it holds meanwhile
             # delays the request threads (measured: 1.8 ms of writer time per row at concurrency 1).
             deadline = time.monotonic() + self.flush_interval_s
-            while len(rows) < self.batch_rows and not stopping:
+            while len(rows) < self.batch_rows and not stopping and item is not _FLUSH:
                 try:
                     more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
@@ -435,6 +442,8 @@ class ServingStore:
                 items.append(more)
                 if more is _STOP:
                     stopping = True
+                elif more is _FLUSH:
+                    break
                 else:
                     rows.extend(more[1])
             if self.journal is not None:
@@ -447,7 +456,7 @@ class ServingStore:
                 with self._lock:
                     self._queued_rows -= len(rows)
                 for item in items:
-                    if item is not _STOP and item[0] is not None and self.journal is not None:
+                    if item is not _STOP and item is not _FLUSH and item[0] is not None and self.journal:
                         self.journal.settle(item[0], len(item[1]), failed=not written)
                     self._queue.task_done()
             if stopping and not self._queue.empty():
