@@ -206,3 +206,33 @@ def test_segments_rotate_so_a_busy_writer_keeps_few_files(tmp_path: Path) -> Non
     journal.rotate()
     assert segments(tmp_path) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_busy_writer_still_replays_what_a_dead_process_left(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    store = journaled_store(tmp_path, flush_interval_s=0.05, recover_interval_s=0.2)
+    store.start()
+    stop = threading.Event()
+
+    def steady_load() -> None:  # a row every 10 ms: the writer's queue is never quiet for 50 ms
+        while not stop.is_set():
+            store.submit(rows(1))
+            time.sleep(0.01)
+
+    load = threading.Thread(target=steady_load)
+    load.start()
+    try:
+        time.sleep(0.3)
+        dead = rows(7)
+        (tmp_path / "journal" / "predictions-deadhost-6-abc-1.jsonl").write_bytes(encode_rows(dead))
+        deadline = time.monotonic() + 10
+        while store.recovered_rows < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        load.join()
+    store.stop()
+    assert store.recovered_rows == 7
+    assert all(store.prediction_exists(row["id"]) for row in dead)
