@@ -774,6 +774,58 @@ def keys_revoke(
     typer.echo(f"revoked key {key.key_id} ({key.name!r})")
 
 
+@app.command("log-replay")
+def log_replay(
+    config: Annotated[
+        Path | None, typer.Option(help="Serving config YAML whose database gets the rows.")
+    ] = None,
+) -> None:
+    """Write the prediction log rows left in this machine's journal to the database.
+
+    A serving process does this itself when it starts and every 30 s; this command is for rows left
+    when no server runs any more (the database was down when the last one stopped). Segments that a
+    running server still holds are left to it. Replaying twice writes nothing twice.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagops.config import load_serve_config
+    from tagops.serving.store import (
+        ServingStore,
+        database_url_for,
+        journal_folder,
+        predictions,
+        safe_url,
+        shadow_predictions,
+    )
+
+    settings = _settings()
+    cfg = load_serve_config(config)
+    url = database_url_for(cfg.database_url, settings)
+    folder = journal_folder(settings, url)
+    store = ServingStore(url, journal_dir=folder)
+    try:
+        store.create_tables()
+        counts = {
+            table.name: ServingStore(url, engine=store.engine, table=table, journal_dir=folder).recover()
+            for table in (predictions, shadow_predictions)
+        }
+    except SQLAlchemyError as error:
+        reason = error.args[0] if error.args else error
+        raise TagopsError(f"{safe_url(url)}: {type(error).__name__}: {reason}") from None
+    finally:
+        store.dispose()
+    left = sorted(path.name for path in folder.glob("*.jsonl")) if folder.is_dir() else []
+    bad = sorted(path.name for path in folder.glob("*.bad")) if folder.is_dir() else []
+    typer.echo(
+        f"{counts['predictions']} prediction rows and {counts['shadow_predictions']} shadow rows written "
+        f"to {safe_url(url)} from {folder}"
+    )
+    if left:
+        typer.echo(f"{len(left)} segments held by running servers, left to them", err=True)
+    if bad:
+        typer.echo(f"{len(bad)} segments set aside as unreadable (*.bad): inspect them by hand", err=True)
+
+
 def main() -> None:
     """Console entry point: clean one-line errors for bad input, non-zero exit codes."""
     try:

@@ -352,3 +352,26 @@ def test_a_loopback_replicas_internal_grpc_binds_the_node_address(monkeypatch: p
     replica.add_port_to_grpc_server(None, "[::]:0")
     replica.add_port_to_grpc_server(None, "10.0.0.1:5")  # an explicit address is left alone
     assert bound == ["[::]:0", "127.0.0.1:0", "10.0.0.1:5"]
+
+
+def test_log_replay_writes_what_a_stopped_server_left(tagops_home: Path) -> None:
+    from tagops.serving.journal import encode_rows
+    from tagops.serving.store import ServingStore, default_database_url, journal_folder
+    from tagops.settings import Settings
+    from tests.unit.test_serving_store import rows
+
+    settings = Settings(home=tagops_home)
+    url = default_database_url(settings)
+    folder = journal_folder(settings, url)
+    folder.mkdir(parents=True)
+    left = rows(4)
+    (folder / "predictions-gone-7-abc-1.jsonl").write_bytes(encode_rows(left[:3]) + encode_rows(left[3:]))
+    (folder / "predictions-gone-7-abc-2.jsonl").write_bytes(b"not json\n")
+    result = CliRunner().invoke(cli, ["log-replay"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("4 prediction rows and 0 shadow rows written")
+    assert "1 segments set aside as unreadable" in result.stderr
+    store = ServingStore(url)
+    assert all(store.prediction_exists(row["id"]) for row in left)
+    again = CliRunner().invoke(cli, ["log-replay"])
+    assert again.stdout.startswith("0 prediction rows")  # nothing twice

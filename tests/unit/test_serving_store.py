@@ -260,3 +260,19 @@ def test_flush_writes_now_rather_than_after_the_flush_interval(tmp_path: Path) -
     assert store.flush(10)
     assert store.count_predictions() == 5
     store.stop()
+
+
+def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagops.errors import TagopsError
+
+    def no_driver(*_: Any, **__: Any) -> Any:
+        raise ModuleNotFoundError("No module named 'psycopg2'", name="psycopg2")
+
+    monkeypatch.setattr("tagops.serving.store.create_engine", no_driver)
+    with pytest.raises(
+        TagopsError, match=r"u:\*\*\*@db/x: its database driver is not installed \(psycopg2\)"
+    ):
+        ServingStore("postgresql://u:secret@db/x")
+    monkeypatch.undo()
+    with pytest.raises(TagopsError, match=r"nonsense://x: Can.t load plugin"):
+        ServingStore("nonsense://x")

@@ -50,9 +50,17 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.pool import StaticPool
 
+from tagops.errors import TagopsError
 from tagops.serving.journal import Journal
 
 if TYPE_CHECKING:
@@ -207,9 +215,14 @@ def safe_url(url: str) -> str:
 
 def create_store_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(url, pool_pre_ping=True)
+    except ImportError as error:  # e.g. postgresql:// without psycopg2 installed
+        raise TagopsError(f"{safe_url(url)}: its database driver is not installed ({error.name})") from None
+    except ArgumentError as error:  # not a URL, or a dialect SQLAlchemy does not know
+        raise TagopsError(f"{safe_url(url)}: {error}") from None
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
