@@ -438,6 +438,28 @@ def test_metrics_count_requests_predictions_errors_and_log_rows(
     assert 'tagops_model_info{alias="champion",family="fake",name="tagops"' in text
 
 
+def test_metrics_count_the_journals_files(tagops_home: Path) -> None:
+    from tagops.serving.journal import Journal
+
+    folder = tagops_home / "journal"
+    app = create_app(
+        FakePredictor(1),
+        settings_for(tagops_home),
+        serve_config(),
+        store=make_store(tagops_home, flush_interval_s=0.05, journal_dir=folder),
+    )
+    other = Journal(folder, "predictions")  # a live server's segment: locked, not replayed
+    other.append([{"id": "x"}])
+    (folder / "predictions-gone-1-abc-1.bad").write_text("garbage")
+    with TestClient(app) as client:
+        client.post("/v1/predict", json={"items": [ITEM]})
+        app.state.service.store.flush(10)
+        text = client.get("/metrics").text
+    assert 'tagops_prediction_log_journal_files{kind="segment"} 1.0' in text  # ours is settled and gone
+    assert 'tagops_prediction_log_journal_files{kind="bad"} 1.0' in text
+    other.close()
+
+
 def test_each_app_has_its_own_metrics_registry(tagops_home: Path) -> None:
     first, _, _ = build(tagops_home)
     second, _, _ = build(tagops_home)

@@ -537,6 +537,9 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
     )
     async def prometheus_metrics() -> Response:
         metrics.log_queue_rows.set(service.store.pending_rows)
+        if service.store.journal is not None:
+            for kind, count in service.store.journal.files().items():
+                metrics.log_journal_files.labels(kind=kind).set(count)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 

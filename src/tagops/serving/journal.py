@@ -152,6 +152,15 @@ class Journal:
                     segment.outstanding = 0
                 self._close_if_settled(segment)
 
+    def files(self) -> dict[str, int]:
+        """Segments (``segment``: this journal's name, any process) and set-aside files (``bad``) on disk."""
+        if not self.folder.is_dir():
+            return {"segment": 0, "bad": 0}
+        return {
+            "segment": sum(1 for _ in self.folder.glob(f"{self.name}-*{SUFFIX}")),
+            "bad": sum(1 for _ in self.folder.glob(f"{self.name}-*.bad")),
+        }
+
     @property
     def open_segments(self) -> int:
         """Segments this journal still holds (for tests and metrics)."""

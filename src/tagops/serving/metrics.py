@@ -92,6 +92,13 @@ class ServingMetrics:
             "Rows waiting to be written to the prediction log.",
             registry=self.registry,
         )
+        self.log_journal_files = Gauge(
+            "tagops_prediction_log_journal_files",
+            "Files in this machine's prediction-log journal (segment: rows not yet known written, of any "
+            "process; bad: set aside as unreadable). Segments that keep growing mean the database is down.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.auth_failures = Counter(
             "tagops_auth_failures",
             "Requests refused for a missing, unknown, revoked or under-privileged API key.",
