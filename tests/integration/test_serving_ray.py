@@ -126,6 +126,16 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
                 assert not any((base / node_id).exists() for base in haproxy_folders(settings))
 
 
+def process_name(pid: int) -> str:
+    """The process's name; ``""`` for one that exited since its socket was listed (e.g. an old HAProxy)."""
+    import psutil
+
+    try:
+        return str(psutil.Process(pid).name())
+    except psutil.NoSuchProcess:
+        return ""
+
+
 def replica_listeners() -> list[Any]:
     """Addresses the Serve replicas' own HTTP servers listen on (Ray's direct-ingress port range)."""
     import psutil
@@ -135,7 +145,7 @@ def replica_listeners() -> list[Any]:
         for c in psutil.net_connections(kind="tcp")
         if c.status == psutil.CONN_LISTEN
         and c.pid
-        and "ServeRepli" in psutil.Process(c.pid).name()
+        and "ServeRepli" in process_name(c.pid)
         and 30000 <= c.laddr.port < 30200
     ]
 
@@ -161,8 +171,11 @@ def test_haproxy_side_listeners_are_on_loopback(served: Served) -> None:
     ours = str(haproxy_folders(served.settings)[0])  # this module's HAProxy: its config lies in there
 
     def is_ours(pid: int) -> bool:
-        process = psutil.Process(pid)
-        return process.name() == "haproxy" and any(a.startswith(ours) for a in process.cmdline())
+        try:
+            process = psutil.Process(pid)
+            return process.name() == "haproxy" and any(a.startswith(ours) for a in process.cmdline())
+        except psutil.NoSuchProcess:  # exited since its socket was listed
+            return False
 
     listening = psutil.net_connections(kind="inet")
     haproxy = [c.laddr for c in listening if c.status == psutil.CONN_LISTEN and c.pid and is_ours(c.pid)]
@@ -176,7 +189,7 @@ def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None
     import psutil
 
     listening = [c for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.pid]
-    front = {psutil.Process(c.pid).name() for c in listening if c.laddr.port == served.config.port}
+    front = {process_name(c.pid) for c in listening if c.laddr.port == served.config.port} - {""}
     assert front == {"haproxy"}, front
     replica_ports = replica_listeners()
     assert len(replica_ports) == served.config.num_replicas, replica_ports
@@ -188,7 +201,7 @@ def test_every_replica_socket_listens_on_loopback(served: Served) -> None:
     import psutil
 
     listening = [c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid]
-    replicas = [c.laddr for c in listening if "ServeRepli" in psutil.Process(c.pid).name()]
+    replicas = [c.laddr for c in listening if "ServeRepli" in process_name(c.pid)]
     assert len(replicas) >= 2 * served.config.num_replicas, replicas  # HTTP, gRPC and Ray's own per replica
     assert {addr.ip for addr in replicas} <= {"127.0.0.1", "::ffff:127.0.0.1"}, replicas
 
