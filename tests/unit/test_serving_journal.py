@@ -236,3 +236,23 @@ def test_a_busy_writer_still_replays_what_a_dead_process_left(tmp_path: Path) ->
     store.stop()
     assert store.recovered_rows == 7
     assert all(store.prediction_exists(row["id"]) for row in dead)
+
+
+def test_a_new_segment_is_locked_before_a_replayer_can_list_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    journal = Journal(tmp_path, "predictions")
+    visible_when_locked: list[list[Path]] = []
+    real_flock = fcntl.flock
+
+    def watching_flock(fd: int, operation: int) -> None:
+        visible_when_locked.append(segments(tmp_path))
+        real_flock(fd, operation)
+
+    monkeypatch.setattr("tagops.serving.journal.fcntl.flock", watching_flock)
+    journal.append(rows(1))
+    assert visible_when_locked == [[]]  # locked while still under its hidden name
+    assert len(segments(tmp_path)) == 1
+    journal.close()

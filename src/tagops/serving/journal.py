@@ -104,8 +104,18 @@ class Journal:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._numbers += 1
         path = self.folder / f"{self.name}-{self._tag}-{self._numbers}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # a new file: nobody else can hold it
+        # Created and locked under a name no replayer lists, then renamed (the lock stays with the file):
+        # a replayer must never find a segment of a live process unlocked, even for an instant.
+        hidden = path.with_name(f".{path.name}.new")
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            hidden.rename(path)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                hidden.unlink()
+            raise
         segment = _Segment(self._numbers, path, fd)
         self._current = self._open[segment.number] = segment
         return segment
