@@ -256,3 +256,18 @@ def test_a_new_segment_is_locked_before_a_replayer_can_list_it(
     assert visible_when_locked == [[]]  # locked while still under its hidden name
     assert len(segments(tmp_path)) == 1
     journal.close()
+
+
+def test_a_hidden_segment_left_by_a_kill_before_its_rename_is_cleaned_up(tmp_path: Path) -> None:
+    import os
+    import time
+
+    stale = tmp_path / ".predictions-gone-8-abc-1.jsonl.new"
+    fresh = tmp_path / ".predictions-alive-9-abc-1.jsonl.new"
+    stale.touch()
+    fresh.touch()
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    assert list(Journal(tmp_path, "predictions").replayable()) == []
+    assert not stale.exists()
+    assert fresh.exists()  # may be a live process's, about to be renamed

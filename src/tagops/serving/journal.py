@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,13 @@ class Journal:
         """
         if not self.folder.is_dir():
             return
+        now = time.time()
+        for hidden in self.folder.glob(f".{self.name}-*{SUFFIX}.new"):
+            # A live process renames its new segment within microseconds: a minute-old one belongs
+            # to a process killed before the rename, and holds nothing (rows come after the rename).
+            with contextlib.suppress(OSError):
+                if now - hidden.stat().st_mtime > 60:
+                    hidden.unlink()
         with self._lock:
             own = {segment.path for segment in self._open.values()}
         for path in sorted(self.folder.glob(f"{self.name}-*{SUFFIX}")):
