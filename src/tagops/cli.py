@@ -793,7 +793,6 @@ def log_replay(
         ServingStore,
         database_url_for,
         journal_folder,
-        predictions,
         safe_url,
         shadow_predictions,
     )
@@ -803,27 +802,25 @@ def log_replay(
     url = database_url_for(cfg.database_url, settings)
     folder = journal_folder(settings, url)
     store = ServingStore(url, journal_dir=folder)
+    shadow = ServingStore(url, engine=store.engine, table=shadow_predictions, journal_dir=folder)
     try:
         store.create_tables()
-        counts = {
-            table.name: ServingStore(url, engine=store.engine, table=table, journal_dir=folder).recover()
-            for table in (predictions, shadow_predictions)
-        }
+        counts = {each.table.name: each.recover() for each in (store, shadow)}
     except SQLAlchemyError as error:
         reason = error.args[0] if error.args else error
         raise TagopsError(f"{safe_url(url)}: {type(error).__name__}: {reason}") from None
     finally:
         store.dispose()
-    left = sorted(path.name for path in folder.glob("*.jsonl")) if folder.is_dir() else []
-    bad = sorted(path.name for path in folder.glob("*.bad")) if folder.is_dir() else []
+    files = [each.journal.files() for each in (store, shadow) if each.journal is not None]
+    left, bad = (sum(found[kind] for found in files) for kind in ("segment", "bad"))
     typer.echo(
         f"{counts['predictions']} prediction rows and {counts['shadow_predictions']} shadow rows written "
         f"to {safe_url(url)} from {folder}"
     )
     if left:
-        typer.echo(f"{len(left)} segments held by running servers, left to them", err=True)
+        typer.echo(f"{left} segments held by running servers, left to them", err=True)
     if bad:
-        typer.echo(f"{len(bad)} segments set aside as unreadable (*.bad): inspect them by hand", err=True)
+        typer.echo(f"{bad} segments set aside as unreadable (*.bad): inspect them by hand", err=True)
 
 
 def main() -> None:

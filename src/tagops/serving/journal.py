@@ -174,7 +174,7 @@ class Journal:
 
     @property
     def open_segments(self) -> int:
-        """Segments this journal still holds (for tests and metrics)."""
+        """Segments this journal still holds (open, or owed rows)."""
         with self._lock:
             return len(self._open)
 

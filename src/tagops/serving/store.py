@@ -471,8 +471,10 @@ class ServingStore:
                 with self._lock:
                     self._queued_rows -= len(rows)
                 for item in items:
-                    if item is not _STOP and item is not _FLUSH and item[0] is not None and self.journal:
-                        self.journal.settle(item[0], len(item[1]), failed=not written)
+                    if self.journal is not None and item is not _STOP and item is not _FLUSH:
+                        segment, batch = item
+                        if segment is not None:  # None: the append failed, nothing to settle
+                            self.journal.settle(segment, len(batch), failed=not written)
                     self._queue.task_done()
             if stopping and not self._queue.empty():
                 stopping = False  # rows queued behind the stop marker are still written
