@@ -283,6 +283,11 @@ class ServeConfig(FrozenModel):
     #: Append each request's log rows to a local file under TAGOPS_HOME before queueing them, so rows
     #: of a killed replica or of a database outage are written later instead of lost.
     log_journal: bool = True
+    #: Cap on the journal folder (every replica and table journaling for this database on this machine).
+    #: During a long database outage rows beyond it are not journaled: they stay queued in memory and,
+    #: if the database is still down after the writer's tries, are counted ``failed``, instead of the
+    #: journal filling the disk that TAGOPS_HOME shares. ``None``: no cap.
+    log_journal_max_mb: Annotated[float, Field(gt=0.0)] | None = 1024.0
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
@@ -295,6 +300,11 @@ class ServeConfig(FrozenModel):
     shadow_model_uri: str | None = None
     #: Items waiting for the shadow model beyond this are skipped (counted), never queued without bound.
     shadow_queue_items: Annotated[int, Field(ge=1)] = 10_000
+
+    @property
+    def log_journal_max_bytes(self) -> int | None:
+        """``log_journal_max_mb`` in bytes (``None``: no cap)."""
+        return None if self.log_journal_max_mb is None else int(self.log_journal_max_mb * 1024 * 1024)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeConfig:

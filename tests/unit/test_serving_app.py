@@ -438,6 +438,20 @@ def test_metrics_count_requests_predictions_errors_and_log_rows(
     assert 'tagops_model_info{alias="champion",family="fake",name="tagops"' in text
 
 
+def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_home: Path) -> None:
+    # A cap far below one line (about 1 KB): every request's rows are queued without a journal line.
+    app = create_app(FakePredictor(1), settings_for(tagops_home), serve_config(log_journal_max_mb=1e-6))
+    with TestClient(app) as client:
+        assert client.post("/v1/predict", json={"items": [ITEM, ITEM]}).status_code == 200
+        store = app.state.service.store
+        assert store.journal is not None and store.journal.max_bytes == 1
+        store.flush(10)
+        text = client.get("/metrics").text
+        assert store.count_predictions() == 2
+    assert "tagops_prediction_log_unjournaled_rows_total 2.0" in text
+    assert 'tagops_prediction_log_rows_total{outcome="written"} 2.0' in text
+
+
 def test_metrics_count_the_journals_files(tagops_home: Path) -> None:
     from tagops.serving.journal import Journal
 

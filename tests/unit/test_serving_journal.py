@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from tagops.serving.journal import Journal, encode_rows
+from tagops.serving.journal import Journal, JournalFullError, encode_rows
 from tagops.serving.store import ServingStore, journal_folder, shadow_predictions
 from tests.unit.serving_fakes import settings_for
 from tests.unit.test_serving_store import rows
@@ -191,6 +192,55 @@ def test_an_unwritable_journal_still_queues_the_rows(tmp_path: Path) -> None:
     assert store.flush(10)
     store.stop()
     assert store.count_predictions() == 3
+
+
+def test_a_capped_journal_refuses_past_its_cap_and_takes_rows_again_once_room_is_freed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tagops.serving.journal.RESCAN_S", 0.0)
+    batch = rows(1)  # one batch appended again and again: every line has the same length
+    line = len(encode_rows(batch))
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    (folder / "predictions-other-1-x-1.bad").write_bytes(b"x" * line)  # counts: the cap is for the folder
+    journal = Journal(folder, "predictions", max_bytes=4 * line)
+    for _ in range(3):
+        journal.append(batch)
+    with pytest.raises(JournalFullError, match=r"holds .* bytes, its cap is"):
+        journal.append(batch)
+    assert journal.size() == 4 * line  # nothing half written
+    (folder / "predictions-other-1-x-1.bad").unlink()  # room freed (here: by a person, or a replay)
+    journal.append(batch)
+    with pytest.raises(JournalFullError):
+        journal.append(batch)
+    with pytest.raises(ValueError, match="max_bytes"):
+        Journal(folder, "predictions", max_bytes=0)
+
+
+def test_past_the_journal_cap_rows_are_still_queued_written_and_counted_unjournaled(tmp_path: Path) -> None:
+    events: list[tuple[str, int]] = []
+    created = datetime(2026, 11, 28, 3, 0, 0, 123456, tzinfo=UTC)
+    batches = [[{**row, "created_at": created} for row in rows(2)] for _ in range(5)]
+    line = len(encode_rows(batches[0]))  # ids differ, lengths do not
+    store = journaled_store(
+        tmp_path,
+        flush_interval_s=60,
+        batch_rows=10_000,
+        journal_max_bytes=3 * line,
+        on_rows=lambda o, n: events.append((o, n)),
+    )
+    store.create_tables()
+    for batch in batches:
+        assert store.submit(batch)  # an outage in effect: no writer runs, segments pile up
+    assert store.unjournaled_rows == 4
+    assert ("unjournaled", 2) in events
+    journal_bytes = sum(path.stat().st_size for path in segments(tmp_path / "journal"))
+    assert journal_bytes == 3 * line
+    store.start()
+    assert store.flush(10)
+    store.stop()
+    assert store.count_predictions() == 10
+    assert segments(tmp_path / "journal") == []
 
 
 def test_segments_rotate_so_a_busy_writer_keeps_few_files(tmp_path: Path) -> None:

@@ -216,7 +216,10 @@ def create_app(
     metrics = ServingMetrics(replica_id)
 
     def count_rows(outcome: str, count: int) -> None:
-        metrics.log_rows.labels(outcome=outcome).inc(count)
+        if outcome == "unjournaled":  # not an outcome of its own: these rows are also written or not
+            metrics.log_unjournaled_rows.inc(count)
+        else:
+            metrics.log_rows.labels(outcome=outcome).inc(count)
 
     if store is None:
         url = database_url_for(cfg.database_url, settings)
@@ -227,6 +230,7 @@ def create_app(
             flush_interval_s=cfg.log_flush_interval_s,
             on_rows=count_rows,
             journal_dir=journal_folder(settings, url) if cfg.log_journal else None,
+            journal_max_bytes=cfg.log_journal_max_bytes,
         )
     elif store.on_rows is None:
         store.on_rows = count_rows
@@ -245,6 +249,7 @@ def create_app(
                 batch_rows=cfg.log_batch_rows,
                 flush_interval_s=cfg.log_flush_interval_s,
                 journal_dir=store.journal.folder if store.journal is not None else None,
+                journal_max_bytes=cfg.log_journal_max_bytes,
             ),
             replica_id=replica_id,
             max_items=cfg.shadow_queue_items,

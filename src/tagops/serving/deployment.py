@@ -135,6 +135,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
                 batch_rows=self.config.log_batch_rows,
                 flush_interval_s=self.config.log_flush_interval_s,
                 journal_dir=journal_folder(self.settings, url) if self.config.log_journal else None,
+                journal_max_bytes=self.config.log_journal_max_bytes,
             )
             self.predictor, self.model_uri = load_initial_model(
                 self.config, self.store, self.loader, deployment_id

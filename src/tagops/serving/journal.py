@@ -14,6 +14,12 @@ it rows. :meth:`Journal.replayable` hands out every segment of the folder whose 
 of a dead process (the kernel drops its locks) and the segments this process kept after a failed write.
 Replaying them is idempotent (the rows carry their primary keys), so two replicas that race for the same
 segment or a replay interrupted half way do no harm.
+
+A journal may be capped (``max_bytes``, for the whole folder: every table and process that journals for
+the same database). During a long database outage segments pile up; past the cap :meth:`Journal.append`
+refuses with :class:`JournalFullError` instead of filling the disk that the model registry and the rest of
+the machine share. The folder's size is read from disk when a projected append would cross the cap (at
+most once a second), so segments removed meanwhile, by this process or another, free room again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
+#: Least time between two reads of the folder's size once the cap is near.
+RESCAN_S = 1.0
+
+
+class JournalFullError(OSError):
+    """The journal folder holds its cap (``max_bytes``): rows are not journaled until room is freed."""
 
 
 def _encode(value: Any) -> Any:
@@ -75,9 +87,15 @@ class Journal:
     Thread-safe: request threads append, the log writer rotates and settles.
     """
 
-    def __init__(self, folder: Path | str, name: str) -> None:
+    def __init__(self, folder: Path | str, name: str, *, max_bytes: int | None = None) -> None:
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive or None, not {max_bytes}")
         self.folder = Path(folder)
         self.name = name
+        self.max_bytes = max_bytes
+        self._scanned_bytes: int | None = None  # the folder's size at the last read (None: not read yet)
+        self._appended_bytes = 0  # written by this journal since then
+        self._scanned_at = -RESCAN_S
         self._lock = threading.Lock()
         self._current: _Segment | None = None
         self._open: dict[int, _Segment] = {}
@@ -87,11 +105,13 @@ class Journal:
     def append(self, rows: Sequence[dict[str, Any]]) -> int:
         """Write ``rows`` as one line of the current segment; returns the segment's number.
 
-        Raises ``OSError`` (disk full, folder gone) and ``TypeError`` (a value JSON cannot hold): the caller
-        decides what an unjournaled row means.
+        Raises ``OSError`` (disk full, folder gone; :class:`JournalFullError` at the cap) and ``TypeError`` (a
+        value JSON cannot hold): the caller decides what an unjournaled row means.
         """
         line = encode_rows(rows)
         with self._lock:
+            if self.max_bytes is not None:
+                self._check_room(len(line))
             segment = self._current if self._current is not None else self._start_segment()
             written = os.write(segment.fd, line)
             if written != len(line):  # only a full disk or a quota cuts a regular file's write short
@@ -99,7 +119,33 @@ class Journal:
                 os.lseek(segment.fd, 0, os.SEEK_END)
                 raise OSError(f"journal {segment.path}: short write ({written} of {len(line)} bytes)")
             segment.outstanding += len(rows)
+            self._appended_bytes += written
             return segment.number
+
+    def _check_room(self, size: int) -> None:
+        assert self.max_bytes is not None
+        now = time.monotonic()
+        if self._scanned_bytes is None or (
+            self._scanned_bytes + self._appended_bytes + size > self.max_bytes
+            and now - self._scanned_at >= RESCAN_S
+        ):
+            self._scanned_bytes, self._appended_bytes, self._scanned_at = self.size(), 0, now
+        held = self._scanned_bytes + self._appended_bytes
+        if held + size > self.max_bytes:
+            raise JournalFullError(
+                f"journal folder {self.folder} holds {held} bytes, its cap is {self.max_bytes} "
+                "(log_journal_max_mb)"
+            )
+
+    def size(self) -> int:
+        """Bytes of every file in the folder (all tables, all processes, set-aside ``.bad`` files too)."""
+        total = 0
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.folder) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    if entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        return total
 
     def _start_segment(self) -> _Segment:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -105,6 +105,12 @@ class ServingMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.log_unjournaled_rows = Counter(
+            "tagops_prediction_log_unjournaled_rows",
+            "Prediction log rows queued without a journal line (journal at its cap, or not writable): "
+            "a kill or an outage outlasting the writer's tries loses them.",
+            registry=self.registry,
+        )
         self.shadow_items = Counter(
             "tagops_shadow_items",
             "Items copied to the shadow model by outcome (scored; skipped: queue full or no shadow "

@@ -280,10 +280,12 @@ _FLUSH = object()
 class ServingStore:
     """Prediction log, feedback, and the replica bookkeeping of one database.
 
-    ``on_rows(outcome, count)`` is told about every row written, dropped or failed (the app feeds its
+    ``on_rows(outcome, count)`` is told about every row written, dropped, failed, recovered or queued
+    without a journal line (``unjournaled``; the app feeds its
     metrics from it). ``table`` is the table the writer appends to (the shadow log uses a second store
     on the same ``engine``, with a writer and a queue of its own). ``journal_dir``: journal rows there
     before queueing them (see the module's docstring); ``None``: rows live only in memory until written.
+    ``journal_max_bytes`` caps that folder: past it, rows are queued without being journaled.
     """
 
     def __init__(
@@ -298,6 +300,7 @@ class ServingStore:
         table: Table = predictions,
         engine: Engine | None = None,
         journal_dir: Path | str | None = None,
+        journal_max_bytes: int | None = None,
         recover_interval_s: float = 30.0,
     ) -> None:
         self.url = url
@@ -308,12 +311,15 @@ class ServingStore:
         self.flush_interval_s = flush_interval_s
         self.retries = retries
         self.on_rows = on_rows
-        self.journal = None if journal_dir is None else Journal(journal_dir, table.name)
+        self.journal = (
+            None if journal_dir is None else Journal(journal_dir, table.name, max_bytes=journal_max_bytes)
+        )
         self.recover_interval_s = recover_interval_s
         self.written_rows = 0
         self.dropped_rows = 0
         self.failed_rows = 0
         self.recovered_rows = 0
+        self.unjournaled_rows = 0
         self._queue: queue.Queue[Any] = queue.Queue()
         self._queued_rows = 0
         self._lock = threading.Lock()
@@ -400,10 +406,16 @@ class ServingStore:
             try:
                 segment = self.journal.append(rows)
             except Exception as error:  # never fails a prediction: still queued, only a kill would lose them
+                self._count("unjournaled", count)
                 now = time.monotonic()
                 if now - self._last_journal_error >= 10.0:
                     self._last_journal_error = now
-                    logger.error("prediction log: rows not journaled (%s); they are still queued", error)
+                    logger.error(
+                        "prediction log: rows not journaled (%s); they are still queued, %d unjournaled in "
+                        "total",
+                        error,
+                        self.unjournaled_rows,
+                    )
         self._queue.put((segment, list(rows)))
         return True
 
@@ -423,6 +435,8 @@ class ServingStore:
             self.dropped_rows += count
         elif outcome == "recovered":
             self.recovered_rows += count
+        elif outcome == "unjournaled":
+            self.unjournaled_rows += count
         else:
             self.failed_rows += count
         if self.on_rows is not None:
