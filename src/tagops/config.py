@@ -272,6 +272,11 @@ class ServeConfig(FrozenModel):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     require_key_for_predict: bool = False
     cors_origins: tuple[str, ...] = ()
+    #: A log line per HTTP request (Ray Serve's replica access log, uvicorn's access log). Off by default:
+    #: every request is already counted in /metrics and every prediction is in the prediction log, and
+    #: at concurrency 32 Ray's access log took about 2 % of the replica's event loop (a file write per
+    #: request).
+    access_log: bool = False
     #: How long a verified API key is trusted without looking again (revocation delay at most this).
     key_cache_ttl_s: Annotated[float, Field(ge=0.0)] = 5.0
     #: SQLAlchemy URL of the prediction log and key store; ``None``: SQLite under TAGOPS_HOME/serving.

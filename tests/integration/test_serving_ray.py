@@ -100,6 +100,9 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
 
         for key, value in ray_serving_environment(config, settings).items():  # as `tagops serve` does
             mp.setenv(key, value)
+        # Ray buffers 1,000 access-log records before writing them: write each at once, so that
+        # test_replicas_write_no_access_log_by_default would see one.
+        mp.setenv("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", "1")
 
         node_id = ""
         try:
@@ -262,6 +265,19 @@ def test_concurrent_predictions_are_answered_by_batches(served: Served) -> None:
             line for line in metrics.splitlines() if line.startswith("tagops_predict_batch_items_count")
         ]
         assert batch_sums and batch_counts
+
+
+def test_replicas_write_no_access_log_by_default(served: Served) -> None:
+    assert served.config.access_log is False
+    with httpx.Client(timeout=30) as http:
+        for _ in range(4):  # both replicas
+            assert served.predict(http, [ITEM]).status_code == 200
+    time.sleep(2)  # Ray writes a request's access-log line after its response
+    logs = sorted(served.settings.ray_temp_dir.glob("session_latest/logs/serve/replica_*.log"))
+    assert logs, "no replica log found"
+    text = "".join(log.read_text(errors="replace") for log in logs)
+    assert "Finished initializing replica" in text  # the right files
+    assert "/v1/predict" not in text  # with it on, Ray writes "POST /v1/predict 200 4.4ms" per request
 
 
 def test_bounds_and_keys_hold_behind_the_proxy(served: Served) -> None:

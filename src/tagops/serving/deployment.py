@@ -49,6 +49,7 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
         "health_check_timeout_s": 30.0,
         "graceful_shutdown_timeout_s": 20.0,
         "max_constructor_retry_count": 3,
+        "logging_config": {"enable_access_log": cfg.access_log},
     }
     if cfg.autoscaling is not None:
         options["autoscaling_config"] = cfg.autoscaling.model_dump()
@@ -260,6 +261,7 @@ def serve_deploy_config(cfg: ServeConfig) -> dict[str, Any]:
         "health_check_timeout_s",
         "graceful_shutdown_timeout_s",
         "ray_actor_options",
+        "logging_config",
     ):
         if key in options:
             deployment[key] = options[key]

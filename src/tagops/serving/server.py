@@ -214,7 +214,7 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
         uvicorn.Config(
             app,
             log_config=None,
-            access_log=False,
+            access_log=cfg.access_log,
             server_header=False,
             timeout_graceful_shutdown=20,
             timeout_keep_alive=30,
