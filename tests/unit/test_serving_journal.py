@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -210,11 +211,32 @@ def test_a_capped_journal_refuses_past_its_cap_and_takes_rows_again_once_room_is
         journal.append(batch)
     assert journal.size() == 4 * line  # nothing half written
     (folder / "predictions-other-1-x-1.bad").unlink()  # room freed (here: by a person, or a replay)
+    with pytest.raises(JournalFullError):
+        journal.append(batch)  # not seen until the folder is read again
+    journal.refresh_size()  # the log writer's thread does this
     journal.append(batch)
     with pytest.raises(JournalFullError):
         journal.append(batch)
     with pytest.raises(ValueError, match="max_bytes"):
         Journal(folder, "predictions", max_bytes=0)
+
+
+def test_the_writer_rereads_the_folder_so_other_replicas_segments_count_toward_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tagops.serving.journal.RESCAN_S", 0.0)
+    store = journaled_store(tmp_path, flush_interval_s=0.01, journal_max_bytes=100_000)
+    store.start()
+    assert store.submit(rows(1))  # the first append reads the folder: nearly empty
+    assert store.flush(10)
+    # The shared folder grows past the cap (here a set-aside file; another replica's segments count alike).
+    (tmp_path / "journal" / "predictions-other-2-y-1.bad").write_bytes(b"[]\n" * 40_000)
+    time.sleep(0.3)  # a few writer iterations
+    assert store.submit(rows(1))
+    assert store.flush(10)
+    store.stop()
+    assert store.unjournaled_rows == 1
+    assert store.count_predictions() == 2
 
 
 def test_past_the_journal_cap_rows_are_still_queued_written_and_counted_unjournaled(tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ segment or a replay interrupted half way do no harm.
 A journal may be capped (``max_bytes``, for the whole folder: every table and process that journals for
 the same database). During a long database outage segments pile up; past the cap :meth:`Journal.append`
 refuses with :class:`JournalFullError` instead of filling the disk that the model registry and the rest of
-the machine share. The folder's size is read from disk when a projected append would cross the cap (at
-most once a second), so segments removed meanwhile, by this process or another, free room again.
+the machine share. The folder's size is read from disk at the first append and then by the log writer's
+thread (:meth:`Journal.refresh_size`, at most once a second); appends in between add their own bytes. So
+segments other replicas add count within a second, and room freed by a replay is used again.
 """
 
 from __future__ import annotations
@@ -124,17 +125,36 @@ class Journal:
 
     def _check_room(self, size: int) -> None:
         assert self.max_bytes is not None
-        now = time.monotonic()
-        if self._scanned_bytes is None or (
-            self._scanned_bytes + self._appended_bytes + size > self.max_bytes
-            and now - self._scanned_at >= RESCAN_S
-        ):
-            self._scanned_bytes, self._appended_bytes, self._scanned_at = self.size(), 0, now
+        if self._scanned_bytes is None:  # the first append reads the folder once
+            self._scanned_bytes, self._scanned_at = self.size(), time.monotonic()
         held = self._scanned_bytes + self._appended_bytes
         if held + size > self.max_bytes:
             raise JournalFullError(
                 f"journal folder {self.folder} holds {held} bytes, its cap is {self.max_bytes} "
                 "(log_journal_max_mb)"
+            )
+
+    def refresh_size(self) -> None:
+        """Read the folder's size again, at most once per ``RESCAN_S`` (no-op without a cap).
+
+        Called by the log writer's thread, not on the request path: during an outage the folder may hold
+        thousands of segments. Between reads, appends count their own bytes; segments that other
+        processes add, or that replays remove, are seen at the next read.
+        """
+        if self.max_bytes is None:
+            return
+        now = time.monotonic()
+        if now - self._scanned_at < RESCAN_S:
+            return
+        with self._lock:
+            counted = self._appended_bytes
+        size = self.size()  # without the lock: appends go on meanwhile
+        with self._lock:
+            # Appends made during the read may be in ``size`` too: counting them twice errs on the safe side.
+            self._scanned_bytes, self._appended_bytes, self._scanned_at = (
+                size,
+                self._appended_bytes - counted,
+                now,
             )
 
     def size(self) -> int:

@@ -447,6 +447,8 @@ class ServingStore:
         next_recovery = time.monotonic() + self.recover_interval_s
         stopping = False
         while not stopping:
+            if self.journal is not None:
+                self.journal.refresh_size()  # the cap's view of the folder (at most once a second)
             if self.journal is not None and time.monotonic() >= next_recovery:
                 # Between batches, also under steady load: a replica that is not replaced leaves its
                 # segments to the others. Cheap when there is nothing: a listing and a failed flock each.
