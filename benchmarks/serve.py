@@ -47,6 +47,8 @@ from serving_common import (
 ADDED_P50_BAR_MS = 5.0
 TRANSFORMER_P50_RATIO_BAR = 1.3
 TRANSFORMER_THROUGHPUT_RATIO_BAR = 0.8
+#: The concurrency of the transformer's throughput bar.
+BAR_CONCURRENCY = 32
 #: How each family is served in this benchmark (the rest: ServeConfig's defaults, as configs/serve.yaml).
 FAMILY_CONFIG: dict[str, dict[str, Any]] = {
     "linear": {},
@@ -216,7 +218,7 @@ def main() -> None:
         for level in args.levels:
             rows.append({"engine": "raw", **run_raw(predictor, items, level, args.requests).summary()})
             print(f"raw c={level}: {rows[-1]['p50_ms']} ms p50", flush=True)
-        for size in sorted({min(config["max_batch_size"], max(args.levels)), config["max_batch_size"]}):
+        for size in sorted({min(config["max_batch_size"], BAR_CONCURRENCY), config["max_batch_size"]}):
             batched = run_raw_batched(predictor, items, size, 20.0)
             rows.append(
                 {"engine": f"raw batched ({size})", "concurrency": 0, "requests_per_s": round(batched, 1)}
@@ -243,7 +245,7 @@ def main() -> None:
                 print(f"{engine} c={level}: {rows[-1]['p50_ms']} ms p50", flush=True)
             if predictor is not None and args.paired_blocks:
                 paired.append(measure_paired(engine, url, predictor, items, bodies, args.paired_blocks))
-                if args.family == "transformer" and 32 in args.levels:
+                if args.family == "transformer" and BAR_CONCURRENCY in args.levels:
                     paired_throughput.append(
                         measure_paired_throughput(
                             engine,
@@ -253,6 +255,7 @@ def main() -> None:
                             bodies,
                             max_batch_size=config["max_batch_size"],
                             blocks=args.paired_blocks,
+                            concurrency=BAR_CONCURRENCY,
                         )
                     )
 
@@ -299,8 +302,11 @@ def main() -> None:
         ratio = by[("ray", 1)]["p50_ms"] / by[("raw", 1)]["p50_ms"]
         if ray_paired:
             ratio = ray_paired["engine_p50_ms"] / ray_paired["raw_p50_ms"]
-        raw_batched = by[(f"raw batched ({min(config['max_batch_size'], 32)})", 0)]["requests_per_s"]
-        throughput = by[("ray", 32)]["requests_per_s"] / raw_batched if ("ray", 32) in by else None
+        raw_batched = by[(f"raw batched ({min(config['max_batch_size'], BAR_CONCURRENCY)})", 0)][
+            "requests_per_s"
+        ]
+        at_bar = ("ray", BAR_CONCURRENCY)
+        throughput = by[at_bar]["requests_per_s"] / raw_batched if at_bar in by else None
         ray_paired_throughput = next((p for p in paired_throughput if p["engine"] == "ray"), None)
         if ray_paired_throughput:
             throughput = ray_paired_throughput["ratio"]

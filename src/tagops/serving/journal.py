@@ -43,7 +43,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
-#: Least time between two reads of the folder's size once the cap is near.
+#: Least time between two reads of the folder's size by :meth:`Journal.refresh_size`.
 RESCAN_S = 1.0
 
 

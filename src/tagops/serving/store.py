@@ -281,11 +281,11 @@ class ServingStore:
     """Prediction log, feedback, and the replica bookkeeping of one database.
 
     ``on_rows(outcome, count)`` is told about every row written, dropped, failed, recovered or queued
-    without a journal line (``unjournaled``; the app feeds its
-    metrics from it). ``table`` is the table the writer appends to (the shadow log uses a second store
-    on the same ``engine``, with a writer and a queue of its own). ``journal_dir``: journal rows there
-    before queueing them (see the module's docstring); ``None``: rows live only in memory until written.
-    ``journal_max_bytes`` caps that folder: past it, rows are queued without being journaled.
+    without a journal line (``unjournaled``); the app feeds its metrics from it. ``table`` is the table
+    the writer appends to (the shadow log uses a second store on the same ``engine``, with a writer and a
+    queue of its own). ``journal_dir``: journal rows there before queueing them (see the module's
+    docstring); ``None``: rows live only in memory until written. ``journal_max_bytes`` caps that folder:
+    past it, rows are queued without being journaled.
     """
 
     def __init__(
@@ -449,11 +449,11 @@ class ServingStore:
         while not stopping:
             if self.journal is not None:
                 self.journal.refresh_size()  # the cap's view of the folder (at most once a second)
-            if self.journal is not None and time.monotonic() >= next_recovery:
-                # Between batches, also under steady load: a replica that is not replaced leaves its
-                # segments to the others. Cheap when there is nothing: a listing and a failed flock each.
-                self._recover_logged()
-                next_recovery = time.monotonic() + self.recover_interval_s
+                if time.monotonic() >= next_recovery:
+                    # Between batches, also under steady load: a replica that is not replaced leaves its
+                    # segments to the others. Cheap when there is nothing: a listing and a failed flock each.
+                    self._recover_logged()
+                    next_recovery = time.monotonic() + self.recover_interval_s
             try:
                 item = self._queue.get(timeout=self.flush_interval_s)
             except queue.Empty:
