@@ -180,9 +180,21 @@ def test_haproxy_side_listeners_are_on_loopback(served: Served) -> None:
         except psutil.NoSuchProcess:  # exited since its socket was listed
             return False
 
-    listening = psutil.net_connections(kind="inet")
-    haproxy = [c.laddr for c in listening if c.status == psutil.CONN_LISTEN and c.pid and is_ours(c.pid)]
-    ports = {addr.port for addr in haproxy}
+    expected = {
+        served.config.port,
+        int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]),
+        int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"]),
+    }
+    # Ray reloads HAProxy when the replica set changes: for a moment a listener may be between the old
+    # process and the new one (seen once in CI: the metrics port missing). List again until all are up.
+    deadline = time.monotonic() + 10
+    while True:
+        listening = psutil.net_connections(kind="inet")
+        haproxy = [c.laddr for c in listening if c.status == psutil.CONN_LISTEN and c.pid and is_ours(c.pid)]
+        ports = {addr.port for addr in haproxy}
+        if expected <= ports or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert {served.config.port, int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"])} <= ports, haproxy
     assert int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"]) in ports, haproxy
     assert {addr.ip for addr in haproxy} == {"127.0.0.1"}, haproxy
