@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchRequest, items_in, predict_batch
+from tagops.serving.batching import (
+    AsyncBatcher,
+    BatchAnswer,
+    BatchGate,
+    BatchRequest,
+    items_in,
+    predict_batch,
+)
 from tagops.serving.metrics import ServingMetrics
 from tagops.serving.service import ServedModel
 from tests.unit.serving_fakes import FakePredictor
@@ -71,3 +79,150 @@ def test_async_batcher_passes_handler_errors_to_every_waiting_request() -> None:
         return await asyncio.gather(*(batcher.submit(["t"], [""]) for _ in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
+
+
+class FakeBatcher:
+    """Takes every request queued when free and answers them after ``batch_s`` (as @serve.batch does)."""
+
+    def __init__(self, batch_s: float) -> None:
+        self.batch_s = batch_s
+        self.sizes: list[int] = []
+        self.queue: list[asyncio.Future[None]] = []
+        self.running = False
+
+    async def infer(self, titles: list[str], descriptions: list[str]) -> BatchAnswer:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.append(future)
+        if not self.running:
+            asyncio.get_running_loop().create_task(self.run())
+        await future
+        return BatchAnswer([], model())
+
+    async def run(self) -> None:
+        self.running = True
+        await asyncio.sleep(0)  # requests arriving in the same loop iteration join
+        while self.queue:
+            batch, self.queue = self.queue, []
+            self.sizes.append(len(batch))
+            await asyncio.sleep(self.batch_s)
+            for future in batch:
+                future.set_result(None)
+        self.running = False
+
+
+def closed_loop_batch_sizes(hold_fraction: float | None) -> list[int]:
+    """Four clients, each sending its next request 2 ms after an answer; two start half a batch late."""
+    batcher = FakeBatcher(batch_s=0.04)
+    infer = batcher.infer
+    if hold_fraction is not None:
+        infer = BatchGate(max_items=64, hold_fraction=hold_fraction).wrap(batcher.infer)
+
+    async def client(start_s: float) -> None:
+        await asyncio.sleep(start_s)
+        for _ in range(8):
+            await infer(["text"], [""])
+            await asyncio.sleep(0.002)
+
+    async def run() -> None:
+        await asyncio.gather(client(0), client(0), client(0.02), client(0.02))
+
+    asyncio.run(run())
+    return batcher.sizes
+
+
+def test_batch_gate_keeps_closed_loop_clients_in_one_batch() -> None:
+    without = closed_loop_batch_sizes(None)
+    assert without[2:-2] == [2] * len(without[2:-2])  # the two cohorts take turns (the control)
+    gated = closed_loop_batch_sizes(0.5)
+    assert gated[2:-1] == [4] * len(gated[2:-1]), gated  # back together after the first overlap
+    assert len(gated) < len(without)
+
+
+def test_batch_gate_never_holds_a_lone_client() -> None:
+    released: list[tuple[str, float, int]] = []
+    gate = BatchGate(max_items=64, hold_fraction=1.0, on_release=lambda *r: released.append(r))
+
+    async def run() -> None:
+        for _ in range(3):
+            admit = gate.admit(1)
+            with pytest.raises(StopIteration):  # admitted without waiting for the event loop
+                admit.send(None)
+            await asyncio.sleep(0.01)  # "inference"
+            gate.finished()
+            assert gate.target == 1
+
+    asyncio.run(run())
+    assert [reason for reason, _, _ in released] == ["target"] * 3
+    assert all(held < 0.005 for _, held, _ in released)
+
+
+def test_batch_gate_holds_at_most_its_fraction_for_clients_that_do_not_come_back() -> None:
+    released: list[tuple[str, float, int]] = []
+    gate = BatchGate(max_items=64, hold_fraction=0.5, on_release=lambda *r: released.append(r))
+
+    async def one(delay_s: float) -> float:
+        await asyncio.sleep(delay_s)
+        sent = time.perf_counter()
+        await gate.admit(1)
+        await asyncio.sleep(0.04)  # "inference"
+        gate.finished()
+        return time.perf_counter() - sent
+
+    async def run() -> list[float]:
+        # one request runs alone; two arrive during it and are held, expecting the first client back too
+        latencies = await asyncio.gather(one(0), one(0.01), one(0.01))
+        assert gate.target == 2  # the batch of two ended: two expected back
+        await asyncio.sleep(0.05)  # they do not come back: the hold ends with nobody waiting
+        return latencies
+
+    latencies = asyncio.run(run())
+    assert [(reason, n) for reason, _, n in released] == [("target", 1), ("deadline", 2)]
+    assert 0.015 <= released[1][1] <= 0.035  # about half of the 40 ms batch, from its end
+    assert max(latencies) < 0.03 + 0.035 + 0.04 + 0.01
+    assert gate.target == 1  # back to not holding a lone request
+
+
+def test_batch_gate_releases_a_full_batch_without_holding() -> None:
+    released: list[tuple[str, float, int]] = []
+    gate = BatchGate(max_items=3, hold_fraction=1.0, on_release=lambda *r: released.append(r))
+
+    async def one(items: int, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await gate.admit(items)
+        await asyncio.sleep(0.03)
+        gate.finished()
+
+    async def run() -> None:
+        # two requests held during a batch of one: three expected, but their three items fill a batch
+        await asyncio.gather(one(1, 0), one(2, 0.01), one(1, 0.01))
+
+    asyncio.run(run())
+    assert [(reason, n) for reason, _, n in released] == [("target", 1), ("full", 2)]
+    assert released[1][1] < 0.01
+
+
+def test_batch_gate_survives_cancelled_requests() -> None:
+    gate = BatchGate(max_items=64, hold_fraction=1.0)
+
+    async def one() -> None:
+        await gate.admit(1)
+        try:
+            await asyncio.sleep(0.02)
+        finally:
+            gate.finished()
+
+    async def run() -> None:
+        first = asyncio.gather(one(), one())
+        await asyncio.sleep(0.005)
+        held = [asyncio.create_task(one()) for _ in range(3)]  # held while the first batch runs
+        await asyncio.sleep(0.005)
+        held[0].cancel()  # a client gone while held
+        await first
+        running = asyncio.create_task(one())  # released with the two left
+        await asyncio.sleep(0.001)
+        running.cancel()  # a client gone while its batch runs
+        await asyncio.gather(*held[1:], running, return_exceptions=True)
+        assert gate.waiting == 0
+        await asyncio.wait_for(one(), timeout=1.0)  # nothing stuck: the next request gets through
+
+    asyncio.run(run())

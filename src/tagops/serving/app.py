@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
-from tagops.serving.batching import AsyncBatcher, BatchAnswer, predict_batch
+from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
 from tagops.serving.keys import ApiKey, KeyStore, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
 from tagops.serving.schemas import (
@@ -278,6 +278,12 @@ def create_app(
             in_thread=cfg.predict_in_thread,
         )
         infer = batcher.submit
+    if cfg.batch_hold_fraction > 0:
+        infer = BatchGate(
+            max_items=cfg.max_batch_size,
+            hold_fraction=cfg.batch_hold_fraction,
+            on_release=metrics.gate_released,
+        ).wrap(infer)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

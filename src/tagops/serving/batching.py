@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -158,3 +158,149 @@ class AsyncBatcher:
             for (_, future), answer in zip(batch, answers, strict=True):
                 if not future.done():
                     future.set_result(answer)
+
+
+class BatchGate:
+    """Admission in front of the batcher that keeps closed-loop clients in one batch.
+
+    Clients that send their next request as soon as they have an answer (load generators, pipelines, a
+    crawler with N workers) form a closed loop. With a batcher that takes whatever is queued when the
+    previous batch ends, such clients can split into two cohorts that take turns: the requests that
+    arrived during batch A make batch B on their own, A's clients come back during B and make the next
+    batch, and so on, each batch half the size it could be. Measured on 2 cores with 32 clients and the
+    transformer, Ray Serve fell into that state in about a third of 8-second runs: batches of 15.6-17.4
+    items and 125-146 requests/s, against batches of 32 and 147-179 requests/s otherwise.
+
+    The gate holds requests while a batch is running, and when it ends, expects the clients it answered
+    to come back: it releases everything held once as many requests wait as that batch had plus those
+    already waiting then, or once ``max_items`` items wait (a full batch), or after ``hold_fraction`` of
+    the ended batch's duration, whichever comes first. A lone client is never held (nothing runs, one
+    request expected); a hold that ends with nobody waiting expects one request again. Traffic from
+    independent clients that do not come back waits up to that fraction more per batch; 0 turns the gate
+    off (``ServeConfig.batch_hold_fraction``).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_items: int,
+        hold_fraction: float,
+        on_release: Callable[[str, float, int], None] | None = None,
+    ) -> None:
+        """A gate for batches of up to ``max_items`` items.
+
+        ``on_release(reason, held_s, requests)`` is called per release: reason is target, full or
+        deadline; held_s how long after the previous batch ended its first request was held (0: not held).
+        """
+        self.max_items = max_items
+        self.hold_fraction = hold_fraction
+        self.on_release = on_release
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._waiting: deque[tuple[asyncio.Future[None], int, float]] = deque()  # future, items, arrived
+        self._waiting_items = 0
+        self._outstanding = 0  # released requests not yet answered
+        self._released = 0  # requests in the last release
+        self._target = 1  # requests expected before the next release
+        self._released_at = 0.0
+        self._ended_at: float | None = None  # when the last batch ended (a hold is on from then)
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def target(self) -> int:
+        """Requests the gate waits for before releasing (while no batch runs)."""
+        return self._target
+
+    @property
+    def waiting(self) -> int:
+        """Requests held at the gate now."""
+        return len(self._waiting)
+
+    def wrap(
+        self, infer: Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
+    ) -> Callable[[list[str], list[str]], Awaitable[BatchAnswer]]:
+        """``infer`` behind this gate."""
+
+        async def gated(titles: list[str], descriptions: list[str]) -> BatchAnswer:
+            await self.admit(len(titles))
+            try:
+                return await infer(titles, descriptions)
+            finally:
+                self.finished()
+
+        return gated
+
+    async def admit(self, items: int) -> None:
+        """Return when a request of ``items`` items may go to the batcher; then call :meth:`finished`."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (a restarted server, a test client): start afresh
+            if self._timer is not None:
+                self._timer.cancel()
+            self._loop = loop
+            self._reset()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((future, items, time.perf_counter()))
+        self._waiting_items += items
+        if self._outstanding == 0:
+            self._release_if_due()
+        if future.done():  # released at once: no trip through the event loop
+            return
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # released (and counted) just before
+                self.finished()
+            else:
+                self._forget(future)
+            raise
+
+    def finished(self) -> None:
+        """A released request has its answer (or failed): the batch ends with the last of them."""
+        self._outstanding -= 1
+        if self._outstanding > 0:
+            return
+        self._outstanding = 0
+        now = time.perf_counter()
+        self._ended_at = now
+        self._target = self._released + len(self._waiting)
+        self._release_if_due()
+        if self._outstanding == 0 and self._loop is not None:
+            self._timer = self._loop.call_later(
+                (now - self._released_at) * self.hold_fraction, self._release, "deadline"
+            )
+
+    def _release_if_due(self) -> None:
+        if len(self._waiting) >= self._target:
+            self._release("target")
+        elif self._waiting_items >= self.max_items:
+            self._release("full")
+
+    def _release(self, reason: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        futures = [future for future, _, _ in self._waiting if not future.done()]
+        first_arrived = self._waiting[0][2] if self._waiting else 0.0
+        self._waiting.clear()
+        self._waiting_items = 0
+        if not futures:  # nobody came back within the hold: expect one request, as when idle
+            self._target, self._ended_at = 1, None
+            return
+        now = time.perf_counter()
+        if self.on_release is not None:
+            # what the gate added: the time since the batch ended that the first request was held
+            held = 0.0 if self._ended_at is None else now - max(self._ended_at, first_arrived)
+            self.on_release(reason, held, len(futures))
+        self._outstanding += len(futures)
+        self._released, self._released_at, self._ended_at = len(futures), now, None
+        for future in futures:
+            future.set_result(None)
+
+    def _forget(self, future: asyncio.Future[None]) -> None:
+        for index, (waiting, items, _) in enumerate(self._waiting):
+            if waiting is future:
+                del self._waiting[index]
+                self._waiting_items -= items
+                return

@@ -13,6 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+#: Batch gate holds (seconds): 0.1 ms to 1 s.
+HOLD_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 #: Items per ``predictor.predict`` call.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -60,6 +62,19 @@ class ServingMetrics:
             "tagops_predict_batch_duration_seconds",
             "Time inside predictor.predict per batch.",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_gate_releases = Counter(
+            "tagops_batch_gate_releases",
+            "Releases of held requests to the batcher by reason (target: the clients of the last batch "
+            "came back; full: a full batch waits; deadline: the hold ran out).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.batch_hold_seconds = Histogram(
+            "tagops_batch_hold_seconds",
+            "Time the batch gate held a release's first request after the previous batch ended.",
+            buckets=HOLD_BUCKETS,
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -121,6 +136,13 @@ class ServingMetrics:
         self.replica = replica
         for outcome in ("written", "dropped", "failed", "recovered"):
             self.log_rows.labels(outcome=outcome)
+        for reason in ("target", "full", "deadline"):
+            self.batch_gate_releases.labels(reason=reason)
+
+    def gate_released(self, reason: str, held_s: float, requests: int) -> None:
+        """Record one release of the batch gate (``requests`` is not recorded: batch sizes are)."""
+        self.batch_gate_releases.labels(reason=reason).inc()
+        self.batch_hold_seconds.observe(held_s)
 
     def set_model(self, *, name: str | None, version: int | None, family: str, alias: str | None) -> None:
         """Record the model now served (one ``tagops_model_info`` series at a time)."""
