@@ -258,8 +258,8 @@ class ServeConfig(FrozenModel):
     #: After a batch, hold new requests for at most this fraction of its duration until the clients it
     #: answered are back, so that clients sending one request after another stay in one batch rather than
     #: splitting into two half-size batches that take turns (:class:`tagops.serving.batching.BatchGate`);
-    #: 0 turns the gate off. Measured on 2 cores, transformer, 32 clients: 145-165 requests/s in every
-    #: 8-second run with it, 125-161 without.
+    #: 0 turns the gate off. Measured on 2 cores, transformer, 32 clients: 142-165 requests/s in every
+    #: 8-second run with it (11 runs), 125-179 without (19 runs).
     batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
     #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
     #: 2 cores: ``False`` is fastest for millisecond models and for a transformer on Ray Serve; for a

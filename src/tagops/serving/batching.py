@@ -168,8 +168,8 @@ class BatchGate:
     previous batch ends, such clients can split into two cohorts that take turns: the requests that
     arrived during batch A make batch B on their own, A's clients come back during B and make the next
     batch, and so on, each batch half the size it could be. Measured on 2 cores with 32 clients and the
-    transformer, Ray Serve fell into that state in about a third of 8-second runs: batches of 15.6-17.4
-    items and 125-146 requests/s, against batches of 32 and 147-179 requests/s otherwise.
+    transformer, Ray Serve fell into that state in 5 of 19 8-second runs: batches of 15.5-17.4
+    items and 125-146 requests/s, against batches of 29-32 and 139-179 requests/s otherwise.
 
     The gate holds requests while a batch is running, and when it ends, expects the clients it answered
     to come back: it releases everything held once as many requests wait as that batch had plus those
