@@ -52,7 +52,12 @@ BAR_CONCURRENCY = 32
 #: How each family is served in this benchmark (the rest: ServeConfig's defaults, as configs/serve.yaml).
 FAMILY_CONFIG: dict[str, dict[str, Any]] = {
     "linear": {},
-    "transformer": {"predict_in_thread": False, "num_cpus": 2.0, "max_batch_size": 64},
+    "transformer": {
+        "predict_in_thread": False,
+        "num_cpus": 2.0,
+        "max_batch_size": 64,
+        "batch_hold_fraction": 0.25,
+    },
 }
 
 

@@ -259,8 +259,10 @@ class ServeConfig(FrozenModel):
     #: answered are back, so that clients sending one request after another stay in one batch rather than
     #: splitting into two half-size batches that take turns (:class:`tagops.serving.batching.BatchGate`);
     #: 0 turns the gate off. Measured on 2 cores, transformer, 32 clients: 142-165 requests/s in every
-    #: 8-second run with it (11 runs), 125-179 without (19 runs).
-    batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    #: 8-second run with it (11 runs), 125-179 without (19 runs). Off by default: for a model whose batches
+    #: are short next to handling their requests (``linear``: 488-643 requests/s with 0.25, 603-698
+    #: without), waiting for clients only idles the replica. configs/serve-transformer.yaml sets 0.25.
+    batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
     #: 2 cores: ``False`` is fastest for millisecond models and for a transformer on Ray Serve; for a
     #: transformer on uvicorn the two were within run-to-run spread (60-80 requests/s at c=32).

@@ -436,16 +436,16 @@ def test_metrics_count_requests_predictions_errors_and_log_rows(
     assert "tagops_http_request_duration_seconds_bucket" in text
     assert 'tagops_prediction_log_rows_total{outcome="written"} 2.0' in text
     assert 'tagops_model_info{alias="champion",family="fake",name="tagops"' in text
-    assert 'tagops_batch_gate_releases_total{reason="target"} 1.0' in text  # a lone request: not held
-    assert "tagops_batch_hold_seconds_sum 0.0" in text
 
 
-def test_the_batch_gate_can_be_turned_off(tagops_home: Path) -> None:
-    app, _, _ = build(tagops_home, batch_hold_fraction=0.0)
+@pytest.mark.parametrize(("hold", "releases"), [(0.0, "0.0"), (0.25, "1.0")])
+def test_the_batch_gate_is_off_unless_configured(tagops_home: Path, hold: float, releases: str) -> None:
+    app, _, _ = build(tagops_home, batch_hold_fraction=hold)
     with TestClient(app) as client:
         assert client.post("/v1/predict", json={"items": [ITEM]}).status_code == 200
         text = client.get("/metrics").text
-        assert 'tagops_batch_gate_releases_total{reason="target"} 0.0' in text
+        assert f'tagops_batch_gate_releases_total{{reason="target"}} {releases}' in text
+        assert "tagops_batch_hold_seconds_sum 0.0" in text  # a lone request is never held
 
 
 def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_home: Path) -> None:
