@@ -448,6 +448,25 @@ def test_the_batch_gate_is_off_unless_configured(tagops_home: Path, hold: float,
         assert "tagops_batch_hold_seconds_sum 0.0" in text  # a lone request is never held
 
 
+@pytest.mark.parametrize(
+    ("hold", "in_thread", "unbatched"), [(0.25, False, "1.0"), (0.25, True, "0.0"), (0.0, False, "0.0")]
+)
+def test_a_lone_request_skips_the_batcher_only_behind_the_gate_with_inference_on_the_loop(
+    tagops_home: Path, hold: float, in_thread: bool, unbatched: str
+) -> None:
+    app, predictor, _ = build(tagops_home, batch_hold_fraction=hold, predict_in_thread=in_thread)
+    with TestClient(app) as client:
+        warmed = len(predictor.calls)
+        answer = client.post("/v1/predict", json={"items": [ITEM, ITEM]})
+        assert answer.status_code == 200
+        assert [p["tag"] for p in answer.json()["predictions"]] == ["natural-language-processing"] * 2
+        text = client.get("/metrics").text
+    assert predictor.calls[warmed:] == [2]  # one predict call either way
+    assert f"tagops_predict_unbatched_total {unbatched}" in text
+    assert "tagops_predict_batch_items_sum 2.0" in text  # a batch of one request is still counted
+    assert len(log_rows(app)) == 2
+
+
 def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_home: Path) -> None:
     # A cap far below one line (about 1 KB): every request's rows are queued without a journal line.
     app = create_app(FakePredictor(1), settings_for(tagops_home), serve_config(log_journal_max_mb=1e-6))

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tagops.serving import batching
 from tagops.serving.batching import (
     AsyncBatcher,
     BatchAnswer,
@@ -226,3 +227,53 @@ def test_batch_gate_survives_cancelled_requests() -> None:
         await asyncio.wait_for(one(), timeout=1.0)  # nothing stuck: the next request gets through
 
     asyncio.run(run())
+
+
+def closed_loop_with_alone(
+    clients: int, monkeypatch: pytest.MonkeyPatch, settle: int
+) -> tuple[int, list[int]]:
+    """Closed-loop clients behind a gate whose batch of one blocks the loop, as inference on it does.
+
+    Returns how many requests the gate predicted by themselves and the batch sizes the batcher saw.
+    The second client's first request reaches the server while the first client's is predicted.
+    """
+    monkeypatch.setattr(batching, "SETTLE_ITERATIONS", settle)
+    batcher = FakeBatcher(batch_s=0.02)
+    alone_calls = []
+
+    def alone(titles: list[str], descriptions: list[str]) -> BatchAnswer:
+        alone_calls.append(len(titles))
+        time.sleep(0.02)  # blocks the event loop, as a prediction on it does
+        return BatchAnswer([], model())
+
+    infer = BatchGate(max_items=64, hold_fraction=0.5).wrap(batcher.infer, alone)
+
+    async def client(start_s: float) -> None:
+        await asyncio.sleep(start_s)
+        for _ in range(6):
+            await infer(["text"], [""])
+            await asyncio.sleep(0.001)
+
+    async def run() -> None:
+        await asyncio.gather(*(client(0.005 * i) for i in range(clients)))
+
+    asyncio.run(run())
+    return len(alone_calls), batcher.sizes
+
+
+def test_batch_gate_predicts_a_lone_client_without_the_batcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    alone, sizes = closed_loop_with_alone(1, monkeypatch, batching.SETTLE_ITERATIONS)
+    assert (alone, sizes) == (6, [])
+
+
+def test_batch_gate_settles_after_a_batch_of_one_so_clients_stay_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settle = batching.SETTLE_ITERATIONS
+    # The control: ended at once, the batch of one leaves the request that came in meanwhile unread,
+    # so it goes alone too, and the two clients take turns in batches of one for good.
+    alone, sizes = closed_loop_with_alone(2, monkeypatch, 0)
+    assert (alone, sizes) == (12, [])
+    alone, sizes = closed_loop_with_alone(2, monkeypatch, settle)
+    # the first request and the last (its partner is done) go alone; the two share every other batch
+    assert (alone, sizes) == (2, [2] * 5)

@@ -82,6 +82,36 @@ def test_rows_within_the_flush_interval_share_one_transaction(tmp_path: Path) ->
     store.stop()
 
 
+def test_rows_queued_during_the_flush_interval_do_not_wake_the_writer(tmp_path: Path) -> None:
+    # A writer waiting on the queue is woken by every put and takes the GIL from the request path each
+    # time; it sleeps through the interval instead and then takes what queued.
+    store = make_store(tmp_path, flush_interval_s=1.0)
+    store.start()
+    store.submit(rows(1))  # starts the interval
+    deadline = time.monotonic() + 5
+    while store._queue.qsize() and time.monotonic() < deadline:  # the first row is taken at once
+        time.sleep(0.005)
+    for _ in range(5):
+        store.submit(rows(1))
+    time.sleep(0.2)
+    assert store._queue.qsize() == 5  # still queued: nobody took them one by one
+    assert store.flush(10)
+    assert store.count_predictions() == 6
+    store.stop()
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_interval(tmp_path: Path) -> None:
+    store = make_store(tmp_path, flush_interval_s=5.0, batch_rows=10)
+    store.start()
+    for _ in range(3):
+        store.submit(rows(10))
+    deadline = time.monotonic() + 2.0
+    while store.count_predictions() < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.count_predictions() == 30  # three full batches, not one per 5 s interval
+    store.stop()
+
+
 def test_stop_writes_everything_queued(tmp_path: Path) -> None:
     store = make_store(tmp_path, flush_interval_s=5.0)
     store.start()

@@ -279,11 +279,17 @@ def create_app(
         )
         infer = batcher.submit
     if cfg.batch_hold_fraction > 0:
+
+        def alone(titles: list[str], descriptions: list[str]) -> BatchAnswer:
+            metrics.unbatched.inc()
+            return predict_batch(service.model, [(titles, descriptions)], metrics)[0]
+
+        # A batch of one skips the batcher when inference runs on the event loop anyway (see BatchGate).
         infer = BatchGate(
             max_items=cfg.max_batch_size,
             hold_fraction=cfg.batch_hold_fraction,
             on_release=metrics.gate_released,
-        ).wrap(infer)
+        ).wrap(infer, None if cfg.predict_in_thread else alone)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

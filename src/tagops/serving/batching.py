@@ -26,6 +26,14 @@ logger = logging.getLogger(__name__)
 #: One HTTP request's items: (titles, descriptions).
 BatchRequest = tuple[list[str], list[str]]
 
+#: Event-loop turns :class:`BatchGate` gives after a batch of one it predicted itself, before that batch
+#: ends: one to read the sockets, the rest for the new requests to pass the server's and the app's
+#: layers and reach the gate. Measured with closed-loop transformer clients (2 cores): with 3 or 4
+#: turns, 2 and 4 clients kept batches of 1.9-2.0 and 4.0 items, in a Ray Serve replica and under
+#: uvicorn; with none the 2 clients took turns in batches of 1 (70 instead of about 100 requests/s).
+#: Each turn costs about 20-40 us; the next lone request comes back a millisecond later or more.
+SETTLE_ITERATIONS = 4
+
 
 class InferenceThread:
     """The one thread a serving process runs model inference on (when inference is off the event loop).
@@ -178,6 +186,16 @@ class BatchGate:
     request expected); a hold that ends with nobody waiting expects one request again. Traffic from
     independent clients that do not come back waits up to that fraction more per batch; 0 turns the gate
     off (``ServeConfig.batch_hold_fraction``).
+
+    A request released by itself while nothing else is released and unanswered is a batch of one that
+    no other request can join (the gate holds them until it ends), so it needs no batcher: with
+    ``alone`` given to :meth:`wrap`, the gate predicts it at once instead. That skips the batcher's
+    trips through the event loop (Ray's ``@serve.batch`` queue, its wait, its batch task and the
+    futures back: 0.4-0.5 ms per request at concurrency 1 in a Ray Serve replica, where a
+    single-item transformer prediction takes 9-10 ms). ``alone`` blocks the event loop for the
+    prediction, as inference on the loop does anyway; afterwards the gate lets the loop run
+    :data:`SETTLE_ITERATIONS` times before that batch ends, so requests that reached the server
+    meanwhile are read and held, and counted among the clients to wait for, as after a batched call.
     """
 
     def __init__(
@@ -199,7 +217,7 @@ class BatchGate:
         self._reset()
 
     def _reset(self) -> None:
-        self._waiting: deque[tuple[asyncio.Future[None], int, float]] = deque()  # future, items, arrived
+        self._waiting: deque[tuple[asyncio.Future[bool], int, float]] = deque()  # future, items, arrived
         self._waiting_items = 0
         self._outstanding = 0  # released requests not yet answered
         self._released = 0  # requests in the last release
@@ -219,36 +237,47 @@ class BatchGate:
         return len(self._waiting)
 
     def wrap(
-        self, infer: Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
+        self,
+        infer: Callable[[list[str], list[str]], Awaitable[BatchAnswer]],
+        alone: Callable[[list[str], list[str]], BatchAnswer] | None = None,
     ) -> Callable[[list[str], list[str]], Awaitable[BatchAnswer]]:
-        """``infer`` behind this gate."""
+        """``infer`` behind this gate; ``alone``, if given, predicts a batch of one without ``infer``."""
 
         async def gated(titles: list[str], descriptions: list[str]) -> BatchAnswer:
-            await self.admit(len(titles))
+            by_itself = await self.admit(len(titles))
             try:
+                if by_itself and alone is not None:
+                    answer = alone(titles, descriptions)
+                    for _ in range(SETTLE_ITERATIONS):
+                        await asyncio.sleep(0)
+                    return answer
                 return await infer(titles, descriptions)
             finally:
                 self.finished()
 
         return gated
 
-    async def admit(self, items: int) -> None:
-        """Return when a request of ``items`` items may go to the batcher; then call :meth:`finished`."""
+    async def admit(self, items: int) -> bool:
+        """Return when a request of ``items`` items may go to the batcher; then call :meth:`finished`.
+
+        Returns whether the request was released by itself with nothing else released and unanswered:
+        a batch of one that no other request can join until :meth:`finished`.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (a restarted server, a test client): start afresh
             if self._timer is not None:
                 self._timer.cancel()
             self._loop = loop
             self._reset()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[bool] = loop.create_future()
         self._waiting.append((future, items, time.perf_counter()))
         self._waiting_items += items
         if self._outstanding == 0:
             self._release_if_due()
         if future.done():  # released at once: no trip through the event loop
-            return
+            return future.result()
         try:
-            await future
+            return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():  # released (and counted) just before
                 self.finished()
@@ -293,12 +322,13 @@ class BatchGate:
             # what the gate added: the time since the batch ended that the first request was held
             held = 0.0 if self._ended_at is None else now - max(self._ended_at, first_arrived)
             self.on_release(reason, held, len(futures))
+        alone = len(futures) == 1 and self._outstanding == 0
         self._outstanding += len(futures)
         self._released, self._released_at, self._ended_at = len(futures), now, None
         for future in futures:
-            future.set_result(None)
+            future.set_result(alone)
 
-    def _forget(self, future: asyncio.Future[None]) -> None:
+    def _forget(self, future: asyncio.Future[bool]) -> None:
         for index, (waiting, items, _) in enumerate(self._waiting):
             if waiting is future:
                 del self._waiting[index]

@@ -71,6 +71,11 @@ class ServingMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.unbatched = Counter(
+            "tagops_predict_unbatched",
+            "Requests the batch gate released by themselves and predicted without the batcher.",
+            registry=self.registry,
+        )
         self.batch_hold_seconds = Histogram(
             "tagops_batch_hold_seconds",
             "Time the batch gate held a release's first request after the previous batch ended.",
