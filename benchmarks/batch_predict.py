@@ -6,8 +6,8 @@ Rows are real project texts (dataset.csv + holdout.csv, repeated to ``--rows``).
 
 * ``in-process raw``: ``model.predict_proba(texts)`` on every row (batched by length, torch threads =
   the CPUs), the bar to meet; model loading excluded.
-* ``in-process file``: ``tagops.predict.predict_file`` (read, validate, predict, write JSONL).
-* ``ray data AxC``: ``tagops.batch.predict_file`` with A actors of C CPUs on an already started Ray
+* ``in-process file``: ``tagops.inference.predictor.predict_file`` (read, validate, predict, write JSONL).
+* ``ray data AxC``: ``tagops.workloads.batch.predict_file`` with A actors of C CPUs on an already started Ray
   cluster (what ``tagops predict --engine ray`` does after ``ray.init``), end to end: reading, actor
   start-up, model loading and writing included, cluster start-up not.
 * ``ray data AxC steady``: the same run from its first batch's start to its last batch's end (the
@@ -61,10 +61,10 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "batch_predict.json")
     args = parser.parse_args()
 
-    from tagops import batch
-    from tagops.predict import Predictor, predict_file
+    from tagops.inference.predictor import Predictor, predict_file
     from tagops.runtime import available_cpus, ray_session
     from tagops.settings import QUIET_ENVIRONMENT, Settings
+    from tagops.workloads import batch
 
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)

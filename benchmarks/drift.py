@@ -48,10 +48,10 @@ def main() -> None:
     from tagops.config import LinearParams, MonitorConfig
     from tagops.data.split import stratify_split
     from tagops.data.validate import load_projects
+    from tagops.inference.predictor import Predictor
     from tagops.models import create_model
-    from tagops.monitoring.monitor import Window, analyse_window
     from tagops.monitoring.reference import MiniLMEmbedder, reference_stats
-    from tagops.predict import Predictor
+    from tagops.workloads.monitor import Window, analyse_window
 
     mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR", "../shared/datasets/madewithml"))
     dataset = load_projects(mirror / "dataset.csv")

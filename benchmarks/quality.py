@@ -40,8 +40,8 @@ from tagops.config import (
 )
 from tagops.data.ingest import load_manifest, pull_data
 from tagops.models.ensemble import member_dirname, write_descriptor
-from tagops.train import evaluate_stage, fit_stage, refit_stage, split_stage, validate_stage
-from tagops.train import snapshot as make_snapshot
+from tagops.workloads.train import evaluate_stage, fit_stage, refit_stage, split_stage, validate_stage
+from tagops.workloads.train import snapshot as make_snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # Made With ML, holdout weighted F1 (see ../shared/design/reference-system.md)

@@ -68,8 +68,8 @@ def main() -> None:
     import schemathesis
 
     from tagops.config import ServeConfig
+    from tagops.predlog.store import ServingStore
     from tagops.serving.keys import KeyStore
-    from tagops.serving.store import ServingStore
 
     versions = ensure_models(args.home)
     workdir = Path(tempfile.mkdtemp(prefix="fuzz-", dir=args.home))

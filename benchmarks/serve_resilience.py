@@ -103,9 +103,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from tagops.config import ServeConfig
-    from tagops.registry import CHAMPION, Registry
+    from tagops.predlog.store import ServingStore
+    from tagops.registry.client import CHAMPION, Registry
     from tagops.serving.keys import KeyStore
-    from tagops.serving.store import ServingStore
     from tagops.settings import Settings
 
     versions = ensure_models(args.home, second=True)

@@ -59,7 +59,7 @@ def tagops(home: Path, *args: str, timeout: float = 600) -> str:
 
 def ensure_models(home: Path, *, second: bool = False, family: str = "linear") -> dict[str, int]:
     """``family`` as champion in ``home``'s registry, trained once; with ``second``, a rules version too."""
-    from tagops.registry import CHAMPION, Registry
+    from tagops.registry.client import CHAMPION, Registry
     from tagops.settings import Settings, prepare_environment
 
     os.environ.update(environment(home))

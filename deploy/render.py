@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from tagops.config import ServeConfig
-from tagops.serving.deployment import serve_deploy_config
+from tagops.serving.ray.deployment import serve_deploy_config
 from tagops.serving.server import RAY_SERVING_ENVIRONMENT
 
 HERE = Path(__file__).resolve().parent

@@ -12,11 +12,11 @@ from mlflow.pyfunc import PythonModel
 
 
 class TagopsPyfunc(PythonModel):  # type: ignore[misc]
-    """Adapts :class:`tagops.predict.Predictor` to MLflow's pyfunc interface."""
+    """Adapts :class:`tagops.inference.predictor.Predictor` to MLflow's pyfunc interface."""
 
     def load_context(self, context):  # type: ignore[no-untyped-def]
         """Load the saved model folder shipped as the ``model`` artifact."""
-        from tagops.predict import Predictor
+        from tagops.inference.predictor import Predictor
 
         self.predictor = Predictor.from_directory(Path(context.artifacts["model"]))
 

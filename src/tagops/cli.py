@@ -109,7 +109,7 @@ def data_explore(
     from tagops.config import DataConfig
     from tagops.data.explore import write_explore_report
     from tagops.data.validate import load_projects
-    from tagops.train import pull_stage
+    from tagops.workloads.train import pull_stage
 
     settings = _settings()
     path = data or pull_stage(settings, DataConfig()).dataset_path
@@ -147,15 +147,15 @@ def train(
     settings = _settings()
     registry = None
     if register:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         registry = Registry(settings)
     if resume is not None:
-        from tagops.train import resume_training
+        from tagops.workloads.train import resume_training
 
         result = resume_training(resume, settings, registry=registry)
     else:
-        from tagops.train import run_training
+        from tagops.workloads.train import run_training
 
         overrides: dict[str, Any] = {"seed": seed}
         cfg = load_train_config(config, **overrides)
@@ -200,8 +200,8 @@ def evaluate(
     from tagops.config import DataConfig, EvalConfig
     from tagops.data.validate import load_projects
     from tagops.evaluate import evaluate_predictor, write_report
-    from tagops.model_uri import load_predictor
-    from tagops.train import pull_stage
+    from tagops.inference.loading import load_predictor
+    from tagops.workloads.train import pull_stage
 
     settings = _settings()
     path = data or pull_stage(settings, DataConfig()).holdout_path
@@ -211,7 +211,7 @@ def evaluate(
     report["data"] = str(path)
     files = write_report(report, output)
     if log_to_mlflow:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         registry = Registry(settings)
         with registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}):
@@ -245,8 +245,8 @@ def predict(
     ] = "auto",
 ) -> None:
     """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
-    from tagops.model_uri import load_predictor
-    from tagops.predict import predict_file
+    from tagops.inference.loading import load_predictor
+    from tagops.inference.predictor import predict_file
 
     if (title is None) == (input_path is None):
         raise typer.BadParameter("give either --title (and --description) or --input with --output")
@@ -261,7 +261,7 @@ def predict(
         _print_json({**result, "model": predictor.describe()})
         return
     assert input_path is not None and output is not None
-    from tagops import batch
+    from tagops.workloads import batch
 
     if engine not in ("auto", "local", "ray"):
         raise typer.BadParameter("use auto, local or ray", param_hint="--engine")
@@ -290,7 +290,7 @@ def tune(
     from rich.table import Table
 
     from tagops.config import TuneConfig, load_tune_config
-    from tagops.tune import TUNE_RECORD, run_tuning, tune_dir
+    from tagops.workloads.tune import TUNE_RECORD, run_tuning, tune_dir
 
     if model not in ("transformer", "linear"):
         raise typer.BadParameter("tune supports transformer or linear", param_hint="--model")
@@ -305,7 +305,7 @@ def tune(
         cfg = load_tune_config(config, trials=trials, seed=seed)
     registry = None
     if register:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         registry = Registry(settings)
     started = time.perf_counter()
@@ -347,9 +347,9 @@ def promote_cmd(
 ) -> None:
     """Gate the challenger against the champion on the holdout; promote only if it passes."""
     from tagops.config import load_pipeline_config
-    from tagops.promote import promote
-    from tagops.registry import Registry
-    from tagops.train import pull_stage, validate_stage
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import pull_stage, validate_stage
 
     settings = _settings()
     cfg = load_pipeline_config(config)
@@ -371,8 +371,8 @@ def promote_cmd(
 @app.command()
 def rollback() -> None:
     """Restore the champion that preceded the current one."""
-    from tagops.promote import rollback as do_rollback
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import rollback as do_rollback
 
     settings = _settings()
     before, after = do_rollback(Registry(settings), history=settings.promotion_history)
@@ -385,7 +385,7 @@ def models_list() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
 
     settings = _settings()
     table = Table(title=f"models:/{settings.registered_model}")
@@ -406,7 +406,7 @@ def models_list() -> None:
 @models_app.command("history")
 def models_history() -> None:
     """The append-only promotion history (JSON lines)."""
-    from tagops.promote import read_history
+    from tagops.workloads.promote import read_history
 
     for record in read_history(_settings().promotion_history):
         typer.echo(json.dumps(record, sort_keys=True))
@@ -423,7 +423,7 @@ def pipeline_train(
     from rich.table import Table
 
     from tagops.config import load_pipeline_config
-    from tagops.train import pull_stage, validate_stage
+    from tagops.workloads.train import pull_stage, validate_stage
 
     settings = _settings()
     cfg = load_pipeline_config(config)
@@ -434,7 +434,7 @@ def pipeline_train(
 
     started = time.perf_counter()
     summary = run_training_pipeline(cfg, enable_cache=cache)
-    from tagops.registry import CHAMPION, Registry
+    from tagops.registry.client import CHAMPION, Registry
 
     champion = Registry(settings).alias_version(CHAMPION)
     table = Table(title=f"{summary['run_name']} ({time.perf_counter() - started:.0f}s)")
@@ -484,7 +484,7 @@ def monitor(
     and the webhook); with ``--fail-on-alarm`` an alarm exits 3, so a scheduler can act on it.
     """
     from tagops.config import load_monitor_config
-    from tagops.monitoring.monitor import parse_time, resolve_window
+    from tagops.workloads.monitor import parse_time, resolve_window
 
     try:
         cfg = load_monitor_config(config, model_uri=model)
@@ -514,7 +514,7 @@ def monitor(
             os.dup2(saved_stdout, 1)
             os.close(saved_stdout)
     else:
-        from tagops.monitoring.monitor import run_monitor
+        from tagops.workloads.monitor import run_monitor
 
         summary = run_monitor(cfg, settings, since=start, until=end, output_dir=target).summary
     _print_json(
@@ -564,8 +564,8 @@ def shadow_report_cmd(
     from rich.console import Console
 
     from tagops.config import load_monitor_config
-    from tagops.monitoring.monitor import parse_time, resolve_window
     from tagops.monitoring.shadow import render_table, shadow_report
+    from tagops.workloads.monitor import parse_time, resolve_window
 
     try:
         cfg = load_monitor_config(config)
@@ -600,8 +600,8 @@ def retrain(
 ) -> None:
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
     from tagops.config import load_retrain_config
-    from tagops.registry import Registry
-    from tagops.retrain import collect_feedback_stage, consult_policy, run_retrain
+    from tagops.registry.client import Registry
+    from tagops.workloads.retrain import collect_feedback_stage, consult_policy, run_retrain
 
     try:
         cfg = load_retrain_config(config)
@@ -658,7 +658,7 @@ def simulate(
 ) -> None:
     """Replay traffic through a service it starts: drift, retrain, shadow, promote, reload; before/after."""
     from tagops.config import load_simulate_config
-    from tagops.simulate import run_simulation
+    from tagops.simulation.loop import run_simulation
 
     try:
         cfg = load_simulate_config(
@@ -703,7 +703,7 @@ def serve(
     if print_serve_config:
         import yaml
 
-        from tagops.serving.deployment import serve_deploy_config
+        from tagops.serving.ray.deployment import serve_deploy_config
 
         typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
         return
@@ -719,8 +719,8 @@ def serve(
 
 def _key_store(config: Path | None) -> Any:
     from tagops.config import load_serve_config
+    from tagops.predlog.store import ServingStore, database_url_for
     from tagops.serving.keys import KeyStore
-    from tagops.serving.store import ServingStore, database_url_for
 
     settings = _settings()
     cfg = load_serve_config(config)
@@ -789,7 +789,7 @@ def log_replay(
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagops.config import load_serve_config
-    from tagops.serving.store import (
+    from tagops.predlog.store import (
         ServingStore,
         database_url_for,
         journal_folder,

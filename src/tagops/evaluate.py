@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import EvalConfig
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
 
 ABSTAIN_LABEL = "other"
 

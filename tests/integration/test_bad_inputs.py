@@ -159,7 +159,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iter
     root = tmp_path_factory.mktemp("bad-inputs")
     prepared = {case.name: (case, *_prepare(case, root, fixture_dir)) for case in CASES}
     with isolated_home(root / "home") as settings:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         Registry(settings)  # create the MLflow store once, before the concurrent `tagops` calls read it
         assert registry_counts(settings) == {"registered_models": 0, "model_versions": 0, "runs": 0}

@@ -38,8 +38,8 @@ class Env:
 
 
 def _log_rows(settings: Any, version: int, frame: pd.DataFrame, start: datetime) -> None:
-    from tagops.model_uri import load_predictor
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.inference.loading import load_predictor
+    from tagops.predlog.store import ServingStore, default_database_url
 
     predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
     results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
@@ -75,8 +75,8 @@ def _log_rows(settings: Any, version: int, frame: pd.DataFrame, start: datetime)
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
-    from tagops.registry import Registry
-    from tagops.train import run_training
+    from tagops.registry.client import Registry
+    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("monitor")
     with isolated_home(root / "home") as settings:
@@ -94,8 +94,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
 
 
 def test_registration_stores_reference_stats(env: Env) -> None:
-    from tagops.monitoring.monitor import load_reference_stats
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
+    from tagops.workloads.monitor import load_reference_stats
 
     registry = Registry(env.settings)
     info = registry.version_info(env.version)
@@ -149,7 +149,7 @@ def test_shifted_window_alarms_through_the_cli_pipeline(env: Env) -> None:
 
 
 def test_in_distribution_window_does_not_alarm(env: Env) -> None:
-    from tagops.monitoring.monitor import run_monitor
+    from tagops.workloads.monitor import run_monitor
 
     cfg = MonitorConfig(
         model_uri=f"models:/tagops/{env.version}", min_window_rows=20, min_feedback_rows=20, permutations=1000

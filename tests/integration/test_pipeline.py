@@ -43,7 +43,7 @@ class PipelineEnv:
     cfg: PipelineConfig
 
     def registry(self) -> Any:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         return Registry(self.settings)
 
@@ -99,7 +99,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
 def _run(env: PipelineEnv) -> Run:
     from tagops.data.ingest import sha256_file
     from tagops.pipelines.training import run_training_pipeline
-    from tagops.promote import read_history
+    from tagops.workloads.promote import read_history
 
     summary = run_training_pipeline(env.cfg, enable_cache=True)
     return Run(
@@ -132,7 +132,7 @@ def cached_run(env: PipelineEnv, first_run: Run) -> Run:
 def changed_run(env: PipelineEnv, cached_run: Run) -> Run:
     """Re-run after editing the title of one row that the seeded split puts in the training part."""
     from tagops.data.validate import load_projects
-    from tagops.train import split_stage
+    from tagops.workloads.train import split_stage
 
     path = env.data_dir / "dataset.csv"
     train, _ = split_stage(load_projects(path), env.cfg.data)
@@ -188,7 +188,7 @@ def test_first_run_on_a_fresh_store_executes_every_step(first_run: Run) -> None:
 
 def test_val_and_holdout_reports_are_measured_on_their_own_rows(env: PipelineEnv, first_run: Run) -> None:
     from tagops.data.validate import load_projects
-    from tagops.train import split_stage
+    from tagops.workloads.train import split_stage
 
     _, val = split_stage(load_projects(env.data_dir / "dataset.csv"), env.cfg.data)
     holdout = load_projects(env.data_dir / "holdout.csv")

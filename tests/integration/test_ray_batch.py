@@ -67,8 +67,8 @@ def assert_same_predictions(ours: list[dict[str, Any]], theirs: list[dict[str, A
 
 
 def test_ray_data_actor_pool_matches_the_in_process_path(env: tuple[Any, Path, Path], tmp_path: Path) -> None:
-    from tagops import batch
-    from tagops.predict import Predictor, predict_file
+    from tagops.inference.predictor import Predictor, predict_file
+    from tagops.workloads import batch
 
     settings, model_dir, input_path = env
     predictor = Predictor.from_directory(model_dir, threshold=0.4)
@@ -84,7 +84,7 @@ def test_ray_data_actor_pool_matches_the_in_process_path(env: tuple[Any, Path, P
 
 
 def test_cli_engine_ray_writes_the_same_csv(env: tuple[Any, Path, Path], tmp_path: Path) -> None:
-    from tagops.predict import Predictor, predict_file
+    from tagops.inference.predictor import Predictor, predict_file
 
     _, model_dir, input_path = env
     result = run_cli(
@@ -100,8 +100,8 @@ def test_cli_engine_ray_writes_the_same_csv(env: tuple[Any, Path, Path], tmp_pat
 
 
 def test_auto_engine_keeps_small_files_and_other_families_in_process(env: tuple[Any, Path, Path]) -> None:
-    from tagops import batch
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
+    from tagops.workloads import batch
 
     _, model_dir, input_path = env
     predictor = Predictor.from_directory(model_dir)

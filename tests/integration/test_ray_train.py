@@ -74,8 +74,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
 
 @pytest.fixture(scope="module")
 def trained(env: tuple[Any, Path]) -> Any:
-    from tagops.registry import Registry
-    from tagops.train import run_training
+    from tagops.registry.client import Registry
+    from tagops.workloads.train import run_training
 
     settings, encoder = env
     return run_training(
@@ -103,7 +103,7 @@ def test_two_ddp_workers_train_a_model_that_loads_without_ray(trained: Any) -> N
 
 def test_each_epoch_is_logged_to_the_mlflow_run(env: tuple[Any, Path], trained: Any) -> None:
     from tagops.models import read_model_info
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
 
     settings, _ = env
     client = Registry(settings).client
@@ -135,7 +135,7 @@ def test_ray_keeps_the_best_checkpoint_and_the_run_record(env: tuple[Any, Path],
 
 def test_a_finished_run_cannot_be_resumed(env: tuple[Any, Path], trained: Any) -> None:
     from tagops.errors import TagopsError
-    from tagops.train import resume_training
+    from tagops.workloads.train import resume_training
 
     settings, _ = env
     with pytest.raises(TagopsError, match="already finished"):

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_tuning_registers_the_best_trial_and_gates_it() -> None:
-    from tagops.registry import CHAMPION, Registry
-    from tagops.tune import TUNE_RECORD, run_tuning
+    from tagops.registry.client import CHAMPION, Registry
+    from tagops.workloads.tune import TUNE_RECORD, run_tuning
 
     cfg = TuneConfig(
         data=DataConfig(source_dir=FIXTURES), evaluation=EvalConfig(bootstrap_samples=50), trials=2

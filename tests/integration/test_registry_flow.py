@@ -31,7 +31,7 @@ class Flow:
     promote_linear: CliResult
 
     def registry(self) -> Any:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         return Registry(self.settings)
 

@@ -41,12 +41,12 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
     import os
 
-    from tagops.promote import promote
-    from tagops.registry import Registry
+    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
-    from tagops.serving.store import ServingStore, default_database_url
-    from tagops.simulate import shifted_frame
-    from tagops.train import pull_stage, run_training, validate_stage
+    from tagops.simulation.loop import shifted_frame
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import pull_stage, run_training, validate_stage
 
     root = tmp_path_factory.mktemp("retrain")
     with isolated_home(root / "home") as settings:
@@ -117,8 +117,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
 
 
 def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) -> None:
-    from tagops.promote import read_history
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.workloads.promote import read_history
 
     config = env.root / "retrain.yaml"
     config.write_text(

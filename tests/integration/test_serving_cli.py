@@ -25,7 +25,7 @@ SERVE = [sys.executable, "-m", "tagops.cli", "serve", "--engine", "uvicorn"]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Path:
-    from tagops.train import run_training
+    from tagops.workloads.train import run_training
 
     home = tmp_path_factory.mktemp("serve-cli-model")
     settings = Settings(home=home)
@@ -94,7 +94,7 @@ def test_serves_on_loopback_and_flushes_the_log_on_sigterm(
         assert model["family"] == "linear" and model["version"] is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.predlog.store import ServingStore, default_database_url
 
     store = ServingStore(default_database_url(Settings(home=home)))
     assert store.count_predictions() == 2
@@ -123,7 +123,7 @@ def test_a_killed_servers_rows_are_written_by_the_next_one(tmp_path: Path, model
         proc.kill()
         proc.wait(30)
     assert len(answered) == 5
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.predlog.store import ServingStore, default_database_url
 
     store = ServingStore(default_database_url(Settings(home=home)))
     store.create_tables()

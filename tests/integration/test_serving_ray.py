@@ -68,10 +68,10 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
         settings = Settings()
         prepare_environment(settings)
-        from tagops.registry import CHAMPION, Registry
+        from tagops.predlog.store import ServingStore, default_database_url
+        from tagops.registry.client import CHAMPION, Registry
         from tagops.serving.keys import KeyStore
-        from tagops.serving.store import ServingStore, default_database_url
-        from tagops.train import run_training
+        from tagops.workloads.train import run_training
 
         registry = Registry(settings)
         data = DataConfig(source_dir=fixture_dir)
@@ -314,7 +314,7 @@ def test_bounds_and_keys_hold_behind_the_proxy(served: Served) -> None:
 
 
 def test_reload_under_load_switches_every_replica(served: Served) -> None:
-    from tagops.registry import CHAMPION
+    from tagops.registry.client import CHAMPION
 
     served.registry.set_alias(CHAMPION, served.versions["rules"])
     statuses: list[int] = []
@@ -348,7 +348,7 @@ def test_reload_under_load_switches_every_replica(served: Served) -> None:
 
 
 def test_every_prediction_is_in_the_log(served: Served) -> None:
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.predlog.store import ServingStore, default_database_url
 
     store = ServingStore(default_database_url(served.settings))
     expected = sum(served.items_sent)

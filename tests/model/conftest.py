@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, LinearParams, RulesParams
-from tagops.predict import Predictor
-from tagops.train import fit_stage, snapshot, split_stage, validate_stage
+from tagops.inference.predictor import Predictor
+from tagops.workloads.train import fit_stage, snapshot, split_stage, validate_stage
 
 SEED = 1234
 FAMILIES = ("rules", "linear")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tagops.predict import Predictor
+from tagops.inference.predictor import Predictor
 from tests.model.conftest import FAMILIES
 
 pytestmark = pytest.mark.model

@@ -10,7 +10,7 @@ from typing import Any
 
 from tagops import LABELS
 from tagops.config import ServeConfig
-from tagops.serving.store import ServingStore
+from tagops.predlog.store import ServingStore
 from tagops.settings import Settings
 
 KEYWORDS = {

@@ -10,7 +10,7 @@ import pytest
 
 from tagops import LABELS
 from tagops.config import GateConfig
-from tagops.promote import GateDecision, append_history, decide, read_history
+from tagops.workloads.promote import GateDecision, append_history, decide, read_history
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,9 @@ import pytest
 
 from tagops.config import MonitorConfig
 from tagops.errors import TagopsError
-from tagops.monitoring.monitor import (
+from tagops.monitoring.reference import HashingEmbedder, reference_stats
+from tagops.predlog.store import ServingStore
+from tagops.workloads.monitor import (
     analyse_window,
     load_reference_stats,
     parse_time,
@@ -25,8 +27,6 @@ from tagops.monitoring.monitor import (
     resolve_window,
     send_alert,
 )
-from tagops.monitoring.reference import HashingEmbedder, reference_stats
-from tagops.serving.store import ServingStore
 
 pytestmark = pytest.mark.unit
 
@@ -167,7 +167,7 @@ def test_alarm_writes_outputs_logs_and_posts(
             model_uri=str(tmp_path / "ref.json"),
         )
         report, features = analyse_window(reference, window, cfg)
-        with caplog.at_level(logging.ERROR, logger="tagops.monitoring.monitor"):
+        with caplog.at_level(logging.ERROR, logger="tagops.workloads.monitor"):
             result = publish(
                 report,
                 window,

@@ -14,8 +14,8 @@ from tagops import LABELS
 from tagops.config import RulesParams
 from tagops.data.clean import build_text
 from tagops.errors import DataError, Violation
+from tagops.inference.predictor import Predictor, predict_file, read_items
 from tagops.models.rules import RulesModel
-from tagops.predict import Predictor, predict_file, read_items
 
 from .conftest import make_projects
 

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tagops.predlog.store import feedback, predictions
 from tagops.serving.app import create_app
-from tagops.serving.store import feedback, predictions
 from tests.unit.serving_fakes import FakeLoader, FakePredictor, make_store, serve_config, settings_for
 
 pytestmark = pytest.mark.unit
@@ -482,7 +482,7 @@ def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_
 
 
 def test_metrics_count_the_journals_files(tagops_home: Path) -> None:
-    from tagops.serving.journal import Journal
+    from tagops.predlog.journal import Journal
 
     folder = tagops_home / "journal"
     app = create_app(

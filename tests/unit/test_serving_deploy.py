@@ -15,7 +15,12 @@ from typer.testing import CliRunner
 
 from tagops.cli import app as cli
 from tagops.config import AutoscalingParams, ServeConfig, load_serve_config
-from tagops.serving.deployment import app_builder, build_deployment, deployment_options, serve_deploy_config
+from tagops.serving.ray.deployment import (
+    app_builder,
+    build_deployment,
+    deployment_options,
+    serve_deploy_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -88,7 +93,7 @@ def test_shipped_serve_deploy_config_matches_the_generated_one() -> None:
     assert application.pop("runtime_env") == {"env_vars": {"TAGOPS_HOME": "/var/lib/tagops"}}
     assert shipped == serve_deploy_config(ServeConfig())
     assert shipped["http_options"]["host"] == "127.0.0.1"
-    assert application["import_path"] == "tagops.serving.deployment:app_builder"
+    assert application["import_path"] == "tagops.serving.ray.deployment:app_builder"
 
 
 def test_rayservice_serves_the_same_application() -> None:
@@ -185,7 +190,7 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
 ) -> None:
     import builtins
 
-    from tagops.serving import haproxy_bind
+    from tagops.serving.ray import haproxy_bind
     from tagops.serving.server import ServeError, ray_serving_environment
     from tagops.settings import Settings
 
@@ -205,7 +210,7 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
 
 
 def test_a_users_own_haproxy_binary_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tagops.serving import haproxy_bind
+    from tagops.serving.ray import haproxy_bind
     from tagops.serving.server import ray_serving_environment
     from tagops.settings import Settings
 
@@ -241,7 +246,7 @@ listen stats
 
 
 def test_haproxy_side_listeners_are_moved_to_loopback_only() -> None:
-    from tagops.serving.haproxy_bind import bind_side_listeners
+    from tagops.serving.ray.haproxy_bind import bind_side_listeners
 
     bound = bind_side_listeners(RAY_HAPROXY_CONFIG)
     assert "    bind 127.0.0.1:9101\n" in bound and "  bind 127.0.0.1:8404\n" in bound
@@ -254,7 +259,7 @@ def test_haproxy_side_listeners_are_moved_to_loopback_only() -> None:
 
 def test_ray_starts_haproxy_through_the_wrapper_with_its_own_arguments(tmp_path: Path) -> None:
     """Ray finds its HAProxy by the ``-f CONFIG`` in its command line: the wrapper keeps it and execs."""
-    from tagops.serving.haproxy_bind import write_wrapper
+    from tagops.serving.ray.haproxy_bind import write_wrapper
 
     config = tmp_path / "node" / "haproxy.cfg"
     config.parent.mkdir()
@@ -339,7 +344,7 @@ def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tm
 def test_a_loopback_replicas_internal_grpc_binds_the_node_address(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray.serve._private import replica
 
-    from tagops.serving.deployment import internal_grpc_on_loopback
+    from tagops.serving.ray.deployment import internal_grpc_on_loopback
 
     bound: list[str] = []
     monkeypatch.setattr(replica, "add_port_to_grpc_server", lambda server, address: bound.append(address))
@@ -355,8 +360,8 @@ def test_a_loopback_replicas_internal_grpc_binds_the_node_address(monkeypatch: p
 
 
 def test_log_replay_writes_what_a_stopped_server_left(tagops_home: Path) -> None:
-    from tagops.serving.journal import encode_rows
-    from tagops.serving.store import ServingStore, default_database_url, journal_folder
+    from tagops.predlog.journal import encode_rows
+    from tagops.predlog.store import ServingStore, default_database_url, journal_folder
     from tagops.settings import Settings
     from tests.unit.test_serving_store import rows
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tagops.serving.journal import Journal, JournalFullError, encode_rows
-from tagops.serving.store import ServingStore, journal_folder, shadow_predictions
+from tagops.predlog.journal import Journal, JournalFullError, encode_rows
+from tagops.predlog.store import ServingStore, journal_folder, shadow_predictions
 from tests.unit.serving_fakes import settings_for
 from tests.unit.test_serving_store import rows
 
@@ -52,7 +52,7 @@ def test_rows_of_a_killed_process_are_written_by_the_next_writer(tmp_path: Path)
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from tagops.serving.store import ServingStore
+        from tagops.predlog.store import ServingStore
         from tests.unit.test_serving_store import rows
         store = ServingStore({f"sqlite:///{tmp_path / 'log.db'}"!r}, flush_interval_s=60,
                              batch_rows=10_000, journal_dir={str(tmp_path / "journal")!r})
@@ -198,7 +198,7 @@ def test_an_unwritable_journal_still_queues_the_rows(tmp_path: Path) -> None:
 def test_a_capped_journal_refuses_past_its_cap_and_takes_rows_again_once_room_is_freed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tagops.serving.journal.RESCAN_S", 0.0)
+    monkeypatch.setattr("tagops.predlog.journal.RESCAN_S", 0.0)
     batch = rows(1)  # one batch appended again and again: every line has the same length
     line = len(encode_rows(batch))
     folder = tmp_path / "journal"
@@ -224,7 +224,7 @@ def test_a_capped_journal_refuses_past_its_cap_and_takes_rows_again_once_room_is
 def test_the_writer_rereads_the_folder_so_other_replicas_segments_count_toward_the_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("tagops.serving.journal.RESCAN_S", 0.0)
+    monkeypatch.setattr("tagops.predlog.journal.RESCAN_S", 0.0)
     store = journaled_store(tmp_path, flush_interval_s=0.01, journal_max_bytes=100_000)
     store.start()
     assert store.submit(rows(1))  # the first append reads the folder: nearly empty
@@ -323,7 +323,7 @@ def test_a_new_segment_is_locked_before_a_replayer_can_list_it(
         visible_when_locked.append(segments(tmp_path))
         real_flock(fd, operation)
 
-    monkeypatch.setattr("tagops.serving.journal.fcntl.flock", watching_flock)
+    monkeypatch.setattr("tagops.predlog.journal.fcntl.flock", watching_flock)
     journal.append(rows(1))
     assert visible_when_locked == [[]]  # locked while still under its hidden name
     assert len(segments(tmp_path)) == 1

@@ -11,21 +11,21 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from tagops.serving.keys import ApiKeyError, KeyStore
-from tagops.serving.store import (
+from tagops.predlog.store import (
     ServingStore,
     api_keys,
     database_url_for,
     default_database_url,
     safe_url,
 )
+from tagops.serving.keys import ApiKeyError, KeyStore
 from tests.unit.serving_fakes import make_store, settings_for
 
 pytestmark = pytest.mark.unit
 
 
 def rows(count: int, *, tag: str = "mlops") -> list[dict[str, Any]]:
-    from tagops.serving.store import utcnow
+    from tagops.predlog.store import utcnow
 
     return [
         {
@@ -247,8 +247,8 @@ def test_registry_versions_load_from_the_local_cache_without_mlflow(
 ) -> None:
     from tagops.config import RulesParams
     from tagops.data.clean import build_text
+    from tagops.inference.predictor import Predictor
     from tagops.models.rules import RulesModel
-    from tagops.predict import Predictor
     from tagops.serving.service import SERVING_METADATA, RegistryModelLoader
     from tests.unit.conftest import make_projects
 
@@ -264,7 +264,7 @@ def test_registry_versions_load_from_the_local_cache_without_mlflow(
         calls.append(uri)
         return Predictor.from_directory(folder, threshold=threshold, metadata=dict(metadata))
 
-    monkeypatch.setattr("tagops.model_uri.load_predictor", from_registry)
+    monkeypatch.setattr("tagops.inference.loading.load_predictor", from_registry)
     monkeypatch.setattr(RegistryModelLoader, "_holdout_metrics", lambda self, run_id: {"overall.f1": 0.9})
     loader = RegistryModelLoader(settings, threshold=0.4)
     first = loader.load("models:/tagops@champion")
@@ -298,7 +298,7 @@ def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.Monkey
     def no_driver(*_: Any, **__: Any) -> Any:
         raise ModuleNotFoundError("No module named 'psycopg2'", name="psycopg2")
 
-    monkeypatch.setattr("tagops.serving.store.create_engine", no_driver)
+    monkeypatch.setattr("tagops.predlog.store.create_engine", no_driver)
     with pytest.raises(
         TagopsError, match=r"u:\*\*\*@db/x: its database driver is not installed \(psycopg2\)"
     ):

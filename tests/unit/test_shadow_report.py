@@ -13,7 +13,7 @@ from rich.console import Console
 
 from tagops.evaluate import bootstrap_f1_difference, weighted_f1
 from tagops.monitoring.shadow import compare_models, render_table
-from tagops.serving.store import ServingStore, shadow_predictions
+from tagops.predlog.store import ServingStore, shadow_predictions
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tagops.predlog.store import predictions, shadow_predictions
 from tagops.serving.app import create_app
-from tagops.serving.store import predictions, shadow_predictions
 from tests.unit.serving_fakes import FakePredictor, make_store, serve_config, settings_for
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import SimulateConfig
-from tagops.simulate import before_after, draw_mix, rewrite_vocabulary, shifted_frame
+from tagops.simulation.loop import before_after, draw_mix, rewrite_vocabulary, shifted_frame
 from tests.unit.conftest import make_projects
 
 pytestmark = pytest.mark.unit

@@ -19,8 +19,8 @@ from tagops.models.transformer import (
     steps_per_epoch,
     update_state,
 )
-from tagops.train import refit_params
-from tagops.train_ray import plan_workers
+from tagops.models.transformer_ray import plan_workers
+from tagops.workloads.train import refit_params
 
 pytestmark = pytest.mark.unit
 
@@ -144,7 +144,7 @@ def test_refit_trains_for_the_epoch_validation_picked(tmp_path: Path) -> None:
 def test_refit_keeps_the_early_stopped_transformer_by_default(tmp_path: Path) -> None:
     import pandas as pd
 
-    from tagops.train import refit_stage
+    from tagops.workloads.train import refit_stage
 
     (tmp_path / "model.json").write_text(json.dumps({"family": "transformer", "training": {"best_epoch": 2}}))
     kept = refit_stage(

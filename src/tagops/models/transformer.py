@@ -6,7 +6,7 @@ single-label cross-entropy (optional label smoothing and balanced class weights)
 warm-up then linear decay, gradient clipping and early stopping on validation F1.
 
 This module is the pure model: the network, tokenisation, the epoch loop, batched inference and safe
-save/load. It runs in one process (:meth:`TransformerModel.fit`); :mod:`tagops.train_ray` runs the same
+save/load. It runs in one process; :mod:`~tagops.models.transformer_ray` runs the same
 loop on Ray Train workers. A saved model is a folder of ``model.json`` (labels, parameters, training
 history), ``weights.safetensors``, ``encoder/config.json`` and ``tokenizer/`` files: it loads without Ray,
 without the original encoder and without unpickling anything.

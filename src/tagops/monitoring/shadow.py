@@ -54,7 +54,7 @@ def compare_models(
 ) -> list[dict[str, Any]]:
     """One comparison per (champion version, shadow version) found in ``rows``.
 
-    ``rows`` are :meth:`~tagops.serving.store.ServingStore.read_shadow_pairs` rows; ``feedback`` maps a
+    ``rows`` are :meth:`~tagops.predlog.store.ServingStore.read_shadow_pairs` rows; ``feedback`` maps a
     prediction id to its correct tag.
     """
     from tagops.evaluate import bootstrap_f1_difference
@@ -108,7 +108,7 @@ def shadow_report(
     output: Path | None = None,
 ) -> dict[str, Any]:
     """Compare champion and shadow over ``[since, until)`` of the prediction log; writes JSON if asked."""
-    from tagops.serving.store import ServingStore, database_url_for
+    from tagops.predlog.store import ServingStore, database_url_for
 
     store = ServingStore(database_url_for(cfg.database_url, settings))
     try:

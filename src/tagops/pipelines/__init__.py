@@ -1,1 +1,1 @@
-"""ZenML pipelines: thin steps over the plain stage functions in :mod:`tagops.train` and friends."""
+"""ZenML pipelines: thin steps over the plain stage functions in :mod:`tagops.workloads.train` and friends."""

@@ -2,7 +2,7 @@
 
 ``tagops monitor [--since ISO] [--until ISO] [--model URI]`` runs it on ZenML's local stack under
 ``TAGOPS_HOME/zenml`` (``--no-pipeline`` runs the same functions in-process). Steps only translate
-between ZenML artifacts and :mod:`tagops.monitoring.monitor`. Nothing is cached: the prediction log and
+between ZenML artifacts and :mod:`tagops.workloads.monitor`. Nothing is cached: the prediction log and
 the registry change between runs, and publishing talks to MLflow and the webhook.
 """
 
@@ -21,7 +21,7 @@ def reference_step(
     config: dict[str, Any],
 ) -> tuple[Annotated[dict[str, Any], "reference"], Annotated[int | None, "model_version"]]:
     """The reference statistics stored with the model the config names, and its registry version."""
-    from tagops.monitoring.monitor import load_reference_stats
+    from tagops.workloads.monitor import load_reference_stats
 
     cfg = MonitorConfig.model_validate(config)
     reference, version = load_reference_stats(cfg.model_uri, Settings())
@@ -33,8 +33,8 @@ def window_step(
     config: dict[str, Any], since: str, until: str, model_version: int | None
 ) -> Annotated[dict[str, Any], "window"]:
     """The window's predictions and feedback from the prediction log (read-only)."""
-    from tagops.monitoring.monitor import read_window
-    from tagops.serving.store import ServingStore, database_url_for
+    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.workloads.monitor import read_window
 
     cfg = MonitorConfig.model_validate(config)
     store = ServingStore(database_url_for(cfg.database_url, Settings()))
@@ -67,8 +67,8 @@ def monitor_step(
     output_dir: str,
 ) -> Annotated[dict[str, Any], "summary"]:
     """Run the drift tests; write the JSON summary and HTML report, log to MLflow, alert on an alarm."""
-    from tagops.monitoring.monitor import Window, analyse_window, publish
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
+    from tagops.workloads.monitor import Window, analyse_window, publish
 
     cfg = MonitorConfig.model_validate(config)
     frame = Window(

@@ -2,7 +2,7 @@
 
 ``tagops retrain [--if-needed] [--no-promote]`` consults the policy first (in the CLI) and, when it says
 yes, runs this pipeline on ZenML's local stack under ``TAGOPS_HOME/zenml``. Steps only translate between
-ZenML artifacts and the stage functions of :mod:`tagops.retrain`. Nothing is cached: the prediction log,
+ZenML artifacts and the stages of :mod:`~tagops.workloads.retrain`. Nothing is cached: the prediction log,
 the registry and the service change between runs. The service's admin key never becomes an artifact:
 the reload step reads it from the environment.
 """
@@ -29,7 +29,7 @@ def feedback_step(
     """Original data + validated feedback rows, written as the challenger's dataset; the recent window."""
     import time
 
-    from tagops.retrain import collect_feedback_stage, write_training_data
+    from tagops.workloads.retrain import collect_feedback_stage, write_training_data
 
     cfg = RetrainConfig.model_validate(config)
     settings = Settings()
@@ -49,9 +49,9 @@ def feedback_step(
 @step(enable_cache=False)
 def challenger_step(config: dict[str, Any], training_data: dict[str, str]) -> Annotated[int, "challenger"]:
     """Train the configured family on the augmented data; register it as ``challenger``."""
-    from tagops.registry import Registry
-    from tagops.retrain import train_challenger_stage
-    from tagops.train import DataSnapshot
+    from tagops.registry.client import Registry
+    from tagops.workloads.retrain import train_challenger_stage
+    from tagops.workloads.train import DataSnapshot
 
     settings = Settings()
     data = DataSnapshot(
@@ -68,8 +68,8 @@ def evaluate_step(
     config: dict[str, Any], challenger: int, holdout: pd.DataFrame, recent: pd.DataFrame
 ) -> Annotated[dict[str, Any], "evaluation"]:
     """Champion and challenger on the holdout and the recent window, and both gates' verdict."""
-    from tagops.registry import CHAMPION, Registry
-    from tagops.retrain import evaluate_versions_stage, gate_stage
+    from tagops.registry.client import CHAMPION, Registry
+    from tagops.workloads.retrain import evaluate_versions_stage, gate_stage
 
     cfg = RetrainConfig.model_validate(config)
     registry = Registry(Settings())
@@ -91,8 +91,8 @@ def promote_step(
     promote: bool,
 ) -> Annotated[bool, "promoted"]:
     """Record the decision with its trigger and move ``champion`` if both gates passed (if asked to)."""
-    from tagops.registry import Registry
-    from tagops.retrain import promote_stage
+    from tagops.registry.client import Registry
+    from tagops.workloads.retrain import promote_stage
 
     if not promote:
         return False
@@ -113,7 +113,7 @@ def promote_step(
 @step(enable_cache=False)
 def reload_step(config: dict[str, Any], promoted: bool, promote: bool) -> Annotated[dict[str, Any], "reload"]:
     """Tell the configured service to reload (a new champion, or a new challenger for its shadow)."""
-    from tagops.retrain import reload_service, service_target
+    from tagops.workloads.retrain import reload_service, service_target
 
     if promote and not promoted:
         return {"skipped": "nothing promoted"}
@@ -133,7 +133,7 @@ def retraining_pipeline(config: dict[str, Any], trigger: str, promote: bool) -> 
 
 
 def run_retraining_pipeline(cfg: RetrainConfig, *, trigger: str, promote: bool = True) -> dict[str, Any]:
-    """Run the pipeline and return what it did (the shape of :meth:`tagops.retrain.RetrainResult.to_json`)."""
+    """Run the pipeline and return what it did (the shape of ``RetrainResult.to_json``)."""
     run = retraining_pipeline(config=cfg.model_dump(mode="json"), trigger=trigger, promote=promote)
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")

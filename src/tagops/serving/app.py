@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
+from tagops.predlog.store import ServingStore, database_url_for, journal_folder
 from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
 from tagops.serving.keys import ApiKey, KeyStore, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -53,7 +54,6 @@ from tagops.serving.service import (
     alias_of,
     concrete_uri,
 )
-from tagops.serving.store import ServingStore, database_url_for, journal_folder
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -199,7 +199,7 @@ def create_app(
     """Build the prediction API around a loaded predictor.
 
     Args:
-        predictor: the model to serve first (a :class:`tagops.predict.Predictor` or a test double).
+        predictor: the model to serve first (a ``Predictor`` or a test double).
         settings: where state lives (the default prediction log is SQLite under ``TAGOPS_HOME``).
         config: bounds, keys, batching and log settings (defaults: :class:`ServeConfig`).
         store: the prediction log (default: ``config.database_url`` or SQLite under ``TAGOPS_HOME``).
@@ -236,8 +236,8 @@ def create_app(
         store.on_rows = count_rows
     shadow = None
     if cfg.shadow_model_uri is not None:
+        from tagops.predlog.store import shadow_predictions
         from tagops.serving.shadow import ShadowScorer
-        from tagops.serving.store import shadow_predictions
 
         # A writer and queue of its own on the same database: shadow rows never take champion rows' room.
         shadow = ShadowScorer(

@@ -1,6 +1,6 @@
 """Dynamic batching: concurrent requests go to ``predictor.predict`` together, in one call.
 
-Ray Serve batches with ``@serve.batch`` (see :mod:`tagops.serving.deployment`); the uvicorn engine uses
+Ray Serve batches with ``@serve.batch`` (see :mod:`tagops.serving.ray.deployment`); the uvicorn engine uses
 :class:`AsyncBatcher`, which has the same semantics: requests are batched whole, up to ``max_items``
 items, waiting at most ``wait_s`` for a batch to fill (0: take whatever queued while the previous batch
 ran). Both call :func:`predict_batch`, which also isolates a request that makes the model fail, so one

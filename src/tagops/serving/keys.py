@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from tagops.errors import TagopsError
-from tagops.serving.store import api_keys, utcnow
+from tagops.predlog.store import api_keys, utcnow
 
 Role = Literal["client", "admin"]
 ROLES: tuple[Role, ...] = ("client", "admin")

@@ -122,9 +122,10 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     (two services on one machine would share them), and its side listeners get free ports rather than
     Ray's fixed 8404 (stats page), 9101 (Prometheus) and 8500 (fallback proxy) for the same reason. Ray's
     template binds the stats page and Prometheus exporter on every interface: Ray starts HAProxy through
-    :mod:`tagops.serving.haproxy_bind`, which moves them to loopback (unless ``RAY_SERVE_HAPROXY_BINARY_PATH``
-    is already set, as every variable here). A stopping replica stays open 2 s (Ray's default is
-    30 s, for load balancers outside Ray) because the HAProxy Ray manages learns of it within 0.1 s.
+    :mod:`~tagops.serving.ray.haproxy_bind`, which moves them to loopback (unless
+    ``RAY_SERVE_HAPROXY_BINARY_PATH`` is already set, as every variable here). A stopping replica stays open
+    2 s (Ray's default is 30 s, for load balancers outside Ray) because the HAProxy Ray manages learns of it
+    within 0.1 s.
     Ray's ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` is set here only: it also turns on direct ingress, which needs
     HAProxy in front.
     """
@@ -134,7 +135,7 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
     folder, sockets = haproxy_folders(settings)
     folder.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH"):  # a user's own binary is started as it is
-        from tagops.serving.haproxy_bind import real_haproxy, write_wrapper
+        from tagops.serving.ray.haproxy_bind import real_haproxy, write_wrapper
 
         try:
             haproxy = real_haproxy()
@@ -260,7 +261,7 @@ def start_ray_serve(cfg: ServeConfig) -> Any:
     import ray
     from ray import serve
 
-    from tagops.serving.deployment import APP_NAME, build_app
+    from tagops.serving.ray.deployment import APP_NAME, build_app
 
     cpus = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
     replicas = cfg.autoscaling.min_replicas if cfg.autoscaling else cfg.num_replicas

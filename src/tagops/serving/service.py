@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tagops.errors import TagopsError
-from tagops.serving.store import utcnow
+from tagops.predlog.store import utcnow
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
+    from tagops.predlog.store import ServingStore
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
-    from tagops.serving.store import ServingStore
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ WARM_UP_TITLE = "Warm-up request"
 
 
 class PredictorLike(Protocol):
-    """What the service needs of a predictor (:class:`tagops.predict.Predictor` or a test double)."""
+    """What the service needs of a predictor (a ``Predictor`` or a test double)."""
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -169,7 +169,7 @@ class RegistryModelLoader:
         """``models:/NAME@ALIAS`` → ``models:/NAME/VERSION`` (one registry query); other URIs as they are."""
         if not uri.startswith("models:/"):
             return uri
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         version, info = Registry(self.settings).resolve(uri)
         return f"models:/{info['name']}/{version}"
@@ -181,7 +181,7 @@ class RegistryModelLoader:
         ``TAGOPS_HOME/models``: a restarted replica, or one following a reload, loads ``models:/NAME/N``
         from that cache without importing MLflow (seconds saved on every replica start).
         """
-        from tagops.model_uri import load_predictor
+        from tagops.inference.loading import load_predictor
 
         cached = self._from_cache(uri)
         if cached is not None:
@@ -197,7 +197,7 @@ class RegistryModelLoader:
         return self.settings.models_dir / "registry" / name / str(version)
 
     def _from_cache(self, uri: str) -> PredictorLike | None:
-        from tagops.predict import Predictor
+        from tagops.inference.predictor import Predictor
 
         match = _VERSION_URI.match(uri)
         if match is None:
@@ -230,7 +230,7 @@ class RegistryModelLoader:
         if not run_id:
             return {}
         try:
-            from tagops.registry import Registry
+            from tagops.registry.client import Registry
 
             metrics = Registry(self.settings).client.get_run(run_id).data.metrics
         except Exception as error:  # metrics are informative; the model is served without them

@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tagops.serving.store import utcnow, wait_drained
+from tagops.predlog.store import utcnow, wait_drained
 
 if TYPE_CHECKING:
+    from tagops.predlog.store import ServingStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.service import ServedModel
-    from tagops.serving.store import ServingStore
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these f
    the data contract (:func:`tagops.data.validate.validate_frame`), row by row.
 2. **Split by time.** The newest ``recent_fraction`` of those rows is the *recent labelled window*,
    held out of training; the older rows join dataset.csv as training data.
-3. **Challenger.** :func:`tagops.train.run_training` with the config's family on the augmented data,
+3. **Challenger.** :func:`tagops.workloads.train.run_training` with the config's family on the augmented data,
    registered as ``challenger``.
 4. **Evaluate and gate.** Champion and challenger on the holdout and on the recent window; the
    challenger must pass ``gate`` on the holdout and ``recent_gate`` on the recent window.
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import RetrainConfig, RetrainPolicy
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
     from tagops.settings import Settings
-    from tagops.train import DataSnapshot
+    from tagops.workloads.train import DataSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def feedback_to_rows(
 ) -> FeedbackRows:
     """Turn feedback joined with its predictions into contract-valid rows, split by time.
 
-    ``labelled`` rows are :meth:`~tagops.serving.store.ServingStore.read_labelled` rows. Counts of every
+    ``labelled`` rows are :meth:`~tagops.predlog.store.ServingStore.read_labelled` rows. Counts of every
     row dropped, and why, are returned with the rows.
     """
     import pandas as pd
@@ -280,7 +280,7 @@ def write_training_data(
     """dataset.csv + feedback rows as one projects file (the holdout is left as it is), hashed."""
     import pandas as pd
 
-    from tagops.train import snapshot
+    from tagops.workloads.train import snapshot
 
     output_dir.mkdir(parents=True, exist_ok=True)
     combined = pd.concat([dataset, rows], ignore_index=True)
@@ -324,8 +324,8 @@ def collect_feedback_stage(
     cfg: RetrainConfig, settings: Settings
 ) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, FeedbackRows]:
     """The original data (validated) and the feedback rows to add, from the prediction log."""
-    from tagops.serving.store import ServingStore, database_url_for
-    from tagops.train import pull_stage, validate_stage
+    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.workloads.train import pull_stage, validate_stage
 
     original = pull_stage(settings, cfg.train.data)
     dataset, holdout = validate_stage(original)
@@ -344,7 +344,7 @@ def train_challenger_stage(
     cfg: RetrainConfig, settings: Settings, data: DataSnapshot, registry: Registry
 ) -> int:
     """Train the config's family on the augmented data and register it as ``challenger``."""
-    from tagops.train import run_training
+    from tagops.workloads.train import run_training
 
     name = f"retrain-{cfg.train.model.family}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_training(cfg.train, settings, registry=registry, data=data, run_name=name)
@@ -363,7 +363,7 @@ def evaluate_versions_stage(
     cfg: RetrainConfig,
 ) -> dict[str, Any]:
     """Champion and challenger on the holdout and on the recent labelled window (empty: not evaluated)."""
-    from tagops.promote import _evaluate_version
+    from tagops.workloads.promote import _evaluate_version
 
     reports: dict[str, Any] = {}
     for role, version in (("champion", champion), ("challenger", challenger)):
@@ -378,7 +378,7 @@ def evaluate_versions_stage(
 
 def gate_stage(reports: dict[str, Any], cfg: RetrainConfig) -> dict[str, Any]:
     """Both gates: the holdout's (``gate``) and the recent window's (``recent_gate``); pure."""
-    from tagops.promote import decide
+    from tagops.workloads.promote import decide
 
     holdout = decide(reports["challenger_holdout"], reports["champion_holdout"], cfg.gate)
     result: dict[str, Any] = {"holdout": asdict(holdout), "recent": None}
@@ -407,7 +407,7 @@ def promote_stage(
     evidence: dict[str, Any] | None = None,
 ) -> bool:
     """Record the two-gate decision in the promotion history and move ``champion`` if it passed."""
-    from tagops.promote import GateDecision, record_decision
+    from tagops.workloads.promote import GateDecision, record_decision
 
     holdout = gate["holdout"]
     decision = GateDecision(
@@ -490,7 +490,7 @@ def consult_policy(
     feedback_rows: int | None,
 ) -> RetrainDecision:
     """Gather what the policy needs (champion, last retrain, summary) and decide."""
-    from tagops.promote import read_history
+    from tagops.workloads.promote import read_history
 
     champion = registry.alias_version("champion")
     if if_needed and summary is None:
@@ -521,7 +521,7 @@ def run_retrain(
     ``promote=False`` stops after the gate is computed: the challenger is registered (e.g. to be shadowed
     first) and nothing is promoted or recorded. ``trigger`` overrides the policy's reason.
     """
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
 
     started = time.perf_counter()
     registry = registry or Registry(settings)

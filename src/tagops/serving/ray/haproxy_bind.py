@@ -10,7 +10,7 @@ file, so Ray finds its process by the same command line) and then becomes the re
 Only those sections: Ray writes the API's own listener as ``bind *:PORT`` too when it serves on every
 interface (``--host 0.0.0.0``), and that one is the user's choice.
 
-Run as ``python -I -m tagops.serving.haproxy_bind REAL_HAPROXY ARGS...``; imports nothing heavy.
+Run as ``python -I -m tagops.serving.ray.haproxy_bind REAL_HAPROXY ARGS...``; imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ WILDCARD_BIND = re.compile(r"^(?P<lead>[ \t]*bind[ \t]+)\*?:(?P<port>\d+)")
 SIDE_SECTIONS = frozenset({("listen", "stats"), ("frontend", "prometheus")})
 LOOPBACK = "127.0.0.1"
 #: This module, as the wrapper runs it (``__name__`` is ``__main__`` there).
-MODULE = "tagops.serving.haproxy_bind"
+MODULE = "tagops.serving.ray.haproxy_bind"
 
 
 def bind_side_listeners(config: str, host: str = LOOPBACK) -> str:
@@ -99,7 +99,7 @@ def real_haproxy() -> str:
 def main(argv: list[str]) -> None:
     """Rewrite the configs ``argv`` names, then run the real HAProxy (``argv[0]``) in this process."""
     if not argv:
-        raise SystemExit("usage: python -m tagops.serving.haproxy_bind HAPROXY [ARGS...]")
+        raise SystemExit("usage: python -m tagops.serving.ray.haproxy_bind HAPROXY [ARGS...]")
     haproxy, args = argv[0], argv[1:]
     for path in config_paths(args):
         rewrite_config(path)

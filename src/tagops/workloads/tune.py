@@ -2,7 +2,7 @@
 
 ``tagops tune --model transformer|linear --trials N [--config configs/tune.yaml]`` searches the space in
 :class:`tagops.config.TuneConfig`, every trial logging to an MLflow child run of one parent run; the
-best trial's parameters are then trained through the normal path (:func:`tagops.train.run_training`),
+best trial's parameters are then trained through the normal path (``run_training``),
 registered as ``challenger`` and sent through the promotion gate. ``tagops tune --resume NAME`` continues
 an interrupted search: finished trials are kept, unfinished ones run again.
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tagops.config import LinearParams, TrainConfig, TransformerParams, TuneConfig
 
 if TYPE_CHECKING:
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _close_child(tracking: dict[str, str] | None, run_id: str | None) -> None:
     """Mark a trial's MLflow run FINISHED (once; a run already closed is left as it is)."""
     if not tracking or not run_id:
         return
-    from tagops.registry import close_run, run_status
+    from tagops.registry.client import close_run, run_status
 
     if run_status(tracking["tracking_uri"], run_id) == "RUNNING":
         close_run(tracking["tracking_uri"], run_id)
@@ -185,7 +185,7 @@ def _open_child_run(
         return None
     from ray import tune
 
-    from tagops.registry import log_to_run, open_run
+    from tagops.registry.client import log_to_run, open_run
 
     trial = tune.get_context().get_trial_name()
     run_id = open_run(
@@ -204,7 +204,7 @@ def _log_child(
 ) -> None:
     if not tracking or not run_id:
         return
-    from tagops.registry import log_to_run
+    from tagops.registry.client import log_to_run
 
     try:
         log_to_run(tracking["tracking_uri"], run_id, metrics=metrics, step=step)
@@ -228,7 +228,7 @@ def run_tuning(
     resume: bool = False,
 ) -> TuneResult:
     """Search, then train, register and gate the best trial's parameters (when a registry is given)."""
-    from tagops.train import pull_stage, split_stage, validate_stage
+    from tagops.workloads.train import pull_stage, split_stage, validate_stage
 
     snapshot = pull_stage(settings, cfg.data)
     dataset, holdout = validate_stage(snapshot)
@@ -399,7 +399,7 @@ def _close_unfinished(tracking_uri: str, trials: list[dict[str, Any]]) -> None:
     """Trials ASHA stopped never reached their own end: mark their MLflow runs KILLED."""
     import contextlib
 
-    from tagops.registry import close_run, run_status
+    from tagops.registry.client import close_run, run_status
 
     for trial in trials:
         run_id = trial.get("mlflow_run_id")
@@ -421,8 +421,8 @@ def _register_best(
     """Train the best parameters through the normal path, register as challenger, run the gate."""
     from dataclasses import asdict
 
-    from tagops.promote import promote
-    from tagops.train import run_training
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import run_training
 
     train_cfg = TrainConfig(
         data=cfg.data, model=params, evaluation=cfg.evaluation, seed=cfg.seed, refit_full=cfg.refit_full
@@ -441,7 +441,7 @@ def _register_best(
     )
     result.gate = asdict(decision)
     if parent_run_id is not None:
-        from tagops.registry import close_run, log_to_run
+        from tagops.registry.client import close_run, log_to_run
 
         log_to_run(
             settings.tracking_uri,

@@ -24,8 +24,8 @@ from tagops.errors import TagopsError
 if TYPE_CHECKING:
     from tagops.config import MonitorConfig
     from tagops.monitoring.drift import DriftReport
-    from tagops.registry import Registry
-    from tagops.serving.store import ServingStore
+    from tagops.predlog.store import ServingStore
+    from tagops.registry.client import Registry
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def load_reference_stats(
     folder holding one.
     """
     from tagops.monitoring.reference import check_reference
-    from tagops.registry import REFERENCE_STATS_FILE
+    from tagops.registry.client import REFERENCE_STATS_FILE
 
     if not model_uri.startswith("models:/"):
         path = Path(model_uri)
@@ -134,7 +134,7 @@ def load_reference_stats(
             raise TagopsError(f"{path}: cannot read reference statistics: {error}") from error
         version = None
     else:
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         registry = registry or Registry(settings)
         version, info = registry.resolve(model_uri)
@@ -318,11 +318,11 @@ def run_monitor(
     log_to_mlflow: bool = True,
 ) -> MonitorResult:
     """Monitor one window of the prediction log end to end (the entry point of ``tagops monitor``)."""
-    from tagops.serving.store import ServingStore, database_url_for
+    from tagops.predlog.store import ServingStore, database_url_for
 
     start, end = resolve_window(since, until, cfg)
     if registry is None and (log_to_mlflow or cfg.model_uri.startswith("models:/")):
-        from tagops.registry import Registry
+        from tagops.registry.client import Registry
 
         registry = Registry(settings)
     reference, version = load_reference_stats(cfg.model_uri, settings, registry=registry)

@@ -30,9 +30,9 @@ from tagops.config import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.registry import Registry
+    from tagops.models.transformer_ray import Tracking
+    from tagops.registry.client import Registry
     from tagops.settings import Settings
-    from tagops.train_ray import Tracking
 
 logger = logging.getLogger(__name__)
 
@@ -239,8 +239,8 @@ def _fit_transformer(
         return TransformerModel(params).fit(
             texts, labels, seed=seed, val_texts=val_texts, val_labels=val_labels
         )
+    from tagops.models.transformer_ray import fit_transformer
     from tagops.settings import Settings
-    from tagops.train_ray import fit_transformer
 
     settings = settings or Settings()
     checkpoint_dir = checkpoint_dir or ray_results_dir(settings) / name
@@ -340,7 +340,7 @@ def refit_params(params: AnyModelParams, val_model_dir: Path) -> AnyModelParams:
 def evaluate_stage(model_dir: Path, frame: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate a saved model on a labelled frame."""
     from tagops.evaluate import evaluate_predictor
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
 
     return evaluate_predictor(Predictor.from_directory(model_dir, threshold=cfg.threshold), frame, cfg)
 
@@ -451,9 +451,9 @@ def reference_stage(
     traffic are words the model never saw.
     """
     from tagops.data.validate import load_projects
+    from tagops.inference.predictor import Predictor
     from tagops.models.base import read_model_info
     from tagops.monitoring.reference import create_embedder, reference_stats
-    from tagops.predict import Predictor
 
     started = time.perf_counter()
     dataset = load_projects(data.dataset_path)
@@ -489,7 +489,7 @@ def _log_reference(
     Monitoring is auxiliary to the model: a model without a reference can still serve, and
     ``tagops monitor`` then says that its reference statistics are missing.
     """
-    from tagops.registry import REFERENCE_STATS_FILE, REFERENCE_STATS_TAG
+    from tagops.registry.client import REFERENCE_STATS_FILE, REFERENCE_STATS_TAG
 
     try:
         stats = reference_stage(model_dir, data, cfg, holdout_f1=holdout_f1)
@@ -559,7 +559,7 @@ def run_training(
     def tracking(prefix: str) -> Tracking | None:
         if mlflow_run_id is None:
             return None
-        from tagops.train_ray import Tracking
+        from tagops.models.transformer_ray import Tracking
 
         return Tracking(settings.tracking_uri, mlflow_run_id, prefix)
 

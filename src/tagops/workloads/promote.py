@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import EvalConfig, GateConfig
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def _evaluate_version(
     registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig
 ) -> dict[str, Any]:
     from tagops.evaluate import evaluate_predictor
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
 
     predictor = Predictor.from_directory(
         registry.download(version), threshold=cfg.threshold, metadata={"version": version}
@@ -154,7 +154,7 @@ def promote(
 
     ``trigger`` (why this gate runs) is recorded in the promotion history.
     """
-    from tagops.registry import CHALLENGER, CHAMPION
+    from tagops.registry.client import CHALLENGER, CHAMPION
 
     candidate = version if version is not None else registry.alias_version(CHALLENGER)
     if candidate is None:
@@ -195,7 +195,7 @@ def record_decision(
     ``trigger`` says why the candidate was trained or gated at all ("manual", "schedule", "drift alarm
     at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain).
     """
-    from tagops.registry import CHAMPION
+    from tagops.registry.client import CHAMPION
 
     if decision.promote:
         registry.set_alias(CHAMPION, candidate)
@@ -229,7 +229,7 @@ def record_decision(
 
 def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:
     """Point ``champion`` back at the version it replaced; returns (from_version, to_version)."""
-    from tagops.registry import CHAMPION
+    from tagops.registry.client import CHAMPION
 
     current = registry.alias_version(CHAMPION)
     if current is None:

@@ -1,7 +1,7 @@
 """Ray Train workload for the ``transformer`` family: Ray Data preprocessing, DDP workers, checkpoints.
 
 ``tagops train --model transformer [--num-workers N --cpus-per-worker C --gpus-per-worker G]`` reaches
-this module through :func:`tagops.train.fit_stage`. What happens:
+this module through :func:`tagops.workloads.train.fit_stage`. What happens:
 
 1. Ray Data tokenises the texts with ``map_batches`` over an actor pool; each actor loads the tokenizer
    once (:class:`TokenizeBatches`). The result is materialised before training starts, so tokenising
@@ -335,7 +335,7 @@ def _report(
 
 def _log_epoch(tracking: Tracking, metrics: dict[str, float], epoch: int) -> None:
     """Per-epoch metrics to MLflow; tracking trouble is logged, never fatal to training."""
-    from tagops.registry import log_to_run
+    from tagops.registry.client import log_to_run
 
     try:
         log_to_run(

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import SimulateConfig
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def running_service(
 
 def wait_for_rows(settings: Settings, table_name: str, expected: int, *, timeout_s: float = 60.0) -> int:
     """Poll until ``table_name`` holds ``expected`` rows (or the timeout); returns the count."""
-    from tagops.serving import store as log
+    from tagops.predlog import store as log
 
     store = log.ServingStore(log.default_database_url(settings))
     table = {"predictions": log.predictions, "feedback": log.feedback, "shadow": log.shadow_predictions}[
@@ -282,8 +282,8 @@ def monitor_window(
     sent: Sent, cfg: SimulateConfig, settings: Settings, registry: Registry, embedder: Any
 ) -> dict[str, Any]:
     """``tagops monitor`` on the window ``sent`` covers (in-process; the embedder is loaded once)."""
-    from tagops.monitoring.monitor import analyse_window, load_reference_stats, publish, read_window
-    from tagops.serving.store import ServingStore, default_database_url
+    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.workloads.monitor import analyse_window, load_reference_stats, publish, read_window
 
     reference, version = load_reference_stats(cfg.monitor.model_uri, settings, registry=registry)
     store = ServingStore(default_database_url(settings))
@@ -416,11 +416,11 @@ def _timed(timings: dict[str, float], name: str, since: float) -> float:
 
 def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: float) -> dict[str, Any]:
     from tagops.config import TrainConfig
-    from tagops.promote import promote
-    from tagops.registry import Registry
+    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
-    from tagops.serving.store import ServingStore, default_database_url
-    from tagops.train import pull_stage, run_training, validate_stage
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import pull_stage, run_training, validate_stage
 
     timings: dict[str, float] = {}
     train_raw = cfg.retrain.train.model_dump(mode="json")
@@ -558,7 +558,7 @@ class Loop:
     def retrain_and_shadow(self) -> bool:
         """Ask the policy, retrain without promoting, and shadow the challenger for one window."""
         from tagops.monitoring.shadow import render_table, shadow_report
-        from tagops.retrain import consult_policy, run_retrain
+        from tagops.workloads.retrain import consult_policy, run_retrain
 
         decision = consult_policy(
             self.retrain_cfg,
@@ -609,9 +609,9 @@ class Loop:
 
     def promote_and_compare(self) -> None:
         """Both gates and the shadow window decide; reload; the final window; the before/after table."""
-        from tagops.promote import read_history
-        from tagops.registry import CHALLENGER
-        from tagops.retrain import promote_stage
+        from tagops.registry.client import CHALLENGER
+        from tagops.workloads.promote import read_history
+        from tagops.workloads.retrain import promote_stage
 
         retrained = self.result["retrain"]
         challenger = int(retrained["challenger_version"])
@@ -664,7 +664,7 @@ class Loop:
 
     def finish(self) -> dict[str, Any]:
         """Count the log's rows against what was sent (the service has stopped: its queues are flushed)."""
-        from tagops.serving import store as log
+        from tagops.predlog import store as log
 
         client = self.http
         store = log.ServingStore(log.default_database_url(self.sim))
@@ -735,7 +735,7 @@ def _shadow_agreement(sim: Settings, shadow_window: Sent, final: Sent) -> dict[s
     """How often the challenger's shadow answers equal what it served once promoted (same items)."""
     from sqlalchemy import select
 
-    from tagops.serving import store as log
+    from tagops.predlog import store as log
 
     store = log.ServingStore(log.default_database_url(sim))
     try:

@@ -11,20 +11,20 @@ from typing import TYPE_CHECKING
 from tagops.errors import RegistryError
 
 if TYPE_CHECKING:
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
     from tagops.settings import Settings
 
 
 def load_predictor(uri: str, settings: Settings, *, threshold: float | None = None) -> Predictor:
     """Load the predictor ``uri`` names, with its registry provenance in ``metadata``."""
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
 
     local = Path(uri)
     if not uri.startswith("models:/"):
         if not (local / "model.json").is_file():
             raise RegistryError(f"{uri}: neither a models:/ URI nor a saved model folder")
         return Predictor.from_directory(local, threshold=threshold, metadata={"uri": uri})
-    from tagops.registry import Registry
+    from tagops.registry.client import Registry
 
     registry = Registry(settings)
     version, info = registry.resolve(uri)

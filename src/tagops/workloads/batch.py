@@ -4,7 +4,7 @@
 default, for files of at least :data:`AUTO_RAY_ROWS` rows). The input is read and validated in the
 driver exactly as the in-process path reads it (every bad row named), split into blocks, and sent through
 ``map_batches`` over an actor pool: each actor loads the model once and predicts whole batches with the
-same :class:`~tagops.predict.Predictor`. The output file is byte-for-byte what the in-process path writes.
+same ``Predictor``. The output file is byte-for-byte what the in-process path writes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.predict import Predictor
+    from tagops.inference.predictor import Predictor
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class PredictBatches:
     """Ray Data ``map_batches`` callable: loads the model once per actor, predicts pandas batches."""
 
     def __init__(self, model_dir: str, threshold: float | None, num_threads: int) -> None:
-        from tagops.predict import Predictor
+        from tagops.inference.predictor import Predictor
 
         self.predictor = Predictor.from_directory(Path(model_dir), threshold=threshold)
         if hasattr(self.predictor.model, "num_threads"):
@@ -155,8 +155,8 @@ def predict_file(
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
 ) -> int:
-    """Like :func:`tagops.predict.predict_file`, with inference on Ray Data; returns rows written."""
-    from tagops.predict import read_items, write_predictions
+    """Like ``predict_file``, with inference on Ray Data; returns rows written."""
+    from tagops.inference.predictor import read_items, write_predictions
 
     model_dir = predictor.metadata.get("path")
     if not model_dir:

@@ -7,7 +7,7 @@ Predictions are written by one background thread per process: a request only app
 in-memory queue and never waits for the database. The writer inserts what arrives within
 ``flush_interval_s`` of a first row (up to ``batch_rows``) in one transaction, retries a failed batch,
 and flushes what is queued on shutdown. With a journal folder (the serving default), each request's rows
-are also appended to a local file first (:mod:`tagops.serving.journal`): rows of a killed process, and
+are also appended to a local file first (:mod:`tagops.predlog.journal`): rows of a killed process, and
 rows the database refused after the retries, are written later by the next writer on the machine that
 finds them (at its start, then every ``recover_interval_s``). A row that cannot be written (queue full,
 writer stopped, database down after retries) is counted in the metrics and logged, never dropped
@@ -61,7 +61,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.pool import StaticPool
 
 from tagops.errors import TagopsError
-from tagops.serving.journal import Journal
+from tagops.predlog.journal import Journal
 
 if TYPE_CHECKING:
     from tagops.settings import Settings

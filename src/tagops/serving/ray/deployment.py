@@ -22,8 +22,8 @@ from tagops.config import ServeConfig, load_serve_config
 from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, items_in, predict_batch
 
 if TYPE_CHECKING:
+    from tagops.predlog.store import ServingStore
     from tagops.serving.service import ModelLoader, PredictorLike
-    from tagops.serving.store import ServingStore
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,8 @@ def build_deployment(cfg: ServeConfig) -> Any:
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
             import ray
 
+            from tagops.predlog.store import ServingStore, database_url_for, journal_folder
             from tagops.serving.service import RegistryModelLoader
-            from tagops.serving.store import ServingStore, database_url_for, journal_folder
             from tagops.settings import Settings, prepare_environment
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
@@ -212,7 +212,7 @@ def build_app(cfg: ServeConfig, *, deployment_id: str | None = None) -> Any:
 
 
 def app_builder(args: dict[str, Any]) -> Any:
-    """Application builder for ``serve deploy`` and KubeRay (``tagops.serving.deployment:app_builder``).
+    """Application builder for ``serve deploy`` and KubeRay (``tagops.serving.ray.deployment:app_builder``).
 
     ``args``: ``config_path`` (a ServeConfig YAML, optional), ``config`` (ServeConfig fields that
     override it) and ``deployment_id`` (optional; a new one per deploy by default).
@@ -275,7 +275,7 @@ def serve_deploy_config(cfg: ServeConfig) -> dict[str, Any]:
             {
                 "name": APP_NAME,
                 "route_prefix": "/",
-                "import_path": "tagops.serving.deployment:app_builder",
+                "import_path": "tagops.serving.ray.deployment:app_builder",
                 "args": {"config": cfg.model_dump(mode="json", exclude=_undeployed_fields(cfg))},
                 "deployments": [deployment],
             }

@@ -1,0 +1,1 @@
+"""Monitoring: reference statistics, drift statistics, shadow reports and alerts."""

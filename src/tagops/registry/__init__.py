@@ -1,0 +1,1 @@
+"""MLflow adapter: tracking, the model registry, model references and verified downloads."""

@@ -1,0 +1,1 @@
+"""Ray Serve plumbing: the deployment, the HAProxy ingress bind helper and the Ray server start."""

@@ -1,0 +1,1 @@
+"""The loop simulation: replayed traffic over HTTP, the CLI workloads and the prediction-log reader."""
