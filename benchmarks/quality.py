@@ -39,9 +39,11 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.data.ingest import load_manifest, pull_data
+from tagops.data.stages import snapshot as make_snapshot
+from tagops.data.stages import split_stage, validate_stage
 from tagops.models.ensemble import member_dirname, write_descriptor
-from tagops.workloads.train import evaluate_stage, fit_stage, refit_stage, split_stage, validate_stage
-from tagops.workloads.train import snapshot as make_snapshot
+from tagops.workloads.fit import fit_stage, refit_stage
+from tagops.workloads.train import evaluate_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # Made With ML, holdout weighted F1 (see ../shared/design/reference-system.md)

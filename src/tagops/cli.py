@@ -108,8 +108,8 @@ def data_explore(
     """Write an HTML report: class balance, text length per class, top terms per class."""
     from tagops.config import DataConfig
     from tagops.data.explore import write_explore_report
+    from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
-    from tagops.workloads.train import pull_stage
 
     settings = _settings()
     path = data or pull_stage(settings, DataConfig()).dataset_path
@@ -198,10 +198,10 @@ def evaluate(
 ) -> None:
     """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
     from tagops.config import DataConfig, EvalConfig
+    from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
     from tagops.evaluate import evaluate_predictor, write_report
     from tagops.inference.loading import load_predictor
-    from tagops.workloads.train import pull_stage
 
     settings = _settings()
     path = data or pull_stage(settings, DataConfig()).holdout_path
@@ -347,9 +347,9 @@ def promote_cmd(
 ) -> None:
     """Gate the challenger against the champion on the holdout; promote only if it passes."""
     from tagops.config import load_pipeline_config
+    from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
     from tagops.workloads.promote import promote
-    from tagops.workloads.train import pull_stage, validate_stage
 
     settings = _settings()
     cfg = load_pipeline_config(config)
@@ -423,7 +423,7 @@ def pipeline_train(
     from rich.table import Table
 
     from tagops.config import load_pipeline_config
-    from tagops.workloads.train import pull_stage, validate_stage
+    from tagops.data.stages import pull_stage, validate_stage
 
     settings = _settings()
     cfg = load_pipeline_config(config)

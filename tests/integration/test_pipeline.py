@@ -131,8 +131,8 @@ def cached_run(env: PipelineEnv, first_run: Run) -> Run:
 @pytest.fixture(scope="module")
 def changed_run(env: PipelineEnv, cached_run: Run) -> Run:
     """Re-run after editing the title of one row that the seeded split puts in the training part."""
+    from tagops.data.stages import split_stage
     from tagops.data.validate import load_projects
-    from tagops.workloads.train import split_stage
 
     path = env.data_dir / "dataset.csv"
     train, _ = split_stage(load_projects(path), env.cfg.data)
@@ -187,8 +187,8 @@ def test_first_run_on_a_fresh_store_executes_every_step(first_run: Run) -> None:
 
 
 def test_val_and_holdout_reports_are_measured_on_their_own_rows(env: PipelineEnv, first_run: Run) -> None:
+    from tagops.data.stages import split_stage
     from tagops.data.validate import load_projects
-    from tagops.workloads.train import split_stage
 
     _, val = split_stage(load_projects(env.data_dir / "dataset.csv"), env.cfg.data)
     holdout = load_projects(env.data_dir / "holdout.csv")

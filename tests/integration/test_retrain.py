@@ -41,12 +41,13 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
     import os
 
+    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.store import ServingStore, default_database_url
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.simulation.loop import shifted_frame
     from tagops.workloads.promote import promote
-    from tagops.workloads.train import pull_stage, run_training, validate_stage
+    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("retrain")
     with isolated_home(root / "home") as settings:

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, LinearParams, RulesParams
+from tagops.data.stages import snapshot, split_stage, validate_stage
 from tagops.inference.predictor import Predictor
-from tagops.workloads.train import fit_stage, snapshot, split_stage, validate_stage
+from tagops.workloads.fit import fit_stage
 
 SEED = 1234
 FAMILIES = ("rules", "linear")

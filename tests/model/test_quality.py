@@ -11,7 +11,7 @@ from tagops.config import EvalConfig
 from tagops.evaluate import evaluate_predictor
 from tagops.inference.predictor import Predictor
 from tagops.registry.client import model_sha256
-from tagops.workloads.train import fit_stage
+from tagops.workloads.fit import fit_stage
 from tests.model.conftest import FAMILIES, SEED, RealData, params_for
 
 pytestmark = pytest.mark.model

@@ -20,7 +20,7 @@ from tagops.models.transformer import (
     update_state,
 )
 from tagops.models.transformer_ray import plan_workers
-from tagops.workloads.train import refit_params
+from tagops.workloads.fit import refit_params
 
 pytestmark = pytest.mark.unit
 
@@ -144,7 +144,7 @@ def test_refit_trains_for_the_epoch_validation_picked(tmp_path: Path) -> None:
 def test_refit_keeps_the_early_stopped_transformer_by_default(tmp_path: Path) -> None:
     import pandas as pd
 
-    from tagops.workloads.train import refit_stage
+    from tagops.workloads.fit import refit_stage
 
     (tmp_path / "model.json").write_text(json.dumps({"family": "transformer", "training": {"best_epoch": 2}}))
     kept = refit_stage(

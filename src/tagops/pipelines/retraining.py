@@ -49,9 +49,9 @@ def feedback_step(
 @step(enable_cache=False)
 def challenger_step(config: dict[str, Any], training_data: dict[str, str]) -> Annotated[int, "challenger"]:
     """Train the configured family on the augmented data; register it as ``challenger``."""
+    from tagops.data.stages import DataSnapshot
     from tagops.registry.client import Registry
     from tagops.workloads.retrain import train_challenger_stage
-    from tagops.workloads.train import DataSnapshot
 
     settings = Settings()
     data = DataSnapshot(

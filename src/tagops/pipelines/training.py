@@ -50,7 +50,7 @@ def _model_params(raw: dict[str, Any]) -> Any:
 @step(enable_cache=False)
 def pull_step(data: dict[str, Any]) -> Annotated[dict[str, str], "data_snapshot"]:
     """Fetch and verify the data (always runs: the check is cheap and the files may have changed)."""
-    from tagops.workloads.train import pull_stage
+    from tagops.data.stages import pull_stage
 
     snap = pull_stage(Settings(), DataConfig.model_validate(data))
     return {
@@ -66,7 +66,7 @@ def validate_step(
     snapshot: dict[str, str],
 ) -> tuple[Annotated[pd.DataFrame, "dataset"], Annotated[pd.DataFrame, "holdout"]]:
     """Validate both files and refuse leakage; the content hashes in ``snapshot`` key the cache."""
-    from tagops.workloads.train import DataSnapshot, validate_stage
+    from tagops.data.stages import DataSnapshot, validate_stage
 
     dataset, holdout = validate_stage(
         DataSnapshot(
@@ -84,7 +84,7 @@ def split_step(
     dataset: pd.DataFrame, data: dict[str, Any]
 ) -> tuple[Annotated[pd.DataFrame, "train"], Annotated[pd.DataFrame, "val"]]:
     """Seeded stratified split."""
-    from tagops.workloads.train import split_stage
+    from tagops.data.stages import split_stage
 
     train, val = split_stage(dataset, DataConfig.model_validate(data))
     return train, val
@@ -100,7 +100,7 @@ def train_step(
     """
     import uuid
 
-    from tagops.workloads.train import fit_stage
+    from tagops.workloads.fit import fit_stage
 
     params = _model_params(model)
     output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
@@ -114,7 +114,7 @@ def refit_step(
     """Refit the measured recipe on all of dataset.csv (a transformer keeps its early-stopped model)."""
     import uuid
 
-    from tagops.workloads.train import refit_stage
+    from tagops.workloads.fit import refit_stage
 
     params = _model_params(model)
     output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
@@ -158,8 +158,9 @@ def register_step(
     train_config: dict[str, Any],
 ) -> Annotated[int, "model_version"]:
     """Log the run to MLflow and register the model as ``challenger``."""
+    from tagops.data.stages import DataSnapshot
     from tagops.registry.client import Registry
-    from tagops.workloads.train import DataSnapshot, register_stage
+    from tagops.workloads.train import register_stage
 
     settings = Settings()
     cfg = TrainConfig.model_validate(train_config)

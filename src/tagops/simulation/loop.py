@@ -416,11 +416,12 @@ def _timed(timings: dict[str, float], name: str, since: float) -> float:
 
 def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: float) -> dict[str, Any]:
     from tagops.config import TrainConfig
+    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.store import ServingStore, default_database_url
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.workloads.promote import promote
-    from tagops.workloads.train import pull_stage, run_training, validate_stage
+    from tagops.workloads.train import run_training
 
     timings: dict[str, float] = {}
     train_raw = cfg.retrain.train.model_dump(mode="json")

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import RetrainConfig, RetrainPolicy
+    from tagops.data.stages import DataSnapshot
     from tagops.registry.client import Registry
     from tagops.settings import Settings
-    from tagops.workloads.train import DataSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def write_training_data(
     """dataset.csv + feedback rows as one projects file (the holdout is left as it is), hashed."""
     import pandas as pd
 
-    from tagops.workloads.train import snapshot
+    from tagops.data.stages import snapshot
 
     output_dir.mkdir(parents=True, exist_ok=True)
     combined = pd.concat([dataset, rows], ignore_index=True)
@@ -324,8 +324,8 @@ def collect_feedback_stage(
     cfg: RetrainConfig, settings: Settings
 ) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, FeedbackRows]:
     """The original data (validated) and the feedback rows to add, from the prediction log."""
+    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.store import ServingStore, database_url_for
-    from tagops.workloads.train import pull_stage, validate_stage
 
     original = pull_stage(settings, cfg.train.data)
     dataset, holdout = validate_stage(original)

@@ -228,7 +228,7 @@ def run_tuning(
     resume: bool = False,
 ) -> TuneResult:
     """Search, then train, register and gate the best trial's parameters (when a registry is given)."""
-    from tagops.workloads.train import pull_stage, split_stage, validate_stage
+    from tagops.data.stages import pull_stage, split_stage, validate_stage
 
     snapshot = pull_stage(settings, cfg.data)
     dataset, holdout = validate_stage(snapshot)
