@@ -26,6 +26,25 @@ class DataSnapshot:
     dataset_sha256: str
     holdout_sha256: str
 
+    def to_json(self) -> dict[str, str]:
+        """The snapshot as JSON (paths as strings)."""
+        return {
+            "dataset_path": str(self.dataset_path),
+            "holdout_path": str(self.holdout_path),
+            "dataset_sha256": self.dataset_sha256,
+            "holdout_sha256": self.holdout_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> DataSnapshot:
+        """The snapshot :meth:`to_json` wrote."""
+        return cls(
+            Path(data["dataset_path"]),
+            Path(data["holdout_path"]),
+            data["dataset_sha256"],
+            data["holdout_sha256"],
+        )
+
 
 def pull_stage(settings: Settings, data: DataConfig) -> DataSnapshot:
     """Make sure the verified data files are present (pulling them if needed) and hash them."""

@@ -1,7 +1,8 @@
-"""The training pipeline: pull → validate → split → train → evaluate on holdout → register → gate.
+"""The training pipeline: :func:`tagops.workloads.train.training_plan` as a ZenML pipeline.
 
 ``tagops pipeline train [--config configs/pipeline.yaml]`` runs it on ZenML's local stack under
-``TAGOPS_HOME/zenml``. Steps only translate between ZenML artifacts and the stage functions.
+``TAGOPS_HOME/zenml``. The pipeline walks the same list of stages the in-process path runs; each step
+below only translates between ZenML artifacts (JSON, DataFrames, folder paths) and one stage function.
 
 Caching: a step is reused only when its inputs' content, its parameters, its own code *and the tagops
 package's code* (:func:`code_fingerprint`) are unchanged. Pulling, registering and promoting talk to the
@@ -16,8 +17,9 @@ import pandas as pd
 from zenml import pipeline, step
 from zenml.config import CachePolicy
 
-from tagops.config import DataConfig, EvalConfig, GateConfig, PipelineConfig, TrainConfig
-from tagops.settings import Settings
+from tagops.config import DataConfig, EnsembleParams, EvalConfig, GateConfig, PipelineConfig, TrainConfig
+from tagops.pipelines.adapter import run_settings, wire
+from tagops.workloads.train import training_plan
 
 
 def code_fingerprint() -> str:
@@ -52,30 +54,17 @@ def pull_step(data: dict[str, Any]) -> Annotated[dict[str, str], "data_snapshot"
     """Fetch and verify the data (always runs: the check is cheap and the files may have changed)."""
     from tagops.data.stages import pull_stage
 
-    snap = pull_stage(Settings(), DataConfig.model_validate(data))
-    return {
-        "dataset_path": str(snap.dataset_path),
-        "holdout_path": str(snap.holdout_path),
-        "dataset_sha256": snap.dataset_sha256,
-        "holdout_sha256": snap.holdout_sha256,
-    }
+    return pull_stage(run_settings(), DataConfig.model_validate(data)).to_json()
 
 
 @step(cache_policy=CACHE)
 def validate_step(
-    snapshot: dict[str, str],
+    data: dict[str, str],
 ) -> tuple[Annotated[pd.DataFrame, "dataset"], Annotated[pd.DataFrame, "holdout"]]:
-    """Validate both files and refuse leakage; the content hashes in ``snapshot`` key the cache."""
+    """Validate both files and refuse leakage; the content hashes in ``data`` key the cache."""
     from tagops.data.stages import DataSnapshot, validate_stage
 
-    dataset, holdout = validate_stage(
-        DataSnapshot(
-            Path(snapshot["dataset_path"]),
-            Path(snapshot["holdout_path"]),
-            snapshot["dataset_sha256"],
-            snapshot["holdout_sha256"],
-        )
-    )
+    dataset, holdout = validate_stage(DataSnapshot.from_json(data))
     return dataset, holdout  # a literal tuple: ZenML reads multiple outputs from the return statement
 
 
@@ -94,17 +83,10 @@ def split_step(
 def train_step(
     train: pd.DataFrame, val: pd.DataFrame, model: dict[str, Any], seed: int
 ) -> Annotated[str, "model_dir"]:
-    """Fit one family; the model folder lives under TAGOPS_HOME and is addressed by its path.
+    """Fit one family; the model folder lives under TAGOPS_HOME and is addressed by its path."""
+    from tagops.workloads.fit import train_stage
 
-    ``val`` lets a transformer keep its best epoch and stop early; the other families ignore it.
-    """
-    import uuid
-
-    from tagops.workloads.fit import fit_stage
-
-    params = _model_params(model)
-    output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
-    return str(fit_stage(train, params, seed=seed, output_dir=output, val=val))
+    return str(train_stage(run_settings(), train, val, _model_params(model), seed))
 
 
 @step(cache_policy=CACHE)
@@ -112,31 +94,20 @@ def refit_step(
     dataset: pd.DataFrame, model: dict[str, Any], seed: int, val_model_dir: str
 ) -> Annotated[str, "model_dir"]:
     """Refit the measured recipe on all of dataset.csv (a transformer keeps its early-stopped model)."""
-    import uuid
-
-    from tagops.workloads.fit import refit_stage
+    from tagops.workloads.fit import refit_model_stage
 
     params = _model_params(model)
-    output = Settings().models_dir / "pipeline" / f"{params.family}-{uuid.uuid4().hex[:12]}"
-    return str(refit_stage(dataset, params, seed=seed, val_model_dir=Path(val_model_dir), output_dir=output))
+    return str(refit_model_stage(run_settings(), dataset, params, seed, Path(val_model_dir)))
 
 
 @step(cache_policy=CACHE)
 def ensemble_step(member_dirs: list[str], model: dict[str, Any]) -> Annotated[str, "model_dir"]:
     """Assemble an ensemble from members this pipeline already trained (copied, never retrained)."""
-    import shutil
-    import uuid
-
-    from tagops.config import EnsembleParams
-    from tagops.models.ensemble import member_dirname, write_descriptor
+    from tagops.workloads.fit import assemble_stage
 
     params = _model_params(model)
     assert isinstance(params, EnsembleParams)
-    output = Settings().models_dir / "pipeline" / f"ensemble-{uuid.uuid4().hex[:12]}"
-    for index, (member, source) in enumerate(zip(params.members, member_dirs, strict=True)):
-        shutil.copytree(source, output / member_dirname(index, member.family))
-    write_descriptor(output, params)
-    return str(output)
+    return str(assemble_stage(run_settings(), [Path(d) for d in member_dirs], params))
 
 
 @step(cache_policy=CACHE)
@@ -156,31 +127,20 @@ def register_step(
     val_report: dict[str, Any],
     holdout_report: dict[str, Any],
     train_config: dict[str, Any],
-) -> Annotated[int, "model_version"]:
+) -> tuple[Annotated[int, "model_version"], Annotated[str, "run_id"]]:
     """Log the run to MLflow and register the model as ``challenger``."""
     from tagops.data.stages import DataSnapshot
-    from tagops.registry.client import Registry
-    from tagops.workloads.train import register_stage
+    from tagops.workloads.register import register_model_stage
 
-    settings = Settings()
-    cfg = TrainConfig.model_validate(train_config)
-    snap = DataSnapshot(
-        Path(snapshot["dataset_path"]),
-        Path(snapshot["holdout_path"]),
-        snapshot["dataset_sha256"],
-        snapshot["holdout_sha256"],
+    version, run_id = register_model_stage(
+        run_settings(),
+        Path(model_dir),
+        DataSnapshot.from_json(snapshot),
+        val_report,
+        holdout_report,
+        TrainConfig.model_validate(train_config),
     )
-    report_dir = settings.reports_dir / f"pipeline-{cfg.model.family}-{Path(model_dir).name}"
-    _, version = register_stage(
-        Registry(settings),
-        cfg=cfg,
-        model_dir=Path(model_dir),
-        data=snap,
-        val_report=val_report,
-        holdout_report=holdout_report,
-        report_dir=report_dir,
-    )
-    return version
+    return version, run_id
 
 
 @step(enable_cache=False)
@@ -192,81 +152,37 @@ def promote_step(
     gate: dict[str, Any],
 ) -> Annotated[list[dict[str, Any]], "decisions"]:
     """Send each new version through the gate in order; the best that passes becomes champion."""
-    from dataclasses import asdict
+    from tagops.data.stages import DataSnapshot
+    from tagops.workloads.train import promote_stage
 
-    from tagops.registry.client import Registry
-    from tagops.workloads.promote import promote
+    return promote_stage(
+        run_settings(),
+        versions,
+        holdout,
+        DataSnapshot.from_json(snapshot),
+        EvalConfig.model_validate(evaluation),
+        GateConfig.model_validate(gate),
+    )
 
-    settings = Settings()
-    registry = Registry(settings)
-    decisions = []
-    for version in versions:
-        decision = promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=EvalConfig.model_validate(evaluation),
-            gate=GateConfig.model_validate(gate),
-            history=settings.promotion_history,
-            version=version,
-            holdout_sha256=snapshot["holdout_sha256"],
-        )
-        decisions.append({"version": version, **asdict(decision)})
-    return decisions
+
+#: The step that runs each stage function of the training plan.
+STEPS = {
+    "pull_stage": pull_step,
+    "validate_stage": validate_step,
+    "split_stage": split_step,
+    "train_stage": train_step,
+    "refit_model_stage": refit_step,
+    "assemble_stage": ensemble_step,
+    "evaluate_stage": evaluate_step,
+    "register_model_stage": register_step,
+    "promote_stage": promote_step,
+}
 
 
 @pipeline(enable_cache=True)
 def training_pipeline(config: dict[str, Any]) -> None:
     """Train every configured family, evaluate on the holdout, register each, and gate them in order."""
-    cfg = PipelineConfig.model_validate(config)
-    data = cfg.data.model_dump(mode="json")
-    evaluation = cfg.evaluation.model_dump(mode="json")
-    snapshot = pull_step(data)
-    dataset, holdout = validate_step(snapshot)
-    train, val = split_step(dataset, data)
-    versions = []
-    trained: dict[str, tuple[Any, Any, Any]] = {}  # family -> (params, validation model, final model)
-    for params in cfg.models:
-        model = params.model_dump(mode="json")
-        family = params.family
-        members = _trained_members(params, trained)
-        if members is not None:  # an ensemble of models trained above: assembled, not retrained
-            val_dir = ensemble_step([m[1] for m in members], model, id=f"train_{family}")
-        else:
-            val_dir = train_step(train, val, model, cfg.seed, id=f"train_{family}")
-        model_dir = val_dir
-        val_report = evaluate_step(model_dir, val, evaluation, id=f"evaluate_val_{family}")
-        if cfg.refit_full:  # validation has measured the recipe; the registered model learns from all rows
-            if members is not None:
-                model_dir = ensemble_step([m[2] for m in members], model, id=f"refit_{family}")
-            else:
-                model_dir = refit_step(dataset, model, cfg.seed, val_dir, id=f"refit_{family}")
-        trained[family] = (params, val_dir, model_dir)
-        holdout_report = evaluate_step(model_dir, holdout, evaluation, id=f"evaluate_holdout_{family}")
-        train_config = cfg.train_config(params).model_dump(mode="json")
-        versions.append(
-            register_step(
-                model_dir, snapshot, val_report, holdout_report, train_config, id=f"register_{family}"
-            )
-        )
-    promote_step(versions, holdout, snapshot, evaluation, cfg.gate.model_dump(mode="json"))
-
-
-def _trained_members(
-    params: Any, trained: dict[str, tuple[Any, Any, Any]]
-) -> list[tuple[Any, Any, Any]] | None:
-    """The members of an ensemble this pipeline already trained with the same parameters, in order.
-
-    ``None`` when ``params`` is not an ensemble or a member was not trained here (it is then trained as a
-    model of its own).
-    """
-    from tagops.config import EnsembleParams
-
-    if not isinstance(params, EnsembleParams):
-        return None
-    found = [trained.get(member.family) for member in params.members]
-    if any(entry is None or entry[0] != member for entry, member in zip(found, params.members, strict=True)):
-        return None
-    return [entry for entry in found if entry is not None]
+    wire(training_plan(PipelineConfig.model_validate(config)), STEPS)
 
 
 def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> dict[str, Any]:
@@ -274,10 +190,10 @@ def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> 
     run = training_pipeline.with_options(enable_cache=enable_cache)(config=cfg.model_dump(mode="json"))
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
-    families = [m.family for m in cfg.models]
-    summary: dict[str, Any] = {"run_name": run.name, "status": str(run.status), "models": []}
     steps = run.steps
-    for family in families:
+    summary: dict[str, Any] = {"run_name": run.name, "status": str(run.status), "models": []}
+    for params in cfg.models:
+        family = params.family
         report = steps[f"evaluate_holdout_{family}"].outputs["report"][0].load()
         version = steps[f"register_{family}"].outputs["model_version"][0].load()
         summary["models"].append(

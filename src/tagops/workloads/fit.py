@@ -1,13 +1,16 @@
 """Fitting and refitting one model family (or an ensemble of them) on a training frame.
 
-``fit_stage`` and ``refit_stage`` are the training stages of :mod:`tagops.workloads.train`; a
-transformer with ``engine="ray"`` trains on Ray Train (:mod:`tagops.models.transformer_ray`).
+:func:`train_stage`, :func:`refit_model_stage` and :func:`assemble_stage` are the fitting stages of
+:func:`tagops.workloads.train.training_plan`; a transformer with ``engine="ray"`` trains on Ray Train
+(:mod:`tagops.models.transformer_ray`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,3 +236,86 @@ def refit_params(params: AnyModelParams, val_model_dir: Path) -> AnyModelParams:
 
     best_epoch = int(read_model_info(val_model_dir).get("training", {}).get("best_epoch") or params.epochs)
     return params.model_copy(update={"epochs": max(1, best_epoch), "patience": None})
+
+
+# ------------------------------------------------------------------------------------------ stages
+def _fresh_dir(settings: Settings, family: str) -> Path:
+    return settings.models_dir / "pipeline" / f"{family}-{uuid.uuid4().hex[:12]}"
+
+
+def _saved(output_dir: Path, reuse: bool, stage: str) -> bool:
+    if reuse and (output_dir / "model.json").is_file():
+        logger.info("the %s model in %s is already trained; reusing it", stage, output_dir)
+        return True
+    return False
+
+
+def train_stage(
+    settings: Settings,
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    model: AnyModelParams,
+    seed: int,
+    output_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    tracking: Tracking | None = None,
+    reuse: bool = False,
+) -> Path:
+    """Fit one family on the train split (``val`` picks a transformer's epoch); returns the model folder.
+
+    Without ``output_dir`` the model goes to a fresh folder under ``TAGOPS_HOME/models/pipeline``.
+    ``reuse`` keeps a model already saved in ``output_dir`` (a resumed run).
+    """
+    output = output_dir or _fresh_dir(settings, model.family)
+    if _saved(output, reuse, "validation"):
+        return output
+    return fit_stage(
+        train,
+        model,
+        seed=seed,
+        output_dir=output,
+        val=val,
+        settings=settings,
+        tracking=tracking,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def refit_model_stage(
+    settings: Settings,
+    dataset: pd.DataFrame,
+    model: AnyModelParams,
+    seed: int,
+    val_model_dir: Path,
+    output_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    tracking: Tracking | None = None,
+    reuse: bool = False,
+) -> Path:
+    """Refit the measured recipe on all of dataset.csv (a transformer keeps its early-stopped model)."""
+    output = output_dir or _fresh_dir(settings, model.family)
+    if _saved(output, reuse, "refit"):
+        return output
+    return refit_stage(
+        dataset,
+        model,
+        seed=seed,
+        val_model_dir=Path(val_model_dir),
+        output_dir=output,
+        settings=settings,
+        tracking=tracking,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def assemble_stage(settings: Settings, member_dirs: Sequence[Path], model: EnsembleParams) -> Path:
+    """Assemble an ensemble from members this plan already trained (copied, never retrained)."""
+    import shutil
+
+    from tagops.models.ensemble import member_dirname, write_descriptor
+
+    output = _fresh_dir(settings, "ensemble")
+    for index, (member, source) in enumerate(zip(model.members, member_dirs, strict=True)):
+        shutil.copytree(source, output / member_dirname(index, member.family))
+    write_descriptor(output, model)
+    return output

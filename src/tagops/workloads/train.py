@@ -1,8 +1,10 @@
-"""Training stages and the single-model entry point.
+"""Training: one ordered list of stages, for one model (``tagops train``) or many (the pipeline).
 
 ``tagops train --model linear`` pulls and validates the data, splits it, fits the model, evaluates it on
 the validation split and the holdout, and logs and registers it in MLflow with the alias ``challenger``.
-Each stage is a plain function the ZenML pipeline wraps as a step.
+``tagops pipeline train`` runs the same stages for every configured family and gates each new version in
+order. :func:`training_plan` is the one definition of both: :func:`~tagops.workloads.stages.run_stages`
+runs it in this process and :mod:`tagops.pipelines.training` runs it as a ZenML pipeline.
 """
 
 from __future__ import annotations
@@ -10,13 +12,29 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagops.config import EvalConfig, ReferenceConfig, TrainConfig
+from tagops.config import (
+    AnyModelParams,
+    EnsembleParams,
+    EvalConfig,
+    GateConfig,
+    PipelineConfig,
+    TrainConfig,
+)
 from tagops.data.stages import DataSnapshot, pull_stage, split_stage, validate_stage
-from tagops.workloads.fit import fit_stage, ray_results_dir, refit_stage, uses_ray_train
+from tagops.workloads.fit import (
+    assemble_stage,
+    ray_results_dir,
+    refit_model_stage,
+    train_stage,
+    uses_ray_train,
+)
+from tagops.workloads.register import register_model_stage
+from tagops.workloads.stages import Stage, run_stages
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,8 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Reference statistics are recorded at registration unless a caller passes ``reference=None``.
-DEFAULT_REFERENCE = ReferenceConfig()
+RUN_RECORD = "tagops_run.json"
 
 
 @dataclass
@@ -44,96 +61,226 @@ class TrainResult:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
-def evaluate_stage(model_dir: Path, frame: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunFolders:
+    """Where a named single-model run keeps its models and checkpoints, and the MLflow run it streams to.
+
+    A Ray-trained transformer run is resumable: a stage whose model is already saved is not trained
+    again, and training continues from the last checkpoint under ``checkpoints``.
+    """
+
+    name: str
+    models: Path
+    checkpoints: Path
+    resumable: bool
+    tracking_uri: str | None = None
+    mlflow_run_id: str | None = None
+
+    def tracking(self, prefix: str) -> Tracking | None:
+        """Where per-epoch metrics stream (``None`` without an MLflow run opened before training)."""
+        if self.mlflow_run_id is None or self.tracking_uri is None:
+            return None
+        from tagops.models.transformer_ray import Tracking
+
+        return Tracking(self.tracking_uri, self.mlflow_run_id, prefix)
+
+
+def evaluate_stage(model_dir: Path, frame: pd.DataFrame, evaluation: EvalConfig) -> dict[str, Any]:
     """Evaluate a saved model on a labelled frame."""
     from tagops.evaluate import evaluate_predictor
     from tagops.inference.predictor import Predictor
 
-    return evaluate_predictor(Predictor.from_directory(model_dir, threshold=cfg.threshold), frame, cfg)
+    predictor = Predictor.from_directory(Path(model_dir), threshold=evaluation.threshold)
+    return evaluate_predictor(predictor, frame, evaluation)
 
 
-def register_stage(
-    registry: Registry,
+def promote_stage(
+    settings: Settings,
+    versions: Sequence[int],
+    holdout: pd.DataFrame,
+    snapshot: DataSnapshot,
+    evaluation: EvalConfig,
+    gate: GateConfig,
+) -> list[dict[str, Any]]:
+    """Send each new version through the gate in order; the best that passes becomes champion."""
+    from dataclasses import asdict
+
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import promote
+
+    registry = Registry(settings)
+    decisions = []
+    for version in versions:
+        decision = promote(
+            registry,
+            holdout=holdout,
+            eval_cfg=evaluation,
+            gate=gate,
+            history=settings.promotion_history,
+            version=version,
+            holdout_sha256=snapshot.holdout_sha256,
+        )
+        decisions.append({"version": version, **asdict(decision)})
+    return decisions
+
+
+# -------------------------------------------------------------------------------------------- plan
+def training_plan(
+    cfg: PipelineConfig,
     *,
-    cfg: TrainConfig,
-    model_dir: Path,
-    data: DataSnapshot,
-    val_report: dict[str, Any],
-    holdout_report: dict[str, Any],
-    report_dir: Path,
-    run_id: str | None = None,
-    reference: ReferenceConfig | None = DEFAULT_REFERENCE,
-) -> tuple[str, int]:
-    """Log config, provenance, metrics and plots to MLflow, then log and register the model as challenger.
+    promote: bool = True,
+    register: bool = True,
+    run: RunFolders | None = None,
+    registry: Registry | None = None,
+) -> list[Stage]:
+    """The training workload as an ordered list of stages.
 
-    ``run_id`` continues a run opened before training (one that already holds per-epoch metrics);
-    otherwise a new run is opened and any per-epoch history saved with the model is logged into it.
-    ``reference`` decides how the reference statistics ``tagops monitor`` compares traffic with are
-    recorded (``reference_stats.json`` in the run); ``None`` or ``enabled=False`` records none.
+    Pull, validate, split; for each family train, evaluate on validation, refit, evaluate on the
+    holdout, register; then the gate over the new versions in order.
+
+    An ensemble whose members this plan trains earlier with the same parameters is assembled from
+    them, not retrained. ``run`` names the folders of a single-model run (``tagops train``);
+    ``registry`` is the registry to register in (default: the settings').
     """
-    from tagops.evaluate import write_report
-    from tagops.models.base import read_model_info
-    from tagops.monitoring.baseline import log_reference
-    from tagops.registry.provenance import git_commit, package_versions
-
-    provenance = {
-        "git_commit": git_commit(),
-        "dataset_sha256": data.dataset_sha256,
-        "holdout_sha256": data.holdout_sha256,
-        "seed": cfg.seed,
-    }
-    family = cfg.model.family
-    run_tags = {"family": family, **{k: str(v) for k, v in provenance.items()}}
-    history = [] if run_id else read_model_info(model_dir).get("training", {}).get("history", [])
-    with registry.start_run(f"train-{family}", tags=run_tags, run_id=run_id) as run_id:
-        registry.log_params(
-            {"config": cfg.model_dump(mode="json"), "packages": package_versions(), **provenance}
-        )
-        for epoch in history:
-            registry.log_metrics(
-                {k: v for k, v in epoch.items() if k != "epoch"}, prefix="epoch.", step=int(epoch["epoch"])
+    stages = [
+        Stage("pull_step", pull_stage, params={"data": cfg.data}, outputs=("snapshot",)),
+        Stage("validate_step", validate_stage, inputs={"data": "snapshot"}, outputs=("dataset", "holdout")),
+        Stage(
+            "split_step",
+            split_stage,
+            inputs={"dataset": "dataset"},
+            params={"data": cfg.data},
+            outputs=("train", "val"),
+        ),
+    ]
+    trained: dict[str, AnyModelParams] = {}
+    for params in cfg.models:
+        family = params.family
+        members = _trained_members(params, trained)
+        run_params = _run_params(run, "val", f"{run.name}-val" if run else None, "epoch.")
+        if members is not None:
+            stages.append(
+                Stage(
+                    f"train_{family}",
+                    assemble_stage,
+                    inputs={"member_dirs": tuple(f"val_model_{m}" for m in members)},
+                    params={"model": params},
+                    outputs=(f"val_model_{family}",),
+                )
             )
-        registry.log_metrics(_headline(val_report), prefix="val.")
-        registry.log_metrics(_headline(holdout_report), prefix="holdout.")
-        files = [
-            *write_report(val_report, report_dir / "val.json"),
-            *write_report(holdout_report, report_dir / "holdout.json"),
-        ]
-        registry.log_artifacts(files, artifact_path="evaluation")
-        registry.log_dict(cfg.model_dump(mode="json"), "config.json")
-        has_reference = False
-        if reference is not None and reference.enabled:
-            has_reference = log_reference(
-                registry, model_dir, data, reference, holdout_f1=holdout_report["overall"]["f1"]
+        else:
+            stages.append(
+                Stage(
+                    f"train_{family}",
+                    train_stage,
+                    inputs={"train": "train", "val": "val"},
+                    params={"model": params, "seed": cfg.seed, **run_params},
+                    outputs=(f"val_model_{family}",),
+                )
             )
-        version = registry.log_model(
-            model_dir,
-            run_id=run_id,
-            tags={
-                "family": family,
-                "dataset_sha256": data.dataset_sha256,
-                "git_commit": run_tags["git_commit"],
-                "holdout_f1": f"{holdout_report['overall']['f1']:.4f}",
-                **({"reference_stats": "reference_stats.json"} if has_reference else {}),
-            },
+        stages.append(_evaluate(f"evaluate_val_{family}", f"val_model_{family}", "val", cfg, f"val_{family}"))
+        final = f"val_model_{family}"
+        if cfg.refit_full:  # validation has measured the recipe; the registered model learns from all rows
+            final = f"model_{family}"
+            if members is not None:
+                stages.append(
+                    Stage(
+                        f"refit_{family}",
+                        assemble_stage,
+                        inputs={"member_dirs": tuple(f"model_{m}" for m in members)},
+                        params={"model": params},
+                        outputs=(final,),
+                    )
+                )
+            else:
+                stages.append(
+                    Stage(
+                        f"refit_{family}",
+                        refit_model_stage,
+                        inputs={"dataset": "dataset", "val_model_dir": f"val_model_{family}"},
+                        params={
+                            "model": params,
+                            "seed": cfg.seed,
+                            **_run_params(run, "full", run.name if run else None, "refit_epoch."),
+                        },
+                        outputs=(final,),
+                    )
+                )
+        trained[family] = params
+        stages.append(_evaluate(f"evaluate_holdout_{family}", final, "holdout", cfg, f"holdout_{family}"))
+        if register:
+            extra: dict[str, Any] = {}
+            if run is not None:
+                extra = {"run_id": run.mlflow_run_id, "report_name": f"train-{run.name}"}
+            if registry is not None:
+                extra["registry"] = registry
+            stages.append(
+                Stage(
+                    f"register_{family}",
+                    register_model_stage,
+                    inputs={
+                        "model_dir": final,
+                        "snapshot": "snapshot",
+                        "val_report": f"val_{family}",
+                        "holdout_report": f"holdout_{family}",
+                    },
+                    params={"train_config": cfg.train_config(params), **extra},
+                    outputs=(f"version_{family}", f"run_{family}"),
+                )
+            )
+    if register and promote:
+        stages.append(
+            Stage(
+                "promote_step",
+                promote_stage,
+                inputs={
+                    "versions": tuple(f"version_{p.family}" for p in cfg.models),
+                    "holdout": "holdout",
+                    "snapshot": "snapshot",
+                },
+                params={"evaluation": cfg.evaluation, "gate": cfg.gate},
+                outputs=("decisions",),
+            )
         )
-        registry.set_tags({"registered_version": version})
-    return run_id, version
+    return stages
 
 
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    """The scalar metrics worth charting: overall, per class, slices, calibration."""
+def _evaluate(name: str, model: str, frame: str, cfg: PipelineConfig, output: str) -> Stage:
+    return Stage(
+        name,
+        evaluate_stage,
+        inputs={"model_dir": model, "frame": frame},
+        params={"evaluation": cfg.evaluation},
+        outputs=(output,),
+    )
+
+
+def _run_params(run: RunFolders | None, checkpoints: str, folder: str | None, prefix: str) -> dict[str, Any]:
+    """A named run's folders for one fitting stage (nothing for the pipeline's fresh folders)."""
+    if run is None or folder is None:
+        return {}
     return {
-        "overall": {k: v for k, v in report["overall"].items() if k != "f1_ci95"},
-        "per_class": {k: {"f1": v["f1"]} for k, v in report["per_class"].items()},
-        "slices": {k: {"f1": v["f1"]} for k, v in report["slices"].items() if v["f1"] is not None},
-        "ece": report["calibration"]["ece"],
+        "output_dir": run.models / folder,
+        "checkpoint_dir": run.checkpoints / checkpoints,
+        "tracking": run.tracking(prefix),
+        "reuse": run.resumable,
     }
 
 
-RUN_RECORD = "tagops_run.json"
+def _trained_members(params: AnyModelParams, trained: dict[str, AnyModelParams]) -> list[str] | None:
+    """The families of an ensemble's members that the plan trains earlier with the same parameters.
+
+    ``None`` when ``params`` is not an ensemble or a member was not trained earlier (it is then trained
+    as a model of its own).
+    """
+    if not isinstance(params, EnsembleParams):
+        return None
+    if any(trained.get(member.family) != member for member in params.members):
+        return None
+    return [member.family for member in params.members]
 
 
+# ------------------------------------------------------------------------------------- entry point
 def run_training(
     cfg: TrainConfig,
     settings: Settings,
@@ -149,15 +296,10 @@ def run_training(
     per-epoch metrics stream into it, and :func:`resume_training` continues it after an interruption.
     """
     data = data or pull_stage(settings, cfg.data)
-    dataset, holdout = validate_stage(data)
-    train, val = split_stage(dataset, cfg.data)
     family = cfg.model.family
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = run_name or f"{family}-{stamp}"
-    runs_dir = settings.models_dir / "local"
+    name = run_name or f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
     resumable = uses_ray_train(cfg.model)
-    run_dir = ray_results_dir(settings) / name
-    record_path = run_dir / RUN_RECORD
+    record_path = ray_results_dir(settings) / name / RUN_RECORD
     record: dict[str, Any] = {}
     if resumable and record_path.is_file():
         record = json.loads(record_path.read_text(encoding="utf-8"))
@@ -175,62 +317,34 @@ def run_training(
         )
         _write_record(record_path, record)
         logger.info("run %s (if interrupted: tagops train --resume %s)", name, name)
-
-    def tracking(prefix: str) -> Tracking | None:
-        if mlflow_run_id is None:
-            return None
-        from tagops.models.transformer_ray import Tracking
-
-        return Tracking(settings.tracking_uri, mlflow_run_id, prefix)
-
-    def done(output_dir: Path, stage: str) -> bool:
-        if resumable and (output_dir / "model.json").is_file():
-            logger.info("run %s: the %s model is already trained, reusing it", name, stage)
-            return True
-        return False
-
-    model_dir = runs_dir / f"{name}-val"
-    if not done(model_dir, "validation"):
-        fit_stage(
-            train,
-            cfg.model,
+    run = RunFolders(
+        name=name,
+        models=settings.models_dir / "local",
+        checkpoints=record_path.parent,
+        resumable=resumable,
+        tracking_uri=settings.tracking_uri,
+        mlflow_run_id=mlflow_run_id,
+    )
+    plan = training_plan(
+        PipelineConfig(
+            data=cfg.data,
+            models=(cfg.model,),
+            evaluation=cfg.evaluation,
             seed=cfg.seed,
-            output_dir=model_dir,
-            val=val,
-            settings=settings,
-            tracking=tracking("epoch."),
-            checkpoint_dir=run_dir / "val",
-        )
-    val_report = evaluate_stage(model_dir, val, cfg.evaluation)
-    if cfg.refit_full and not done(runs_dir / name, "refit"):
-        model_dir = refit_stage(
-            dataset,
-            cfg.model,
-            seed=cfg.seed,
-            val_model_dir=model_dir,
-            output_dir=runs_dir / name,
-            settings=settings,
-            tracking=tracking("refit_epoch."),
-            checkpoint_dir=run_dir / "full",
-        )
-    elif cfg.refit_full:
-        model_dir = runs_dir / name
-    holdout_report = evaluate_stage(model_dir, holdout, cfg.evaluation)
-    result = TrainResult(family, model_dir, val_report, holdout_report)
+            refit_full=cfg.refit_full,
+        ),
+        promote=False,
+        register=registry is not None,
+        run=run,
+        registry=registry,
+    )
+    results = run_stages(plan[1:], settings, results={"snapshot": data})  # the data is already pulled
+    final = f"model_{family}" if cfg.refit_full else f"val_model_{family}"
+    result = TrainResult(family, results[final], results[f"val_{family}"], results[f"holdout_{family}"])
     if registry is not None:
-        report_dir = settings.reports_dir / f"train-{name}"
-        result.run_id, result.version = register_stage(
-            registry,
-            cfg=cfg,
-            model_dir=model_dir,
-            data=data,
-            val_report=val_report,
-            holdout_report=holdout_report,
-            report_dir=report_dir,
-            run_id=mlflow_run_id,
-        )
+        result.version, result.run_id = results[f"version_{family}"], results[f"run_{family}"]
     if resumable:
-        finished = {"status": "finished", "model_dir": str(model_dir), "version": result.version}
+        finished = {"status": "finished", "model_dir": str(result.model_dir), "version": result.version}
         _write_record(record_path, {**record, **finished})
     return result
 
@@ -259,3 +373,24 @@ def resume_training(run_name: str, settings: Settings, *, registry: Registry | N
     if (data.dataset_sha256, data.holdout_sha256) != (record["dataset_sha256"], record["holdout_sha256"]):
         raise TagopsError(f"run {run_name!r}: the data changed since the run started; train afresh")
     return run_training(cfg, settings, registry=registry, data=data, run_name=run_name)
+
+
+def run_training_plan(cfg: PipelineConfig, settings: Settings) -> dict[str, Any]:
+    """Run the pipeline's stages in this process (``tagops pipeline train --no-pipeline``).
+
+    Returns the summary :func:`tagops.pipelines.training.run_training_pipeline` returns, without the
+    ZenML run's name and cache flags.
+    """
+    results = run_stages(training_plan(cfg), settings)
+    models = [
+        {
+            "family": params.family,
+            "version": results[f"version_{params.family}"],
+            "holdout_f1": results[f"holdout_{params.family}"]["overall"]["f1"],
+            "holdout_macro_f1": results[f"holdout_{params.family}"]["overall"]["macro_f1"],
+            "f1_ci95": results[f"holdout_{params.family}"]["overall"]["f1_ci95"],
+            "cached": False,
+        }
+        for params in cfg.models
+    ]
+    return {"run_name": None, "status": "completed", "models": models, "decisions": results["decisions"]}
