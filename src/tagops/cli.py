@@ -601,7 +601,7 @@ def retrain(
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
     from tagops.config import load_retrain_config
     from tagops.registry.client import Registry
-    from tagops.workloads.retrain import collect_feedback_stage, consult_policy, run_retrain
+    from tagops.workloads.retrain import decide, feedback_stage, run_retrain
 
     try:
         cfg = load_retrain_config(config)
@@ -622,17 +622,10 @@ def retrain(
         result = run_retrain(cfg, settings, if_needed=if_needed, summary=loaded, promote=promote)
         _print_json(result.to_json())
         return
-    _, _, _, rows = collect_feedback_stage(cfg, settings)
-    decision = consult_policy(
-        cfg,
-        settings,
-        Registry(settings),
-        if_needed=if_needed,
-        summary=loaded,
-        feedback_rows=len(rows.train) + len(rows.recent),
-    )
+    counts = feedback_stage(settings, cfg)[-1]
+    decision = decide(cfg, settings, Registry(settings), if_needed=if_needed, summary=loaded, counts=counts)
     if not decision.run:
-        _print_json({"decision": {"run": False, "reason": decision.reason}, "counts": rows.counts})
+        _print_json({"decision": {"run": False, "reason": decision.reason}, "counts": counts})
         return
     from tagops.pipelines.retraining import run_retraining_pipeline
 

@@ -12,7 +12,7 @@ import pytest
 
 from tagops.data.validate import check_no_leakage, load_projects, validate_frame
 from tagops.predlog.store import ServingStore
-from tagops.workloads.retrain import feedback_to_rows, write_training_data
+from tagops.workloads.feedback import feedback_to_rows, write_training_data
 from tests.unit.conftest import make_projects, write_csv
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tagops.config import RetrainConfig, RetrainPolicy
-from tagops.workloads.retrain import decide_retrain, gate_stage, last_retrain_time, latest_monitor_summary
+from tagops.workloads.retrain import gate_stage
+from tagops.workloads.retrain_policy import decide_retrain, last_retrain_time, latest_monitor_summary
 
 pytestmark = pytest.mark.unit
 

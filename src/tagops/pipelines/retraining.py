@@ -1,157 +1,140 @@
-"""The retraining pipeline: feedback rows → challenger → evaluate → gate → promote → reload the service.
+"""The retraining pipeline: :func:`tagops.workloads.retrain.retrain_plan` as a ZenML pipeline.
 
 ``tagops retrain [--if-needed] [--no-promote]`` consults the policy first (in the CLI) and, when it says
-yes, runs this pipeline on ZenML's local stack under ``TAGOPS_HOME/zenml``. Steps only translate between
-ZenML artifacts and the stages of :mod:`~tagops.workloads.retrain`. Nothing is cached: the prediction log,
-the registry and the service change between runs. The service's admin key never becomes an artifact:
-the reload step reads it from the environment.
+yes, runs this pipeline on ZenML's local stack under ``TAGOPS_HOME/zenml``. Each step only translates
+between ZenML artifacts and one stage of :mod:`~tagops.workloads.retrain`. Nothing is cached: the
+prediction log, the registry and the service change between runs. The service's admin key never becomes
+an artifact: the reload step reads it from the environment.
 """
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 from zenml import pipeline, step
 
 from tagops.config import RetrainConfig
-from tagops.settings import Settings
+from tagops.data.stages import DataSnapshot
+from tagops.pipelines.adapter import run_settings, wire
+from tagops.workloads.retrain import retrain_plan, retrain_result
+from tagops.workloads.retrain_policy import RetrainDecision
 
 
 @step(enable_cache=False)
 def feedback_step(
-    config: dict[str, Any],
+    retrain: dict[str, Any],
 ) -> tuple[
-    Annotated[dict[str, str], "training_data"],
+    Annotated[dict[str, str], "original"],
+    Annotated[pd.DataFrame, "dataset"],
     Annotated[pd.DataFrame, "holdout"],
+    Annotated[pd.DataFrame, "feedback"],
     Annotated[pd.DataFrame, "recent"],
-    Annotated[dict[str, int], "feedback_counts"],
+    Annotated[dict[str, int], "counts"],
 ]:
-    """Original data + validated feedback rows, written as the challenger's dataset; the recent window."""
-    import time
+    """The original data and the validated feedback rows from the prediction log."""
+    from tagops.workloads.retrain import feedback_stage
 
-    from tagops.workloads.retrain import collect_feedback_stage, write_training_data
-
-    cfg = RetrainConfig.model_validate(config)
-    settings = Settings()
-    original, dataset, holdout, rows = collect_feedback_stage(cfg, settings)
-    folder = settings.home / "retrain" / time.strftime("%Y%m%d-%H%M%S")
-    data = write_training_data(dataset, rows.train, original.holdout_path, folder)
-    rows.recent.to_csv(folder / "recent.csv", index=False)
-    snapshot = {
-        "dataset_path": str(data.dataset_path),
-        "holdout_path": str(data.holdout_path),
-        "dataset_sha256": data.dataset_sha256,
-        "holdout_sha256": data.holdout_sha256,
-    }
-    return snapshot, holdout, rows.recent, rows.counts
+    original, dataset, holdout, feedback, recent, counts = feedback_stage(
+        run_settings(), RetrainConfig.model_validate(retrain)
+    )
+    return original.to_json(), dataset, holdout, feedback, recent, counts
 
 
 @step(enable_cache=False)
-def challenger_step(config: dict[str, Any], training_data: dict[str, str]) -> Annotated[int, "challenger"]:
-    """Train the configured family on the augmented data; register it as ``challenger``."""
-    from tagops.data.stages import DataSnapshot
-    from tagops.registry.client import Registry
-    from tagops.workloads.retrain import train_challenger_stage
+def training_data_step(
+    original: dict[str, str], dataset: pd.DataFrame, feedback: pd.DataFrame, recent: pd.DataFrame
+) -> Annotated[dict[str, str], "training_data"]:
+    """dataset.csv + feedback rows, written as the challenger's dataset."""
+    from tagops.workloads.retrain import training_data_stage
 
-    settings = Settings()
-    data = DataSnapshot(
-        Path(training_data["dataset_path"]),
-        Path(training_data["holdout_path"]),
-        training_data["dataset_sha256"],
-        training_data["holdout_sha256"],
-    )
-    return train_challenger_stage(RetrainConfig.model_validate(config), settings, data, Registry(settings))
+    data = training_data_stage(run_settings(), DataSnapshot.from_json(original), dataset, feedback, recent)
+    return data.to_json()
+
+
+@step(enable_cache=False)
+def challenger_step(retrain: dict[str, Any], training_data: dict[str, str]) -> Annotated[int, "challenger"]:
+    """Train the configured family on the augmented data; register it as ``challenger``."""
+    from tagops.workloads.retrain import challenger_stage
+
+    cfg = RetrainConfig.model_validate(retrain)
+    return challenger_stage(run_settings(), cfg, DataSnapshot.from_json(training_data))
 
 
 @step(enable_cache=False)
 def evaluate_step(
-    config: dict[str, Any], challenger: int, holdout: pd.DataFrame, recent: pd.DataFrame
+    retrain: dict[str, Any], challenger: int, holdout: pd.DataFrame, recent: pd.DataFrame
 ) -> Annotated[dict[str, Any], "evaluation"]:
     """Champion and challenger on the holdout and the recent window, and both gates' verdict."""
-    from tagops.registry.client import CHAMPION, Registry
-    from tagops.workloads.retrain import evaluate_versions_stage, gate_stage
+    from tagops.workloads.retrain import evaluation_stage
 
-    cfg = RetrainConfig.model_validate(config)
-    registry = Registry(Settings())
-    champion = registry.alias_version(CHAMPION)
-    reports = evaluate_versions_stage(
-        registry, champion=champion, challenger=challenger, holdout=holdout, recent=recent, cfg=cfg
+    return evaluation_stage(
+        run_settings(), RetrainConfig.model_validate(retrain), challenger, holdout, recent
     )
-    return {"champion": champion, "reports": reports, "gate": gate_stage(reports, cfg)}
 
 
 @step(enable_cache=False)
 def promote_step(
-    config: dict[str, Any],
+    retrain: dict[str, Any],
     challenger: int,
     evaluation: dict[str, Any],
     training_data: dict[str, str],
-    feedback_counts: dict[str, int],
+    counts: dict[str, int],
     trigger: str,
     promote: bool,
 ) -> Annotated[bool, "promoted"]:
     """Record the decision with its trigger and move ``champion`` if both gates passed (if asked to)."""
-    from tagops.registry.client import Registry
     from tagops.workloads.retrain import promote_stage
 
-    if not promote:
-        return False
-    settings = Settings()
     return promote_stage(
-        Registry(settings),
-        settings,
-        challenger=challenger,
-        champion=evaluation["champion"],
-        gate=evaluation["gate"],
-        cfg=RetrainConfig.model_validate(config),
-        trigger=trigger,
-        holdout_sha256=training_data["holdout_sha256"],
-        evidence={"feedback": feedback_counts},
+        run_settings(),
+        RetrainConfig.model_validate(retrain),
+        challenger,
+        evaluation,
+        DataSnapshot.from_json(training_data),
+        counts,
+        trigger,
+        promote,
     )
 
 
 @step(enable_cache=False)
-def reload_step(config: dict[str, Any], promoted: bool, promote: bool) -> Annotated[dict[str, Any], "reload"]:
-    """Tell the configured service to reload (a new champion, or a new challenger for its shadow)."""
-    from tagops.workloads.retrain import reload_service, service_target
+def reload_step(
+    retrain: dict[str, Any], promoted: bool, promote: bool
+) -> Annotated[dict[str, Any], "reload"]:
+    """Tell the configured service to reload; an empty dict when there was nothing to reload."""
+    from tagops.workloads.retrain import reload_stage
 
-    if promote and not promoted:
-        return {"skipped": "nothing promoted"}
-    cfg = RetrainConfig.model_validate(config)
-    url, key = service_target(cfg)
-    return reload_service(url, key, timeout_s=cfg.reload_timeout_s) or {"skipped": "no service configured"}
+    return reload_stage(RetrainConfig.model_validate(retrain), promoted, promote) or {}
+
+
+#: The step that runs each stage function of the retraining plan.
+STEPS = {
+    "feedback_stage": feedback_step,
+    "training_data_stage": training_data_step,
+    "challenger_stage": challenger_step,
+    "evaluation_stage": evaluate_step,
+    "promote_stage": promote_step,
+    "reload_stage": reload_step,
+}
 
 
 @pipeline(enable_cache=False)
 def retraining_pipeline(config: dict[str, Any], trigger: str, promote: bool) -> None:
     """Retrain with feedback, gate on holdout and recent window, promote, reload."""
-    training_data, holdout, recent, counts = feedback_step(config)
-    challenger = challenger_step(config, training_data)
-    evaluation = evaluate_step(config, challenger, holdout, recent)
-    promoted = promote_step(config, challenger, evaluation, training_data, counts, trigger, promote)
-    reload_step(config, promoted, promote)
+    wire(retrain_plan(RetrainConfig.model_validate(config), trigger=trigger, promote=promote), STEPS)
 
 
 def run_retraining_pipeline(cfg: RetrainConfig, *, trigger: str, promote: bool = True) -> dict[str, Any]:
-    """Run the pipeline and return what it did (the shape of ``RetrainResult.to_json``)."""
+    """Run the pipeline and return what it did (the JSON of the in-process path, with the run's name)."""
+    import time
+
+    started = time.perf_counter()
     run = retraining_pipeline(config=cfg.model_dump(mode="json"), trigger=trigger, promote=promote)
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
-    steps = run.steps
-    evaluation = steps["evaluate_step"].outputs["evaluation"][0].load()
-    reports = {
-        name: None if r is None else {k: r["overall"][k] for k in ("f1", "f1_ci95", "num_samples")}
-        for name, r in evaluation["reports"].items()
-    }
-    reload = steps["reload_step"].outputs["reload"][0].load()
-    return {
-        "run_name": run.name,
-        "decision": {"run": True, "reason": trigger},
-        "counts": steps["feedback_step"].outputs["feedback_counts"][0].load(),
-        "challenger_version": steps["challenger_step"].outputs["challenger"][0].load(),
-        "champion_version": evaluation["champion"],
-        "reports": reports,
-        "gate": evaluation["gate"],
-        "promoted": steps["promote_step"].outputs["promoted"][0].load(),
-        "reload": None if "skipped" in reload else reload,
-    }
+    results = {}
+    for stage in retrain_plan(cfg, trigger=trigger, promote=promote):
+        for output in stage.outputs:
+            results[output] = run.steps[stage.name].outputs[output][0].load()
+    results["reload"] = results["reload"] or None
+    outcome = retrain_result(RetrainDecision(True, trigger), results, time.perf_counter() - started)
+    return {"run_name": run.name, **outcome.to_json()}

@@ -559,7 +559,8 @@ class Loop:
     def retrain_and_shadow(self) -> bool:
         """Ask the policy, retrain without promoting, and shadow the challenger for one window."""
         from tagops.monitoring.shadow import render_table, shadow_report
-        from tagops.workloads.retrain import consult_policy, run_retrain
+        from tagops.workloads.retrain import run_retrain
+        from tagops.workloads.retrain_policy import consult_policy
 
         decision = consult_policy(
             self.retrain_cfg,
@@ -612,7 +613,7 @@ class Loop:
         """Both gates and the shadow window decide; reload; the final window; the before/after table."""
         from tagops.registry.client import CHALLENGER
         from tagops.workloads.promote import read_history
-        from tagops.workloads.retrain import promote_stage
+        from tagops.workloads.retrain import record_promotion
 
         retrained = self.result["retrain"]
         challenger = int(retrained["challenger_version"])
@@ -625,7 +626,7 @@ class Loop:
         if comparison is None or (margin is not None and margin < 0):
             gate["promote"] = False
         gate["reason"] = f"{gate['reason']}; shadow window: F1 margin {margin}"
-        self.result["promoted"] = promote_stage(
+        self.result["promoted"] = record_promotion(
             self.registry,
             self.sim,
             challenger=challenger,

@@ -22,31 +22,29 @@ ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these f
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tagops.errors import DataError, TagopsError
+from tagops.config import RetrainConfig
+from tagops.errors import TagopsError
+from tagops.workloads.retrain_policy import RetrainDecision, consult_policy
+from tagops.workloads.stages import Stage, run_stages
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.config import RetrainConfig, RetrainPolicy
     from tagops.data.stages import DataSnapshot
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-FEEDBACK_FILE = "feedback"
 
 
 class RetrainEnvironment(BaseSettings):
@@ -56,238 +54,6 @@ class RetrainEnvironment(BaseSettings):
 
     service_url: str | None = None
     admin_key: str | None = Field(default=None, repr=False)
-
-
-# ---------------------------------------------------------------------------------------- policy
-@dataclass(frozen=True)
-class RetrainDecision:
-    """Whether to retrain, and the reason the promotion history will record."""
-
-    run: bool
-    reason: str
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def decide_retrain(
-    policy: RetrainPolicy,
-    *,
-    if_needed: bool,
-    now: datetime,
-    summary: dict[str, Any] | None,
-    champion_version: int | None,
-    last_retrain_at: datetime | None,
-    feedback_rows: int | None = None,
-) -> RetrainDecision:
-    """The policy: a pure function of the latest monitor summary, the last retrain and the feedback.
-
-    Without ``if_needed`` the answer is always yes ("manual"). ``feedback_rows`` (validated rows
-    available) is checked only once a trigger fired.
-    """
-    if not if_needed:
-        return RetrainDecision(True, "manual")
-    if policy.trigger == "manual":
-        return RetrainDecision(False, "the policy is manual: run `tagops retrain` without --if-needed")
-    if policy.trigger == "schedule":
-        due = last_retrain_at is None or now - last_retrain_at >= timedelta(hours=policy.interval_hours)
-        if not due:
-            return RetrainDecision(
-                False, f"last retrain at {last_retrain_at:%Y-%m-%d %H:%M}, within {policy.interval_hours:g} h"
-            )
-        decision = RetrainDecision(True, "schedule")
-    else:
-        if summary is None:
-            return RetrainDecision(False, "no monitor summary to consult (run `tagops monitor` first)")
-        window = f"{summary.get('since')} to {summary.get('until')}"
-        if not summary.get("alarm"):
-            return RetrainDecision(False, f"the latest monitor window ({window}) raised no alarm")
-        version = summary.get("model_version")
-        if champion_version is not None and version is not None and int(version) != champion_version:
-            return RetrainDecision(
-                False, f"the latest alarm is about version {version}; the champion is {champion_version}"
-            )
-        created = _parse_time(summary.get("created_at"))
-        if created is not None and now - created > timedelta(hours=policy.max_summary_age_hours):
-            return RetrainDecision(
-                False, f"the latest alarm ({window}) is older than {policy.max_summary_age_hours:g} h"
-            )
-        until = _parse_time(summary.get("until"))
-        if last_retrain_at is not None and until is not None and until <= last_retrain_at:
-            return RetrainDecision(
-                False, f"the alarm of {window} was handled by the retrain at {last_retrain_at}"
-            )
-        kind = "drift alarm" if summary.get("drift_alarm") else "performance alarm"
-        decision = RetrainDecision(True, f"{kind} at {window}")
-    if feedback_rows is not None and feedback_rows < policy.min_feedback_rows:
-        return RetrainDecision(
-            False,
-            f"{decision.reason}, but only {feedback_rows} validated feedback rows "
-            f"(min_feedback_rows {policy.min_feedback_rows})",
-        )
-    return decision
-
-
-def latest_monitor_summary(reports_dir: Path) -> dict[str, Any] | None:
-    """The newest ``summary.json`` of ``tagops monitor`` under ``reports_dir`` (by its ``created_at``)."""
-    newest: tuple[str, dict[str, Any]] | None = None
-    for path in reports_dir.glob("monitor-*/summary.json"):
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            logger.warning("ignoring unreadable monitor summary %s", path)
-            continue
-        stamp = str(summary.get("created_at", ""))
-        if newest is None or stamp > newest[0]:
-            newest = (stamp, summary)
-    return None if newest is None else newest[1]
-
-
-def last_retrain_time(history: list[dict[str, Any]]) -> datetime | None:
-    """When the last retrain was gated (the newest history record with a ``trigger``)."""
-    for record in reversed(history):
-        if record.get("trigger") and record.get("trigger") != "initial":
-            parsed = _parse_time((record.get("evidence") or {}).get("retrained_at") or record.get("time"))
-            if parsed is not None:
-                return parsed
-    return None
-
-
-# -------------------------------------------------------------------------------- feedback → rows
-@dataclass
-class FeedbackRows:
-    """Validated feedback as projects rows: what joins training and the held-out recent window."""
-
-    train: pd.DataFrame
-    recent: pd.DataFrame
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-def _text_key(title: str, description: str) -> str:
-    return f"{title.strip()} {description.strip()}".lower()
-
-
-def feedback_to_rows(
-    labelled: list[dict[str, Any]],
-    dataset: pd.DataFrame,
-    holdout: pd.DataFrame,
-    *,
-    recent_fraction: float,
-) -> FeedbackRows:
-    """Turn feedback joined with its predictions into contract-valid rows, split by time.
-
-    ``labelled`` rows are :meth:`~tagops.predlog.store.ServingStore.read_labelled` rows. Counts of every
-    row dropped, and why, are returned with the rows.
-    """
-    import pandas as pd
-
-    from tagops.data.validate import validate_frame
-
-    counts = {"feedback": len(labelled)}
-    by_prediction: dict[str, list[dict[str, Any]]] = {}
-    for row in labelled:
-        by_prediction.setdefault(str(row["prediction_id"]), []).append(row)
-    candidates = []
-    conflicting_predictions = repeated = 0
-    for rows in by_prediction.values():
-        if len({str(r["feedback_tag"]) for r in rows}) > 1:
-            conflicting_predictions += 1
-            continue
-        repeated += len(rows) - 1
-        candidates.append(max(rows, key=lambda r: r["feedback_at"]))  # the latest of identical labels
-    counts["conflicting_predictions"] = conflicting_predictions
-    counts["repeated_feedback"] = repeated
-    by_text: dict[str, list[dict[str, Any]]] = {}
-    for row in candidates:
-        by_text.setdefault(_text_key(str(row["title"]), str(row["description"])), []).append(row)
-    unique, conflicting_texts, duplicates = [], 0, 0
-    for rows in by_text.values():
-        if len({str(r["feedback_tag"]) for r in rows}) > 1:
-            conflicting_texts += len(rows)
-            continue
-        duplicates += len(rows) - 1
-        unique.append(max(rows, key=lambda r: r["feedback_at"]))
-    counts["conflicting_texts"] = conflicting_texts
-    counts["duplicate_texts"] = duplicates
-    known_titles = {str(t).strip().lower() for t in [*dataset["title"], *holdout["title"]]}
-    known_texts = {
-        _text_key(str(t), str(d))
-        for frame in (dataset, holdout)
-        for t, d in zip(frame["title"], frame["description"], strict=True)
-    }
-    fresh = [
-        r
-        for r in unique
-        if str(r["title"]).strip().lower() not in known_titles
-        and _text_key(str(r["title"]), str(r["description"])) not in known_texts
-    ]
-    counts["known_titles"] = len(unique) - len(fresh)
-    fresh.sort(key=lambda r: (r["feedback_at"], str(r["prediction_id"])))
-    next_id = int(max([*dataset["id"].tolist(), *holdout["id"].tolist(), 0])) + 1
-    frame = pd.DataFrame(
-        {
-            "id": [str(next_id + i) for i in range(len(fresh))],
-            "created_on": [r["feedback_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") for r in fresh],
-            "title": [str(r["title"]) for r in fresh],
-            "description": [str(r["description"]) for r in fresh],
-            "tag": [str(r["feedback_tag"]) for r in fresh],
-        },
-        dtype=object,
-    )
-    frame = frame.astype(str) if len(frame) else frame
-    before = len(frame)
-    valid = _valid_rows(frame, validate_frame)
-    counts["invalid"] = before - len(valid)
-    recent_rows = math.ceil(len(valid) * recent_fraction) if len(valid) >= 2 else 0
-    train = valid.iloc[: len(valid) - recent_rows].reset_index(drop=True)
-    recent = valid.iloc[len(valid) - recent_rows :].reset_index(drop=True)
-    counts["train"], counts["recent"] = len(train), len(recent)
-    return FeedbackRows(train, recent, counts)
-
-
-def _valid_rows(frame: pd.DataFrame, validate_frame: Any) -> pd.DataFrame:
-    """The rows of ``frame`` that pass the contract (typed), dropping each row a violation names."""
-    import pandas as pd
-
-    from tagops.data.ingest import EXPECTED_COLUMNS
-
-    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in EXPECTED_COLUMNS})
-    for _ in range(3):  # dropping a row cannot create a new violation; the loop is a safety net
-        if frame.empty:
-            return empty
-        try:
-            return validate_frame(frame, file=FEEDBACK_FILE)  # type: ignore[no-any-return]
-        except DataError as error:
-            bad = {v.row - 1 for v in error.violations if v.row is not None}
-            if not bad:  # a file-level problem: nothing row-wise to drop
-                raise
-            for violation in error.violations[:5]:
-                logger.info("feedback row dropped: %s", violation)
-            frame = frame.drop(index=[i for i in bad if i in frame.index]).reset_index(drop=True)
-    raise TagopsError("feedback rows keep failing the data contract; see the log")
-
-
-def write_training_data(
-    dataset: pd.DataFrame, rows: pd.DataFrame, holdout_path: Path, output_dir: Path
-) -> DataSnapshot:
-    """dataset.csv + feedback rows as one projects file (the holdout is left as it is), hashed."""
-    import pandas as pd
-
-    from tagops.data.stages import snapshot
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    combined = pd.concat([dataset, rows], ignore_index=True)
-    combined["created_on"] = pd.to_datetime(combined["created_on"]).dt.strftime("%Y-%m-%d %H:%M:%S")
-    path = output_dir / "dataset.csv"
-    combined.to_csv(path, index=False)
-    return snapshot(path, holdout_path)
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -320,37 +86,83 @@ class RetrainResult:
         return data
 
 
-def collect_feedback_stage(
-    cfg: RetrainConfig, settings: Settings
-) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, FeedbackRows]:
-    """The original data (validated) and the feedback rows to add, from the prediction log."""
+def feedback_stage(
+    settings: Settings, retrain: RetrainConfig
+) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """The original data (validated) and the feedback from the prediction log as rows.
+
+    Returns the original snapshot, dataset.csv, the holdout, the feedback rows that join training, the
+    recent labelled window, and the counts of rows kept and dropped.
+    """
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.workloads.feedback import feedback_to_rows
 
-    original = pull_stage(settings, cfg.train.data)
+    original = pull_stage(settings, retrain.train.data)
     dataset, holdout = validate_stage(original)
-    store = ServingStore(database_url_for(cfg.database_url, settings))
+    store = ServingStore(database_url_for(retrain.database_url, settings))
     try:
         store.create_tables()
         labelled = store.read_labelled()
     finally:
         store.dispose()
-    rows = feedback_to_rows(labelled, dataset, holdout, recent_fraction=cfg.recent_fraction)
+    rows = feedback_to_rows(labelled, dataset, holdout, recent_fraction=retrain.recent_fraction)
     logger.info("retrain: feedback rows %s", rows.counts)
-    return original, dataset, holdout, rows
+    return original, dataset, holdout, rows.train, rows.recent, rows.counts
 
 
-def train_challenger_stage(
-    cfg: RetrainConfig, settings: Settings, data: DataSnapshot, registry: Registry
+def training_data_stage(
+    settings: Settings,
+    original: DataSnapshot,
+    dataset: pd.DataFrame,
+    feedback: pd.DataFrame,
+    recent: pd.DataFrame,
+) -> DataSnapshot:
+    """dataset.csv + feedback rows as the challenger's data, in a new folder under ``TAGOPS_HOME/retrain``.
+
+    The recent window is saved beside it (``recent.csv``) for the record; the holdout stays the original.
+    """
+    from tagops.workloads.feedback import write_training_data
+
+    folder = settings.home / "retrain" / time.strftime("%Y%m%d-%H%M%S")
+    data = write_training_data(dataset, feedback, original.holdout_path, folder)
+    recent.to_csv(folder / "recent.csv", index=False)
+    return data
+
+
+def challenger_stage(
+    settings: Settings, retrain: RetrainConfig, training_data: DataSnapshot, registry: Registry | None = None
 ) -> int:
     """Train the config's family on the augmented data and register it as ``challenger``."""
+    from tagops.registry.client import Registry
     from tagops.workloads.train import run_training
 
-    name = f"retrain-{cfg.train.model.family}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = run_training(cfg.train, settings, registry=registry, data=data, run_name=name)
+    name = f"retrain-{retrain.train.model.family}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = run_training(
+        retrain.train, settings, registry=registry or Registry(settings), data=training_data, run_name=name
+    )
     if result.version is None:
         raise TagopsError("retrain: the challenger was not registered")
     return result.version
+
+
+def evaluation_stage(
+    settings: Settings,
+    retrain: RetrainConfig,
+    challenger: int,
+    holdout: pd.DataFrame,
+    recent: pd.DataFrame,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Champion and challenger on the holdout and the recent window, and both gates' verdict."""
+    from tagops.registry.client import CHAMPION, Registry
+
+    registry = registry or Registry(settings)
+    champion = registry.alias_version(CHAMPION)
+    reports = evaluate_versions_stage(
+        registry, champion=champion, challenger=challenger, holdout=holdout, recent=recent, cfg=retrain
+    )
+    return {"champion": champion, "reports": reports, "gate": gate_stage(reports, retrain)}
 
 
 def evaluate_versions_stage(
@@ -395,6 +207,35 @@ def gate_stage(reports: dict[str, Any], cfg: RetrainConfig) -> dict[str, Any]:
 
 
 def promote_stage(
+    settings: Settings,
+    retrain: RetrainConfig,
+    challenger: int,
+    evaluation: Mapping[str, Any],
+    training_data: DataSnapshot,
+    counts: Mapping[str, int],
+    trigger: str,
+    promote: bool,
+    registry: Registry | None = None,
+) -> bool:
+    """Record the decision with its trigger and move ``champion`` if both gates passed (if asked to)."""
+    from tagops.registry.client import Registry
+
+    if not promote:
+        return False
+    return record_promotion(
+        registry or Registry(settings),
+        settings,
+        challenger=challenger,
+        champion=evaluation["champion"],
+        gate=evaluation["gate"],
+        cfg=retrain,
+        trigger=trigger,
+        holdout_sha256=training_data.holdout_sha256,
+        evidence={"feedback": dict(counts)},
+    )
+
+
+def record_promotion(
     registry: Registry,
     settings: Settings,
     *,
@@ -406,7 +247,7 @@ def promote_stage(
     holdout_sha256: str | None,
     evidence: dict[str, Any] | None = None,
 ) -> bool:
-    """Record the two-gate decision in the promotion history and move ``champion`` if it passed."""
+    """Record a two-gate decision in the promotion history and move ``champion`` if it passed."""
     from tagops.workloads.promote import GateDecision, record_decision
 
     holdout = gate["holdout"]
@@ -437,6 +278,14 @@ def promote_stage(
         },
     )
     return decision.promote
+
+
+def reload_stage(retrain: RetrainConfig, promoted: bool, promote: bool) -> dict[str, Any] | None:
+    """Tell the configured service to reload (a new champion, or a new challenger for its shadow)."""
+    if promote and not promoted:
+        return None
+    url, key = service_target(retrain)
+    return reload_service(url, key, timeout_s=retrain.reload_timeout_s)
 
 
 def reload_service(
@@ -480,30 +329,97 @@ def service_target(cfg: RetrainConfig) -> tuple[str | None, str | None]:
     return env.service_url or cfg.service_url, env.admin_key
 
 
-def consult_policy(
+# -------------------------------------------------------------------------------------------- plan
+def retrain_plan(
+    cfg: RetrainConfig, *, trigger: str, promote: bool = True, registry: Registry | None = None
+) -> list[Stage]:
+    """The retraining workload: feedback, training data, challenger, evaluation, promotion, reload."""
+    shared = {"registry": registry} if registry is not None else {}
+    return [
+        Stage(
+            "feedback_step",
+            feedback_stage,
+            params={"retrain": cfg},
+            outputs=("original", "dataset", "holdout", "feedback", "recent", "counts"),
+        ),
+        Stage(
+            "training_data_step",
+            training_data_stage,
+            inputs={"original": "original", "dataset": "dataset", "feedback": "feedback", "recent": "recent"},
+            outputs=("training_data",),
+        ),
+        Stage(
+            "challenger_step",
+            challenger_stage,
+            inputs={"training_data": "training_data"},
+            params={"retrain": cfg, **shared},
+            outputs=("challenger",),
+        ),
+        Stage(
+            "evaluate_step",
+            evaluation_stage,
+            inputs={"challenger": "challenger", "holdout": "holdout", "recent": "recent"},
+            params={"retrain": cfg, **shared},
+            outputs=("evaluation",),
+        ),
+        Stage(
+            "promote_step",
+            promote_stage,
+            inputs={
+                "challenger": "challenger",
+                "evaluation": "evaluation",
+                "training_data": "training_data",
+                "counts": "counts",
+            },
+            params={"retrain": cfg, "trigger": trigger, "promote": promote, **shared},
+            outputs=("promoted",),
+        ),
+        Stage(
+            "reload_step",
+            reload_stage,
+            inputs={"promoted": "promoted"},
+            params={"retrain": cfg, "promote": promote},
+            outputs=("reload",),
+        ),
+    ]
+
+
+def retrain_result(decision: RetrainDecision, results: Mapping[str, Any], seconds: float) -> RetrainResult:
+    """What a run of :func:`retrain_plan` did, from its results by name (either path)."""
+    evaluation = results["evaluation"]
+    return RetrainResult(
+        decision,
+        counts=dict(results["counts"]),
+        challenger_version=int(results["challenger"]),
+        champion_version=evaluation["champion"],
+        reports=dict(evaluation["reports"]),
+        gate=dict(evaluation["gate"]),
+        promoted=bool(results["promoted"]),
+        reload=results["reload"],
+        seconds=seconds,
+    )
+
+
+def decide(
     cfg: RetrainConfig,
     settings: Settings,
     registry: Registry,
     *,
     if_needed: bool,
     summary: dict[str, Any] | None,
-    feedback_rows: int | None,
+    counts: Mapping[str, int] | None = None,
 ) -> RetrainDecision:
-    """Gather what the policy needs (champion, last retrain, summary) and decide."""
-    from tagops.workloads.promote import read_history
-
-    champion = registry.alias_version("champion")
-    if if_needed and summary is None:
-        summary = latest_monitor_summary(settings.reports_dir)
-    return decide_retrain(
-        cfg.policy,
-        if_needed=if_needed,
-        now=datetime.now(UTC),
-        summary=summary,
-        champion_version=champion,
-        last_retrain_at=last_retrain_time(read_history(settings.promotion_history)),
-        feedback_rows=feedback_rows,
+    """The policy's decision; the feedback rows' count is read from the log unless ``counts`` has it."""
+    if counts is None:
+        counts = feedback_stage(settings, cfg)[-1]
+    return consult_policy(
+        cfg, settings, registry, if_needed=if_needed, summary=summary, feedback_rows=usable_rows(counts)
     )
+
+
+def usable_rows(counts: Mapping[str, int]) -> int:
+    """Feedback rows that survived validation (training rows + the recent window)."""
+    return int(counts.get("train", 0)) + int(counts.get("recent", 0))
 
 
 def run_retrain(
@@ -516,7 +432,7 @@ def run_retrain(
     registry: Registry | None = None,
     trigger: str | None = None,
 ) -> RetrainResult:
-    """Retrain in this process (the stages the pipeline runs as steps); see the module docstring.
+    """Consult the policy, then run :func:`retrain_plan` in this process; see the module docstring.
 
     ``promote=False`` stops after the gate is computed: the challenger is registered (e.g. to be shadowed
     first) and nothing is promoted or recorded. ``trigger`` overrides the policy's reason.
@@ -525,52 +441,15 @@ def run_retrain(
 
     started = time.perf_counter()
     registry = registry or Registry(settings)
-    original, dataset, holdout, rows = collect_feedback_stage(cfg, settings)
-    decision = consult_policy(
-        cfg,
-        settings,
-        registry,
-        if_needed=if_needed,
-        summary=summary,
-        feedback_rows=len(rows.train) + len(rows.recent),
-    )
+    plan = retrain_plan(cfg, trigger=trigger or "", promote=promote, registry=registry)
+    results = run_stages(plan[:1], settings)  # the policy weighs the feedback rows
+    decision = decide(cfg, settings, registry, if_needed=if_needed, summary=summary, counts=results["counts"])
     if trigger is not None:
         decision = RetrainDecision(decision.run, trigger)
-    result = RetrainResult(decision, counts=rows.counts)
     if not decision.run:
         logger.info("retrain: not needed: %s", decision.reason)
-        result.seconds = time.perf_counter() - started
-        return result
+        return RetrainResult(decision, counts=dict(results["counts"]), seconds=time.perf_counter() - started)
     logger.info("retrain: %s", decision.reason)
-    folder = settings.home / "retrain" / time.strftime("%Y%m%d-%H%M%S")
-    data = write_training_data(dataset, rows.train, original.holdout_path, folder)
-    rows.recent.to_csv(folder / "recent.csv", index=False)
-    result.champion_version = registry.alias_version("champion")
-    result.challenger_version = train_challenger_stage(cfg, settings, data, registry)
-    result.reports = evaluate_versions_stage(
-        registry,
-        champion=result.champion_version,
-        challenger=result.challenger_version,
-        holdout=holdout,
-        recent=rows.recent,
-        cfg=cfg,
-    )
-    result.gate = gate_stage(result.reports, cfg)
-    if promote:
-        result.promoted = promote_stage(
-            registry,
-            settings,
-            challenger=result.challenger_version,
-            champion=result.champion_version,
-            gate=result.gate,
-            cfg=cfg,
-            trigger=decision.reason,
-            holdout_sha256=original.holdout_sha256,
-            evidence={"feedback": rows.counts},
-        )
-    url, key = service_target(cfg)
-    if result.promoted or not promote:
-        # A promotion changes the champion; a new challenger changes what a shadow scores.
-        result.reload = reload_service(url, key, timeout_s=cfg.reload_timeout_s)
-    result.seconds = time.perf_counter() - started
-    return result
+    plan = retrain_plan(cfg, trigger=decision.reason, promote=promote, registry=registry)
+    results = run_stages(plan[1:], settings, results=results)
+    return retrain_result(decision, results, time.perf_counter() - started)
