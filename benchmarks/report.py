@@ -26,13 +26,15 @@ Result = dict[str, Any]
 #: Each benchmark's results and the default command that writes them, in the order of the page.
 COMMANDS = {
     "quality": "python benchmarks/quality.py",
-    "serve": "python benchmarks/serve.py --family linear",
+    "serve": "python benchmarks/serve.py --family {family}",
     "serve_resilience": "python benchmarks/serve_resilience.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
     "batch_predict": "python benchmarks/batch_predict.py",
     "drift": "python benchmarks/drift.py",
-    "simulate": "python benchmarks/simulate.py --family linear",
+    "simulate": "python benchmarks/simulate.py --family {family}",
 }
+#: The model families a per-family benchmark is expected to report.
+FAMILIES = ("linear", "transformer")
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -113,7 +115,8 @@ def provenance(kind: str, data: Result) -> list[str]:
     if machine.get("python"):
         parts.append(f"Python {machine['python']}")
     command = data.get("command")
-    how = f"`{command}`" if command else f"command not recorded (default: `{COMMANDS[kind]}`)"
+    default = COMMANDS[kind].format(family=data.get("family"))
+    how = f"`{command}`" if command else f"command not recorded (default: `{default}`)"
     return [
         f"- Measured: {when(data)}",
         f"- Command: {how}",
@@ -123,9 +126,21 @@ def provenance(kind: str, data: Result) -> list[str]:
     ]
 
 
-def not_measured(kind: str) -> list[str]:
+def not_measured(kind: str, family: str = "linear") -> list[str]:
     """The section of a benchmark without a results file."""
-    return [f"Not measured yet: run `{COMMANDS[kind]}`, then `make perf-docs`.", ""]
+    command = COMMANDS[kind].format(family=family)
+    return [f"Not measured yet: run `{command}`, then `make perf-docs`.", ""]
+
+
+def per_family(kind: str, results: list[Result], render: Callable[[Result], list[str]]) -> list[str]:
+    """A subsection per model family: its latest result, or how to measure it."""
+    latest = {str(d.get("family")): d for d in latest_per_family(results)}
+    lines: list[str] = []
+    for family in [*FAMILIES, *(f for f in latest if f not in FAMILIES)]:
+        lines += [f"### `{family}`", ""]
+        data = latest.get(family)
+        lines += [*provenance(kind, data), *render(data)] if data else not_measured(kind, family)
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -174,72 +189,73 @@ def quality_section(results: list[Result]) -> list[str]:
 
 def serve_section(results: list[Result]) -> list[str]:
     """Latency and throughput per engine, the paired measurements and the bars, per family."""
+    return per_family("serve", results, serve_result)
+
+
+def serve_result(data: Result) -> list[str]:
+    """One family's figures."""
     lines: list[str] = []
-    for data in latest_per_family(results):
-        lines += [f"### `{data.get('family', '?')}`", "", *provenance("serve", data)]
-        rows = []
-        for r in data.get("results", []):
-            if r.get("concurrency") == 0:  # the raw predictor on batches: items per second
-                rows.append(
-                    [r["engine"], "–", "–", "–", num(r.get("requests_per_s"), ".1f", " items/s"), "–"]
-                )
-                continue
-            rows.append(
+    rows = []
+    for r in data.get("results", []):
+        if r.get("concurrency") == 0:  # the raw predictor on batches: items per second
+            rows.append([r["engine"], "–", "–", "–", num(r.get("requests_per_s"), ".1f", " items/s"), "–"])
+            continue
+        rows.append(
+            [
+                r["engine"],
+                str(r.get("concurrency")),
+                num(r.get("p50_ms"), ".2f", " ms"),
+                num(r.get("p99_ms"), ".2f", " ms"),
+                num(r.get("requests_per_s"), ".1f"),
+                str(r.get("errors", "–")),
+            ]
+        )
+    header = ["engine", "concurrency", "p50", "p99", "requests/s", "errors"]
+    lines += table(header, rows)
+    paired = data.get("paired_concurrency_1") or []
+    if paired:
+        lines += ["Concurrency 1, the raw predictor and the engine in alternating blocks:", ""]
+        lines += table(
+            ["engine", "raw p50", "engine p50", "added"],
+            [
                 [
-                    r["engine"],
-                    str(r.get("concurrency")),
-                    num(r.get("p50_ms"), ".2f", " ms"),
-                    num(r.get("p99_ms"), ".2f", " ms"),
-                    num(r.get("requests_per_s"), ".1f"),
-                    str(r.get("errors", "–")),
+                    p["engine"],
+                    num(p.get("raw_p50_ms"), ".2f", " ms"),
+                    num(p.get("engine_p50_ms"), ".2f", " ms"),
+                    num(p.get("added_p50_ms"), "+.2f", " ms"),
                 ]
-            )
-        header = ["engine", "concurrency", "p50", "p99", "requests/s", "errors"]
-        lines += table(header, rows)
-        paired = data.get("paired_concurrency_1") or []
-        if paired:
-            lines += ["Concurrency 1, the raw predictor and the engine in alternating blocks:", ""]
-            lines += table(
-                ["engine", "raw p50", "engine p50", "added"],
+                for p in paired
+            ],
+        )
+    paired_32 = data.get("paired_concurrency_32") or []
+    if paired_32:
+        lines += ["Concurrency 32 and the raw batched predictor in alternating blocks:", ""]
+        lines += table(
+            [
+                "engine",
+                "engine requests/s",
+                "raw, batches of",
+                "raw items/s",
+                "ratio",
+                "raw, batches of",
+                "raw items/s",
+                "ratio",
+            ],
+            [
                 [
-                    [
-                        p["engine"],
-                        num(p.get("raw_p50_ms"), ".2f", " ms"),
-                        num(p.get("engine_p50_ms"), ".2f", " ms"),
-                        num(p.get("added_p50_ms"), "+.2f", " ms"),
-                    ]
-                    for p in paired
-                ],
-            )
-        paired_32 = data.get("paired_concurrency_32") or []
-        if paired_32:
-            lines += ["Concurrency 32 and the raw batched predictor in alternating blocks:", ""]
-            lines += table(
-                [
-                    "engine",
-                    "engine requests/s",
-                    "raw, batches of",
-                    "raw items/s",
-                    "ratio",
-                    "raw, batches of",
-                    "raw items/s",
-                    "ratio",
-                ],
-                [
-                    [
-                        p["engine"],
-                        num(p.get("engine_requests_per_s"), ".1f"),
-                        str(p.get("raw_batch_items")),
-                        num(p.get("raw_batched_items_per_s"), ".1f"),
-                        num(p.get("ratio"), ".3f"),
-                        str(p.get("max_batch_items")),
-                        num(p.get("raw_max_batch_items_per_s"), ".1f"),
-                        num(p.get("ratio_to_max_batch"), ".3f"),
-                    ]
-                    for p in paired_32
-                ],
-            )
-        lines += [*serve_bars(data), ""]
+                    p["engine"],
+                    num(p.get("engine_requests_per_s"), ".1f"),
+                    str(p.get("raw_batch_items")),
+                    num(p.get("raw_batched_items_per_s"), ".1f"),
+                    num(p.get("ratio"), ".3f"),
+                    str(p.get("max_batch_items")),
+                    num(p.get("raw_max_batch_items_per_s"), ".1f"),
+                    num(p.get("ratio_to_max_batch"), ".3f"),
+                ]
+                for p in paired_32
+            ],
+        )
+    lines += [*serve_bars(data), ""]
     return lines
 
 
@@ -392,74 +408,75 @@ def drift_section(results: list[Result]) -> list[str]:
 
 def simulate_section(results: list[Result]) -> list[str]:
     """The loop end to end: windows, retrain, shadow, promotion, before/after, rows."""
+    return per_family("simulate", results, simulate_result)
+
+
+def simulate_result(data: Result) -> list[str]:
+    """One family's figures."""
     lines: list[str] = []
-    for data in latest_per_family(results):
-        lines += [f"### `{data.get('family', '?')}`", "", *provenance("simulate", data)]
-        timings = data.get("timings_s") or {}
+    timings = data.get("timings_s") or {}
+    lines += [
+        f"Wall time {num(data.get('wall_s'), '.0f', ' s')}; "
+        + ", ".join(f"{k.replace('_', ' ')} {num(v, '.0f', ' s')}" for k, v in timings.items())
+        + ".",
+        "",
+    ]
+    windows = [
+        [
+            str(w.get("name")),
+            str(w.get("kind")),
+            str(w.get("rows")),
+            "yes" if w.get("alarm") else "no",
+            ", ".join(w.get("drifted") or []) or "–",
+            num(w.get("min_p_adjusted"), ".2g"),
+        ]
+        for w in data.get("windows", [])
+    ]
+    if windows:
+        lines += table(["window", "traffic", "rows", "alarm", "drifted (Holm)", "min adjusted p"], windows)
+    comparison = data.get("before_after") or {}
+    rows = []
+    for name, label in (("served", "as served"), ("top_answer", "top answer")):
+        c = comparison.get(name) or {}
+        if c:
+            rows.append(
+                [
+                    label,
+                    f"{num(c['old'].get('f1'))} {interval(c['old'].get('f1_ci95'))}",
+                    f"{num(c['new'].get('f1'))} {interval(c['new'].get('f1_ci95'))}",
+                    f"{num(c.get('margin'), '+.3f')} {interval(c.get('margin_ci95'))}",
+                ]
+            )
+    if rows:
+        size = (comparison.get("served") or {}).get("rows", "?")
         lines += [
-            f"Wall time {num(data.get('wall_s'), '.0f', ' s')}; "
-            + ", ".join(f"{k.replace('_', ' ')} {num(v, '.0f', ' s')}" for k, v in timings.items())
-            + ".",
+            f"Weighted F1 on the shifted holdout ({size} rows), champion "
+            f"v{comparison.get('old_version')} → v{comparison.get('new_version')} (95 % intervals):",
             "",
         ]
-        windows = [
-            [
-                str(w.get("name")),
-                str(w.get("kind")),
-                str(w.get("rows")),
-                "yes" if w.get("alarm") else "no",
-                ", ".join(w.get("drifted") or []) or "–",
-                num(w.get("min_p_adjusted"), ".2g"),
-            ]
-            for w in data.get("windows", [])
+        lines += table(["answers", "old champion", "new champion", "margin (paired)"], rows)
+    counts = data.get("rows") or {}
+    if counts:
+        c = {k: num(v) for k, v in counts.items()}
+        lines += [
+            f"Rows: {c.get('items_sent')} items sent, {c.get('prediction_rows')} prediction rows; "
+            f"{c.get('feedback_accepted')} feedback accepted, {c.get('feedback_rows')} feedback rows; "
+            f"{c.get('shadowed_items_sent')} items shadowed, {c.get('shadow_rows')} shadow rows; "
+            f"{c.get('failed_requests')} failed requests.",
+            "",
         ]
-        if windows:
-            lines += table(
-                ["window", "traffic", "rows", "alarm", "drifted (Holm)", "min adjusted p"], windows
-            )
-        comparison = data.get("before_after") or {}
-        rows = []
-        for name, label in (("served", "as served"), ("top_answer", "top answer")):
-            c = comparison.get(name) or {}
-            if c:
-                rows.append(
-                    [
-                        label,
-                        f"{num(c['old'].get('f1'))} {interval(c['old'].get('f1_ci95'))}",
-                        f"{num(c['new'].get('f1'))} {interval(c['new'].get('f1_ci95'))}",
-                        f"{num(c.get('margin'), '+.3f')} {interval(c.get('margin_ci95'))}",
-                    ]
-                )
-        if rows:
-            size = (comparison.get("served") or {}).get("rows", "?")
-            lines += [
-                f"Weighted F1 on the shifted holdout ({size} rows), champion "
-                f"v{comparison.get('old_version')} → v{comparison.get('new_version')} (95 % intervals):",
-                "",
-            ]
-            lines += table(["answers", "old champion", "new champion", "margin (paired)"], rows)
-        counts = data.get("rows") or {}
-        if counts:
-            c = {k: num(v) for k, v in counts.items()}
-            lines += [
-                f"Rows: {c.get('items_sent')} items sent, {c.get('prediction_rows')} prediction rows; "
-                f"{c.get('feedback_accepted')} feedback accepted, {c.get('feedback_rows')} feedback rows; "
-                f"{c.get('shadowed_items_sent')} items shadowed, {c.get('shadow_rows')} shadow rows; "
-                f"{c.get('failed_requests')} failed requests.",
-                "",
-            ]
-        checks = data.get("verdict") or {}
-        bars = [
-            ("in_distribution_false_alarms", "no drift alarm on in-distribution windows", lambda v: v == 0),
-            ("first_shifted_window_alarm", "an alarm in the first shifted window", bool),
-            ("promoted", "the retrained challenger promoted", bool),
-            ("reloaded_to_new_champion", "the service serves it after the reload", bool),
-            ("improved", "the paired 95 % interval of the F1 margin above 0", bool),
-            ("no_row_lost", "no prediction, feedback or shadow row lost", bool),
-        ]
-        rows = [[text, str(checks[key]), verdict(ok(checks[key]))] for key, text, ok in bars if key in checks]
-        if rows:
-            lines += table(["bar", "measured", "result"], rows)
+    checks = data.get("verdict") or {}
+    bars = [
+        ("in_distribution_false_alarms", "no drift alarm on in-distribution windows", lambda v: v == 0),
+        ("first_shifted_window_alarm", "an alarm in the first shifted window", bool),
+        ("promoted", "the retrained challenger promoted", bool),
+        ("reloaded_to_new_champion", "the service serves it after the reload", bool),
+        ("improved", "the paired 95 % interval of the F1 margin above 0", bool),
+        ("no_row_lost", "no prediction, feedback or shadow row lost", bool),
+    ]
+    rows = [[text, str(checks[key]), verdict(ok(checks[key]))] for key, text, ok in bars if key in checks]
+    if rows:
+        lines += table(["bar", "measured", "result"], rows)
     return lines
 
 
@@ -524,13 +541,16 @@ def render_performance(found: dict[str, list[Result]]) -> str:
         "edit those, not this file. -->",
         "",
         "Current figures of every benchmark, each with the date it was measured, the exact command (rerun "
-        "it, then `make perf-docs`) and the machine. Figures from a machine with few CPUs or other work "
-        "on it move by 10–20 % between runs; the bars are met or missed as the benchmark judged them.",
+        "it, then `make perf-docs`) and the machine. On a machine with few CPUs or other work on it, "
+        "figures vary from run to run: compare figures measured in the same run, as the bars do.",
         "",
     ]
     for kind, title, about, render in SECTIONS:
         lines += [f"## {title}", "", about, ""]
-        lines += render(found[kind]) if found.get(kind) else not_measured(kind)
+        if kind in ("serve", "simulate"):
+            lines += render(found.get(kind, []))
+        else:
+            lines += render(found[kind]) if found.get(kind) else not_measured(kind)
     return "\n".join(lines).rstrip() + "\n"
 
 
