@@ -598,7 +598,7 @@ def summary_rows(found: dict[str, list[Result]]) -> list[list[str]]:
         f"margin {num(served.get('margin'), '+.3f')} {interval(served.get('margin_ci95'))}",
         day(simulate.get("linear") or {}),
     ]
-    what = "`tagops simulate`, `linear`: F1 on shifted traffic before → after retraining"
+    what = "`tagops simulate`, `linear`: F1 on shifted traffic, old → new champion"
     rows.append([what, "margin > 0", *(figure if served else missing)])
     return [[what, figure, bar, when] for what, bar, figure, when in rows]
 
