@@ -133,8 +133,8 @@ def measure_paired_throughput(
 ) -> dict[str, Any]:
     """The raw batched predictor and ``engine`` at ``concurrency``, alternating in blocks of ~5 s.
 
-    The same background load for both: on this shared 2-core machine the speed of the same code drifts
-    by 10-20 % from minute to minute, enough to swing a ratio measured minutes apart across its bar.
+    The same background load for both: on a small shared machine the speed of the same code drifts from
+    minute to minute, enough to swing a ratio measured minutes apart across its bar.
 
     The bar's baseline batches ``min(max_batch_size, concurrency)`` items: ``concurrency`` clients with one
     single-item request each in flight can never fill a larger batch, so a server without any overhead
