@@ -33,7 +33,8 @@ COMMANDS = {
     "drift": "python benchmarks/drift.py",
     "simulate": "python benchmarks/simulate.py --family {family}",
 }
-#: The model families a per-family benchmark is expected to report.
+#: The benchmarks measured per model family, and the families each is expected to report.
+PER_FAMILY = ("serve", "simulate")
 FAMILIES = ("linear", "transformer")
 
 
@@ -50,15 +51,15 @@ def load_results(folder: Path) -> dict[str, list[Result]]:
     return found
 
 
-def latest_per_family(results: list[Result]) -> list[Result]:
-    """One result per model family (the most recently measured), sorted by family."""
-    best: dict[str, Result] = {}
-    for data in results:
-        family = str(data.get("family", ""))
-        if family not in best or measured_at(data) >= measured_at(best[family]):
-            best[family] = data
-    order = {"linear": 0, "transformer": 1}
-    return [best[k] for k in sorted(best, key=lambda f: (order.get(f, 2), f))]
+def latest(results: list[Result]) -> Result:
+    """The most recently measured result (empty when there is none)."""
+    return max(results, key=measured_at, default={})
+
+
+def latest_per_family(results: list[Result]) -> dict[str, Result]:
+    """The most recently measured result of each model family."""
+    families = {str(data.get("family")) for data in results}
+    return {f: latest([d for d in results if str(d.get("family")) == f]) for f in sorted(families)}
 
 
 def measured_at(data: Result) -> str:
@@ -134,22 +135,20 @@ def not_measured(kind: str, family: str = "linear") -> list[str]:
 
 def per_family(kind: str, results: list[Result], render: Callable[[Result], list[str]]) -> list[str]:
     """A subsection per model family: its latest result, or how to measure it."""
-    latest = {str(d.get("family")): d for d in latest_per_family(results)}
+    by_family = latest_per_family(results)
     lines: list[str] = []
-    for family in [*FAMILIES, *(f for f in latest if f not in FAMILIES)]:
+    for family in [*FAMILIES, *(f for f in by_family if f not in FAMILIES)]:
         lines += [f"### `{family}`", ""]
-        data = latest.get(family)
+        data = by_family.get(family)
         lines += [*provenance(kind, data), *render(data)] if data else not_measured(kind, family)
     return lines
 
 
 # ------------------------------------------------------------------------------------------ sections
-def quality_section(results: list[Result]) -> list[str]:
+def quality_section(data: Result) -> list[str]:
     """Holdout quality and fit time per family and recipe, against the reference system."""
-    data = results[-1]
-    lines = provenance("quality", data)
     seeds = data.get("seeds") or []
-    lines += [
+    lines = [
         f"Holdout of {data.get('holdout_rows', '?')} rows; median of {len(seeds)} seeds {seeds} and their "
         f"range; transformer trained with `--engine {data.get('transformer_engine', '?')}`. `refit` is "
         "what `tagops train` registers, `split` the model trained on the 80 % train split only.",
@@ -187,13 +186,8 @@ def quality_section(results: list[Result]) -> list[str]:
     return lines
 
 
-def serve_section(results: list[Result]) -> list[str]:
+def serve_section(data: Result) -> list[str]:
     """Latency and throughput per engine, the paired measurements and the bars, per family."""
-    return per_family("serve", results, serve_result)
-
-
-def serve_result(data: Result) -> list[str]:
-    """One family's figures."""
     lines: list[str] = []
     rows = []
     for r in data.get("results", []):
@@ -281,9 +275,8 @@ def serve_bars(data: Result) -> list[str]:
     ]
 
 
-def resilience_section(results: list[Result]) -> list[str]:
+def resilience_section(data: Result) -> list[str]:
     """The prediction log under load, a killed replica, a reload under load."""
-    data = results[-1]
     log, kill, reload = data.get("log") or {}, data.get("kill") or {}, data.get("reload") or {}
     after = data.get("log_after_shutdown") or {}
     rows = [
@@ -327,8 +320,7 @@ def resilience_section(results: list[Result]) -> list[str]:
         ],
     ]
     config = data.get("config") or {}
-    lines = provenance("serve_resilience", data)
-    lines += [
+    lines = [
         f"Ray Serve, {config.get('num_replicas', '?')} replicas of {config.get('num_cpus', '?')} CPU, the "
         "linear champion.",
         "",
@@ -336,12 +328,10 @@ def resilience_section(results: list[Result]) -> list[str]:
     return lines + table(["check", "measured", "bar", "result"], rows)
 
 
-def fuzz_section(results: list[Result]) -> list[str]:
+def fuzz_section(data: Result) -> list[str]:
     """Generated requests against the live API, and how many were answered 5xx."""
-    data = results[-1]
-    lines = provenance("serve_fuzz", data)
     errors = data.get("server_errors") or []
-    lines += [
+    lines = [
         f"Engine `{data.get('engine', '?')}`: {num(data.get('requests'))} requests generated from the "
         f"OpenAPI schema, {len(errors)} answered 5xx. Bar: at least 1,000 requests, no 5xx: "
         f"{verdict(data.get('pass'))}.",
@@ -357,11 +347,9 @@ def fuzz_section(results: list[Result]) -> list[str]:
     return lines + table(["operation", "answers by status"], rows) if rows else lines
 
 
-def batch_section(results: list[Result]) -> list[str]:
+def batch_section(data: Result) -> list[str]:
     """Batch inference throughput through Ray Data against the raw in-process model."""
-    data = results[-1]
-    lines = provenance("batch_predict", data)
-    lines += [
+    lines = [
         f"{num(data.get('rows'))} rows, model: {data.get('model', '?')}; Ray's output tags equal the "
         f"in-process output on {num(data.get('tags_equal'))} of them. The bar is the raw in-process "
         "`predict_proba` (first row; `vs raw` is each path's share of it).",
@@ -380,11 +368,9 @@ def batch_section(results: list[Result]) -> list[str]:
     return lines + table(["path", "time", "rows/s", "vs raw", "what"], rows)
 
 
-def drift_section(results: list[Result]) -> list[str]:
+def drift_section(data: Result) -> list[str]:
     """False alarms on in-distribution windows, detection on shifted ones."""
-    data = results[-1]
-    lines = provenance("drift", data)
-    lines += [
+    lines = [
         "Bars: no alarm on in-distribution windows; an alarm on every shifted window.",
         "",
     ]
@@ -406,13 +392,8 @@ def drift_section(results: list[Result]) -> list[str]:
     return lines + table(header, rows)
 
 
-def simulate_section(results: list[Result]) -> list[str]:
+def simulate_section(data: Result) -> list[str]:
     """The loop end to end: windows, retrain, shadow, promotion, before/after, rows."""
-    return per_family("simulate", results, simulate_result)
-
-
-def simulate_result(data: Result) -> list[str]:
-    """One family's figures."""
     lines: list[str] = []
     timings = data.get("timings_s") or {}
     lines += [
@@ -466,7 +447,7 @@ def simulate_result(data: Result) -> list[str]:
             "",
         ]
     checks = data.get("verdict") or {}
-    bars = [
+    bars: list[tuple[str, str, Callable[[Any], bool]]] = [
         ("in_distribution_false_alarms", "no drift alarm on in-distribution windows", lambda v: v == 0),
         ("first_shifted_window_alarm", "an alarm in the first shifted window", bool),
         ("promoted", "the retrained challenger promoted", bool),
@@ -487,7 +468,7 @@ def interval(values: Any) -> str:
     return ""
 
 
-Section = tuple[str, str, str, Callable[[list[Result]], list[str]]]
+Section = tuple[str, str, str, Callable[[Result], list[str]]]
 SECTIONS: list[Section] = [
     ("quality", "Model quality", "Holdout quality of every family over several seeds.", quality_section),
     (
@@ -547,10 +528,13 @@ def render_performance(found: dict[str, list[Result]]) -> str:
     ]
     for kind, title, about, render in SECTIONS:
         lines += [f"## {title}", "", about, ""]
-        if kind in ("serve", "simulate"):
-            lines += render(found.get(kind, []))
+        results = found.get(kind, [])
+        if kind in PER_FAMILY:
+            lines += per_family(kind, results, render)
+        elif results:
+            lines += [*provenance(kind, latest(results)), *render(latest(results))]
         else:
-            lines += render(found[kind]) if found.get(kind) else not_measured(kind)
+            lines += not_measured(kind)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -558,19 +542,21 @@ def summary_rows(found: dict[str, list[Result]]) -> list[list[str]]:
     """The README's rows: quality and training time per family, serving, resilience, the loop."""
     missing = ["not measured yet", "–"]
     rows: list[list[str]] = []
-    quality = (found.get("quality") or [{}])[-1]
+    quality = latest(found.get("quality", []))
     refit = {r["family"]: r for r in quality.get("results", []) if r.get("recipe") == "refit"}
     reference = (quality.get("reference") or {}).get("SciBERT fine-tuned (GPU)")
     for family in ("ensemble", "transformer", "linear", "rules"):
         r = refit.get(family) or {}
-        bar = f"reference (SciBERT on a GPU): {num(reference)}" if family == "ensemble" and reference else ""
+        against = f"reference (SciBERT on a GPU): {num(reference)}" if family == "ensemble" else ""
         figure = [f"{num(r.get('f1_median'))} ({num(r.get('f1_min'))}–{num(r.get('f1_max'))})", day(quality)]
-        rows.append([f"holdout weighted F1, `{family}`", bar, *(figure if r else missing)])
+        rows.append(
+            [f"holdout weighted F1, `{family}`", against if reference else "", *(figure if r else missing)]
+        )
     for family in ("transformer", "linear"):
         r = refit.get(family) or {}
         figure = [num(r.get("fit_seconds_median"), ".0f", " s"), day(quality)]
         rows.append([f"training time, `{family}`", "", *(figure if r else missing)])
-    serve = {d.get("family"): d for d in latest_per_family(found.get("serve", []))}
+    serve = latest_per_family(found.get("serve", []))
     bar = (serve.get("linear") or {}).get("bar") or {}
     added = bar.get("ray_added_p50_ms_at_c1_paired", bar.get("ray_added_p50_ms_at_c1"))
     figure = [f"{num(added, '+.2f', ' ms')}: {verdict(bar.get('pass'))}", day(serve.get("linear") or {})]
@@ -583,7 +569,7 @@ def summary_rows(found: dict[str, list[Result]]) -> list[list[str]]:
     ]
     what = "Ray Serve vs raw model, `transformer`: p50 at c=1 / throughput at c=32"
     rows.append([what, "≤ 1.3x / ≥ 0.8x", *(figure if bar else missing)])
-    resilience = (found.get("serve_resilience") or [{}])[-1]
+    resilience = latest(found.get("serve_resilience", []))
     kill = resilience.get("kill") or {}
     figure = [
         f"{num(kill.get('failed_share'), '.3%')} failed, "
@@ -591,7 +577,7 @@ def summary_rows(found: dict[str, list[Result]]) -> list[list[str]]:
         day(resilience),
     ]
     rows.append(["replica killed under load", "≤ 1 %, ≤ 10 s", *(figure if kill else missing)])
-    simulate = {d.get("family"): d for d in latest_per_family(found.get("simulate", []))}
+    simulate = latest_per_family(found.get("simulate", []))
     served = ((simulate.get("linear") or {}).get("before_after") or {}).get("served") or {}
     figure = [
         f"{num(served.get('old', {}).get('f1'))} → {num(served.get('new', {}).get('f1'))}, "
