@@ -14,7 +14,7 @@ ifneq ($(wildcard $(MIRROR_DIR)/dataset.csv),)
 export TAGOPS_DATA_MIRROR ?= $(MIRROR_DIR)
 endif
 
-.PHONY: help install run test test-unit lint format benchmark explore mlflow-ui clean
+.PHONY: help install run test test-unit lint format benchmark perf-docs explore mlflow-ui clean
 
 help: ## Show this help.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ format: $(STAMP) ## Apply ruff fixes and formatting.
 
 benchmark: $(STAMP) ## Model quality on the real holdout (table + benchmarks/results/quality.json).
 	$(BIN)/python benchmarks/quality.py
+
+perf-docs: $(STAMP) ## Write docs/performance.md and the README's results table from benchmarks/results/*.json.
+	$(BIN)/python benchmarks/report.py
 
 explore: $(STAMP) ## HTML report of the data (class balance, lengths, top terms).
 	$(BIN)/tagops data explore

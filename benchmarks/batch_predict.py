@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from stamp import stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -151,6 +153,7 @@ def main() -> None:
                     "results": rows,
                     "tags_equal": sum(same),
                     "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    **stamp(),
                 },
                 indent=2,
             )

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from stamp import stamp
+
 RESULTS = Path(__file__).parent / "results" / "drift.json"
 NEW_WORDS = [
     *("quantum", "qubit", "photonic", "genome", "protein", "seismic", "ledger", "lidar"),
@@ -157,6 +159,7 @@ def main() -> None:
                 "seconds": time.perf_counter() - started,
                 "table": table,
                 "scenarios": scenarios,
+                **stamp(),
             },
             indent=2,
         ),

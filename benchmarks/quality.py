@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from stamp import stamp
 from tagops.config import (
     AnyModelParams,
     DataConfig,
@@ -201,6 +202,7 @@ def main() -> None:
                 "load_average_before_after": [load_before[0], os.getloadavg()[0]],
                 "transformer_engine": args.engine,
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **stamp(),
             },
             indent=2,
         )

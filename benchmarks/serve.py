@@ -1,7 +1,8 @@
 """Serving latency and throughput: the raw in-process predictor, uvicorn and Ray Serve, same model, one run.
 
     python benchmarks/serve.py [--family linear|transformer] [--home /tmp/tagops-serve-bench]
-                               [--requests 1000] [--levels 1 8 32] [--output benchmarks/results/serve.json]
+                               [--requests 1000] [--levels 1 8 32]
+                               [--output benchmarks/results/serve-FAMILY.json]
 
 Trains and promotes a linear model into ``--home`` on first use (about 30 s). Each engine is started with
 `tagops serve` (the defaults of configs/serve.yaml: one replica, one CPU, dynamic batching) on a free
@@ -43,6 +44,7 @@ from serving_common import (
     serve,
     write_json,
 )
+from stamp import stamp
 
 ADDED_P50_BAR_MS = 5.0
 TRANSFORMER_P50_RATIO_BAR = 1.3
@@ -131,8 +133,8 @@ def measure_paired_throughput(
 ) -> dict[str, Any]:
     """The raw batched predictor and ``engine`` at ``concurrency``, alternating in blocks of ~5 s.
 
-    The same background load for both: on this shared 2-core machine the speed of the same code drifts
-    by 10-20 % from minute to minute, enough to swing a ratio measured minutes apart across its bar.
+    The same background load for both: on a small shared machine the speed of the same code drifts from
+    minute to minute, enough to swing a ratio measured minutes apart across its bar.
 
     The bar's baseline batches ``min(max_batch_size, concurrency)`` items: ``concurrency`` clients with one
     single-item request each in flight can never fill a larger batch, so a server without any overhead
@@ -196,8 +198,9 @@ def main() -> None:
         metavar="FIELD=YAML",
         help="Serving config overrides on top of the family's (e.g. num_cpus=1 batch_wait_timeout_s=0.01).",
     )
-    parser.add_argument("--output", type=Path, default=RESULTS / "serve.json")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results/serve-FAMILY.json")
     args = parser.parse_args()
+    args.output = args.output or RESULTS / f"serve-{args.family}.json"
 
     from tagops.config import ServeConfig
     from tagops.serving.service import RegistryModelLoader
@@ -348,6 +351,7 @@ def main() -> None:
             "paired_concurrency_32": paired_throughput,
             "bar": bar,
             "logs": str(workdir),
+            **stamp(),
         },
     )
     print(f"\n{args.output}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serving_common import DEFAULT_HOME, RESULTS, ensure_models, machine, print_table, serve, write_json
+from stamp import stamp
 
 #: Examples per round and operation; operations without inputs yield one example per round.
 EXAMPLES = {"POST /v1/predict": 300, "POST /v1/feedback": 150, "POST /v1/admin/reload": 40}
@@ -106,8 +107,9 @@ def main() -> None:
             "server_errors": server_errors,
             "by_operation_and_status": rows,
             "pass": total >= args.min_requests and not server_errors,
-            "machine": machine(),
+            "machine_after": machine(),
             "logs": str(workdir),
+            **stamp(),
         },
     )
     print(args.output)

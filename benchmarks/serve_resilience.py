@@ -44,6 +44,7 @@ from serving_common import (
     serve,
     write_json,
 )
+from stamp import stamp
 
 
 def http_json(method: str, url: str, headers: dict[str, str] | None = None, timeout: float = 120) -> Any:
@@ -218,6 +219,7 @@ def main() -> None:
 
     report["log_after_shutdown"] = {"successful_requests": successes, "rows": store.count_predictions()}
     report["machine_before"], report["machine_after"] = before, machine()
+    report.update(stamp())
     rows_table = [
         {
             "check": "10k requests: errors / rows",

@@ -1,0 +1,413 @@
+"""benchmarks/report.py: docs/performance.md and the README's table from results JSON of each shape."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+STAMP = {
+    "measured_at": "2026-12-01T10:20:30+00:00",
+    "command": "python benchmarks/X.py",
+    "machine": {"cpus": 2, "processor": "Test CPU 9000", "python": "3.11.7", "platform": "Linux-test"},
+}
+
+
+def load_report() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("perf_report", ROOT / "benchmarks" / "report.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+report = load_report()
+
+
+def stamped(command: str, **data: Any) -> dict[str, Any]:
+    return {**data, **STAMP, "command": command}
+
+
+def quality_run(family: str, recipe: str, f1: float, fit: float) -> dict[str, Any]:
+    per_class = {"computer-vision": f1, "mlops": f1 - 0.02, "natural-language-processing": f1, "other": f1}
+    return {
+        "family": family,
+        "recipe": recipe,
+        "f1_median": f1,
+        "f1_min": f1 - 0.005,
+        "f1_max": f1 + 0.005,
+        "f1_ci95_of_median_seed": [f1 - 0.03, f1 + 0.02],
+        "precision_median": f1 + 0.001,
+        "recall_median": f1 - 0.001,
+        "macro_f1_median": f1 - 0.01,
+        "per_class_f1_median": per_class,
+        "min_class_f1_median": f1 - 0.02,
+        "fit_seconds_median": fit,
+        "runs": [],
+    }
+
+
+# As each benchmark script writes them (see benchmarks/*.py), with the shared stamp.
+QUALITY = stamped(
+    "python benchmarks/quality.py",
+    seeds=[1234, 42, 7],
+    holdout_rows=191,
+    results=[
+        quality_run("rules", "refit", 0.8808, 0.1),
+        quality_run("linear", "refit", 0.9262, 2.0),
+        quality_run("transformer", "refit", 0.9482, 151.0),
+        quality_run("ensemble", "refit", 0.9641, 152.0),
+        quality_run("ensemble", "split", 0.9601, 150.0),
+    ],
+    reference={"SciBERT fine-tuned (GPU)": 0.905, "rule-based (older split)": 0.29},
+    cpus=2,
+    load_average_before_after=[0.5, 1.0],
+    transformer_engine="ray",
+    time="2026-12-01T10:20:30",
+)
+SERVE_LINEAR = stamped(
+    "python benchmarks/serve.py --family linear",
+    benchmark="serve",
+    family="linear",
+    results=[
+        {
+            "engine": "raw",
+            "concurrency": 1,
+            "requests": 1000,
+            "errors": 0,
+            "p50_ms": 0.69,
+            "p99_ms": 1.2,
+            "mean_ms": 0.7,
+            "requests_per_s": 1400.0,
+            "statuses": {"ok": 1000},
+        },
+        {"engine": "raw batched (32)", "concurrency": 0, "requests_per_s": 2100.5},
+        {
+            "engine": "ray",
+            "concurrency": 1,
+            "requests": 1000,
+            "errors": 0,
+            "p50_ms": 2.74,
+            "p99_ms": 5.0,
+            "mean_ms": 2.9,
+            "requests_per_s": 350.0,
+            "statuses": {"200": 1000},
+        },
+        {
+            "engine": "ray",
+            "concurrency": 32,
+            "requests": 1000,
+            "errors": 0,
+            "p50_ms": 40.0,
+            "p99_ms": 90.0,
+            "mean_ms": 45.0,
+            "requests_per_s": 630.4,
+            "statuses": {"200": 1000},
+        },
+    ],
+    paired_concurrency_1=[
+        {
+            "engine": "ray",
+            "blocks": 5,
+            "requests": 1000,
+            "raw_p50_ms": 0.7,
+            "engine_p50_ms": 2.81,
+            "added_p50_ms": 2.11,
+        },
+    ],
+    paired_concurrency_32=[],
+    bar={
+        "ray_added_p50_ms_at_c1": 2.05,
+        "ray_added_p50_ms_at_c1_paired": 2.11,
+        "limit_ms": 5.0,
+        "pass": True,
+    },
+    machine_before={"cpus": 2, "time": "2026-12-01 10:00:00 UTC"},
+)
+SERVE_TRANSFORMER = stamped(
+    "python benchmarks/serve.py --family transformer --engines raw ray --levels 1 32",
+    benchmark="serve",
+    family="transformer",
+    results=[{"engine": "raw batched (32)", "concurrency": 0, "requests_per_s": 212.8}],
+    paired_concurrency_1=[],
+    paired_concurrency_32=[
+        {
+            "engine": "ray",
+            "blocks": 5,
+            "concurrency": 32,
+            "raw_batch_items": 32,
+            "raw_batched_items_per_s": 212.8,
+            "max_batch_items": 64,
+            "raw_max_batch_items_per_s": 230.0,
+            "engine_requests_per_s": 189.8,
+            "ratio": 0.892,
+            "ratio_to_max_batch": 0.825,
+        },
+    ],
+    bar={
+        "ray_p50_ratio_at_c1": 1.262,
+        "p50_ratio_limit": 1.3,
+        "ray_c32_throughput_ratio_to_raw_batched": 0.892,
+        "throughput_ratio_limit": 0.8,
+        "pass": True,
+    },
+)
+RESILIENCE = stamped(
+    "python benchmarks/serve_resilience.py",
+    benchmark="serve_resilience",
+    config={"num_replicas": 2, "num_cpus": 1.0},
+    log={"requests": 10000, "errors": 0, "rows_in_log": 10000, "pass": True},
+    kill={
+        "requests": 31590,
+        "errors": 16,
+        "failed_share": 0.00051,
+        "last_failure_after_kill_s": 1.2,
+        "replacement_serving_after_s": 6.35,
+        "pass": True,
+    },
+    reload={"requests": 26587, "errors": 0, "reload_seconds": 3.1, "versions_after": [2], "pass": True},
+    log_after_shutdown={"successful_requests": 68161, "rows": 68161},
+)
+FUZZ = stamped(
+    "python benchmarks/serve_fuzz.py",
+    benchmark="serve_fuzz",
+    engine="ray",
+    requests=1482,
+    server_errors=[],
+    by_operation_and_status=[
+        {"operation": "POST /v1/predict", "status": 200, "responses": 700},
+        {"operation": "POST /v1/predict", "status": 422, "responses": 500},
+        {"operation": "GET /healthz", "status": 200, "responses": 282},
+    ],
+    **{"pass": True},
+)
+BATCH = stamped(
+    "python benchmarks/batch_predict.py",
+    rows=10000,
+    cpus=2,
+    model="all-MiniLM-L6-v2, untrained head",
+    results=[
+        {
+            "path": "in-process raw",
+            "seconds": 80.0,
+            "rows_per_s": 125.0,
+            "note": "predict_proba",
+            "vs_raw": 1.0,
+        },
+        {"path": "ray data 2x1", "seconds": 100.0, "rows_per_s": 100.0, "note": "end to end", "vs_raw": 0.8},
+    ],
+    tags_equal=10000,
+)
+DRIFT = stamped(
+    "python benchmarks/drift.py",
+    seed=1234,
+    holdout_rows=191,
+    seconds=60.0,
+    table=[
+        {
+            "scenario": "in-dist (resampled holdout)",
+            "windows": 20,
+            "alarms": 0,
+            "min_p_adjusted": 0.2,
+            "median_min_p_adjusted": 0.9,
+            "drifted_first_window": [],
+        },
+        {
+            "scenario": "shift: new vocabulary",
+            "windows": 1,
+            "alarms": 1,
+            "min_p_adjusted": 6e-14,
+            "median_min_p_adjusted": 6e-14,
+            "drifted_first_window": ["oov", "embedding"],
+        },
+    ],
+    scenarios={},
+)
+SIMULATE = stamped(
+    "python benchmarks/simulate.py --family linear",
+    family="linear",
+    wall_s=163.2,
+    timings_s={"initial_champion": 46.0, "service_start": 8.0, "retrain": 48.0},
+    windows=[
+        {
+            "name": "in-1",
+            "kind": "in-distribution",
+            "rows": 200,
+            "alarm": False,
+            "drifted": [],
+            "min_p_adjusted": 1.0,
+            "oov_token_rate": 0.11,
+        },
+        {
+            "name": "shift-1",
+            "kind": "shifted",
+            "rows": 200,
+            "alarm": True,
+            "drifted": ["oov"],
+            "min_p_adjusted": 9e-73,
+            "oov_token_rate": 0.93,
+        },
+    ],
+    before_after={
+        "old_version": 1,
+        "new_version": 2,
+        "served": {
+            "rows": 191,
+            "old": {"f1": 0.297, "f1_ci95": [0.226, 0.365]},
+            "new": {"f1": 0.792, "f1_ci95": [0.739, 0.838]},
+            "margin": 0.495,
+            "margin_ci95": [0.412, 0.579],
+        },
+    },
+    rows={
+        "items_sent": 1182,
+        "prediction_rows": 1182,
+        "feedback_accepted": 996,
+        "feedback_rows": 996,
+        "shadowed_items_sent": 191,
+        "shadow_rows": 191,
+        "failed_requests": 0,
+    },
+    verdict={
+        "in_distribution_false_alarms": 0,
+        "first_shifted_window_alarm": True,
+        "promoted": True,
+        "reloaded_to_new_champion": True,
+        "improved": True,
+        "no_row_lost": True,
+    },
+)
+ALL = {
+    "quality.json": QUALITY,
+    "serve-linear.json": SERVE_LINEAR,
+    "serve-transformer.json": SERVE_TRANSFORMER,
+    "serve_resilience.json": RESILIENCE,
+    "serve_fuzz.json": FUZZ,
+    "batch_predict.json": BATCH,
+    "drift.json": DRIFT,
+    "simulate-linear.json": SIMULATE,
+}
+README = f"# tagops\n\nintro\n\n## Results\n\n{report.START}\nold table\n{report.END}\n\n## Docs\n"
+
+
+def write_results(folder: Path, files: dict[str, dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
+def run(tmp_path: Path, files: dict[str, dict[str, Any]], *extra: str) -> tuple[int, str, str]:
+    results = write_results(tmp_path / "results", files)
+    readme = tmp_path / "README.md"
+    if not readme.exists():
+        readme.write_text(README, encoding="utf-8")
+    doc = tmp_path / "docs" / "performance.md"
+    code = report.main(["--results", str(results), "--doc", str(doc), "--readme", str(readme), *extra])
+    return code, doc.read_text(encoding="utf-8") if doc.exists() else "", readme.read_text(encoding="utf-8")
+
+
+def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path: Path) -> None:
+    code, doc, _ = run(tmp_path, ALL)
+    assert code == 0
+    for _, title, _, _ in report.SECTIONS:
+        assert f"## {title}" in doc
+    # the one result not given: a family of a per-family benchmark
+    assert doc.count("Not measured yet") == 1
+    assert "Not measured yet: run `python benchmarks/simulate.py --family transformer`" in doc
+    assert doc.count("- Measured: 2026-12-01 10:20 UTC") == len(ALL)
+    assert (
+        "- Command: `python benchmarks/serve.py --family transformer --engines raw ray --levels 1 32`" in doc
+    )
+    assert "- Machine: 2 CPUs, Test CPU 9000, Linux-test, Python 3.11.7" in doc
+    # figures and the bars they are measured against
+    assert "**0.964** (0.959–0.969)" in doc
+    assert "| SciBERT fine-tuned (GPU) | 0.905 |" in doc
+    assert "at most 5 ms" in doc and "+2.11 ms" in doc
+    assert "1.26x" in doc and "0.89x" in doc
+    assert "| raw batched (32) | – | – | – | 2100.5 items/s | – |" in doc
+    assert "0.051%" in doc and "6.35 s" in doc
+    assert "1,482 requests generated" in doc and "POST /v1/predict | 200: 700, 422: 500" in doc
+    assert "| ray data 2x1 | 100.00 s | 100.0 | 0.80x | end to end |" in doc
+    assert "| shift: new vocabulary | 1 | 1 | 6e-14 | oov, embedding | pass |" in doc
+    assert "0.297 (0.226–0.365)" in doc and "+0.495 (0.412–0.579)" in doc
+    assert "**fail**" not in doc
+
+
+def test_missing_results_say_how_to_measure_them(tmp_path: Path) -> None:
+    code, doc, readme = run(tmp_path, {"quality.json": QUALITY})
+    assert code == 0
+    assert "Not measured yet: run `python benchmarks/serve_resilience.py`, then `make perf-docs`." in doc
+    assert "Not measured yet: run `python benchmarks/drift.py`" in doc
+    assert "| holdout weighted F1, `ensemble` | 0.964 (0.959–0.969) |" in readme
+    assert "| replica killed under load | not measured yet |" in readme
+
+    code, doc, readme = run(tmp_path / "empty", {})
+    per_family = len(report.FAMILIES) - 1  # serve and simulate: one line per family
+    assert code == 0 and doc.count("Not measured yet") == len(report.SECTIONS) + 2 * per_family
+    assert "run `python benchmarks/serve.py --family transformer`" in doc
+    assert "| holdout weighted F1, `ensemble` | not measured yet |" in readme
+
+
+def test_readme_table_is_rewritten_between_the_markers_only(tmp_path: Path) -> None:
+    _, _, readme = run(tmp_path, ALL)
+    assert readme.startswith("# tagops\n\nintro\n\n## Results\n\n<!-- results:start -->")
+    assert readme.endswith("<!-- results:end -->\n\n## Docs\n")
+    assert "old table" not in readme
+    assert "| Ray Serve latency added at c=1, `linear` | +2.11 ms: pass | ≤ 5 ms | 2026-12-01 |" in readme
+    assert "| training time, `transformer` | 151 s |" in readme
+    assert "0.297 → 0.792, margin +0.495 (0.412–0.579)" in readme
+
+
+def test_check_reports_stale_files_and_writing_is_idempotent(tmp_path: Path) -> None:
+    code, _, _ = run(tmp_path, ALL, "--check")
+    assert code == 1
+    assert run(tmp_path, ALL)[0] == 0
+    assert run(tmp_path, ALL, "--check")[0] == 0
+    changed = {**ALL, "drift.json": {**DRIFT, "measured_at": "2026-12-03T08:00:00+00:00"}}
+    assert run(tmp_path, changed, "--check")[0] == 1
+
+
+def test_results_without_a_stamp_still_render(tmp_path: Path) -> None:
+    legacy = {k: v for k, v in QUALITY.items() if k not in ("measured_at", "command", "machine")}
+    _, doc, _ = run(tmp_path, {"quality.json": legacy})
+    assert "- Measured: 2026-12-01 10:20\n" in doc
+    assert "command not recorded (default: `python benchmarks/quality.py`)" in doc
+    assert "- Machine: 2 CPUs" in doc
+
+
+def test_the_newest_result_of_a_family_wins(tmp_path: Path) -> None:
+    older = {
+        **SERVE_LINEAR,
+        "measured_at": "2026-11-01T00:00:00+00:00",
+        "bar": {**SERVE_LINEAR["bar"], "pass": False},
+    }
+    _, doc, _ = run(tmp_path, {"serve.json": older, "serve-linear.json": SERVE_LINEAR})
+    assert "serve-linear.json" in doc and "serve.json" not in doc and "**fail**" not in doc
+
+
+def test_the_readme_without_markers_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# tagops\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="markers"):
+        run(tmp_path, ALL)
+
+
+def test_the_stamp_names_command_and_machine() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stamp
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    result = stamp.stamp([str(ROOT / "benchmarks" / "serve.py"), "--family", "linear"])
+    assert result["command"] == "python benchmarks/serve.py --family linear"
+    assert set(result["machine"]) == {"cpus", "processor", "python", "platform"}
+    assert result["measured_at"].endswith("+00:00")
