@@ -1,9 +1,9 @@
-"""The monitoring pipeline: load the model's reference → read the window → test, report, log, alert.
+"""The monitoring pipeline: :func:`tagops.workloads.monitor.monitor_plan` as a ZenML pipeline.
 
 ``tagops monitor [--since ISO] [--until ISO] [--model URI]`` runs it on ZenML's local stack under
-``TAGOPS_HOME/zenml`` (``--no-pipeline`` runs the same functions in-process). Steps only translate
-between ZenML artifacts and :mod:`tagops.workloads.monitor`. Nothing is cached: the prediction log and
-the registry change between runs, and publishing talks to MLflow and the webhook.
+``TAGOPS_HOME/zenml`` (``--no-pipeline`` runs the same stages in-process). Each step only translates
+between ZenML artifacts and one stage of :mod:`tagops.workloads.monitor`. Nothing is cached: the
+prediction log and the registry change between runs, and publishing talks to MLflow and the webhook.
 """
 
 from datetime import datetime
@@ -13,93 +13,71 @@ from typing import Annotated, Any
 from zenml import pipeline, step
 
 from tagops.config import MonitorConfig
-from tagops.settings import Settings
+from tagops.pipelines.adapter import run_settings, wire
+from tagops.workloads.monitor import monitor_plan
 
 
 @step(enable_cache=False)
 def reference_step(
-    config: dict[str, Any],
+    monitor: dict[str, Any],
 ) -> tuple[Annotated[dict[str, Any], "reference"], Annotated[int | None, "model_version"]]:
     """The reference statistics stored with the model the config names, and its registry version."""
-    from tagops.workloads.monitor import load_reference_stats
+    from tagops.workloads.monitor import reference_stage
 
-    cfg = MonitorConfig.model_validate(config)
-    reference, version = load_reference_stats(cfg.model_uri, Settings())
+    reference, version = reference_stage(run_settings(), MonitorConfig.model_validate(monitor))
     return reference, version
 
 
 @step(enable_cache=False)
 def window_step(
-    config: dict[str, Any], since: str, until: str, model_version: int | None
+    monitor: dict[str, Any], since: str, until: str, model_version: int | None
 ) -> Annotated[dict[str, Any], "window"]:
     """The window's predictions and feedback from the prediction log (read-only)."""
-    from tagops.predlog.store import ServingStore, database_url_for
-    from tagops.workloads.monitor import read_window
+    from tagops.workloads.monitor import window_stage
 
-    cfg = MonitorConfig.model_validate(config)
-    store = ServingStore(database_url_for(cfg.database_url, Settings()))
-    try:
-        store.create_tables()
-        window = read_window(
-            store,
-            since=datetime.fromisoformat(since),
-            until=datetime.fromisoformat(until),
-            model_version=model_version if cfg.only_model_version else None,
-        )
-    finally:
-        store.dispose()
-    return {
-        "since": since,
-        "until": until,
-        "texts": window.texts,
-        "predicted_tags": window.predicted_tags,
-        "confidences": window.confidences,
-        "feedback": [list(pair) for pair in window.feedback],
-    }
+    cfg = MonitorConfig.model_validate(monitor)
+    return window_stage(run_settings(), cfg, since, until, model_version).to_json()
 
 
 @step(enable_cache=False)
 def monitor_step(
-    config: dict[str, Any],
+    monitor: dict[str, Any],
     reference: dict[str, Any],
     window: dict[str, Any],
     model_version: int | None,
     output_dir: str,
+    log_to_mlflow: bool,
 ) -> Annotated[dict[str, Any], "summary"]:
     """Run the drift tests; write the JSON summary and HTML report, log to MLflow, alert on an alarm."""
-    from tagops.registry.client import Registry
-    from tagops.workloads.monitor import Window, analyse_window, publish
+    from tagops.workloads.monitor import Window, monitor_stage
 
-    cfg = MonitorConfig.model_validate(config)
-    frame = Window(
-        since=datetime.fromisoformat(window["since"]),
-        until=datetime.fromisoformat(window["until"]),
-        texts=window["texts"],
-        predicted_tags=window["predicted_tags"],
-        confidences=window["confidences"],
-        feedback=[(str(t), str(p)) for t, p in window["feedback"]],
-    )
-    report, features = analyse_window(reference, frame, cfg)
-    result = publish(
-        report,
-        frame,
-        features,
-        reference,
+    cfg = MonitorConfig.model_validate(monitor)
+    result = monitor_stage(
+        run_settings(),
         cfg,
-        output_dir=Path(output_dir),
-        model_uri=cfg.model_uri,
-        model_version=model_version,
-        registry=Registry(Settings()),
+        reference,
+        Window.from_json(window),
+        model_version,
+        output_dir,
+        log_to_mlflow=log_to_mlflow,
     )
     return result.summary
+
+
+#: The step that runs each stage function of the monitoring plan.
+STEPS = {"reference_stage": reference_step, "window_stage": window_step, "monitor_stage": monitor_step}
 
 
 @pipeline(enable_cache=False)
 def monitoring_pipeline(config: dict[str, Any], since: str, until: str, output_dir: str) -> None:
     """One monitoring window of the serving model."""
-    reference, version = reference_step(config)
-    window = window_step(config, since, until, version)
-    monitor_step(config, reference, window, version, output_dir)
+    plan = monitor_plan(
+        MonitorConfig.model_validate(config),
+        since=datetime.fromisoformat(since),
+        until=datetime.fromisoformat(until),
+        output_dir=Path(output_dir),
+    )
+    wire(plan, STEPS)
 
 
 def run_monitoring_pipeline(

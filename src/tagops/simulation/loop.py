@@ -282,26 +282,16 @@ def monitor_window(
     sent: Sent, cfg: SimulateConfig, settings: Settings, registry: Registry, embedder: Any
 ) -> dict[str, Any]:
     """``tagops monitor`` on the window ``sent`` covers (in-process; the embedder is loaded once)."""
-    from tagops.predlog.store import ServingStore, default_database_url
-    from tagops.workloads.monitor import analyse_window, load_reference_stats, publish, read_window
+    from tagops.workloads.monitor import run_monitor
 
-    reference, version = load_reference_stats(cfg.monitor.model_uri, settings, registry=registry)
-    store = ServingStore(default_database_url(settings))
-    try:
-        window = read_window(store, since=sent.since, until=sent.until, model_version=version)
-    finally:
-        store.dispose()
-    report, features = analyse_window(reference, window, cfg.monitor, embedder=embedder)
-    result = publish(
-        report,
-        window,
-        features,
-        reference,
+    result = run_monitor(
         cfg.monitor,
+        settings,
+        since=sent.since,
+        until=sent.until,
         output_dir=settings.reports_dir / f"monitor-{sent.name}",
-        model_uri=cfg.monitor.model_uri,
-        model_version=version,
         registry=registry,
+        embedder=embedder,
     )
     return result.summary
 

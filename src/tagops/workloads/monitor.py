@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagops.errors import TagopsError
+from tagops.workloads.stages import Stage, run_stages
 
 if TYPE_CHECKING:
     from tagops.config import MonitorConfig
@@ -45,6 +46,29 @@ class Window:
     confidences: list[float]
     #: ``(feedback tag, predicted tag)`` for the predictions that received feedback.
     feedback: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The window as JSON (times in ISO 8601)."""
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "texts": self.texts,
+            "predicted_tags": self.predicted_tags,
+            "confidences": self.confidences,
+            "feedback": [list(pair) for pair in self.feedback],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Window:
+        """The window :meth:`to_json` wrote."""
+        return cls(
+            since=datetime.fromisoformat(data["since"]),
+            until=datetime.fromisoformat(data["until"]),
+            texts=list(data["texts"]),
+            predicted_tags=list(data["predicted_tags"]),
+            confidences=[float(c) for c in data["confidences"]],
+            feedback=[(str(t), str(p)) for t, p in data["feedback"]],
+        )
 
 
 @dataclass
@@ -307,6 +331,102 @@ def publish(
     return result
 
 
+def reference_stage(
+    settings: Settings, monitor: MonitorConfig, registry: Registry | None = None
+) -> tuple[dict[str, Any], int | None]:
+    """The reference statistics stored with the model the config names, and its registry version."""
+    return load_reference_stats(monitor.model_uri, settings, registry=registry)
+
+
+def window_stage(
+    settings: Settings, monitor: MonitorConfig, since: str, until: str, model_version: int | None
+) -> Window:
+    """The window's predictions and feedback from the prediction log (read-only).
+
+    Only the served version's predictions count when ``only_model_version`` is set (the default).
+    """
+    from tagops.predlog.store import ServingStore, database_url_for
+
+    store = ServingStore(database_url_for(monitor.database_url, settings))
+    try:
+        store.create_tables()  # a fresh database has no log yet: an empty window, not a crash
+        return read_window(
+            store,
+            since=datetime.fromisoformat(since),
+            until=datetime.fromisoformat(until),
+            model_version=model_version if monitor.only_model_version else None,
+        )
+    finally:
+        store.dispose()
+
+
+def monitor_stage(
+    settings: Settings,
+    monitor: MonitorConfig,
+    reference: dict[str, Any],
+    window: Window,
+    model_version: int | None,
+    output_dir: str,
+    registry: Registry | None = None,
+    log_to_mlflow: bool = True,
+    embedder: Any = None,
+) -> MonitorResult:
+    """Run the drift tests; write the JSON summary and HTML report, log to MLflow, alert on an alarm."""
+    if registry is None and log_to_mlflow:
+        from tagops.registry.client import Registry
+
+        registry = Registry(settings)
+    report, features = analyse_window(reference, window, monitor, embedder=embedder)
+    return publish(
+        report,
+        window,
+        features,
+        reference,
+        monitor,
+        output_dir=Path(output_dir),
+        model_uri=monitor.model_uri,
+        model_version=model_version,
+        registry=registry if log_to_mlflow else None,
+    )
+
+
+def monitor_plan(
+    cfg: MonitorConfig,
+    *,
+    since: datetime,
+    until: datetime,
+    output_dir: Path,
+    registry: Registry | None = None,
+    log_to_mlflow: bool = True,
+    embedder: Any = None,
+) -> list[Stage]:
+    """The monitoring workload: the model's reference, the window of the log, the tests and the report."""
+    shared = {"registry": registry} if registry is not None else {}
+    extra = {"log_to_mlflow": log_to_mlflow, **({"embedder": embedder} if embedder is not None else {})}
+    return [
+        Stage(
+            "reference_step",
+            reference_stage,
+            params={"monitor": cfg, **shared},
+            outputs=("reference", "model_version"),
+        ),
+        Stage(
+            "window_step",
+            window_stage,
+            inputs={"model_version": "model_version"},
+            params={"monitor": cfg, "since": since.isoformat(), "until": until.isoformat()},
+            outputs=("window",),
+        ),
+        Stage(
+            "monitor_step",
+            monitor_stage,
+            inputs={"reference": "reference", "window": "window", "model_version": "model_version"},
+            params={"monitor": cfg, "output_dir": str(output_dir), **shared, **extra},
+            outputs=("result",),
+        ),
+    ]
+
+
 def run_monitor(
     cfg: MonitorConfig,
     settings: Settings,
@@ -316,34 +436,25 @@ def run_monitor(
     output_dir: Path | None = None,
     registry: Registry | None = None,
     log_to_mlflow: bool = True,
+    embedder: Any = None,
 ) -> MonitorResult:
-    """Monitor one window of the prediction log end to end (the entry point of ``tagops monitor``)."""
-    from tagops.predlog.store import ServingStore, database_url_for
+    """Monitor one window of the prediction log in this process (``tagops monitor --no-pipeline``).
 
+    ``embedder``: an embedder already loaded (reused across windows); by default the reference's.
+    """
     start, end = resolve_window(since, until, cfg)
     if registry is None and (log_to_mlflow or cfg.model_uri.startswith("models:/")):
         from tagops.registry.client import Registry
 
         registry = Registry(settings)
-    reference, version = load_reference_stats(cfg.model_uri, settings, registry=registry)
-    store = ServingStore(database_url_for(cfg.database_url, settings))
-    try:
-        store.create_tables()  # a fresh database has no log yet: an empty window, not a crash
-        window = read_window(
-            store, since=start, until=end, model_version=version if cfg.only_model_version else None
-        )
-    finally:
-        store.dispose()
-    report, features = analyse_window(reference, window, cfg)
-    target = output_dir or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}"
-    return publish(
-        report,
-        window,
-        features,
-        reference,
+    plan = monitor_plan(
         cfg,
-        output_dir=target,
-        model_uri=cfg.model_uri,
-        model_version=version,
-        registry=registry if log_to_mlflow else None,
+        since=start,
+        until=end,
+        output_dir=output_dir or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}",
+        registry=registry,
+        log_to_mlflow=log_to_mlflow,
+        embedder=embedder,
     )
+    result: MonitorResult = run_stages(plan, settings)["result"]
+    return result
