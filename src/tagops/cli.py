@@ -200,7 +200,7 @@ def evaluate(
     from tagops.config import DataConfig, EvalConfig
     from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
-    from tagops.evaluate import evaluate_predictor, write_report
+    from tagops.metrics import evaluate_predictor, write_report
     from tagops.inference.loading import load_predictor
 
     settings = _settings()

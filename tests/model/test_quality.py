@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tagops.config import EvalConfig
-from tagops.evaluate import evaluate_predictor
+from tagops.metrics import evaluate_predictor
 from tagops.inference.predictor import Predictor
 from tagops.registry.client import model_sha256
 from tagops.workloads.fit import fit_stage

@@ -118,7 +118,7 @@ def test_read_history_skips_blank_lines(tmp_path: Path) -> None:
 
 def scored(truth: list[str], predicted: list[str]) -> dict[str, Any]:
     """A report as evaluate.compute_report writes it: scores plus the rows behind them."""
-    from tagops.evaluate import classification_scores
+    from tagops.metrics import classification_scores
 
     return {
         **classification_scores(truth, predicted, LABELS),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from tagops.evaluate import bootstrap_f1_difference, weighted_f1
+from tagops.metrics import bootstrap_f1_difference, weighted_f1
 from tagops.monitoring.shadow import compare_models, render_table
 from tagops.predlog.store import ServingStore, shadow_predictions
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tagops.data.clean import build_text
 from tagops.errors import DataError, Violation
-from tagops.evaluate import apply_threshold
+from tagops.metrics import apply_threshold
 from tagops.models.base import TagModel, load_model
 
 

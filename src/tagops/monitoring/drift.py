@@ -177,7 +177,7 @@ def _share(counts: dict[str, int]) -> dict[str, float]:
 
 
 def _performance(window: dict[str, Any], reference: dict[str, Any], cfg: MonitorConfig) -> dict[str, Any]:
-    from tagops.evaluate import bootstrap_ci, weighted_f1
+    from tagops.metrics import bootstrap_ci, weighted_f1
 
     pairs = window["feedback"]
     result: dict[str, Any] = {

@@ -39,7 +39,7 @@ def _quantiles(values: list[float], points: tuple[float, ...]) -> dict[str, floa
 def _f1_block(
     truth: list[str], predicted: list[str], *, samples: int, seed: int
 ) -> dict[str, float | list[float] | None]:
-    from tagops.evaluate import bootstrap_ci, weighted_f1
+    from tagops.metrics import bootstrap_ci, weighted_f1
 
     if not truth:
         return {"f1": None, "f1_ci95": None}
@@ -57,7 +57,7 @@ def compare_models(
     ``rows`` are :meth:`~tagops.predlog.store.ServingStore.read_shadow_pairs` rows; ``feedback`` maps a
     prediction id to its correct tag.
     """
-    from tagops.evaluate import bootstrap_f1_difference
+    from tagops.metrics import bootstrap_f1_difference
 
     groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for row in rows:

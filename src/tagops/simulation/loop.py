@@ -298,7 +298,7 @@ def monitor_window(
 
 def f1_with_ci(truth: list[str], predicted: list[str], *, samples: int, seed: int) -> dict[str, Any]:
     """Weighted F1 and its bootstrap 95 % interval."""
-    from tagops.evaluate import bootstrap_ci, weighted_f1
+    from tagops.metrics import bootstrap_ci, weighted_f1
 
     return {
         "f1": weighted_f1(truth, predicted),
@@ -310,7 +310,7 @@ def before_after(
     truth: list[str], old: list[str], new: list[str], *, samples: int, seed: int
 ) -> dict[str, Any]:
     """Old vs new champion on the same items: F1 of each with its interval, the margin and its interval."""
-    from tagops.evaluate import bootstrap_f1_difference
+    from tagops.metrics import bootstrap_f1_difference
 
     before = f1_with_ci(truth, old, samples=samples, seed=seed)
     after = f1_with_ci(truth, new, samples=samples, seed=seed)

@@ -101,7 +101,7 @@ def _class_drop_confidence(
     rows_a, rows_b = challenger.get("rows"), champion.get("rows")
     if not rows_a or not rows_b or rows_a.get("truth") != rows_b.get("truth"):
         return None
-    from tagops.evaluate import class_f1_drop_probability
+    from tagops.metrics import class_f1_drop_probability
 
     shares = class_f1_drop_probability(
         rows_b["truth"],
@@ -130,7 +130,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def _evaluate_version(
     registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig
 ) -> dict[str, Any]:
-    from tagops.evaluate import evaluate_predictor
+    from tagops.metrics import evaluate_predictor
     from tagops.inference.predictor import Predictor
 
     predictor = Predictor.from_directory(

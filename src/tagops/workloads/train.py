@@ -87,7 +87,7 @@ class RunFolders:
 
 def evaluate_stage(model_dir: Path, frame: pd.DataFrame, evaluation: EvalConfig) -> dict[str, Any]:
     """Evaluate a saved model on a labelled frame."""
-    from tagops.evaluate import evaluate_predictor
+    from tagops.metrics import evaluate_predictor
     from tagops.inference.predictor import Predictor
 
     predictor = Predictor.from_directory(Path(model_dir), threshold=evaluation.threshold)

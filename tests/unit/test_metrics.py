@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score
 
 from tagops import LABELS
 from tagops.config import EvalConfig
-from tagops.evaluate import (
+from tagops.metrics import (
     apply_threshold,
     bootstrap_ci,
     classification_scores,
