@@ -200,8 +200,9 @@ def evaluate(
     from tagops.config import DataConfig, EvalConfig
     from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
-    from tagops.metrics import evaluate_predictor, write_report
     from tagops.inference.loading import load_predictor
+    from tagops.metrics import write_report
+    from tagops.workloads.evaluate import evaluate_predictor
 
     settings = _settings()
     path = data or pull_stage(settings, DataConfig()).holdout_path

@@ -18,10 +18,7 @@ import numpy as np
 from tagops.data.clean import count_words
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from tagops.config import EvalConfig
-    from tagops.inference.predictor import Predictor
 
 ABSTAIN_LABEL = "other"
 
@@ -313,15 +310,6 @@ def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") ->
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
-
-
-def evaluate_predictor(predictor: Predictor, frame: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluate a loaded predictor on a validated, labelled frame."""
-    texts = predictor.texts(frame["title"].tolist(), frame["description"].tolist())
-    proba = predictor.model.predict_proba(texts)
-    report = compute_report(frame["tag"].tolist(), proba, texts, predictor.model.labels, cfg)
-    report["model"] = predictor.describe()
-    return report
 
 
 def write_report(report: dict[str, Any], output: Path) -> list[Path]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tagops.config import EvalConfig
-from tagops.metrics import evaluate_predictor
 from tagops.inference.predictor import Predictor
 from tagops.registry.client import model_sha256
+from tagops.workloads.evaluate import evaluate_predictor
 from tagops.workloads.fit import fit_stage
 from tests.model.conftest import FAMILIES, SEED, RealData, params_for
 

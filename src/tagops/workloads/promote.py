@@ -130,8 +130,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def _evaluate_version(
     registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig
 ) -> dict[str, Any]:
-    from tagops.metrics import evaluate_predictor
     from tagops.inference.predictor import Predictor
+    from tagops.workloads.evaluate import evaluate_predictor
 
     predictor = Predictor.from_directory(
         registry.download(version), threshold=cfg.threshold, metadata={"version": version}

@@ -87,8 +87,8 @@ class RunFolders:
 
 def evaluate_stage(model_dir: Path, frame: pd.DataFrame, evaluation: EvalConfig) -> dict[str, Any]:
     """Evaluate a saved model on a labelled frame."""
-    from tagops.metrics import evaluate_predictor
     from tagops.inference.predictor import Predictor
+    from tagops.workloads.evaluate import evaluate_predictor
 
     predictor = Predictor.from_directory(Path(model_dir), threshold=evaluation.threshold)
     return evaluate_predictor(predictor, frame, evaluation)
