@@ -39,10 +39,11 @@ test: $(STAMP) ## Run the whole test suite (unit, data, model, integration).
 test-unit: $(STAMP) ## Run the fast unit tests only.
 	$(BIN)/python -m pytest -m unit
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy, exactly as CI and pre-commit run them.
+lint: $(STAMP) ## ruff (lint + format check), mypy and the import layers, exactly as CI and pre-commit run them.
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Apply ruff fixes and formatting.
 	$(BIN)/ruff check --fix src tests benchmarks
