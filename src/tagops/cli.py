@@ -247,7 +247,6 @@ def predict(
 ) -> None:
     """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
     from tagops.inference.loading import load_predictor
-    from tagops.inference.predictor import predict_file
 
     if (title is None) == (input_path is None):
         raise typer.BadParameter("give either --title (and --description) or --input with --output")
@@ -266,10 +265,7 @@ def predict(
 
     if engine not in ("auto", "local", "ray"):
         raise typer.BadParameter("use auto, local or ray", param_hint="--engine")
-    if batch.choose_engine(engine, predictor, input_path) == "ray":
-        count = batch.predict_file(predictor, input_path, output, settings)
-    else:
-        count = predict_file(predictor, input_path, output)
+    count = batch.predict_file(predictor, input_path, output, settings, engine=engine)
     typer.echo(f"{output}: {count} predictions")
 
 

@@ -126,13 +126,20 @@ def read_items(path: Path) -> list[dict[str, Any]]:
 def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, batch_size: int = 512) -> int:
     """Predict every row of ``input_path`` into ``output_path`` (CSV or JSONL by extension); returns rows."""
     items = read_items(input_path)
+    return write_predictions(items, predict_in_batches(predictor, items, batch_size=batch_size), output_path)
+
+
+def predict_in_batches(
+    predictor: Predictor, items: list[dict[str, Any]], *, batch_size: int
+) -> list[dict[str, Any]]:
+    """Predictions for ``items`` (dicts with ``title`` and ``description``), ``batch_size`` at a time."""
     results: list[dict[str, Any]] = []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         results.extend(
             predictor.predict([i["title"] for i in batch], [i.get("description") or "" for i in batch])
         )
-    return write_predictions(items, results, output_path)
+    return results
 
 
 def write_predictions(items: list[dict[str, Any]], results: list[dict[str, Any]], output_path: Path) -> int:

@@ -1,10 +1,10 @@
-"""Batch inference on Ray Data: an actor pool of predictors over a large input file.
+"""Batch prediction: read a file of items, predict them in this process or on Ray Data, write the results.
 
-``tagops predict --input items.csv --output predictions.jsonl --engine ray`` (or ``--engine auto``, the
-default, for files of at least :data:`AUTO_RAY_ROWS` rows). The input is read and validated in the
-driver exactly as the in-process path reads it (every bad row named), split into blocks, and sent through
-``map_batches`` over an actor pool: each actor loads the model once and predicts whole batches with the
-same ``Predictor``. The output file is byte-for-byte what the in-process path writes.
+``tagops predict --input items.csv --output predictions.jsonl [--engine auto|local|ray]``; ``auto`` (the
+default) uses Ray for a transformer over files of at least :data:`AUTO_RAY_ROWS` rows. The input is read
+and validated once (every bad row named). On Ray it is split into blocks and sent through ``map_batches``
+over an actor pool: each actor loads the model once and predicts whole batches with the same
+``Predictor``. The output file is byte-for-byte the same whichever engine predicts.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tagops.workloads.stages import Stage, run_stages
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,25 +146,25 @@ def choose_engine(engine: str, predictor: Predictor, input_path: Path) -> str:
     return "ray" if lines >= AUTO_RAY_ROWS else "local"
 
 
-def predict_file(
-    predictor: Predictor,
-    input_path: Path,
-    output_path: Path,
+def predict_stage(
     settings: Settings,
-    *,
+    predictor: Predictor,
+    items: list[dict[str, Any]],
+    engine: str,
     batch_size: int = DEFAULT_BATCH_ROWS,
     actors: int | None = None,
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
-) -> int:
-    """Like ``predict_file``, with inference on Ray Data; returns rows written."""
-    from tagops.inference.predictor import read_items, write_predictions
+) -> list[dict[str, Any]]:
+    """Predict the items in this process (``local``) or on a Ray Data actor pool (``ray``)."""
+    from tagops.inference.predictor import predict_in_batches
 
+    if engine == "local":
+        return predict_in_batches(predictor, items, batch_size=batch_size)
     model_dir = predictor.metadata.get("path")
     if not model_dir:
-        raise ValueError("batch inference needs a predictor loaded from a model folder")
-    items = read_items(input_path)
-    results = predict_items(
+        raise ValueError("batch inference on Ray needs a predictor loaded from a model folder")
+    return predict_items(
         Path(model_dir),
         items,
         settings,
@@ -172,4 +174,77 @@ def predict_file(
         cpus_per_actor=cpus_per_actor,
         stats=stats,
     )
-    return write_predictions(items, results, output_path)
+
+
+def batch_plan(
+    input_path: Path,
+    output_path: Path,
+    *,
+    engine: str = "auto",
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    actors: int | None = None,
+    cpus_per_actor: int = 1,
+    stats: dict[str, Any] | None = None,
+) -> list[Stage]:
+    """The batch prediction workload over a loaded ``predictor``: read, choose the engine, predict, write."""
+    from tagops.inference.predictor import read_items, write_predictions
+
+    return [
+        Stage("read_step", read_items, params={"path": input_path}, outputs=("items",)),
+        Stage(
+            "engine_step",
+            choose_engine,
+            inputs={"predictor": "predictor"},
+            params={"engine": engine, "input_path": input_path},
+            outputs=("engine",),
+        ),
+        Stage(
+            "predict_step",
+            predict_stage,
+            inputs={"predictor": "predictor", "items": "items", "engine": "engine"},
+            params={
+                "batch_size": batch_size,
+                "actors": actors,
+                "cpus_per_actor": cpus_per_actor,
+                "stats": stats,
+            },
+            outputs=("results",),
+        ),
+        Stage(
+            "write_step",
+            write_predictions,
+            inputs={"items": "items", "results": "results"},
+            params={"output_path": output_path},
+            outputs=("rows",),
+        ),
+    ]
+
+
+def predict_file(
+    predictor: Predictor,
+    input_path: Path,
+    output_path: Path,
+    settings: Settings,
+    *,
+    engine: str = "ray",
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    actors: int | None = None,
+    cpus_per_actor: int = 1,
+    stats: dict[str, Any] | None = None,
+) -> int:
+    """Predict every row of ``input_path`` into ``output_path`` with :func:`batch_plan`; returns rows written.
+
+    ``engine``: ``ray`` (Ray Data actor pool), ``local`` (this process) or ``auto`` (:func:`choose_engine`).
+    The output file is the same whichever engine predicts.
+    """
+    plan = batch_plan(
+        input_path,
+        output_path,
+        engine=engine,
+        batch_size=batch_size,
+        actors=actors,
+        cpus_per_actor=cpus_per_actor,
+        stats=stats,
+    )
+    rows: int = run_stages(plan, settings, results={"predictor": predictor})["rows"]
+    return rows
