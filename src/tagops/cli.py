@@ -142,7 +142,7 @@ def train(
     ] = None,
 ) -> None:
     """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
-    from tagops.config import load_train_config
+    from tagops.config import TrainConfig, load_config
 
     settings = _settings()
     registry = None
@@ -158,9 +158,9 @@ def train(
         from tagops.workloads.train import run_training
 
         overrides: dict[str, Any] = {"seed": seed}
-        cfg = load_train_config(config, **overrides)
+        cfg = load_config(TrainConfig, config, **overrides)
         if model is not None and cfg.model.family != model:
-            cfg = load_train_config(config, **overrides, model={"family": model})
+            cfg = load_config(TrainConfig, config, **overrides, model={"family": model})
         scaling = {
             "num_workers": num_workers,
             "cpus_per_worker": cpus_per_worker,
@@ -286,7 +286,7 @@ def tune(
     from rich.console import Console
     from rich.table import Table
 
-    from tagops.config import TuneConfig, load_tune_config
+    from tagops.config import TuneConfig, load_config
     from tagops.workloads.tune import TUNE_RECORD, run_tuning, tune_dir
 
     if model not in ("transformer", "linear"):
@@ -299,7 +299,7 @@ def tune(
         record = json.loads(record_path.read_text(encoding="utf-8"))
         cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
     else:
-        cfg = load_tune_config(config, trials=trials, seed=seed)
+        cfg = load_config(TuneConfig, config, trials=trials, seed=seed)
     registry = None
     if register:
         from tagops.registry.client import Registry
@@ -343,13 +343,13 @@ def promote_cmd(
     config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
 ) -> None:
     """Gate the challenger against the champion on the holdout; promote only if it passes."""
-    from tagops.config import load_pipeline_config
+    from tagops.config import PipelineConfig, load_config
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
     from tagops.workloads.promote import promote
 
     settings = _settings()
-    cfg = load_pipeline_config(config)
+    cfg = load_config(PipelineConfig, config)
     snap = pull_stage(settings, cfg.data)
     _, holdout = validate_stage(snap)
     decision = promote(
@@ -419,11 +419,11 @@ def pipeline_train(
     from rich.console import Console
     from rich.table import Table
 
-    from tagops.config import load_pipeline_config
+    from tagops.config import PipelineConfig, load_config
     from tagops.data.stages import pull_stage, validate_stage
 
     settings = _settings()
-    cfg = load_pipeline_config(config)
+    cfg = load_config(PipelineConfig, config)
     # Pre-flight outside ZenML (about a second): bad data fails here with the one-line file/row/column
     # message, before any step runs or anything is registered.
     validate_stage(pull_stage(settings, cfg.data))
@@ -480,11 +480,11 @@ def monitor(
     Exits 0 with the summary on stdout whether or not the window alarms (the alarm is in the JSON, the log
     and the webhook); with ``--fail-on-alarm`` an alarm exits 3, so a scheduler can act on it.
     """
-    from tagops.config import load_monitor_config
+    from tagops.config import MonitorConfig, load_config
     from tagops.workloads.monitor import parse_time, resolve_window
 
     try:
-        cfg = load_monitor_config(config, model_uri=model)
+        cfg = load_config(MonitorConfig, config, model_uri=model)
     except ValueError as error:  # a pydantic ValidationError names every bad field
         raise typer.BadParameter(str(error)) from error
     start, end = resolve_window(
@@ -560,12 +560,12 @@ def shadow_report_cmd(
     """Champion vs shadow on live traffic: agreement, confidence, F1 where feedback exists, latency."""
     from rich.console import Console
 
-    from tagops.config import load_monitor_config
+    from tagops.config import MonitorConfig, load_config
     from tagops.monitoring.shadow import render_table, shadow_report
     from tagops.workloads.monitor import parse_time, resolve_window
 
     try:
-        cfg = load_monitor_config(config)
+        cfg = load_config(MonitorConfig, config)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     start, end = resolve_window(
@@ -596,12 +596,12 @@ def retrain(
     pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
 ) -> None:
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
-    from tagops.config import load_retrain_config
+    from tagops.config import RetrainConfig, load_config
     from tagops.registry.client import Registry
     from tagops.workloads.retrain import decide, feedback_stage, run_retrain
 
     try:
-        cfg = load_retrain_config(config)
+        cfg = load_config(RetrainConfig, config)
         if model is not None:
             raw = cfg.model_dump(mode="json")
             raw["train"]["model"] = {"family": model}
@@ -647,12 +647,18 @@ def simulate(
     output: Annotated[Path | None, typer.Option(help="JSON result to write.")] = None,
 ) -> None:
     """Replay traffic through a service it starts: drift, retrain, shadow, promote, reload; before/after."""
-    from tagops.config import load_simulate_config
+    from tagops.config import SimulateConfig, load_config
     from tagops.simulation.loop import run_simulation
 
     try:
-        cfg = load_simulate_config(
-            config, family=family, shifted_windows=windows, window_rows=window_rows, port=port, engine=engine
+        cfg = load_config(
+            SimulateConfig,
+            config,
+            family=family,
+            shifted_windows=windows,
+            window_rows=window_rows,
+            port=port,
+            engine=engine,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
@@ -682,11 +688,11 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the prediction API; prints its URL. The prediction log database: TAGOPS_SERVE_DATABASE_URL."""
-    from tagops.config import load_serve_config
+    from tagops.config import ServeConfig, load_config
 
     try:
-        cfg = load_serve_config(
-            config, host=host, port=port, engine=engine, model_uri=model, num_replicas=replicas
+        cfg = load_config(
+            ServeConfig, config, host=host, port=port, engine=engine, model_uri=model, num_replicas=replicas
         )
     except ValueError as error:  # a pydantic ValidationError names every bad field
         raise typer.BadParameter(str(error)) from error
@@ -708,12 +714,12 @@ def serve(
 
 
 def _key_store(config: Path | None) -> Any:
-    from tagops.config import load_serve_config
+    from tagops.config import ServeConfig, load_config
     from tagops.predlog.store import ServingStore, database_url_for
     from tagops.serving.keys import KeyStore
 
     settings = _settings()
-    cfg = load_serve_config(config)
+    cfg = load_config(ServeConfig, config)
     store = ServingStore(database_url_for(cfg.database_url, settings))
     store.create_tables()
     return KeyStore(store.engine)
@@ -778,7 +784,7 @@ def log_replay(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagops.config import load_serve_config
+    from tagops.config import ServeConfig, load_config
     from tagops.predlog.store import (
         ServingStore,
         database_url_for,
@@ -788,7 +794,7 @@ def log_replay(
     )
 
     settings = _settings()
-    cfg = load_serve_config(config)
+    cfg = load_config(ServeConfig, config)
     url = database_url_for(cfg.database_url, settings)
     folder = journal_folder(settings, url)
     store = ServingStore(url, journal_dir=folder)

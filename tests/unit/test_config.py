@@ -13,10 +13,13 @@ from tagops.config import (
     GateConfig,
     LinearParams,
     PipelineConfig,
+    RetrainConfig,
     RulesParams,
+    ServeConfig,
+    SimulateConfig,
     TrainConfig,
-    load_pipeline_config,
-    load_train_config,
+    TuneConfig,
+    load_config,
     load_yaml,
 )
 
@@ -94,13 +97,13 @@ def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
 def test_yaml_typo_at_top_level_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "seed: 3\nregister_modle: false\n")
     with pytest.raises(ValidationError, match="register_modle"):
-        load_train_config(path)
+        load_config(TrainConfig, path)
 
 
 def test_yaml_typo_in_model_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "model:\n  family: linear\n  c: 3.0\n")
     with pytest.raises(ValidationError) as info:
-        load_train_config(path)
+        load_config(TrainConfig, path)
     (error,) = info.value.errors()
     assert error["loc"][-1] == "c"
     assert error["type"] == "extra_forbidden"
@@ -109,14 +112,14 @@ def test_yaml_typo_in_model_names_the_key(tmp_path: Path) -> None:
 def test_yaml_typo_in_pipeline_gate_names_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, "gate:\n  max_overall_f1_dorp: 0.01\n")
     with pytest.raises(ValidationError, match="max_overall_f1_dorp"):
-        load_pipeline_config(path)
+        load_config(PipelineConfig, path)
 
 
 def test_discriminated_union_picks_the_family(tmp_path: Path) -> None:
-    rules = load_train_config(write(tmp_path, "model:\n  family: rules\n  seed_weight: 2.5\n"))
+    rules = load_config(TrainConfig, write(tmp_path, "model:\n  family: rules\n  seed_weight: 2.5\n"))
     assert isinstance(rules.model, RulesParams)
     assert rules.model.seed_weight == 2.5
-    linear = load_train_config(write(tmp_path, "model:\n  family: linear\n  C: 2.0\n"))
+    linear = load_config(TrainConfig, write(tmp_path, "model:\n  family: linear\n  C: 2.0\n"))
     assert isinstance(linear.model, LinearParams)
     assert linear.model.C == 2.0
     # A field of the other family is a typo, not silently ignored.
@@ -131,14 +134,14 @@ def test_families_keep_their_own_cleaning_defaults() -> None:
 
 def test_overrides_apply_and_none_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, "seed: 3\nmodel:\n  family: rules\n")
-    assert load_train_config(path, seed=9).seed == 9
-    assert load_train_config(path, seed=None).seed == 3
-    assert load_train_config(None).model == LinearParams()
+    assert load_config(TrainConfig, path, seed=9).seed == 9
+    assert load_config(TrainConfig, path, seed=None).seed == 3
+    assert load_config(TrainConfig, None).model == LinearParams()
 
 
 def test_empty_yaml_gives_defaults(tmp_path: Path) -> None:
-    assert load_pipeline_config(write(tmp_path, "")) == PipelineConfig()
-    assert load_pipeline_config(None) == PipelineConfig()
+    assert load_config(PipelineConfig, write(tmp_path, "")) == PipelineConfig()
+    assert load_config(PipelineConfig, None) == PipelineConfig()
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "key: [unclosed\n"])
@@ -194,20 +197,14 @@ def test_repo_configs_exist() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_repo_configs_load(path: Path) -> None:
     if path.name.startswith("pipeline"):
-        cfg = load_pipeline_config(path)
+        cfg = load_config(PipelineConfig, path)
         assert [m.family for m in cfg.models] == ["rules", "linear", "transformer", "ensemble"]
     elif path.name.startswith("tune"):
-        from tagops.config import load_tune_config
-
-        assert load_tune_config(path).trials >= 1
+        assert load_config(TuneConfig, path).trials >= 1
     elif path.name.startswith("serve"):
-        from tagops.config import load_serve_config
-
-        assert load_serve_config(path).host == "127.0.0.1"
+        assert load_config(ServeConfig, path).host == "127.0.0.1"
     elif path.name.startswith("loop"):
-        from tagops.config import load_retrain_config, load_simulate_config
-
-        assert load_simulate_config(path).retrain == load_retrain_config(path)
+        assert load_config(SimulateConfig, path).retrain == load_config(RetrainConfig, path)
     else:
-        train = load_train_config(path)
+        train = load_config(TrainConfig, path)
         assert train.model.family in path.stem

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from tagops.cli import app as cli
-from tagops.config import AutoscalingParams, ServeConfig, load_serve_config
+from tagops.config import AutoscalingParams, ServeConfig, load_config
 from tagops.serving.ray.deployment import (
     app_builder,
     build_deployment,
@@ -59,8 +59,8 @@ def test_database_url_is_not_shown_in_repr() -> None:
 
 
 def test_shipped_serve_yaml_is_the_defaults() -> None:
-    assert load_serve_config(ROOT / "configs" / "serve.yaml") == ServeConfig()
-    assert load_serve_config(None, port=9000, engine="uvicorn", host=None).port == 9000
+    assert load_config(ServeConfig, ROOT / "configs" / "serve.yaml") == ServeConfig()
+    assert load_config(ServeConfig, None, port=9000, engine="uvicorn", host=None).port == 9000
 
 
 def test_deployment_options_follow_the_config() -> None:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagops.config import ServeConfig, load_serve_config
+from tagops.config import ServeConfig, load_config
 from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, items_in, predict_batch
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def app_builder(args: dict[str, Any]) -> Any:
         )
     if not isinstance(overrides, dict):
         raise ValueError("application arg 'config' must be a mapping of ServeConfig fields")
-    cfg = load_serve_config(Path(os.path.expandvars(path)) if path else None, **overrides)
+    cfg = load_config(ServeConfig, Path(os.path.expandvars(path)) if path else None, **overrides)
     return build_app(cfg, deployment_id=deployment_id)
 
 

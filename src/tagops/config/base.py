@@ -1,0 +1,48 @@
+"""What every config shares: frozen, strict models, and the one loader from YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+
+class FrozenModel(BaseModel):
+    """Base for all configs: immutable and strict about unknown keys (typos fail loudly)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: A config that also lives as a section of a larger file (e.g. ``retrain:`` in a loop config) is read
+    #: from that section when the file has one.
+    yaml_section: ClassVar[str | None] = None
+
+
+Config = TypeVar("Config", bound=FrozenModel)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, naming the file in any error."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"{path}: cannot read config: {error}") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(kind: type[Config], path: Path | None = None, **overrides: Any) -> Config:
+    """Load a config of ``kind`` from YAML (defaults when ``path`` is None) with top-level overrides.
+
+    ``None`` overrides are ignored, so CLI options that were not given keep the file's values. A pydantic
+    ``ValidationError`` (a ``ValueError``) names every bad field.
+    """
+    raw = load_yaml(path) if path else {}
+    if kind.yaml_section is not None and kind.yaml_section in raw:
+        raw = dict(raw[kind.yaml_section] or {})
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    return kind.model_validate(raw)

@@ -1,0 +1,177 @@
+"""The loop after serving: reference statistics, monitoring, retraining and the simulation."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from tagops.config.base import FrozenModel
+from tagops.config.training import GateConfig, TrainConfig
+
+
+class ReferenceConfig(FrozenModel):
+    """What is recorded about a model's inputs and outputs when it is registered (``reference_stats.json``).
+
+    The reference is the model's answers on the holdout (data it never trained on, so its confidence
+    looks like production's) and the vocabulary of its training texts; ``tagops monitor`` compares
+    live traffic with it. MiniLM embeddings of 256 rows cost a few seconds on 2 CPU cores.
+    """
+
+    enabled: bool = True
+    #: ``minilm``: the bundled all-MiniLM-L6-v2, mean-pooled; ``hashing``: a stateless hashed bag of words
+    #: randomly projected (milliseconds, for tests and machines without torch); ``none``: no embeddings.
+    embedder: Literal["minilm", "hashing", "none"] = "minilm"
+    embedding_sample: Annotated[int, Field(ge=0, le=4096)] = 256
+    #: Rows of token counts and confidences kept for the two-sample tests.
+    value_sample: Annotated[int, Field(ge=10)] = 5000
+    #: Upper edges of the token-count buckets (the last bucket is open-ended).
+    length_edges: tuple[Annotated[int, Field(ge=1)], ...] = (8, 16, 32, 64, 128)
+    #: Upper edges of the per-text out-of-vocabulary rate buckets (0 means "no unknown token").
+    oov_edges: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = (0.0, 0.05, 0.15, 0.3)
+    seed: int = 1234
+
+    @model_validator(mode="after")
+    def _increasing(self) -> ReferenceConfig:
+        for name in ("length_edges", "oov_edges"):
+            edges = getattr(self, name)
+            if not edges or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"{name} must be a non-empty, strictly increasing list, got {list(edges)}")
+        return self
+
+
+DriftTestName = Literal["token_count", "length_bucket", "oov", "embedding", "predicted_tag", "confidence"]
+
+DRIFT_TESTS: tuple[DriftTestName, ...] = (
+    "token_count",
+    "length_bucket",
+    "oov",
+    "embedding",
+    "predicted_tag",
+    "confidence",
+)
+
+
+class MonitorConfig(FrozenModel):
+    """``tagops monitor``: which window to read, the drift tests' thresholds and where alerts go.
+
+    The alarm is family-wise: Holm's correction over the tests in ``alarm_tests``, so that with six tests
+    at ``alpha=0.01`` an in-distribution window raises a false alarm at most 1 % of the time.
+    """
+
+    model_uri: str = "models:/tagops@champion"
+    #: The window when ``--since`` is not given: this many hours before ``--until`` (default now).
+    window_hours: Annotated[float, Field(gt=0.0)] = 24.0
+    #: Only rows the model ``model_uri`` resolves to answered (by registry version), when it has one.
+    only_model_version: bool = True
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    correction: Literal["holm", "bonferroni"] = "holm"
+    alarm_tests: tuple[DriftTestName, ...] = DRIFT_TESTS
+    #: Fewer rows than this: no test is run and no alarm raised (the report says so).
+    min_window_rows: Annotated[int, Field(ge=2)] = 100
+    #: Rows with feedback needed before the window's F1 is compared with the holdout's.
+    min_feedback_rows: Annotated[int, Field(ge=2)] = 50
+    #: Performance alarm: the upper end of the window's 95 % F1 interval is this far below holdout F1.
+    max_f1_drop: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    #: Permutations of the MMD test; the smallest p-value it can give is 1 / (permutations + 1).
+    permutations: Annotated[int, Field(ge=100)] = 2000
+    #: Window rows embedded for the MMD test (a random subset beyond this).
+    max_embedding_rows: Annotated[int, Field(ge=10)] = 512
+    webhook_url: str | None = Field(default=None, repr=False)
+    webhook_timeout_s: Annotated[float, Field(gt=0.0)] = 5.0
+    #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
+    database_url: str | None = Field(default=None, repr=False)
+    #: How reference statistics are computed at registration (and which embedder the window uses).
+    reference: ReferenceConfig = ReferenceConfig()
+    seed: int = 1234
+
+
+class RetrainPolicy(FrozenModel):
+    """When ``tagops retrain --if-needed`` retrains (``tagops retrain`` alone always does: "manual").
+
+    ``on_alert``: the latest ``tagops monitor`` summary of the champion raised an alarm (drift or a drop
+    in F1) and is younger than ``max_summary_age_hours``; ``schedule``: the last retrain is older than
+    ``interval_hours``; ``manual``: never on its own.
+    """
+
+    trigger: Literal["on_alert", "schedule", "manual"] = "on_alert"
+    interval_hours: Annotated[float, Field(gt=0.0)] = 168.0
+    max_summary_age_hours: Annotated[float, Field(gt=0.0)] = 24.0
+    #: Fewer validated feedback rows than this: nothing to learn from, so no retrain on a trigger.
+    min_feedback_rows: Annotated[int, Field(ge=0)] = 20
+
+
+class RetrainConfig(FrozenModel):
+    """``tagops retrain``: original data + validated feedback → challenger → two gates → champion → reload.
+
+    The challenger must pass ``gate`` on the holdout (it may not forget the original task) *and*
+    ``recent_gate`` on the recent labelled window: the newest ``recent_fraction`` of the feedback rows,
+    held out of training by time, so the gain is measured on traffic the challenger never saw.
+    """
+
+    yaml_section: ClassVar[str | None] = "retrain"
+
+    train: TrainConfig = TrainConfig()
+    #: Holdout gate: a challenger may give up this much holdout F1 for what the feedback teaches it.
+    gate: GateConfig = GateConfig(max_overall_f1_drop=0.01, max_class_f1_drop=0.05)
+    #: Recent-window gate: overall F1 only (a class with a handful of recent rows is noise).
+    recent_gate: GateConfig = GateConfig(max_overall_f1_drop=0.0, max_class_f1_drop=1.0)
+    policy: RetrainPolicy = RetrainPolicy()
+    recent_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
+    #: The model the challenger is compared with (its version answered the feedback's predictions).
+    champion_uri: str = "models:/tagops@champion"
+    #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
+    database_url: str | None = Field(default=None, repr=False)
+    #: The running service told to reload after a promotion (``TAGOPS_RETRAIN_SERVICE_URL`` wins); the
+    #: admin key is read from ``TAGOPS_RETRAIN_ADMIN_KEY`` only, never from a file. ``None``: no reload.
+    service_url: str | None = None
+    reload_timeout_s: Annotated[float, Field(gt=0.0)] = 120.0
+
+
+class SimulateConfig(FrozenModel):
+    """``tagops simulate``: the stream replayed through a running service, and the loop's settings.
+
+    In-distribution windows resample the holdout; shifted windows are dataset.csv projects rewritten in a
+    vocabulary the champion never saw (every word spelled backwards: a stand-in for a new community's
+    jargon or language, whose meaning only labelled examples can teach) with a changed topic mix. Their
+    labels arrive as feedback one window late. The shifted holdout (the holdout rewritten the same way,
+    never sent as training feedback) is what the before/after table measures.
+    """
+
+    family: Literal["rules", "linear", "transformer", "ensemble"] = "linear"
+    window_rows: Annotated[int, Field(ge=20)] = 200
+    in_distribution_windows: Annotated[int, Field(ge=1)] = 2
+    shifted_windows: Annotated[int, Field(ge=1)] = 2
+    #: Share of each tag in the shifted windows (normalised); tags left out are not sent.
+    shifted_mix: dict[str, Annotated[float, Field(ge=0.0)]] = {  # noqa: RUF012 (pydantic copies defaults)
+        "computer-vision": 0.45,
+        "natural-language-processing": 0.3,
+        "mlops": 0.1,
+        "other": 0.15,
+    }
+    #: Items per /v1/predict request, and requests in flight at once.
+    request_items: Annotated[int, Field(ge=1, le=64)] = 8
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    #: Seconds between a window's predictions and its labels (feedback is sent one window late).
+    feedback_delay_s: Annotated[float, Field(ge=0.0)] = 1.0
+    port: Annotated[int, Field(ge=0, le=65535)] = 0
+    engine: Literal["uvicorn", "ray"] = "uvicorn"
+    #: Predictions that receive a second, different label (users who disagree): conflicts to drop.
+    conflicting_feedback: Annotated[int, Field(ge=0)] = 5
+    #: Run the retrain as the ZenML pipeline (as ``tagops retrain`` does), else its stages in-process.
+    pipeline: bool = True
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    seed: int = 1234
+    monitor: MonitorConfig = MonitorConfig(min_window_rows=100, min_feedback_rows=50)
+    retrain: RetrainConfig = RetrainConfig()
+
+    @model_validator(mode="after")
+    def _mix(self) -> SimulateConfig:
+        from tagops import LABELS
+
+        unknown = sorted(set(self.shifted_mix) - set(LABELS))
+        if unknown or sum(self.shifted_mix.values()) <= 0:
+            raise ValueError(f"shifted_mix needs known tags with a positive total, got unknown {unknown}")
+        return self

@@ -1,0 +1,125 @@
+"""Online serving: the service, its engine, batching, the prediction log and autoscaling."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from tagops.config.base import FrozenModel
+
+
+class AutoscalingParams(FrozenModel):
+    """Ray Serve autoscaling of the prediction deployment (used instead of a fixed ``num_replicas``)."""
+
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 4
+    target_ongoing_requests: Annotated[float, Field(gt=0.0)] = 16.0
+    upscale_delay_s: Annotated[float, Field(ge=0.0)] = 5.0
+    downscale_delay_s: Annotated[float, Field(ge=0.0)] = 60.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingParams:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class ServeConfig(FrozenModel):
+    """Online serving: model, listener, batching, replicas, request bounds, keys and the prediction log.
+
+    Loopback by default: exposing the API is a decision made in this file (``host``), never a default.
+    """
+
+    #: The model to serve; ``POST /v1/admin/reload`` switches to whatever this URI names at that moment.
+    model_uri: str = "models:/tagops@champion"
+    engine: Literal["ray", "uvicorn"] = "ray"
+    #: How requests reach Ray Serve replicas (embedded cluster; on a cluster of your own, its environment
+    #: decides). ``haproxy``: Ray's HAProxy ingress, a C load balancer in front of replicas that each
+    #: serve HTTP themselves (measured 3 ms per echo request on 2 cores); ``proxy``: Ray's Python proxy
+    #: actor, which relays every request to a replica (14-16 ms per echo request on the same machine).
+    ingress: Literal["haproxy", "proxy"] = "haproxy"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    #: Answers below this confidence abstain to ``other``; ``None`` never abstains.
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.5
+    #: Items (not requests) per ``predictor.predict`` call; requests are batched whole.
+    max_batch_size: Annotated[int, Field(ge=1)] = 64
+    #: How long a batch waits to fill; 0 takes whatever queued while the previous batch ran.
+    batch_wait_timeout_s: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    #: After a batch, hold new requests for at most this fraction of its duration until the clients it
+    #: answered are back, so that clients sending one request after another stay in one batch rather than
+    #: splitting into two half-size batches that take turns (:class:`tagops.serving.batching.BatchGate`);
+    #: 0 turns the gate off. Measured on 2 cores, transformer, 32 clients: 142-165 requests/s in every
+    #: 8-second run with it (11 runs), 125-179 without (19 runs). Off by default: for a model whose batches
+    #: are short next to handling their requests (``linear``: 488-643 requests/s with 0.25, 603-698
+    #: without), waiting for clients only idles the replica. configs/serve-transformer.yaml sets 0.25.
+    batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
+    #: 2 cores: ``False`` is fastest for millisecond models and for a transformer on Ray Serve; for a
+    #: transformer on uvicorn the two were within run-to-run spread (60-80 requests/s at c=32).
+    predict_in_thread: bool = False
+    num_replicas: Annotated[int, Field(ge=1)] = 1
+    autoscaling: AutoscalingParams | None = None
+    num_cpus: Annotated[float, Field(gt=0.0)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0.0)] = 0.0
+    max_ongoing_requests: Annotated[int, Field(ge=1)] = 64
+    #: Requests queued at the proxy beyond this are answered 503 (``-1``: unbounded).
+    max_queued_requests: Annotated[int, Field(ge=-1)] = 1024
+    request_timeout_s: Annotated[float, Field(gt=0.0)] | None = 30.0
+    max_items: Annotated[int, Field(ge=1)] = 64
+    max_text_length: Annotated[int, Field(ge=1)] = 10_000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    require_key_for_predict: bool = False
+    cors_origins: tuple[str, ...] = ()
+    #: A log line per HTTP request (Ray Serve's replica access log, uvicorn's access log). Off by default:
+    #: every request is already counted in /metrics and every prediction is in the prediction log, and
+    #: at concurrency 32 Ray's access log took about 2 % of the replica's event loop (a file write per
+    #: request).
+    access_log: bool = False
+    #: How long a verified API key is trusted without looking again (revocation delay at most this).
+    key_cache_ttl_s: Annotated[float, Field(ge=0.0)] = 5.0
+    #: SQLAlchemy URL of the prediction log and key store; ``None``: SQLite under TAGOPS_HOME/serving.
+    database_url: str | None = Field(default=None, repr=False)
+    log_queue_rows: Annotated[int, Field(ge=1)] = 100_000
+    log_batch_rows: Annotated[int, Field(ge=1)] = 500
+    #: The log writer waits this long after a first row for more, then writes them in one transaction.
+    log_flush_interval_s: Annotated[float, Field(gt=0.0)] = 0.2
+    #: Append each request's log rows to a local file under TAGOPS_HOME before queueing them, so rows
+    #: of a killed replica or of a database outage are written later instead of lost.
+    log_journal: bool = True
+    #: Cap on the journal folder (every replica and table journaling for this database on this machine).
+    #: During a long database outage rows beyond it are not journaled: they stay queued in memory and,
+    #: if the database is still down after the writer's tries, are counted ``failed``, instead of the
+    #: journal filling the disk that TAGOPS_HOME shares. ``None``: no cap.
+    log_journal_max_mb: Annotated[float, Field(gt=0.0)] | None = 1024.0
+    #: How often each replica reports its model and checks for a reload made on another replica.
+    sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
+    reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
+    #: How often Ray Serve checks each replica; a crashed replica is noticed (and replaced) at the next
+    #: check, so this bounds the time before a replacement starts.
+    health_check_period_s: Annotated[float, Field(gt=0.0)] = 1.0
+    #: A model to run in shadow (typically ``models:/tagops@challenger``): it scores copies of live
+    #: requests after they are answered, its answers go to the prediction log's ``shadow_predictions``
+    #: and are never returned. ``None``: no shadow. A reload re-resolves it too.
+    shadow_model_uri: str | None = None
+    #: Items waiting for the shadow model beyond this are skipped (counted), never queued without bound.
+    shadow_queue_items: Annotated[int, Field(ge=1)] = 10_000
+
+    @property
+    def log_journal_max_bytes(self) -> int | None:
+        """``log_journal_max_mb`` in bytes (``None``: no cap)."""
+        return None if self.log_journal_max_mb is None else int(self.log_journal_max_mb * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeConfig:
+        if self.max_items > self.max_batch_size:
+            raise ValueError(
+                f"max_items ({self.max_items}) must not exceed max_batch_size ({self.max_batch_size}): "
+                "a request is never split across batches"
+            )
+        if self.autoscaling is not None and self.num_replicas != 1:
+            raise ValueError("set either num_replicas or autoscaling, not both")
+        return self
