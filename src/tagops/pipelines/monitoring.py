@@ -33,21 +33,18 @@ def window_step(
     config: dict[str, Any], since: str, until: str, model_version: int | None
 ) -> Annotated[dict[str, Any], "window"]:
     """The window's predictions and feedback from the prediction log (read-only)."""
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
     from tagops.workloads.monitor import read_window
 
     cfg = MonitorConfig.model_validate(config)
-    store = ServingStore(database_url_for(cfg.database_url, Settings()))
-    try:
-        store.create_tables()
+    with PredictionLog.from_config(cfg, Settings()) as log:
+        log.create_tables()
         window = read_window(
-            store,
+            log.reader,
             since=datetime.fromisoformat(since),
             until=datetime.fromisoformat(until),
             model_version=model_version if cfg.only_model_version else None,
         )
-    finally:
-        store.dispose()
     return {
         "since": since,
         "until": until,

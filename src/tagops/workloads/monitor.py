@@ -24,7 +24,7 @@ from tagops.errors import TagopsError
 if TYPE_CHECKING:
     from tagops.config import MonitorConfig
     from tagops.monitoring.drift import DriftReport
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.reader import LogReader
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
@@ -93,13 +93,13 @@ def top_answer(row: dict[str, Any]) -> tuple[str, float]:
 
 
 def read_window(
-    store: ServingStore, *, since: datetime, until: datetime, model_version: int | None = None
+    reader: LogReader, *, since: datetime, until: datetime, model_version: int | None = None
 ) -> Window:
     """The window's predictions and the feedback they received, from the prediction log (read-only)."""
     from tagops.data.clean import build_text
 
-    rows = store.read_predictions(since=since, until=until, model_version=model_version)
-    feedback = store.read_feedback([str(r["id"]) for r in rows])
+    rows = reader.read_predictions(since=since, until=until, model_version=model_version)
+    feedback = reader.read_feedback([str(r["id"]) for r in rows])
     texts, tags, confidences, pairs = [], [], [], []
     for row in rows:
         tag, confidence = top_answer(row)
@@ -318,7 +318,7 @@ def run_monitor(
     log_to_mlflow: bool = True,
 ) -> MonitorResult:
     """Monitor one window of the prediction log end to end (the entry point of ``tagops monitor``)."""
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
 
     start, end = resolve_window(since, until, cfg)
     if registry is None and (log_to_mlflow or cfg.model_uri.startswith("models:/")):
@@ -326,14 +326,11 @@ def run_monitor(
 
         registry = Registry(settings)
     reference, version = load_reference_stats(cfg.model_uri, settings, registry=registry)
-    store = ServingStore(database_url_for(cfg.database_url, settings))
-    try:
-        store.create_tables()  # a fresh database has no log yet: an empty window, not a crash
+    with PredictionLog.from_config(cfg, settings) as log:
+        log.create_tables()  # a fresh database has no log yet: an empty window, not a crash
         window = read_window(
-            store, since=start, until=end, model_version=version if cfg.only_model_version else None
+            log.reader, since=start, until=end, model_version=version if cfg.only_model_version else None
         )
-    finally:
-        store.dispose()
     report, features = analyse_window(reference, window, cfg)
     target = output_dir or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}"
     return publish(

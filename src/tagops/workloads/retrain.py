@@ -183,7 +183,7 @@ def feedback_to_rows(
 ) -> FeedbackRows:
     """Turn feedback joined with its predictions into contract-valid rows, split by time.
 
-    ``labelled`` rows are :meth:`~tagops.predlog.store.ServingStore.read_labelled` rows. Counts of every
+    ``labelled`` rows are :meth:`~tagops.predlog.reader.LogReader.read_labelled` rows. Counts of every
     row dropped, and why, are returned with the rows.
     """
     import pandas as pd
@@ -324,17 +324,14 @@ def collect_feedback_stage(
     cfg: RetrainConfig, settings: Settings
 ) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, FeedbackRows]:
     """The original data (validated) and the feedback rows to add, from the prediction log."""
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
     from tagops.workloads.train import pull_stage, validate_stage
 
     original = pull_stage(settings, cfg.train.data)
     dataset, holdout = validate_stage(original)
-    store = ServingStore(database_url_for(cfg.database_url, settings))
-    try:
-        store.create_tables()
-        labelled = store.read_labelled()
-    finally:
-        store.dispose()
+    with PredictionLog.from_config(cfg, settings) as log:
+        log.create_tables()
+        labelled = log.reader.read_labelled()
     rows = feedback_to_rows(labelled, dataset, holdout, recent_fraction=cfg.recent_fraction)
     logger.info("retrain: feedback rows %s", rows.counts)
     return original, dataset, holdout, rows
