@@ -140,7 +140,7 @@ def test_a_killed_servers_rows_are_written_by_the_next_one(tmp_path: Path, model
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert all(store.prediction_exists(prediction_id) for prediction_id in answered)
+    assert all(store.reader.prediction_exists(prediction_id) for prediction_id in answered)
     assert store.reader.count_predictions() == 5
 
 
