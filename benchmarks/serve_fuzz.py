@@ -69,15 +69,17 @@ def main() -> None:
     import schemathesis
 
     from tagops.config import ServeConfig
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.log import PredictionLog
     from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
 
     versions = ensure_models(args.home)
     workdir = Path(tempfile.mkdtemp(prefix="fuzz-", dir=args.home))
     database = workdir / "predictions.db"
-    store = ServingStore(f"sqlite:///{database}")
-    store.create_tables()
-    _, token = KeyStore(store.engine).create("fuzz", "admin")
+    log = PredictionLog(f"sqlite:///{database}")
+    log.create_tables()
+    ServingState(log.engine).create_tables()
+    _, token = KeyStore(log.engine).create("fuzz", "admin")
     auth = {"Authorization": f"Bearer {token}"}
     config = ServeConfig().model_dump(mode="json", exclude={"database_url"})
     statuses: Counter[tuple[str, int]] = Counter()

@@ -53,12 +53,12 @@ def http_json(method: str, url: str, headers: dict[str, str] | None = None, time
         return json.loads(response.read())
 
 
-def wait_for_rows(store: Any, expected: int, timeout: float = 60) -> int:
+def wait_for_rows(reader: Any, expected: int, timeout: float = 60) -> int:
     """The log's row count once it reaches ``expected`` or stops growing (bounded by ``timeout``)."""
     deadline = time.monotonic() + timeout
     count, last_change, previous = 0, time.monotonic(), -1
     while time.monotonic() < deadline:
-        count = store.count_predictions()
+        count = reader.count_predictions()
         if count >= expected:
             return int(count)
         if count != previous:
@@ -78,11 +78,11 @@ def background_load(
     return thread, out
 
 
-def kill_a_replica(store: Any, max_age_s: float = 3.0) -> tuple[Any, set[str]]:
+def kill_a_replica(state: Any, max_age_s: float = 3.0) -> tuple[Any, set[str]]:
     """SIGKILL the process of one live replica (checked to be a Ray Serve replica first)."""
     import psutil
 
-    live = store.live_replicas(None, max_age_s)
+    live = state.live_replicas(None, max_age_s)
     for replica in live:
         process = psutil.Process(replica.pid)
         if "ServeReplica" in " ".join(process.cmdline()) + process.name():
@@ -104,18 +104,21 @@ def main() -> None:
     args = parser.parse_args()
 
     from tagops.config import ServeConfig
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.log import PredictionLog
     from tagops.registry.client import CHAMPION, Registry
     from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
     from tagops.settings import Settings
 
     versions = ensure_models(args.home, second=True)
     registry = Registry(Settings(home=args.home))
     workdir = Path(tempfile.mkdtemp(prefix="resilience-", dir=args.home))
     database = workdir / "predictions.db"
-    store = ServingStore(f"sqlite:///{database}")
-    store.create_tables()
-    _, token = KeyStore(store.engine).create("benchmark", "admin")
+    log = PredictionLog(f"sqlite:///{database}")
+    log.create_tables()
+    state = ServingState(log.engine)
+    state.create_tables()
+    _, token = KeyStore(log.engine).create("benchmark", "admin")
     admin = {"Authorization": f"Bearer {token}"}
     config = ServeConfig(num_replicas=2, num_cpus=1.0).model_dump(mode="json", exclude={"database_url"})
     bodies = request_bodies(holdout_items())
@@ -132,7 +135,7 @@ def main() -> None:
                 url, bodies, concurrency=args.concurrency, requests=args.requests, max_seconds=900
             )
             successes += flood.requests - flood.errors
-            rows = wait_for_rows(store, args.requests)
+            rows = wait_for_rows(log.reader, args.requests)
             report["log"] = {
                 **flood.summary(),
                 "rows_in_log": rows,
@@ -145,12 +148,12 @@ def main() -> None:
                 url, bodies, concurrency=args.concurrency, requests=10**9, max_seconds=args.kill_seconds
             )
             time.sleep(args.kill_seconds / 3)
-            killed, before_ids = kill_a_replica(store)
+            killed, before_ids = kill_a_replica(state)
             killed_at = time.perf_counter()
             print(f"2. killed replica {killed.replica_id} (pid {killed.pid})", flush=True)
             replaced_s = None
             while time.perf_counter() - killed_at < 120:
-                new = [r for r in store.live_replicas(None, 3.0) if r.replica_id not in before_ids]
+                new = [r for r in state.live_replicas(None, 3.0) if r.replica_id not in before_ids]
                 if new:
                     replaced_s = time.perf_counter() - killed_at
                     break
@@ -179,7 +182,7 @@ def main() -> None:
             )
 
             # 3 ------------------------------------------------------------------ reload under load
-            wait_until_replicas(store, 2)
+            wait_until_replicas(state, 2)
             registry.set_alias(CHAMPION, versions["rules"])
             thread, out = background_load(
                 url,
@@ -217,7 +220,7 @@ def main() -> None:
     finally:
         registry.set_alias(CHAMPION, versions["linear"])
 
-    report["log_after_shutdown"] = {"successful_requests": successes, "rows": store.count_predictions()}
+    report["log_after_shutdown"] = {"successful_requests": successes, "rows": log.reader.count_predictions()}
     report["machine_before"], report["machine_after"] = before, machine()
     report.update(stamp())
     rows_table = [
@@ -263,9 +266,9 @@ def main() -> None:
     print(f"\n{args.output}")
 
 
-def wait_until_replicas(store: Any, count: int, timeout: float = 60) -> None:
+def wait_until_replicas(state: Any, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while len(store.live_replicas(None, 3.0)) < count and time.monotonic() < deadline:
+    while len(state.live_replicas(None, 3.0)) < count and time.monotonic() < deadline:
         time.sleep(0.2)
 
 

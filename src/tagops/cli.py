@@ -715,14 +715,9 @@ def serve(
 
 def _key_store(config: Path | None) -> Any:
     from tagops.config import ServeConfig, load_config
-    from tagops.predlog.store import ServingStore, database_url_for
     from tagops.serving.keys import KeyStore
 
-    settings = _settings()
-    cfg = load_config(ServeConfig, config)
-    store = ServingStore(database_url_for(cfg.database_url, settings))
-    store.create_tables()
-    return KeyStore(store.engine)
+    return KeyStore.from_config(load_config(ServeConfig, config), _settings())
 
 
 _KEYS_CONFIG = typer.Option(help="Serving config YAML whose database holds the keys.")
@@ -785,33 +780,24 @@ def log_replay(
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagops.config import ServeConfig, load_config
-    from tagops.predlog.store import (
-        ServingStore,
-        database_url_for,
-        journal_folder,
-        safe_url,
-        shadow_predictions,
-    )
+    from tagops.predlog.engine import safe_url
+    from tagops.predlog.log import PredictionLog
 
-    settings = _settings()
-    cfg = load_config(ServeConfig, config)
-    url = database_url_for(cfg.database_url, settings)
-    folder = journal_folder(settings, url)
-    store = ServingStore(url, journal_dir=folder)
-    shadow = ServingStore(url, engine=store.engine, table=shadow_predictions, journal_dir=folder)
+    log = PredictionLog.from_config(load_config(ServeConfig, config), _settings(), journal=True)
+    writers = (log.writer, log.shadow_writer())
     try:
-        store.create_tables()
-        counts = {each.table.name: each.recover() for each in (store, shadow)}
+        log.create_tables()
+        counts = {each.table.name: each.recover() for each in writers}
     except SQLAlchemyError as error:
         reason = error.args[0] if error.args else error
-        raise TagopsError(f"{safe_url(url)}: {type(error).__name__}: {reason}") from None
+        raise TagopsError(f"{safe_url(log.url)}: {type(error).__name__}: {reason}") from None
     finally:
-        store.dispose()
-    files = [each.journal.files() for each in (store, shadow) if each.journal is not None]
+        log.dispose()
+    files = [each.journal.files() for each in writers if each.journal is not None]
     left, bad = (sum(found[kind] for found in files) for kind in ("segment", "bad"))
     typer.echo(
         f"{counts['predictions']} prediction rows and {counts['shadow_predictions']} shadow rows written "
-        f"to {safe_url(url)} from {folder}"
+        f"to {safe_url(log.url)} from {log.options.journal_dir}"
     )
     if left:
         typer.echo(f"{left} segments held by running servers, left to them", err=True)

@@ -1,7 +1,7 @@
 """`tagops monitor` end to end: a registered model's reference, a SQLite prediction log, ZenML, MLflow.
 
 Trains the linear family on the synthetic fixtures (registration records ``reference_stats.json`` with
-MiniLM embeddings), fills the prediction log through ``ServingStore`` with one in-distribution window and
+MiniLM embeddings), fills the prediction log through ``PredictionLog`` with one in-distribution window and
 one shifted window, runs the monitor on both (the ZenML pipeline through the CLI, and in-process), and
 checks the JSON summary, the HTML report, the MLflow metrics and the webhook alert on loopback.
 """
@@ -39,7 +39,8 @@ class Env:
 
 def _log_rows(settings: Any, version: int, frame: pd.DataFrame, start: datetime) -> None:
     from tagops.inference.loading import load_predictor
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
 
     predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
     results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
@@ -64,12 +65,12 @@ def _log_rows(settings: Any, version: int, frame: pd.DataFrame, start: datetime)
             zip(frame["title"], frame["description"], results, strict=True)
         )
     ]
-    store = ServingStore(default_database_url(settings))
-    store.start()
-    assert store.submit(rows) and store.flush()
+    store = PredictionLog(default_database_url(settings))
+    store.writer.start()
+    assert store.writer.submit(rows) and store.writer.flush()
     for row, truth in zip(rows, frame["tag"], strict=True):
         store.add_feedback(prediction_id=row["id"], tag=truth, key_id=None)
-    store.stop()
+    store.writer.stop()
     store.dispose()
 
 

@@ -42,9 +42,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
     import os
 
     from tagops.data.stages import pull_stage, validate_stage
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
     from tagops.simulation.loop import shifted_frame
     from tagops.workloads.promote import promote
     from tagops.workloads.train import run_training
@@ -65,8 +67,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
             version=first.version,
             trigger="initial",
         )
-        store = ServingStore(default_database_url(settings))
-        store.create_tables()
+        store = PredictionLog(default_database_url(settings))
+        ServingState(store.engine).create_tables()
         _, admin_key = KeyStore(store.engine).create("test", "admin")
         store.dispose()
         serve_yaml = root / "serve.yaml"
@@ -118,7 +120,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
 
 
 def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) -> None:
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
     from tagops.workloads.promote import read_history
 
     config = env.root / "retrain.yaml"
@@ -171,6 +174,6 @@ def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) ->
     assert record["action"] == "promote" and record["version"] == challenger
     assert record["trigger"].startswith("drift alarm at 2026-11-26T10:00:00+00:00")
     assert record["evidence"]["feedback"]["conflicting_predictions"] == 1
-    store = ServingStore(default_database_url(env.settings))
-    assert store.count_predictions() == env.sent
+    store = PredictionLog(default_database_url(env.settings))
+    assert store.reader.count_predictions() == env.sent
     store.dispose()

@@ -94,10 +94,11 @@ def test_serves_on_loopback_and_flushes_the_log_on_sigterm(
         assert model["family"] == "linear" and model["version"] is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
 
-    store = ServingStore(default_database_url(Settings(home=home)))
-    assert store.count_predictions() == 2
+    store = PredictionLog(default_database_url(Settings(home=home)))
+    assert store.reader.count_predictions() == 2
     journal = home / "serving" / "journal"
     assert journal.is_dir(), "the rows were journaled"
     assert [path.name for path in journal.rglob("*") if path.is_file()] == []  # all settled, none left
@@ -123,11 +124,12 @@ def test_a_killed_servers_rows_are_written_by_the_next_one(tmp_path: Path, model
         proc.kill()
         proc.wait(30)
     assert len(answered) == 5
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
 
-    store = ServingStore(default_database_url(Settings(home=home)))
+    store = PredictionLog(default_database_url(Settings(home=home)))
     store.create_tables()
-    assert store.count_predictions() == 0  # the killed server never committed them
+    assert store.reader.count_predictions() == 0  # the killed server never committed them
 
     proc, url = start_server(home, model_dir)
     try:
@@ -138,8 +140,8 @@ def test_a_killed_servers_rows_are_written_by_the_next_one(tmp_path: Path, model
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert all(store.prediction_exists(prediction_id) for prediction_id in answered)
-    assert store.count_predictions() == 5
+    assert all(store.reader.prediction_exists(prediction_id) for prediction_id in answered)
+    assert store.reader.count_predictions() == 5
 
 
 def test_start_up_problems_are_one_line_errors(tmp_path: Path, model_dir: Path) -> None:

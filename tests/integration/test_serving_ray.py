@@ -68,9 +68,11 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
         settings = Settings()
         prepare_environment(settings)
-        from tagops.predlog.store import ServingStore, default_database_url
+        from tagops.predlog.engine import default_database_url
+        from tagops.predlog.log import PredictionLog
         from tagops.registry.client import CHAMPION, Registry
         from tagops.serving.keys import KeyStore
+        from tagops.serving.state import ServingState
         from tagops.workloads.train import run_training
 
         registry = Registry(settings)
@@ -80,8 +82,8 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
             for family, params in (("linear", LinearParams()), ("rules", RulesParams()))
         }
         registry.set_alias(CHAMPION, versions["linear"])
-        store = ServingStore(default_database_url(settings))
-        store.create_tables()
+        store = PredictionLog(default_database_url(settings))
+        ServingState(store.engine).create_tables()
         keys = KeyStore(store.engine)
         admin = {"Authorization": f"Bearer {keys.create('admin', 'admin')[1]}"}
         client = {"X-API-Key": keys.create("client", "client")[1]}
@@ -348,12 +350,13 @@ def test_reload_under_load_switches_every_replica(served: Served) -> None:
 
 
 def test_every_prediction_is_in_the_log(served: Served) -> None:
-    from tagops.predlog.store import ServingStore, default_database_url
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
 
-    store = ServingStore(default_database_url(served.settings))
+    store = PredictionLog(default_database_url(served.settings))
     expected = sum(served.items_sent)
     deadline = time.monotonic() + 15
-    while store.count_predictions() < expected and time.monotonic() < deadline:
+    while store.reader.count_predictions() < expected and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert store.count_predictions() == expected
+    assert store.reader.count_predictions() == expected
     store.dispose()

@@ -10,7 +10,8 @@ from typing import Any
 
 from tagops import LABELS
 from tagops.config import ServeConfig
-from tagops.predlog.store import ServingStore
+from tagops.predlog.log import PredictionLog
+from tagops.predlog.writer import WriterOptions
 from tagops.settings import Settings
 
 KEYWORDS = {
@@ -100,9 +101,12 @@ class FakeLoader:
         return FakePredictor(version)
 
 
-def make_store(home: Path, **kwargs: Any) -> ServingStore:
-    """A prediction log in a SQLite file under ``home``."""
-    return ServingStore(f"sqlite:///{home / 'serving' / 'predictions.db'}", **kwargs)
+def make_store(home: Path, **kwargs: Any) -> PredictionLog:
+    """A prediction log in a SQLite file under ``home``; ``kwargs``: writer options and ``on_rows``."""
+    on_rows = kwargs.pop("on_rows", None)
+    return PredictionLog(
+        f"sqlite:///{home / 'serving' / 'predictions.db'}", options=WriterOptions(**kwargs), on_rows=on_rows
+    )
 
 
 def serve_config(**overrides: Any) -> ServeConfig:

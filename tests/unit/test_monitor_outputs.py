@@ -17,7 +17,8 @@ import pytest
 from tagops.config import MonitorConfig
 from tagops.errors import TagopsError
 from tagops.monitoring.reference import HashingEmbedder, reference_stats
-from tagops.predlog.store import ServingStore
+from tagops.predlog.log import PredictionLog
+from tagops.predlog.writer import WriterOptions
 from tagops.workloads.monitor import (
     analyse_window,
     load_reference_stats,
@@ -87,15 +88,15 @@ def prediction(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[ServingStore]:
-    store = ServingStore(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=0.01)
-    store.start()
+def store(tmp_path: Path) -> Iterator[PredictionLog]:
+    store = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", options=WriterOptions(flush_interval_s=0.01))
+    store.writer.start()
     yield store
-    store.stop()
+    store.writer.stop()
     store.dispose()
 
 
-def test_read_window_bounds_version_feedback_and_abstention(store: ServingStore) -> None:
+def test_read_window_bounds_version_feedback_and_abstention(store: PredictionLog) -> None:
     rows = [
         prediction(T0 - timedelta(minutes=1), title="before", tag="mlops"),
         prediction(T0, title="first", tag="mlops", abstained=True),
@@ -103,18 +104,18 @@ def test_read_window_bounds_version_feedback_and_abstention(store: ServingStore)
         prediction(T0 + timedelta(minutes=6), title="other version", tag="mlops", version=2),
         prediction(T0 + timedelta(hours=1), title="at until", tag="mlops"),
     ]
-    assert store.submit(rows) and store.flush()
+    assert store.writer.submit(rows) and store.writer.flush()
     store.add_feedback(prediction_id=rows[1]["id"], tag="computer-vision", key_id=None)
     store.add_feedback(prediction_id=rows[1]["id"], tag="mlops", key_id=None)  # the newest counts
-    window = read_window(store, since=T0, until=T0 + timedelta(hours=1), model_version=1)
+    window = read_window(store.reader, since=T0, until=T0 + timedelta(hours=1), model_version=1)
     assert [t.split()[0] for t in window.texts] == ["first", "second"]
     assert window.predicted_tags == ["mlops", "computer-vision"]  # abstention undone from probabilities
     assert window.confidences == [0.7, 0.7]
     assert window.feedback == [("mlops", "mlops")]
-    every_version = read_window(store, since=T0, until=T0 + timedelta(hours=1))
+    every_version = read_window(store.reader, since=T0, until=T0 + timedelta(hours=1))
     assert len(every_version.texts) == 3
     with pytest.raises(ValueError, match="timezone-aware"):
-        store.read_predictions(since=datetime(2026, 1, 1), until=T0)
+        store.reader.read_predictions(since=datetime(2026, 1, 1), until=T0)
 
 
 def test_time_parsing_and_window_errors() -> None:
@@ -150,15 +151,15 @@ def test_load_reference_stats_from_file(tmp_path: Path) -> None:
 
 
 def test_alarm_writes_outputs_logs_and_posts(
-    store: ServingStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: PredictionLog, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     reference, _ = load_reference_stats(str(_reference(tmp_path / "ref.json")), settings=None)  # type: ignore[arg-type]
     rows = [
         prediction(T0 + timedelta(seconds=i), title=f"stock market ledger crypto {i}", tag="other")
         for i in range(60)
     ]
-    assert store.submit(rows) and store.flush()
-    window = read_window(store, since=T0, until=T0 + timedelta(hours=1))
+    assert store.writer.submit(rows) and store.writer.flush()
+    window = read_window(store.reader, since=T0, until=T0 + timedelta(hours=1))
     with Receiver() as receiver:
         cfg = MonitorConfig(
             min_window_rows=50,

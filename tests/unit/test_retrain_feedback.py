@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from tagops.data.validate import check_no_leakage, load_projects, validate_frame
-from tagops.predlog.store import ServingStore
+from tagops.predlog.log import PredictionLog
+from tagops.predlog.writer import WriterOptions
 from tagops.workloads.feedback import feedback_to_rows, write_training_data
 from tests.unit.conftest import make_projects, write_csv
 
@@ -103,8 +104,8 @@ def test_training_data_is_the_dataset_plus_feedback_and_does_not_leak(tmp_path: 
 
 
 def test_the_log_joins_feedback_with_the_prediction_it_labels(tmp_path: Path) -> None:
-    store = ServingStore(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=0.05)
-    store.start()
+    store = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", options=WriterOptions(flush_interval_s=0.05))
+    store.writer.start()
     rows = [
         {
             "id": f"{i:032x}",
@@ -124,11 +125,11 @@ def test_the_log_joins_feedback_with_the_prediction_it_labels(tmp_path: Path) ->
         }
         for i in range(3)
     ]
-    assert store.submit(rows) and store.flush()
+    assert store.writer.submit(rows) and store.writer.flush()
     store.add_feedback(prediction_id=rows[2]["id"], tag="mlops", key_id=None)
     store.add_feedback(prediction_id=rows[0]["id"], tag="computer-vision", key_id=None)
-    found = store.read_labelled()
-    store.stop()
+    found = store.reader.read_labelled()
+    store.writer.stop()
     store.dispose()
     assert [(r["title"], r["feedback_tag"]) for r in found] == [
         ("title 2", "mlops"),

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tagops.predlog.store import feedback, predictions
+from tagops.predlog.schema import feedback, predictions
 from tagops.serving.app import create_app
 from tests.unit.serving_fakes import FakeLoader, FakePredictor, make_store, serve_config, settings_for
 
@@ -49,7 +49,7 @@ def key(app: FastAPI, role: str = "client") -> dict[str, str]:
 
 def log_rows(app: FastAPI) -> list[Any]:
     store = app.state.service.store
-    assert store.flush(10)
+    assert store.writer.flush(10)
     with store.engine.connect() as connection:
         return list(connection.execute(select(predictions)))
 
@@ -423,7 +423,7 @@ def test_metrics_count_requests_predictions_errors_and_log_rows(
     client.post("/v1/predict", json={"items": [ITEM, ITEM]})
     client.post("/v1/predict", json={"items": []})
     client.get("/nowhere")
-    app.state.service.store.flush(10)
+    app.state.service.store.writer.flush(10)
     text = client.get("/metrics").text
     assert 'tagops_http_requests_total{method="POST",route="/v1/predict",status="200"} 1.0' in text
     assert 'tagops_http_requests_total{method="POST",route="/v1/predict",status="422"} 1.0' in text
@@ -473,10 +473,10 @@ def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_
     with TestClient(app) as client:
         assert client.post("/v1/predict", json={"items": [ITEM, ITEM]}).status_code == 200
         store = app.state.service.store
-        assert store.journal is not None and store.journal.max_bytes == 1
-        store.flush(10)
+        assert store.writer.journal is not None and store.writer.journal.max_bytes == 1
+        store.writer.flush(10)
         text = client.get("/metrics").text
-        assert store.count_predictions() == 2
+        assert store.reader.count_predictions() == 2
     assert "tagops_prediction_log_unjournaled_rows_total 2.0" in text
     assert 'tagops_prediction_log_rows_total{outcome="written"} 2.0' in text
 
@@ -496,7 +496,7 @@ def test_metrics_count_the_journals_files(tagops_home: Path) -> None:
     (folder / "predictions-gone-1-abc-1.bad").write_text("garbage")
     with TestClient(app) as client:
         client.post("/v1/predict", json={"items": [ITEM]})
-        app.state.service.store.flush(10)
+        app.state.service.store.writer.flush(10)
         text = client.get("/metrics").text
     assert 'tagops_prediction_log_journal_files{kind="segment"} 1.0' in text  # ours is settled and gone
     assert 'tagops_prediction_log_journal_files{kind="bad"} 1.0' in text

@@ -360,10 +360,11 @@ def test_a_loopback_replicas_internal_grpc_binds_the_node_address(monkeypatch: p
 
 
 def test_log_replay_writes_what_a_stopped_server_left(tagops_home: Path) -> None:
+    from tagops.predlog.engine import create_log_engine, default_database_url, journal_folder
     from tagops.predlog.journal import encode_rows
-    from tagops.predlog.store import ServingStore, default_database_url, journal_folder
+    from tagops.predlog.reader import LogReader
     from tagops.settings import Settings
-    from tests.unit.test_serving_store import rows
+    from tests.unit.test_predlog_writer import rows
 
     settings = Settings(home=tagops_home)
     url = default_database_url(settings)
@@ -376,7 +377,7 @@ def test_log_replay_writes_what_a_stopped_server_left(tagops_home: Path) -> None
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("4 prediction rows and 0 shadow rows written")
     assert "1 segments set aside as unreadable" in result.stderr
-    store = ServingStore(url)
-    assert all(store.prediction_exists(row["id"]) for row in left)
+    reader = LogReader(create_log_engine(url))
+    assert all(reader.prediction_exists(row["id"]) for row in left)
     again = CliRunner().invoke(cli, ["log-replay"])
     assert again.stdout.startswith("0 prediction rows")  # nothing twice

@@ -36,7 +36,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[st
         store=make_store(home, flush_interval_s=0.05),
         loader=FakeLoader(2),
     )
-    app.state.service.store.create_tables()
+    app.state.service.state.create_tables()
     _, token = app.state.service.keys.create("fuzz", "admin")
     yield app, {"Authorization": f"Bearer {token}"}
     asgi.shutdown_lifespans()  # stops the log writer as a real shutdown would

@@ -13,7 +13,9 @@ from rich.console import Console
 
 from tagops.metrics import bootstrap_f1_difference, weighted_f1
 from tagops.monitoring.shadow import compare_models, render_table
-from tagops.predlog.store import ServingStore, shadow_predictions
+from tagops.predlog.log import PredictionLog
+from tagops.predlog.schema import shadow_predictions
+from tagops.predlog.writer import WriterOptions
 
 pytestmark = pytest.mark.unit
 
@@ -80,8 +82,8 @@ def test_the_paired_margin_interval_is_zero_for_identical_answers() -> None:
 
 
 def test_the_log_pairs_champion_rows_with_their_shadow_rows(tmp_path: Path) -> None:
-    store = ServingStore(f"sqlite:///{tmp_path / 'log.db'}", flush_interval_s=0.05)
-    shadow = ServingStore(store.url, engine=store.engine, table=shadow_predictions, flush_interval_s=0.05)
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}", options=WriterOptions(flush_interval_s=0.05))
+    store, shadow = log.writer, log.shadow_writer()
     store.start()
     shadow.start()
     ids = [uuid.uuid4().hex for _ in range(3)]
@@ -124,13 +126,14 @@ def test_the_log_pairs_champion_rows_with_their_shadow_rows(tmp_path: Path) -> N
         ]
     )
     assert store.flush() and shadow.flush()
-    found = store.read_shadow_pairs(since=T0, until=T0 + timedelta(minutes=1))
+    found = log.reader.read_shadow_pairs(since=T0, until=T0 + timedelta(minutes=1))
     assert [r["prediction_id"] for r in found] == ids[:2]
     assert {(r["tag"], r["shadow_tag"], r["shadow_model_version"]) for r in found} == {("mlops", "other", 2)}
-    assert store.count_rows(shadow_predictions) == 2
+    assert log.reader.count_rows(shadow_predictions) == 2
+    assert log.reader.read_shadow_tags([*ids, "unknown"]) == {pid: "other" for pid in ids[:2]}
     shadow.stop()
     store.stop()
-    store.dispose()
+    log.dispose()
 
 
 @pytest.mark.usefixtures("restore_process_state")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tagops.predlog.store import predictions, shadow_predictions
+from tagops.predlog.schema import predictions, shadow_predictions
 from tagops.serving.app import create_app
 from tests.unit.serving_fakes import FakePredictor, make_store, serve_config, settings_for
 
@@ -72,7 +72,7 @@ def build(home: Path, loader: AliasLoader, **overrides: Any) -> FastAPI:
 def rows(app: FastAPI, table: Any) -> list[Any]:
     service = app.state.service
     assert service.shadow is None or service.shadow.flush(20)
-    assert service.store.flush(10)
+    assert service.store.writer.flush(10)
     with service.store.engine.connect() as connection:
         return list(connection.execute(select(table)))
 

@@ -54,7 +54,7 @@ def compare_models(
 ) -> list[dict[str, Any]]:
     """One comparison per (champion version, shadow version) found in ``rows``.
 
-    ``rows`` are :meth:`~tagops.predlog.store.ServingStore.read_shadow_pairs` rows; ``feedback`` maps a
+    ``rows`` are :meth:`~tagops.predlog.reader.LogReader.read_shadow_pairs` rows; ``feedback`` maps a
     prediction id to its correct tag.
     """
     from tagops.metrics import bootstrap_f1_difference
@@ -108,15 +108,12 @@ def shadow_report(
     output: Path | None = None,
 ) -> dict[str, Any]:
     """Compare champion and shadow over ``[since, until)`` of the prediction log; writes JSON if asked."""
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
 
-    store = ServingStore(database_url_for(cfg.database_url, settings))
-    try:
-        store.create_tables()
-        rows = store.read_shadow_pairs(since=since, until=until)
-        feedback = store.read_feedback([str(r["prediction_id"]) for r in rows])
-    finally:
-        store.dispose()
+    with PredictionLog.from_config(cfg, settings) as log:
+        log.create_tables()
+        rows = log.reader.read_shadow_pairs(since=since, until=until)
+        feedback = log.reader.read_feedback([str(r["prediction_id"]) for r in rows])
     report = {
         "kind": "tagops.shadow",
         "created_at": datetime.now(UTC).isoformat(),

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
-from tagops.predlog.store import ServingStore, database_url_for, journal_folder
+from tagops.predlog.log import PredictionLog
 from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
 from tagops.serving.keys import ApiKey, KeyStore, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -54,6 +54,7 @@ from tagops.serving.service import (
     alias_of,
     concrete_uri,
 )
+from tagops.serving.state import ServingState
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -189,7 +190,7 @@ def create_app(
     settings: "Settings",
     config: ServeConfig | None = None,
     *,
-    store: ServingStore | None = None,
+    store: PredictionLog | None = None,
     loader: ModelLoader | None = None,
     infer: Infer | None = None,
     model_uri: str | None = None,
@@ -222,35 +223,15 @@ def create_app(
             metrics.log_rows.labels(outcome=outcome).inc(count)
 
     if store is None:
-        url = database_url_for(cfg.database_url, settings)
-        store = ServingStore(
-            url,
-            queue_rows=cfg.log_queue_rows,
-            batch_rows=cfg.log_batch_rows,
-            flush_interval_s=cfg.log_flush_interval_s,
-            on_rows=count_rows,
-            journal_dir=journal_folder(settings, url) if cfg.log_journal else None,
-            journal_max_bytes=cfg.log_journal_max_bytes,
-        )
-    elif store.on_rows is None:
-        store.on_rows = count_rows
+        store = PredictionLog.from_config(cfg, settings, on_rows=count_rows)
+    elif store.writer.on_rows is None:
+        store.writer.on_rows = count_rows
     shadow = None
     if cfg.shadow_model_uri is not None:
-        from tagops.predlog.store import shadow_predictions
         from tagops.serving.shadow import ShadowScorer
 
-        # A writer and queue of its own on the same database: shadow rows never take champion rows' room.
         shadow = ShadowScorer(
-            store=ServingStore(
-                store.url,
-                engine=store.engine,
-                table=shadow_predictions,
-                queue_rows=cfg.log_queue_rows,
-                batch_rows=cfg.log_batch_rows,
-                flush_interval_s=cfg.log_flush_interval_s,
-                journal_dir=store.journal.folder if store.journal is not None else None,
-                journal_max_bytes=cfg.log_journal_max_bytes,
-            ),
+            store=store.shadow_writer(),
             replica_id=replica_id,
             max_items=cfg.shadow_queue_items,
             batch_items=cfg.max_batch_size,
@@ -263,6 +244,7 @@ def create_app(
             predictor, model_uri or concrete_uri(predictor, cfg.model_uri), alias_of(cfg.model_uri)
         ),
         store=store,
+        state=ServingState(store.engine),
         keys=KeyStore(store.engine, cache_ttl_s=cfg.key_cache_ttl_s),
         metrics=metrics,
         loader=loader,
@@ -408,7 +390,7 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
     )
     async def readyz() -> Response:
         reason = service.not_ready_reason
-        if reason is None and not service.store.writer_alive:
+        if reason is None and not service.store.writer.alive:
             reason = "prediction log writer is not running"
         if service.ready and reason is None:
             return JSONResponse({"status": "ready", "detail": service.model.uri})
@@ -553,9 +535,9 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
     )
     async def prometheus_metrics() -> Response:
-        metrics.log_queue_rows.set(service.store.pending_rows)
-        if service.store.journal is not None:
-            for kind, count in service.store.journal.files().items():
+        metrics.log_queue_rows.set(service.store.writer.pending_rows)
+        if service.store.writer.journal is not None:
+            for kind, count in service.store.writer.journal.files().items():
                 metrics.log_journal_files.labels(kind=kind).set(count)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 

@@ -15,13 +15,18 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from tagops.errors import TagopsError
-from tagops.predlog.store import api_keys, utcnow
+from tagops.predlog.schema import utcnow
+from tagops.serving.state import ServingState, api_keys
+
+if TYPE_CHECKING:
+    from tagops.config import ServeConfig
+    from tagops.settings import Settings
 
 Role = Literal["client", "admin"]
 ROLES: tuple[Role, ...] = ("client", "admin")
@@ -68,6 +73,15 @@ class KeyStore:
         self.cache_ttl_s = cache_ttl_s
         self._cache: dict[bytes, tuple[float, ApiKey | None]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: ServeConfig | None, settings: Settings) -> KeyStore:
+        """The keys in the database of ``cfg``'s prediction log (their table is created if missing)."""
+        from tagops.predlog.log import PredictionLog
+
+        engine = PredictionLog.from_config(cfg, settings, journal=False).engine
+        ServingState(engine).create_tables()
+        return cls(engine)
 
     def create(self, name: str, role: Role = "client") -> tuple[ApiKey, str]:
         """Create a key; returns its record and the key itself (shown once, never stored)."""

@@ -27,14 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tagops.errors import TagopsError
-from tagops.predlog.store import utcnow
+from tagops.predlog.schema import utcnow
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.log import PredictionLog
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
+    from tagops.serving.state import ServingState
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,8 @@ class ServingService:
         config: ServeConfig,
         settings: Settings,
         model: ServedModel,
-        store: ServingStore,
+        store: PredictionLog,
+        state: ServingState,
         keys: KeyStore,
         metrics: ServingMetrics,
         loader: ModelLoader | None,
@@ -264,6 +266,7 @@ class ServingService:
         self.settings = settings
         self.model = model
         self.store = store
+        self.state = state
         self.keys = keys
         self.metrics = metrics
         self._loader = loader
@@ -295,13 +298,14 @@ class ServingService:
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the log writer, warm the model, register this replica; then the replica is ready."""
-        self.store.start()
+        self.store.writer.start()
+        self.state.create_tables()
         self.warm(self.model)
-        target_uri, _ = self.store.claim_target(self.deployment_id, self.model.uri, self.model.version)
+        target_uri, _ = self.state.claim_target(self.deployment_id, self.model.uri, self.model.version)
         if target_uri != self.model.uri:
             logger.info("deployment serves %s; switching from %s", target_uri, self.model.uri)
             self.sync_once()
-        self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
         self.ready, self.not_ready_reason = True, None
         logger.info("replica %s serving %s", self.replica_id, self.model.uri)
         if self.shadow is not None:
@@ -312,12 +316,12 @@ class ServingService:
         """Stop taking traffic, forget this replica, write what is queued in the log."""
         self.ready, self.not_ready_reason = False, "shutting down"
         try:
-            self.store.remove_replica(self.replica_id)
+            self.state.remove_replica(self.replica_id)
         except Exception as error:  # the row expires on its own
             logger.warning("could not unregister replica %s: %s", self.replica_id, error)
         if self.shadow is not None:
             self.shadow.stop()
-        self.store.stop()
+        self.store.writer.stop()
 
     @staticmethod
     def warm(model: ServedModel) -> None:
@@ -347,7 +351,7 @@ class ServingService:
                 logger.exception("reload of %s failed; still serving %s", uri, previous.uri)
                 message = f"reload of {uri} failed ({error}); still serving {previous.uri}"
                 raise ReloadError(message) from error
-            self.store.set_target(self.deployment_id, current.uri, current.version)
+            self.state.set_target(self.deployment_id, current.uri, current.version)
             self._failed_target = None
         if self.shadow is not None:
             self.reload_shadow(trigger="admin")
@@ -379,7 +383,7 @@ class ServingService:
             return None
         try:
             target = self.loader.resolve(uri)
-            self.store.set_target(self.shadow_key, target, None)
+            self.state.set_target(self.shadow_key, target, None)
             self._follow_shadow(target, trigger=trigger)
         except Exception as error:
             self.shadow_reason = f"{uri}: {error}"
@@ -406,7 +410,7 @@ class ServingService:
     def _sync_shadow(self) -> None:
         if self.shadow is None or self.config.shadow_model_uri is None:
             return
-        target = self.store.get_target(self.shadow_key)
+        target = self.state.get_target(self.shadow_key)
         if target is None:
             return
         current = self.shadow.model
@@ -430,15 +434,15 @@ class ServingService:
         self.metrics.set_model(**model.ref())
         self.metrics.reloads.labels(trigger=trigger, outcome="ok").inc()
         logger.info("replica %s now serves %s (%s)", self.replica_id, model.uri, trigger)
-        self.store.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
+        self.state.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
 
     def sync_once(self) -> None:
         """Report this replica's model and follow the deployment's targets (model, shadow) if they moved."""
-        self.store.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
         self._sync_shadow()
-        target = self.store.get_target(self.deployment_id)
+        target = self.state.get_target(self.deployment_id)
         if target is None:
-            self.store.claim_target(self.deployment_id, self.model.uri, self.model.version)
+            self.state.claim_target(self.deployment_id, self.model.uri, self.model.version)
             return
         uri = target[0]
         if uri == self.model.uri:
@@ -472,7 +476,7 @@ class ServingService:
 
     def replicas_on(self, uri: str) -> tuple[int, int]:
         """(live replicas, live replicas serving ``uri``)."""
-        live = self.store.live_replicas(self.deployment_id, self.replica_max_age_s)
+        live = self.state.live_replicas(self.deployment_id, self.replica_max_age_s)
         return len(live), sum(1 for replica in live if replica.model_uri == uri)
 
     async def wait_for_replicas(self, uri: str) -> tuple[int, int]:
@@ -519,14 +523,14 @@ class ServingService:
                 ids, titles, descriptions, results, strict=True
             )
         ]
-        return self.store.submit(rows)
+        return self.store.writer.submit(rows)
 
     def find_prediction(self, prediction_id: str) -> bool:
         """Whether the prediction is in the log, allowing for rows still queued here or elsewhere."""
-        if self.store.prediction_exists(prediction_id):
+        if self.store.reader.prediction_exists(prediction_id):
             return True
-        self.store.flush(timeout=5.0)
-        if self.store.prediction_exists(prediction_id):
+        self.store.writer.flush(timeout=5.0)
+        if self.store.reader.prediction_exists(prediction_id):
             return True
         total, _ = self.replicas_on(self.model.uri)
         if total <= 1:
@@ -534,6 +538,6 @@ class ServingService:
         deadline = time.monotonic() + 2 * self.config.log_flush_interval_s + 0.5
         while time.monotonic() < deadline:  # another replica's writer may not have flushed yet
             time.sleep(0.1)
-            if self.store.prediction_exists(prediction_id):
+            if self.store.reader.prediction_exists(prediction_id):
                 return True
         return False

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tagops.predlog.store import utcnow, wait_drained
+from tagops.predlog.schema import utcnow
+from tagops.predlog.writer import wait_drained
 
 if TYPE_CHECKING:
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.writer import LogWriter
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.service import ServedModel
 
@@ -55,7 +56,7 @@ class ShadowScorer:
     def __init__(
         self,
         *,
-        store: ServingStore,
+        store: LogWriter,
         replica_id: str,
         max_items: int,
         batch_items: int = 64,

@@ -260,21 +260,21 @@ def running_service(
 
 def wait_for_rows(settings: Settings, table_name: str, expected: int, *, timeout_s: float = 60.0) -> int:
     """Poll until ``table_name`` holds ``expected`` rows (or the timeout); returns the count."""
-    from tagops.predlog import store as log
+    from tagops.predlog import schema
+    from tagops.predlog.log import PredictionLog
 
-    store = log.ServingStore(log.default_database_url(settings))
-    table = {"predictions": log.predictions, "feedback": log.feedback, "shadow": log.shadow_predictions}[
-        table_name
-    ]
+    table = {
+        "predictions": schema.predictions,
+        "feedback": schema.feedback,
+        "shadow": schema.shadow_predictions,
+    }[table_name]
     deadline = time.monotonic() + timeout_s
-    try:
+    with PredictionLog.from_config(None, settings) as log:
         while True:
-            count = store.count_rows(table)
+            count = log.reader.count_rows(table)
             if count >= expected or time.monotonic() > deadline:
                 return count
             time.sleep(0.1)
-    finally:
-        store.dispose()
 
 
 # ------------------------------------------------------------------------------------------ phases
@@ -407,7 +407,6 @@ def _timed(timings: dict[str, float], name: str, since: float) -> float:
 def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: float) -> dict[str, Any]:
     from tagops.config import TrainConfig
     from tagops.data.stages import pull_stage, validate_stage
-    from tagops.predlog.store import ServingStore, default_database_url
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.workloads.promote import promote
@@ -436,10 +435,9 @@ def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: 
     )
     mark = _timed(timings, "initial_champion", started)
 
-    store = ServingStore(default_database_url(sim))
-    store.create_tables()
-    _, admin_key = KeyStore(store.engine).create("tagops simulate", "admin")
-    store.dispose()
+    keys = KeyStore.from_config(None, sim)
+    _, admin_key = keys.create("tagops simulate", "admin")
+    keys.engine.dispose()
     loop = Loop(cfg, retrain_cfg, sim, registry, dataset, holdout, data.holdout_sha256, timings)
     with running_service(sim, cfg, _serve_yaml(sim.home / "serve.yaml", cfg), env) as (url, _):
         loop.mark = _timed(timings, "service_start", mark)
@@ -656,18 +654,16 @@ class Loop:
 
     def finish(self) -> dict[str, Any]:
         """Count the log's rows against what was sent (the service has stopped: its queues are flushed)."""
-        from tagops.predlog import store as log
+        from tagops.predlog import schema
+        from tagops.predlog.log import PredictionLog
 
         client = self.http
-        store = log.ServingStore(log.default_database_url(self.sim))
-        try:
+        with PredictionLog.from_config(None, self.sim) as log:
             counts = {
-                "prediction_rows": store.count_rows(log.predictions),
-                "feedback_rows": store.count_rows(log.feedback),
-                "shadow_rows": store.count_rows(log.shadow_predictions),
+                "prediction_rows": log.reader.count_rows(schema.predictions),
+                "feedback_rows": log.reader.count_rows(schema.feedback),
+                "shadow_rows": log.reader.count_rows(schema.shadow_predictions),
             }
-        finally:
-            store.dispose()
         rows = {
             "items_sent": client.items_sent,
             "failed_requests": client.failed_requests,
@@ -725,19 +721,10 @@ def _window_row(name: str, kind: str, sent: Sent, summary: dict[str, Any]) -> di
 
 def _shadow_agreement(sim: Settings, shadow_window: Sent, final: Sent) -> dict[str, Any]:
     """How often the challenger's shadow answers equal what it served once promoted (same items)."""
-    from sqlalchemy import select
+    from tagops.predlog.log import PredictionLog
 
-    from tagops.predlog import store as log
-
-    store = log.ServingStore(log.default_database_url(sim))
-    try:
-        query = select(log.shadow_predictions.c.prediction_id, log.shadow_predictions.c.tag).where(
-            log.shadow_predictions.c.prediction_id.in_(shadow_window.prediction_ids)
-        )
-        with store.engine.connect() as connection:
-            shadow = {str(pid): str(tag) for pid, tag in connection.execute(query)}
-    finally:
-        store.dispose()
+    with PredictionLog.from_config(None, sim) as log:
+        shadow = log.reader.read_shadow_tags(shadow_window.prediction_ids)
     pairs = [
         (shadow[pid], served)
         for pid, served in zip(shadow_window.prediction_ids, final.tags, strict=True)

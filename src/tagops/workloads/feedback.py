@@ -51,7 +51,7 @@ def feedback_to_rows(
 ) -> FeedbackRows:
     """Turn feedback joined with its predictions into contract-valid rows, split by time.
 
-    ``labelled`` rows are :meth:`~tagops.predlog.store.ServingStore.read_labelled` rows. Counts of every
+    ``labelled`` rows are :meth:`~tagops.predlog.reader.LogReader.read_labelled` rows. Counts of every
     row dropped, and why, are returned with the rows.
     """
     import pandas as pd

@@ -25,7 +25,7 @@ from tagops.workloads.stages import Stage, run_stages
 if TYPE_CHECKING:
     from tagops.config import MonitorConfig
     from tagops.monitoring.drift import DriftReport
-    from tagops.predlog.store import ServingStore
+    from tagops.predlog.reader import LogReader
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
@@ -117,13 +117,13 @@ def top_answer(row: dict[str, Any]) -> tuple[str, float]:
 
 
 def read_window(
-    store: ServingStore, *, since: datetime, until: datetime, model_version: int | None = None
+    reader: LogReader, *, since: datetime, until: datetime, model_version: int | None = None
 ) -> Window:
     """The window's predictions and the feedback they received, from the prediction log (read-only)."""
     from tagops.data.clean import build_text
 
-    rows = store.read_predictions(since=since, until=until, model_version=model_version)
-    feedback = store.read_feedback([str(r["id"]) for r in rows])
+    rows = reader.read_predictions(since=since, until=until, model_version=model_version)
+    feedback = reader.read_feedback([str(r["id"]) for r in rows])
     texts, tags, confidences, pairs = [], [], [], []
     for row in rows:
         tag, confidence = top_answer(row)
@@ -345,19 +345,16 @@ def window_stage(
 
     Only the served version's predictions count when ``only_model_version`` is set (the default).
     """
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
 
-    store = ServingStore(database_url_for(monitor.database_url, settings))
-    try:
-        store.create_tables()  # a fresh database has no log yet: an empty window, not a crash
+    with PredictionLog.from_config(monitor, settings) as log:
+        log.create_tables()  # a fresh database has no log yet: an empty window, not a crash
         return read_window(
-            store,
+            log.reader,
             since=datetime.fromisoformat(since),
             until=datetime.fromisoformat(until),
             model_version=model_version if monitor.only_model_version else None,
         )
-    finally:
-        store.dispose()
 
 
 def monitor_stage(

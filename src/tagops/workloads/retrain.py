@@ -95,17 +95,14 @@ def feedback_stage(
     recent labelled window, and the counts of rows kept and dropped.
     """
     from tagops.data.stages import pull_stage, validate_stage
-    from tagops.predlog.store import ServingStore, database_url_for
+    from tagops.predlog.log import PredictionLog
     from tagops.workloads.feedback import feedback_to_rows
 
     original = pull_stage(settings, retrain.train.data)
     dataset, holdout = validate_stage(original)
-    store = ServingStore(database_url_for(retrain.database_url, settings))
-    try:
-        store.create_tables()
-        labelled = store.read_labelled()
-    finally:
-        store.dispose()
+    with PredictionLog.from_config(retrain, settings) as log:
+        log.create_tables()
+        labelled = log.reader.read_labelled()
     rows = feedback_to_rows(labelled, dataset, holdout, recent_fraction=retrain.recent_fraction)
     logger.info("retrain: feedback rows %s", rows.counts)
     return original, dataset, holdout, rows.train, rows.recent, rows.counts

@@ -22,8 +22,8 @@ from tagops.config import ServeConfig, load_config
 from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, items_in, predict_batch
 
 if TYPE_CHECKING:
-    from tagops.predlog.store import ServingStore
     from tagops.serving.service import ModelLoader, PredictorLike
+    from tagops.serving.state import ServingState
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,13 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
 
 
 def load_initial_model(
-    cfg: ServeConfig, store: ServingStore, loader: ModelLoader, deployment_id: str
+    cfg: ServeConfig, state: ServingState, loader: ModelLoader, deployment_id: str
 ) -> tuple[PredictorLike, str]:
     """The model a (re)starting replica serves: the deployment's current target, else ``model_uri``."""
     from tagops.serving.service import concrete_uri
 
-    store.create_tables()
-    target = store.get_target(deployment_id)
+    state.create_tables()
+    target = state.get_target(deployment_id)
     if target is not None:
         try:
             return loader.load(target[0]), target[0]
@@ -119,8 +119,9 @@ def build_deployment(cfg: ServeConfig) -> Any:
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
             import ray
 
-            from tagops.predlog.store import ServingStore, database_url_for, journal_folder
+            from tagops.predlog.log import PredictionLog
             from tagops.serving.service import RegistryModelLoader
+            from tagops.serving.state import ServingState
             from tagops.settings import Settings, prepare_environment
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
@@ -129,17 +130,9 @@ def build_deployment(cfg: ServeConfig) -> Any:
             prepare_environment(self.settings)
             self.deployment_id = deployment_id
             self.loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
-            url = database_url_for(self.config.database_url, self.settings)
-            self.store = ServingStore(
-                url,
-                queue_rows=self.config.log_queue_rows,
-                batch_rows=self.config.log_batch_rows,
-                flush_interval_s=self.config.log_flush_interval_s,
-                journal_dir=journal_folder(self.settings, url) if self.config.log_journal else None,
-                journal_max_bytes=self.config.log_journal_max_bytes,
-            )
+            self.store = PredictionLog.from_config(self.config, self.settings)
             self.predictor, self.model_uri = load_initial_model(
-                self.config, self.store, self.loader, deployment_id
+                self.config, ServingState(self.store.engine), self.loader, deployment_id
             )
             self.service: Any = None
             self.inference = InferenceThread()
@@ -177,7 +170,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
 
         def check_health(self) -> None:
             """Unhealthy (and replaced by Serve) when the prediction log writer has died."""
-            if self.service is not None and self.service.ready and not self.store.writer_alive:
+            if self.service is not None and self.service.ready and not self.store.writer.alive:
                 raise RuntimeError("prediction log writer is not running")
 
         @serve.batch(

@@ -10,23 +10,34 @@ import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from tagops.predlog.engine import journal_folder
 from tagops.predlog.journal import Journal, JournalFullError, encode_rows
-from tagops.predlog.store import ServingStore, journal_folder, shadow_predictions
+from tagops.predlog.log import PredictionLog
+from tagops.predlog.reader import LogReader
+from tagops.predlog.schema import shadow_predictions
+from tagops.predlog.writer import LogWriter, WriterOptions
 from tests.unit.serving_fakes import settings_for
-from tests.unit.test_serving_store import rows
+from tests.unit.test_predlog_writer import rows
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def journaled_store(tmp_path: Path, **kwargs: object) -> ServingStore:
+def journaled_store(tmp_path: Path, **kwargs: Any) -> LogWriter:
     url = f"sqlite:///{tmp_path / 'log.db'}"
-    return ServingStore(url, journal_dir=tmp_path / "journal", **kwargs)  # type: ignore[arg-type]
+    on_rows = kwargs.pop("on_rows", None)
+    options = WriterOptions(journal_dir=tmp_path / "journal", **kwargs)
+    return PredictionLog(url, options=options, on_rows=on_rows).writer
+
+
+def count_predictions(writer: LogWriter) -> int:
+    return LogReader(writer.engine).count_predictions()
 
 
 def segments(folder: Path, pattern: str = "*.jsonl") -> list[Path]:
@@ -40,7 +51,7 @@ def test_settled_segments_are_removed_and_nothing_is_left_after_a_clean_stop(tmp
         assert store.submit(rows(3))
     assert store.flush(10)
     store.stop()
-    assert store.count_predictions() == 150
+    assert count_predictions(store) == 150
     assert segments(tmp_path / "journal") == []
     assert store.journal is not None and store.journal.open_segments == 0
 
@@ -52,10 +63,13 @@ def test_rows_of_a_killed_process_are_written_by_the_next_writer(tmp_path: Path)
         f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from tagops.predlog.store import ServingStore
-        from tests.unit.test_serving_store import rows
-        store = ServingStore({f"sqlite:///{tmp_path / 'log.db'}"!r}, flush_interval_s=60,
-                             batch_rows=10_000, journal_dir={str(tmp_path / "journal")!r})
+        from pathlib import Path
+        from tagops.predlog.log import PredictionLog
+        from tagops.predlog.writer import WriterOptions
+        from tests.unit.test_predlog_writer import rows
+        folder = Path({str(tmp_path / "journal")!r})
+        options = WriterOptions(flush_interval_s=60, batch_rows=10_000, journal_dir=folder)
+        store = PredictionLog({f"sqlite:///{tmp_path / 'log.db'}"!r}, options=options).writer
         store.start()
         ids = []
         for _ in range(40):
@@ -76,7 +90,7 @@ def test_rows_of_a_killed_process_are_written_by_the_next_writer(tmp_path: Path)
 
     store = journaled_store(tmp_path, flush_interval_s=0.01)
     store.create_tables()
-    assert store.count_predictions() == 0  # the child never wrote
+    assert count_predictions(store) == 0  # the child never wrote
     store.start()  # the writer replays what it finds before anything else
     store.submit(rows(1))
     assert store.flush(10)
@@ -107,7 +121,7 @@ def test_rows_a_failed_write_leaves_are_kept_and_written_on_the_next_replay(tmp_
     with store.engine.begin() as connection:  # the database is back
         connection.execute(text("ALTER TABLE predictions_away RENAME TO predictions"))
     assert store.recover() == 10
-    assert store.count_predictions() == 10
+    assert count_predictions(store) == 10
     assert ("recovered", 10) in events
     assert segments(tmp_path / "journal") == []
     assert store.recover() == 0  # nothing twice
@@ -120,7 +134,7 @@ def test_a_live_writers_segment_is_not_replayed_by_another_store(tmp_path: Path)
     owner.submit(rows(4))  # journaled, queued, not written (no writer started)
     other = journaled_store(tmp_path)
     assert other.recover() == 0
-    assert other.count_predictions() == 0
+    assert count_predictions(other) == 0
     assert len(segments(tmp_path / "journal")) == 1
 
 
@@ -135,7 +149,7 @@ def test_replay_skips_rows_already_written_and_sets_unreadable_lines_aside(tmp_p
     segment = folder / "predictions-deadhost-1-abc-1.jsonl"
     segment.write_bytes(encode_rows(written) + encode_rows(missing) + b'[{"id": "torn')
     assert store.recover() == 2
-    assert store.count_predictions() == 5
+    assert count_predictions(store) == 5
     assert segments(folder) == []
     assert [path.name for path in segments(folder, "*.bad")] == ["predictions-deadhost-1-abc-1.bad"]
 
@@ -163,7 +177,7 @@ def test_journal_lines_hold_timestamps_as_text_and_replay_restores_them(tmp_path
     folder.mkdir()
     (folder / "predictions-deadhost-4-abc-1.jsonl").write_bytes(encode_rows(batch))
     assert store.recover() == 1
-    [row] = store.read_predictions(
+    [row] = LogReader(store.engine).read_predictions(
         since=batch[0]["created_at"], until=batch[0]["created_at"].replace(year=2999)
     )
     assert row["created_at"] == batch[0]["created_at"]
@@ -173,9 +187,7 @@ def test_each_table_and_database_has_its_own_journal(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     assert journal_folder(settings, "sqlite:///a.db") != journal_folder(settings, "sqlite:///b.db")
     store = journaled_store(tmp_path)
-    shadow = ServingStore(
-        store.url, engine=store.engine, table=shadow_predictions, journal_dir=tmp_path / "journal"
-    )
+    shadow = LogWriter(store.engine, shadow_predictions, WriterOptions(journal_dir=tmp_path / "journal"))
     store.create_tables()
     folder = tmp_path / "journal"
     folder.mkdir()
@@ -192,7 +204,7 @@ def test_an_unwritable_journal_still_queues_the_rows(tmp_path: Path) -> None:
     assert store.submit(rows(3))
     assert store.flush(10)
     store.stop()
-    assert store.count_predictions() == 3
+    assert count_predictions(store) == 3
 
 
 def test_a_capped_journal_refuses_past_its_cap_and_takes_rows_again_once_room_is_freed(
@@ -236,7 +248,7 @@ def test_the_writer_rereads_the_folder_so_other_replicas_segments_count_toward_t
     assert store.flush(10)
     store.stop()
     assert store.unjournaled_rows == 1
-    assert store.count_predictions() == 2
+    assert count_predictions(store) == 2
 
 
 def test_past_the_journal_cap_rows_are_still_queued_written_and_counted_unjournaled(tmp_path: Path) -> None:
@@ -261,7 +273,7 @@ def test_past_the_journal_cap_rows_are_still_queued_written_and_counted_unjourna
     store.start()
     assert store.flush(10)
     store.stop()
-    assert store.count_predictions() == 10
+    assert count_predictions(store) == 10
     assert segments(tmp_path / "journal") == []
 
 
@@ -307,7 +319,7 @@ def test_a_busy_writer_still_replays_what_a_dead_process_left(tmp_path: Path) ->
         load.join()
     store.stop()
     assert store.recovered_rows == 7
-    assert all(store.prediction_exists(row["id"]) for row in dead)
+    assert all(LogReader(store.engine).prediction_exists(row["id"]) for row in dead)
 
 
 def test_a_new_segment_is_locked_before_a_replayer_can_list_it(

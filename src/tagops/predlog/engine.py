@@ -1,0 +1,84 @@
+"""Where the prediction log lives: the database URL, its engine, and this machine's journal folder.
+
+SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so several replicas write to it);
+``database_url`` (``TAGOPS_SERVE_DATABASE_URL``) points it at PostgreSQL or any other SQLAlchemy URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from tagops.errors import TagopsError
+
+if TYPE_CHECKING:
+    from tagops.settings import Settings
+
+
+class LogEnvironment(BaseSettings):
+    """The database URL from ``TAGOPS_SERVE_DATABASE_URL``: it may hold a password, so never from YAML."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
+
+    database_url: str | None = None
+
+
+def default_database_url(settings: Settings) -> str:
+    """SQLite file under ``TAGOPS_HOME/serving``."""
+    return f"sqlite:///{settings.home / 'serving' / 'predictions.db'}"
+
+
+def database_url_for(config_url: str | None, settings: Settings) -> str:
+    """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME."""
+    return LogEnvironment().database_url or config_url or default_database_url(settings)
+
+
+def journal_folder(settings: Settings, url: str) -> Path:
+    """Where this machine journals rows for the database at ``url`` (one folder per database).
+
+    Keyed by the URL, so rows journaled for one database are never replayed into another.
+    """
+    return settings.home / "serving" / "journal" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparseable URL is reported by create_engine; never echo it whole
+        return "<invalid database URL>"
+
+
+def create_log_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(url, pool_pre_ping=True)
+    except ImportError as error:  # e.g. postgresql:// without psycopg2 installed
+        raise TagopsError(f"{safe_url(url)}: its database driver is not installed ({error.name})") from None
+    except ArgumentError as error:  # not a URL, or a dialect SQLAlchemy does not know
+        raise TagopsError(f"{safe_url(url)}: {error}") from None
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    else:  # in-memory: one shared connection, or every connection would see its own empty database
+        engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine

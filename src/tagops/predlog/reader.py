@@ -1,0 +1,169 @@
+"""Read the prediction log: the queries monitoring, the shadow report, retraining and the simulation use.
+
+Every query is read-only and opens a connection of its own, so one :class:`LogReader` serves any thread.
+Times are timezone-aware; windows are half-open, ``[since, until)``, oldest row first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Engine
+
+from tagops.predlog.schema import feedback, predictions, shadow_predictions
+
+
+class LogReader:
+    """The read side of the prediction log of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def count_predictions(self) -> int:
+        """Rows in the prediction log."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(predictions)).scalar_one())
+
+    def prediction_exists(self, prediction_id: str) -> bool:
+        """Whether a prediction with this id has been written."""
+        query = select(predictions.c.id).where(predictions.c.id == prediction_id)
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+    def read_predictions(
+        self,
+        *,
+        since: datetime,
+        until: datetime,
+        model_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Predictions made in ``[since, until)`` (read-only; oldest first), optionally of one model version.
+
+        Each row has the columns the monitor needs: ``id``, ``created_at``, ``title``, ``description``,
+        ``tag``, ``confidence``, ``abstained``, ``probabilities``, ``model_uri``, ``model_version``.
+        """
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware datetimes")
+        c = predictions.c
+        query = (
+            select(
+                c.id,
+                c.created_at,
+                c.title,
+                c.description,
+                c.tag,
+                c.confidence,
+                c.abstained,
+                c.probabilities,
+                c.model_uri,
+                c.model_version,
+            )
+            .where(c.created_at >= since.astimezone(UTC), c.created_at < until.astimezone(UTC))
+            .order_by(c.created_at, c.id)
+        )
+        if model_version is not None:
+            query = query.where(c.model_version == model_version)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def read_feedback(self, prediction_ids: Sequence[str]) -> dict[str, str]:
+        """The latest feedback tag of each of these predictions that received feedback (read-only)."""
+        found: dict[str, str] = {}
+        ids = list(prediction_ids)
+        for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+            query = (
+                select(feedback.c.prediction_id, feedback.c.tag)
+                .where(feedback.c.prediction_id.in_(ids[start : start + 500]))
+                .order_by(feedback.c.created_at, feedback.c.id)
+            )
+            with self.engine.connect() as connection:
+                for prediction_id, tag in connection.execute(query):
+                    found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
+        return found
+
+    def count_rows(self, table: Table) -> int:
+        """Rows in one of the log's tables (``predictions``, ``feedback``, ``shadow_predictions``)."""
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+    def read_shadow_pairs(self, *, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """Champion rows of ``[since, until)`` that the shadow also answered, side by side (read-only).
+
+        Each row: ``prediction_id``, ``created_at``, the champion's ``tag``, ``confidence``,
+        ``probabilities``, ``latency_ms``, ``model_version``, and the shadow's as ``shadow_*``.
+        """
+        if since.tzinfo is None or until.tzinfo is None:
+            raise ValueError("since and until must be timezone-aware datetimes")
+        c, s = predictions.c, shadow_predictions.c
+        query = (
+            select(
+                c.id.label("prediction_id"),
+                c.created_at,
+                c.model_version,
+                c.tag,
+                c.confidence,
+                c.probabilities,
+                c.latency_ms,
+                s.model_version.label("shadow_model_version"),
+                s.model_uri.label("shadow_model_uri"),
+                s.tag.label("shadow_tag"),
+                s.confidence.label("shadow_confidence"),
+                s.probabilities.label("shadow_probabilities"),
+                s.latency_ms.label("shadow_latency_ms"),
+            )
+            .join(shadow_predictions, s.prediction_id == c.id)
+            .where(c.created_at >= since.astimezone(UTC), c.created_at < until.astimezone(UTC))
+            .order_by(c.created_at, c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def read_shadow_tags(self, prediction_ids: Sequence[str]) -> dict[str, str]:
+        """The shadow model's tag for each of these champion predictions it answered (read-only)."""
+        found: dict[str, str] = {}
+        ids = list(prediction_ids)
+        s = shadow_predictions.c
+        for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+            query = select(s.prediction_id, s.tag).where(s.prediction_id.in_(ids[start : start + 500]))
+            with self.engine.connect() as connection:
+                found.update({str(pid): str(tag) for pid, tag in connection.execute(query)})
+        return found
+
+    def read_labelled(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Every feedback row with the prediction it labels (read-only, oldest feedback first).
+
+        Each row: ``feedback_id``, ``feedback_at``, ``feedback_tag``, ``prediction_id``, ``predicted_at``,
+        ``title``, ``description``, ``tag`` (what the model answered) and ``model_version``. Feedback whose
+        prediction is not in the log is left out (the API refuses it; a restored backup might not).
+        ``since``/``until`` bound the feedback's time.
+        """
+        f, c = feedback.c, predictions.c
+        query = (
+            select(
+                f.id.label("feedback_id"),
+                f.created_at.label("feedback_at"),
+                f.tag.label("feedback_tag"),
+                c.id.label("prediction_id"),
+                c.created_at.label("predicted_at"),
+                c.title,
+                c.description,
+                c.tag,
+                c.model_version,
+            )
+            .join(predictions, c.id == f.prediction_id)
+            .order_by(f.created_at, f.id)
+        )
+        if since is not None:
+            query = query.where(f.created_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(f.created_at < until.astimezone(UTC))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]

@@ -1,0 +1,94 @@
+"""Opening the prediction log: database URLs, engines, the constructor from config, feedback, reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tagops.predlog.engine import database_url_for, default_database_url, safe_url
+from tagops.predlog.log import PredictionLog
+from tests.unit.serving_fakes import settings_for
+from tests.unit.test_predlog_writer import rows
+
+pytestmark = pytest.mark.unit
+
+
+def test_in_memory_and_default_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = PredictionLog("sqlite://")
+    store = log.writer
+    store.start()
+    store.submit(rows(3))
+    store.stop()
+    assert log.reader.count_predictions() == 3
+    settings = settings_for(tmp_path)
+    assert default_database_url(settings) == f"sqlite:///{tmp_path.resolve() / 'serving' / 'predictions.db'}"
+    assert database_url_for(None, settings) == default_database_url(settings)
+    assert database_url_for("sqlite:///x.db", settings) == "sqlite:///x.db"
+    monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", "postgresql://u:secret@db/tagops")
+    assert database_url_for("sqlite:///x.db", settings) == "postgresql://u:secret@db/tagops"
+    assert "secret" not in safe_url("postgresql://u:secret@db/tagops")
+
+
+def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tagops.errors import TagopsError
+
+    def no_driver(*_: Any, **__: Any) -> Any:
+        raise ModuleNotFoundError("No module named 'psycopg2'", name="psycopg2")
+
+    monkeypatch.setattr("tagops.predlog.engine.create_engine", no_driver)
+    with pytest.raises(
+        TagopsError, match=r"u:\*\*\*@db/x: its database driver is not installed \(psycopg2\)"
+    ):
+        PredictionLog("postgresql://u:secret@db/x")
+    monkeypatch.undo()
+    with pytest.raises(TagopsError, match=r"nonsense://x: Can.t load plugin"):
+        PredictionLog("nonsense://x")
+
+
+def test_from_config_takes_the_writer_options_of_a_serving_config_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagops.config import MonitorConfig, ServeConfig
+    from tagops.predlog.engine import journal_folder
+
+    monkeypatch.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
+    settings = settings_for(tmp_path)
+    serve = ServeConfig(log_queue_rows=7, log_batch_rows=3, log_flush_interval_s=0.5, log_journal_max_mb=1.0)
+    with PredictionLog.from_config(serve, settings) as log:
+        assert log.url == default_database_url(settings)
+        assert (log.writer.queue_rows, log.writer.batch_rows, log.writer.flush_interval_s) == (7, 3, 0.5)
+        assert log.options.journal_dir == journal_folder(settings, log.url)
+        assert log.writer.journal is not None and log.writer.journal.max_bytes == 1024 * 1024
+        shadow = log.shadow_writer()
+        assert shadow.table.name == "shadow_predictions" and shadow.engine is log.engine
+        assert shadow.journal is not None and shadow.journal.folder == log.writer.journal.folder
+    assert (
+        PredictionLog.from_config(serve.model_copy(update={"log_journal": False}), settings).writer.journal
+        is None
+    )
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    with PredictionLog.from_config(MonitorConfig(database_url=url), settings) as log:
+        assert log.url == url and log.options.journal_dir is None  # a reader: defaults, no journal
+    with PredictionLog.from_config(None, settings, journal=True) as log:
+        assert log.options.journal_dir == journal_folder(settings, default_database_url(settings))
+    monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    assert PredictionLog.from_config(MonitorConfig(database_url=url), settings).url.endswith("env.db")
+
+
+def test_feedback_is_stored_at_once_and_read_back_for_its_prediction(tmp_path: Path) -> None:
+    with PredictionLog(f"sqlite:///{tmp_path / 'log.db'}") as log:
+        log.create_tables()
+        batch = rows(2)
+        log.writer.start()
+        assert log.writer.submit(batch) and log.writer.flush(10)
+        assert log.reader.prediction_exists(batch[0]["id"]) and not log.reader.prediction_exists("nope")
+        first = log.add_feedback(prediction_id=batch[0]["id"], tag="nlp", key_id=None)
+        log.add_feedback(prediction_id=batch[0]["id"], tag="cv", key_id="k")  # the newest counts
+        log.writer.stop()
+        assert len(first) == 32
+        assert log.reader.read_feedback([row["id"] for row in batch]) == {batch[0]["id"]: "cv"}
+        labelled = log.reader.read_labelled()
+        assert [r["feedback_tag"] for r in labelled] == ["nlp", "cv"]
+        assert {r["prediction_id"] for r in labelled} == {batch[0]["id"]}
