@@ -13,7 +13,8 @@ from tagops import LABELS
 from tagops.config import TrainConfig, TransformerParams
 from tagops.data.clean import build_text
 from tagops.models import TagModel, create_model, load_model, read_model_info
-from tagops.models.transformer import TextEncoder, TransformerModel, load_tokenizer, resolve_encoder
+from tagops.models.transformer import TransformerModel
+from tagops.models.transformer.network import TextEncoder, load_tokenizer, resolve_encoder
 from tests.tiny_encoder import write_tiny_encoder
 
 from .conftest import make_projects
@@ -195,7 +196,7 @@ def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
     """The reference: the eager network, one batch on the calling thread."""
     import torch
 
-    from tagops.models.transformer import array_batches, predict_logits
+    from tagops.models.transformer.network import array_batches, predict_logits
 
     arrays = TextEncoder(model.tokenizer_, model.params).encode(texts)
     logits = predict_logits(model.module_, array_batches(arrays, 64), torch.device("cpu")).astype(np.float64)
@@ -205,7 +206,7 @@ def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
 
 @pytest.mark.parametrize(("rows", "workers"), [(4, 2), (16, 2), (32, 2), (64, 2), (500, 2), (9, 4), (64, 3)])
 def test_chunks_cover_the_batch_with_equal_work_longest_first(rows: int, workers: int) -> None:
-    from tagops.models.transformer import CHUNKS_PER_WORKER, chunk_bounds
+    from tagops.models.transformer.inference import CHUNKS_PER_WORKER, chunk_bounds
 
     rng = np.random.default_rng(rows)
     lengths = np.sort(rng.integers(3, 200, size=rows))  # token counts, ascending as inference sorts them
@@ -222,7 +223,7 @@ def test_chunks_cover_the_batch_with_equal_work_longest_first(rows: int, workers
 def test_cpu_inference_matches_the_eager_network_on_any_split(fitted: TransformerModel, threads: int) -> None:
     import threading
 
-    import tagops.models.transformer as transformer
+    import tagops.models.transformer.inference as transformer
 
     texts, _ = training_data(3)
     texts = [*texts, "a much longer text " * 30, "", "x"]  # 15 texts of very different lengths
@@ -300,7 +301,7 @@ def test_multi_threaded_inference_forms_one_openmp_team_whoever_calls() -> None:
 
     import torch
 
-    from tagops.models.transformer import on_team
+    from tagops.models.transformer.inference import on_team
 
     big = torch.ones(4_000_000)  # far over torch's grain size: the multiply runs on an OpenMP team
 
@@ -329,7 +330,7 @@ def test_loading_runs_torch_single_threaded_and_restores_the_thread_count() -> N
 
     import torch
 
-    from tagops.models.transformer import single_threaded_torch
+    from tagops.models.transformer.inference import single_threaded_torch
 
     big = torch.ones(4_000_000)
 

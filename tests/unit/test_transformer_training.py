@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tagops.config import LinearParams, TransformerParams
-from tagops.models.transformer import (
+from tagops.models.transformer.ray_train import plan_workers
+from tagops.models.transformer.training import (
     TrainState,
     build_loss,
     build_optimizer,
@@ -19,7 +20,6 @@ from tagops.models.transformer import (
     steps_per_epoch,
     update_state,
 )
-from tagops.models.transformer_ray import plan_workers
 from tagops.workloads.train import refit_params
 
 pytestmark = pytest.mark.unit

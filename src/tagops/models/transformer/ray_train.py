@@ -36,9 +36,33 @@ import numpy as np
 
 from tagops import LABELS
 from tagops.config import TransformerParams
+from tagops.models.transformer.model import BUNDLED_ENCODER, WEIGHTS_FILE, TransformerModel
+from tagops.models.transformer.network import (
+    PREDICT_BATCH_SIZE,
+    TextEncoder,
+    array_batches,
+    load_pretrained_classifier,
+    load_tokenizer,
+    pool_arrays,
+    predict_logits,
+    quiet_transformers,
+    resolve_encoder,
+)
+from tagops.models.transformer.training import (
+    TrainState,
+    build_loss,
+    build_optimizer,
+    checkpoint_score,
+    epoch_order,
+    epoch_seed,
+    score_epoch,
+    seed_everything,
+    steps_per_epoch,
+    train_epoch,
+    update_state,
+)
 
 if TYPE_CHECKING:
-    from tagops.models.transformer import TransformerModel
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -109,8 +133,6 @@ class TokenizeBatches:
     """Ray Data ``map_batches`` callable: each actor loads the tokenizer once, then tokenises batches."""
 
     def __init__(self, source: str, params: dict[str, Any]) -> None:
-        from tagops.models.transformer import TextEncoder
-
         self.encoder = TextEncoder.from_source(source, params)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -175,8 +197,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     import ray.train.torch
     import torch
 
-    from tagops.models import transformer as tm
-
     params = TransformerParams.model_validate(config["params"])
     seed = int(config["seed"])
     labels = tuple(config["labels"])
@@ -184,21 +204,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.set_num_threads(int(config["cpus_per_worker"]))
-    tm.seed_everything(seed + rank)
-    tm.quiet_transformers()
+    seed_everything(seed + rank)
+    quiet_transformers()
 
     source = str(config["source"])
-    tokenizer = tm.load_tokenizer(source)  # once per worker: only rank 0 needs it, to write checkpoints
-    module = tm.load_pretrained_classifier(source, params, len(labels))
-    state = tm.TrainState()
+    tokenizer = load_tokenizer(source)  # once per worker: only rank 0 needs it, to write checkpoints
+    module = load_pretrained_classifier(source, params, len(labels))
+    state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     optimizer_state = scheduler_state = None
     if checkpoint is not None:
         from safetensors.torch import load_file
 
         with checkpoint.as_directory() as folder:
-            module.load_state_dict(load_file(str(Path(folder) / tm.WEIGHTS_FILE)), strict=True)
-            state = tm.TrainState.from_json(json.loads((Path(folder) / STATE_FILE).read_text()))
+            module.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)), strict=True)
+            state = TrainState.from_json(json.loads((Path(folder) / STATE_FILE).read_text()))
             optimizer_state = torch.load(Path(folder) / OPTIMIZER_FILE, weights_only=True)
             scheduler_state = torch.load(Path(folder) / SCHEDULER_FILE, weights_only=True)
         logger.info("rank %d resumes after epoch %d", rank, state.epoch)
@@ -208,21 +228,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     device = ray.train.torch.get_device()
     batch_size = max(1, params.batch_size // world)
     train_rows = int(config["train_rows"])
-    total_steps = params.epochs * tm.steps_per_epoch(train_rows // world, batch_size)
-    optimizer, scheduler = tm.build_optimizer(model, params, total_steps)
+    total_steps = params.epochs * steps_per_epoch(train_rows // world, batch_size)
+    optimizer, scheduler = build_optimizer(model, params, total_steps)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
         scheduler.load_state_dict(scheduler_state)
-    loss_fn = tm.build_loss(params, config["train_label_ids"], len(labels)).to(device)
+    loss_fn = build_loss(params, config["train_label_ids"], len(labels)).to(device)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if config["has_val"] else None
     cached_train = cached_val = None
     if params.freeze_encoder:  # encode once; the epochs then train the head on cached embeddings
         unwrapped = model.module if hasattr(model, "module") else model
-        numpy_batches = {"batch_size": tm.PREDICT_BATCH_SIZE, "batch_format": "numpy"}
-        cached_train = tm.pool_arrays(unwrapped, train_shard.iter_batches(**numpy_batches), device)
+        numpy_batches = {"batch_size": PREDICT_BATCH_SIZE, "batch_format": "numpy"}
+        cached_train = pool_arrays(unwrapped, train_shard.iter_batches(**numpy_batches), device)
         if val_shard is not None:
-            cached_val = tm.pool_arrays(unwrapped, val_shard.iter_batches(**numpy_batches), device)
+            cached_val = pool_arrays(unwrapped, val_shard.iter_batches(**numpy_batches), device)
 
     in_memory = None
     if cached_train is None and train_rows // world <= IN_MEMORY_SHARD_ROWS:
@@ -232,20 +252,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
 
     def train_batches(epoch: int) -> Any:
         if in_memory is not None:
-            rng = np.random.default_rng(tm.epoch_seed(seed, epoch))
-            order = tm.epoch_order(in_memory, batch_size, rng)
-            yield from tm.array_batches(in_memory, batch_size, order=order)
+            rng = np.random.default_rng(epoch_seed(seed, epoch))
+            order = epoch_order(in_memory, batch_size, rng)
+            yield from array_batches(in_memory, batch_size, order=order)
             return
         if cached_train is None:
             yield from train_shard.iter_torch_batches(
                 batch_size=batch_size,
                 local_shuffle_buffer_size=max(train_rows, batch_size),
-                local_shuffle_seed=tm.epoch_seed(seed, epoch),
+                local_shuffle_seed=epoch_seed(seed, epoch),
                 device=device,
             )
             return
         rows = len(cached_train["label"])
-        shuffled = torch.randperm(rows, generator=torch.Generator().manual_seed(tm.epoch_seed(seed, epoch)))
+        shuffled = torch.randperm(rows, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
         for begin in range(0, rows, batch_size):
             take = shuffled[begin : begin + batch_size].to(device)
             yield {"pooled": cached_train["pooled"][take], "label": cached_train["label"][take]}
@@ -253,24 +273,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     def validate() -> dict[str, float]:
         # The whole validation set on every worker: the same numbers, so the same early-stopping decision.
         if cached_val is not None:
-            logits = tm.predict_logits(model, [{"pooled": cached_val["pooled"]}], device)
-            return tm.score_epoch(logits, cached_val["label"].cpu().numpy(), len(labels))
+            logits = predict_logits(model, [{"pooled": cached_val["pooled"]}], device)
+            return score_epoch(logits, cached_val["label"].cpu().numpy(), len(labels))
         assert val_shard is not None
         label_parts: list[np.ndarray] = []
 
         def batches() -> Any:
-            for batch in val_shard.iter_batches(batch_size=tm.PREDICT_BATCH_SIZE, batch_format="numpy"):
+            for batch in val_shard.iter_batches(batch_size=PREDICT_BATCH_SIZE, batch_format="numpy"):
                 label_parts.append(batch["label"])
                 yield batch
 
-        logits = tm.predict_logits(model, batches(), device)
-        return tm.score_epoch(logits, np.concatenate(label_parts), len(labels))
+        logits = predict_logits(model, batches(), device)
+        return score_epoch(logits, np.concatenate(label_parts), len(labels))
 
     while state.epoch < params.epochs and not state.stopped_early:
         started = time.perf_counter()
         epoch = state.epoch
-        torch.manual_seed(tm.epoch_seed(seed, epoch, rank))
-        loss = tm.train_epoch(
+        torch.manual_seed(epoch_seed(seed, epoch, rank))
+        loss = train_epoch(
             model,
             train_batches(epoch),
             optimizer=optimizer,
@@ -283,7 +303,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         if val_shard is not None:
             metrics.update(validate())
         metrics["epoch_seconds"] = time.perf_counter() - started
-        tm.update_state(state, metrics, params.patience)
+        update_state(state, metrics, params.patience)
         _report(model, tokenizer, params, labels, state, metrics, optimizer, scheduler, rank=rank, seed=seed)
         if rank == 0 and tracking is not None:
             _log_epoch(tracking, metrics, state.epoch)
@@ -306,8 +326,6 @@ def _report(
     """Report one epoch; rank 0 attaches a checkpoint that is a complete, loadable model folder."""
     import ray.train
     import torch
-
-    from tagops.models.transformer import BUNDLED_ENCODER, TransformerModel, checkpoint_score
 
     reported = {**metrics, "epoch": state.epoch}
     if "val_f1" in metrics:
@@ -368,7 +386,6 @@ def fit_transformer(
     latest checkpoint instead of starting over.
     """
     from tagops.models.base import check_labels
-    from tagops.models.transformer import TransformerModel, resolve_encoder
     from tagops.runtime import ray_session
 
     check_labels(labels)
