@@ -30,7 +30,7 @@ from tagops.config import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.models.transformer.ray_train import Tracking
+    from tagops.models.transformer.ray_worker import Tracking
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
@@ -559,7 +559,7 @@ def run_training(
     def tracking(prefix: str) -> Tracking | None:
         if mlflow_run_id is None:
             return None
-        from tagops.models.transformer.ray_train import Tracking
+        from tagops.models.transformer.ray_worker import Tracking
 
         return Tracking(settings.tracking_uri, mlflow_run_id, prefix)
 
