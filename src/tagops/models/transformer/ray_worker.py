@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +37,10 @@ from tagops.models.transformer.training import (
     checkpoint_score,
     epoch_order,
     epoch_seed,
+    run_epochs,
     score_epoch,
     seed_everything,
     steps_per_epoch,
-    train_epoch,
-    update_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -163,27 +161,26 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
         logits = predict_logits(model, batches(), device)
         return score_epoch(logits, np.concatenate(label_parts), len(labels))
 
-    while state.epoch < params.epochs and not state.stopped_early:
-        started = time.perf_counter()
-        epoch = state.epoch
-        torch.manual_seed(epoch_seed(seed, epoch, rank))
-        loss = train_epoch(
-            model,
-            train_batches(epoch),
-            optimizer=optimizer,
-            scheduler=scheduler,
-            loss_fn=loss_fn,
-            device=device,
-            max_grad_norm=params.max_grad_norm,
-        )
-        metrics: dict[str, float] = {"train_loss": loss, "lr": float(scheduler.get_last_lr()[0])}
-        if val_shard is not None:
-            metrics.update(validate())
-        metrics["epoch_seconds"] = time.perf_counter() - started
-        update_state(state, metrics, params.patience)
+    def after_epoch(state: TrainState, metrics: dict[str, float], improved: bool) -> None:
         _report(model, tokenizer, params, labels, state, metrics, optimizer, scheduler, rank=rank, seed=seed)
         if rank == 0 and tracking is not None:
             _log_epoch(tracking, metrics, state.epoch)
+
+    run_epochs(
+        model,
+        train_batches,
+        validate=validate if val_shard is not None else None,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn,
+        device=device,
+        params=params,
+        seed=seed,
+        state=state,
+        rank=rank,
+        record_lr=True,
+        after_epoch=after_epoch,
+    )
     return {**state.to_json(), "device": str(device), "resumed_from_epoch": resumed_from_epoch}
 
 

@@ -3,13 +3,14 @@
 Training is single-label cross-entropy (optional label smoothing and balanced class weights), AdamW
 with linear warm-up then linear decay, gradient clipping and early stopping on validation F1. The
 in-process fit (:mod:`~tagops.models.transformer.model`) and the Ray Train worker
-(:mod:`~tagops.models.transformer.ray_train`) use these same pieces.
+(:mod:`~tagops.models.transformer.ray_worker`) run the same epoch loop, :func:`run_epochs`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -209,3 +210,94 @@ def epoch_order(arrays: dict[str, np.ndarray], batch_size: int, rng: np.random.G
         order[start : start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
     batches = [order[i : i + batch_size] for i in range(0, rows, batch_size)]
     return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
+
+
+#: What the epoch loop calls after each epoch: the state (already updated), the epoch's metrics, and
+#: whether the epoch is the best so far.
+AfterEpoch = Callable[[TrainState, dict[str, float], bool], None]
+
+
+def run_epochs(
+    module: Any,
+    batches: Callable[[int], Iterable[dict[str, Any]]],
+    *,
+    validate: Callable[[], dict[str, float]] | None,
+    optimizer: Any,
+    scheduler: Any,
+    loss_fn: Any,
+    device: Any,
+    params: TransformerParams,
+    seed: int,
+    state: TrainState,
+    rank: int = 0,
+    record_lr: bool = False,
+    after_epoch: AfterEpoch | None = None,
+) -> TrainState:
+    """Train from epoch ``state.epoch`` until ``params.epochs`` or early stopping; the one epoch loop.
+
+    Each epoch seeds torch with :func:`epoch_seed` (dropout draws the same numbers whether the run went
+    straight through or resumed at that epoch), trains one pass over ``batches(epoch)``, validates when
+    ``validate`` is given, and records the epoch in ``state``. ``record_lr`` adds the learning rate the
+    epoch ended on to its metrics.
+
+    Args:
+        module: The network (or its DDP wrapper), already on ``device``.
+        batches: The training batches of one epoch, by epoch number (from 0).
+        validate: Validation metrics of the network as it is now (``val_f1`` among them), or ``None``.
+        optimizer: The optimizer from :func:`build_optimizer`.
+        scheduler: Its learning-rate scheduler, stepped once per batch.
+        loss_fn: The loss from :func:`build_loss`.
+        device: Where the batches go.
+        params: Epoch count, patience and gradient clipping.
+        seed: The run's seed.
+        state: Progress so far (a fresh :class:`TrainState`, or one restored from a checkpoint).
+        rank: This worker's rank (0 in process).
+        record_lr: Whether to record the learning rate in each epoch's metrics.
+        after_epoch: Called after each epoch with the state, the metrics and whether it is the best.
+
+    Returns:
+        ``state``, updated.
+
+    """
+    import torch
+
+    while state.epoch < params.epochs and not state.stopped_early:
+        started = time.perf_counter()
+        epoch = state.epoch
+        torch.manual_seed(epoch_seed(seed, epoch, rank))
+        loss = train_epoch(
+            module,
+            batches(epoch),
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+            device=device,
+            max_grad_norm=params.max_grad_norm,
+        )
+        metrics: dict[str, float] = {"train_loss": loss}
+        if record_lr:
+            metrics["lr"] = float(scheduler.get_last_lr()[0])
+        if validate is not None:
+            metrics.update(validate())
+        metrics["epoch_seconds"] = time.perf_counter() - started
+        improved = update_state(state, metrics, params.patience)
+        if after_epoch is not None:
+            after_epoch(state, metrics, improved)
+    return state
+
+
+def epoch_summary(epoch: int, epochs: int, metrics: Mapping[str, float]) -> str:
+    """The console line of a finished epoch, e.g. ``epoch 3/5: train loss 0.412, validation F1 0.942``.
+
+    Args:
+        epoch: The epoch's number, from 1.
+        epochs: The most epochs the run trains.
+        metrics: The epoch's metrics (``train_loss``; ``val_f1`` and ``epoch_seconds`` when known).
+
+    """
+    line = f"epoch {epoch}/{epochs}: train loss {metrics['train_loss']:.3f}"
+    if "val_f1" in metrics:
+        line += f", validation F1 {metrics['val_f1']:.3f}"
+    if "epoch_seconds" in metrics:
+        line += f" ({metrics['epoch_seconds']:.1f} s)"
+    return line
