@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -185,6 +186,23 @@ def test_same_seed_same_model(encoder_dir: Path) -> None:
     first = TransformerModel(params).fit(texts, labels, seed=11).predict_proba(texts)
     second = TransformerModel(params).fit(texts, labels, seed=11).predict_proba(texts)
     np.testing.assert_allclose(first, second, atol=1e-6)
+
+
+def test_each_epoch_logs_one_line_with_validation_f1(
+    encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts, labels = training_data(2)
+    val_texts, val_labels = training_data(1, offset=7)
+    with caplog.at_level(logging.INFO, logger="tagops.models.transformer"):
+        model = TransformerModel(tiny_params(encoder_dir, epochs=2, patience=None)).fit(
+            texts, labels, seed=2, val_texts=val_texts, val_labels=val_labels
+        )
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    f1 = [entry["val_f1"] for entry in model.training_["history"]]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"epoch {epoch}/2: train loss {entry['train_loss']:.3f}, validation F1 {f1[epoch - 1]:.3f}"
+        for epoch, entry in enumerate(model.training_["history"], start=1)
+    ]
 
 
 def test_unknown_labels_are_refused(encoder_dir: Path) -> None:

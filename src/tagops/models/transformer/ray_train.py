@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ from tagops.config import TransformerParams
 from tagops.models.transformer.model import TransformerModel
 from tagops.models.transformer.network import TextEncoder, resolve_encoder
 from tagops.models.transformer.ray_worker import SCORE, Tracking, train_loop_per_worker
+from tagops.models.transformer.training import epoch_summary
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -147,6 +150,102 @@ def tokenize_splits(
     }
 
 
+# --------------------------------------------------------------------------------------- progress
+class EpochMailbox:
+    """A Ray actor: the epochs the workers reported that the driver has not logged yet."""
+
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+
+    def put(self, metrics: dict[str, Any]) -> None:
+        """Keep one epoch's metrics (rank 0's report)."""
+        self.pending.append(metrics)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The epochs kept since the last call, oldest first."""
+        taken, self.pending = self.pending, []
+        return taken
+
+
+@cache
+def forward_epochs_class() -> type[Any]:
+    """The Ray Train callback class, defined on first use so that importing this module imports no Ray."""
+    import ray.train
+
+    class ForwardEpochs(ray.train.UserCallback):  # type: ignore[misc]
+        """Runs in Ray Train's controller: sends rank 0's report of each epoch to an :class:`EpochMailbox`."""
+
+        def __init__(self, mailbox: Any) -> None:
+            self.mailbox = mailbox
+
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            if metrics:  # fire and forget: the controller's event loop must not wait on the driver
+                self.mailbox.put.remote(dict(metrics[0]))
+
+    return ForwardEpochs
+
+
+class EpochLog:
+    """Logs one line per epoch in this (the driver) process as Ray Train's workers report the epochs.
+
+    The workers report to Ray Train's controller, another process; a callback there forwards each epoch
+    to an :class:`EpochMailbox` actor, which a thread here empties every ``poll_s`` seconds. Used as a
+    context manager around ``trainer.fit()``; :meth:`catch_up` logs any epoch whose report did not
+    arrive before the run ended.
+    """
+
+    def __init__(self, epochs: int, *, poll_s: float = 0.5) -> None:
+        import ray
+
+        self.epochs = epochs
+        self.poll_s = poll_s
+        self.mailbox = ray.remote(num_cpus=0)(EpochMailbox).remote()
+        self.logged: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="tagops-epoch-log", daemon=True)
+
+    def callback(self) -> Any:
+        """The callback to pass to Ray Train's ``RunConfig(callbacks=...)``."""
+        return forward_epochs_class()(self.mailbox)
+
+    def __enter__(self) -> EpochLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        self._stop.set()
+        self._thread.join()
+        self._log(self._take())  # epochs reported just before the run ended
+        ray.kill(self.mailbox)
+
+    def catch_up(self, history: Sequence[dict[str, float]], *, after: int = 0) -> None:
+        """Log the epochs of ``history`` (the run's final state) later than ``after`` not logged yet."""
+        self._log([entry for entry in history if int(entry["epoch"]) > after])
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self._log(self._take())
+
+    def _take(self) -> list[dict[str, Any]]:
+        import ray
+
+        try:
+            taken: list[dict[str, Any]] = ray.get(self.mailbox.take.remote(), timeout=30)
+        except Exception as error:  # progress lines must never fail a training run
+            logger.debug("no epoch reports this time: %s", error)
+            return []
+        return taken
+
+    def _log(self, reports: Sequence[dict[str, Any]]) -> None:
+        for metrics in reports:
+            epoch = int(metrics["epoch"])
+            if epoch not in self.logged:
+                self.logged.add(epoch)
+                logger.info("%s", epoch_summary(epoch, self.epochs, metrics))
+
+
 # --------------------------------------------------------------------------------------- the driver
 def fit_transformer(
     texts: Sequence[str],
@@ -208,6 +307,7 @@ def fit_transformer(
         if plan.use_gpu:
             resources_per_worker["GPU"] = plan.gpus_per_worker
         loop: Any = train_loop_per_worker  # Ray's hint says the loop returns None; rank 0's value is kept
+        progress = EpochLog(params.epochs)
         trainer = TorchTrainer(
             loop,
             train_loop_config={
@@ -231,12 +331,16 @@ def fit_transformer(
                 storage_path=str(storage_dir),
                 checkpoint_config=checkpoint_config,
                 failure_config=ray.train.FailureConfig(max_failures=0),
+                callbacks=[progress.callback()],
             ),
             datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         )
         started = time.perf_counter()
-        result = trainer.fit()
+        with progress:
+            result = trainer.fit()
+        final = getattr(result, "return_value", None) or {}
+        progress.catch_up(final.get("history", []), after=int(final.get("resumed_from_epoch", 0)))
         logger.info("Ray Train finished in %.1fs", time.perf_counter() - started)
         best = result.get_best_checkpoint(SCORE, "max") if has_val else result.checkpoint
         if best is None:
@@ -246,7 +350,7 @@ def fit_transformer(
     # The best checkpoint's history stops at its epoch; the run's final state has every epoch.
     model.training_ = {
         **model.training_,
-        **(getattr(result, "return_value", None) or {}),
+        **final,
         "workers": plan.num_workers,
     }
     return model
