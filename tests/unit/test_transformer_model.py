@@ -70,6 +70,24 @@ def test_family_is_created_from_config_and_meets_the_protocol(encoder_dir: Path)
     assert isinstance(model, TagModel)
 
 
+def test_every_family_is_found_by_name_and_base_imports_none(tmp_path: Path) -> None:
+    import ast
+    import typing
+
+    import tagops.models.base as base
+    from tagops.config import AnyModelParams
+
+    families = {cls.model_fields["family"].default for cls in typing.get_args(AnyModelParams)}
+    assert set(base.FAMILIES) == families
+    assert all(base.family_class(family).family == family for family in families)
+    tree = ast.parse(Path(base.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {f"tagops.models.{family}" for family in families} & imported  # no cycle with the families
+    (tmp_path / "model.json").write_text(json.dumps({"family": "forest", "labels": list(LABELS)}))
+    with pytest.raises(ValueError, match="unknown model family 'forest'"):
+        load_model(tmp_path)
+
+
 def test_bundled_encoder_resolves_to_the_installed_minilm() -> None:
     folder = Path(resolve_encoder(None))
     assert (folder / "config.json").is_file()

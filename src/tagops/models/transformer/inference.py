@@ -18,9 +18,8 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ CPU inference
-#: Items per chunk on average when a big batch is split for the CPU inference workers. Measured on 2
-#: cores (the 191 holdout texts, traced network): chunks of 8-16 ran 155-165 items/s, one sorted 64-row
-#: batch on two intra-op threads 107-109.
+#: Items per chunk on average when a big batch is split for the CPU inference workers: small chunks on
+#: single-threaded workers beat one sorted batch on intra-op threads (``benchmarks/serve.py`` measures it).
 MAX_CHUNK_ITEMS = 16
 #: Chunks per worker at least, so that a worker slowed by other work is caught up by the others.
 CHUNKS_PER_WORKER = 4
@@ -39,9 +38,8 @@ def chunk_bounds(lengths: np.ndarray, workers: int) -> list[tuple[int, int]]:
 
     Each chunk holds about the same number of tokens (the work, as padding within a sorted chunk is
     small), and the workers take them longest first, so no worker is left with the batch's longest texts
-    at the end while the others wait: split into equal numbers of rows in ascending order, the chunks
-    kept their two workers at 161-174 % CPU, in this way at 178-189 %. Batches of 64: 245 -> 285 and
-    245 -> 280 items/s; of 32: 247 -> 267 and 235 -> 238 (2 cores, two sets of interleaved rounds). There are
+    at the end while the others wait (chunks of equal row counts in ascending order leave the workers
+    idle more often; ``benchmarks/serve.py`` measures the throughput). There are
     :data:`CHUNKS_PER_WORKER` chunks per worker or more (about :data:`MAX_CHUNK_ITEMS` items each),
     and at most one per two rows.
     """
@@ -69,13 +67,13 @@ def trace_classifier(module: Any, encoder: TextEncoder) -> Any | None:
 
     Why: the eager network runs each layer through Python, so it holds the GIL between operators;
     the trace runs them in C++ without it. Two inference threads, or an inference thread and a
-    server's event loop, then stop queueing for the GIL (measured on 2 cores: single-item latency
-    20 ms eager, 13 ms traced; 2 workers on 16-item batches 112 against 131 items/s). A trace records
+    server's event loop, then stop queueing for the GIL: single items and batches on several workers
+    both run faster traced (``benchmarks/serve.py`` measures latency and throughput). A trace records
     one run, so Python branches in the encoder's code are frozen: it is used only when it matches the
     eager network on padded, unpadded and re-ordered probes; otherwise the eager network is used.
     ``torch.jit.trace`` is deprecated in favour of ``torch.export``, whose programs still call each
-    operator from Python unless compiled ahead of time (AOTInductor: a C++ toolchain at load time; not
-    tried). torch is pinned, and the probe check catches a trace gone wrong.
+    operator from Python unless compiled ahead of time (AOTInductor: a C++ toolchain at load time).
+    torch is pinned, and the probe check catches a trace gone wrong.
     """
     import warnings
 
@@ -121,9 +119,9 @@ def _team_thread() -> Any:
     Why one: torch's OpenMP runtime (libgomp) gives every thread that runs a multi-threaded operator a
     team of worker threads that lives as long as that thread. Once the process's teams hold more
     threads than it has CPUs, libgomp cuts its workers' spin to almost nothing, so they sleep and are
-    woken at every operator. Measured on 2 cores after one prediction on a second thread: 0 -> 121
-    context switches per single-item prediction, and in the served app (model loaded and warmed on other
-    threads than the event loop's) 10.5 ms against 7.5 ms in process for the same prediction.
+    woken at every operator: each single-item prediction then costs context switches, and a served
+    model (loaded and warmed on other threads than the event loop's) answers more slowly than the same
+    model in process. One team thread for all callers keeps the teams within the CPUs.
     """
     global _team
     with _team_lock:
@@ -166,11 +164,10 @@ class CpuInference:
 
     A batch of ``threads * 2`` rows or more is cut, sorted by length, into chunks that ``threads``
     single-threaded workers take in turn; a smaller batch runs with ``threads`` intra-op threads on the
-    process's one thread for that (:func:`on_team`), as does tracing. Why: on 2 cores intra-op threads
-    wait for each other at every operator, so one thread slowed by other work (a server's event loop,
-    the load generator) stalls both; independent workers lose only the slowed one's share. Measured on
-    2 cores, 16-row batches with a Python thread busy 30 % of the time beside them: 70-77 items/s on two
-    intra-op threads, 108 on two workers.
+    process's one thread for that (:func:`on_team`), as does tracing. Why: intra-op threads wait for
+    each other at every operator, so one thread slowed by other work (a server's event loop, the load
+    generator) stalls them all; independent workers lose only the slowed one's share
+    (``benchmarks/serve.py`` measures batches served beside a busy event loop).
     """
 
     def __init__(self, module: Any, encoder: TextEncoder, threads: int) -> None:

@@ -199,7 +199,7 @@ class EpochLog:
 
         self.epochs = epochs
         self.poll_s = poll_s
-        self.mailbox = ray.remote(num_cpus=0)(EpochMailbox).remote()
+        self.mailbox: Any = ray.remote(num_cpus=0)(EpochMailbox).remote()
         self.logged: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="tagops-epoch-log", daemon=True)
