@@ -218,7 +218,10 @@ class EpochLog:
         self._stop.set()
         self._thread.join()
         self._log(self._take())  # epochs reported just before the run ended
-        ray.kill(self.mailbox)
+        try:
+            ray.kill(self.mailbox)
+        except Exception as error:  # never hide the run's own outcome behind the mailbox's
+            logger.debug("could not stop the epoch mailbox: %s", error)
 
     def catch_up(self, history: Sequence[dict[str, float]], *, after: int = 0) -> None:
         """Log the epochs of ``history`` (the run's final state) later than ``after`` not logged yet."""
