@@ -204,9 +204,17 @@ class EpochLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="tagops-epoch-log", daemon=True)
 
-    def callback(self) -> Any:
-        """The callback to pass to Ray Train's ``RunConfig(callbacks=...)``."""
-        return forward_epochs_class()(self.mailbox)
+    def callbacks(self) -> list[Any]:
+        """The callbacks to pass to Ray Train's ``RunConfig(callbacks=...)``.
+
+        None where Ray Train runs without its controller (``RAY_TRAIN_V2_ENABLED=0``, no
+        ``UserCallback``): every epoch is then logged by :meth:`catch_up` when the run ends.
+        """
+        import ray.train
+
+        if not hasattr(ray.train, "UserCallback"):
+            return []
+        return [forward_epochs_class()(self.mailbox)]
 
     def __enter__(self) -> EpochLog:
         self._thread.start()
@@ -334,7 +342,7 @@ def fit_transformer(
                 storage_path=str(storage_dir),
                 checkpoint_config=checkpoint_config,
                 failure_config=ray.train.FailureConfig(max_failures=0),
-                callbacks=[progress.callback()],
+                callbacks=progress.callbacks(),
             ),
             datasets=datasets,
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
