@@ -38,12 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def untrained_model(folder: Path) -> Path:
     """MiniLM with a fresh head, saved as a tagops model folder."""
     from tagops.config import TransformerParams
-    from tagops.models.transformer import (
-        TransformerModel,
-        load_pretrained_classifier,
-        load_tokenizer,
-        resolve_encoder,
-    )
+    from tagops.models.transformer import TransformerModel
+    from tagops.models.transformer.network import load_pretrained_classifier, load_tokenizer, resolve_encoder
 
     params = TransformerParams()
     source = resolve_encoder(None)

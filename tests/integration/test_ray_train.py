@@ -7,6 +7,7 @@ metrics in MLflow, the checkpoints Ray kept, the run record, and that the model 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -73,7 +74,27 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
 
 
 @pytest.fixture(scope="module")
-def trained(env: tuple[Any, Path]) -> Any:
+def driver_lines() -> Iterator[list[str]]:
+    """What the Ray Train driver logs at INFO in this process while the module's run trains."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    driver = logging.getLogger("tagops.models.transformer.ray_train")
+    handler, level = Keep(logging.INFO), driver.level
+    driver.addHandler(handler)
+    driver.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        driver.removeHandler(handler)
+        driver.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def trained(env: tuple[Any, Path], driver_lines: list[str]) -> Any:
     from tagops.registry.client import Registry
     from tagops.workloads.train import run_training
 
@@ -115,6 +136,20 @@ def test_each_epoch_is_logged_to_the_mlflow_run(env: tuple[Any, Path], trained: 
     assert run.info.status == "FINISHED"
     assert "holdout.overall.f1" in run.data.metrics
     assert run.data.tags["tagops.run"] == "ddp-run"
+
+
+def test_the_driver_logs_each_epoch_as_the_workers_report_it(trained: Any, driver_lines: list[str]) -> None:
+    from tagops.models import read_model_info
+
+    history = read_model_info(trained.model_dir)["training"]["history"]
+    lines = [line for line in driver_lines if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in lines] == [
+        f"epoch {epoch}/3: train loss {entry['train_loss']:.3f}"
+        for epoch, entry in enumerate(history, start=1)
+    ]
+    assert all("validation F1" in line for line in lines)
+    # Reports arrive while training runs (with the epoch's time); only the last may be caught up at the end.
+    assert all(line.endswith(" s)") for line in lines[:-1])
 
 
 def test_ray_keeps_the_best_checkpoint_and_the_run_record(env: tuple[Any, Path], trained: Any) -> None:

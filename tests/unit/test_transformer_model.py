@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from tagops import LABELS
 from tagops.config import TrainConfig, TransformerParams
 from tagops.data.clean import build_text
 from tagops.models import TagModel, create_model, load_model, read_model_info
-from tagops.models.transformer import TextEncoder, TransformerModel, load_tokenizer, resolve_encoder
+from tagops.models.transformer import TransformerModel
+from tagops.models.transformer.network import TextEncoder, load_tokenizer, resolve_encoder
 from tests.tiny_encoder import write_tiny_encoder
 
 from .conftest import make_projects
@@ -66,6 +68,24 @@ def test_family_is_created_from_config_and_meets_the_protocol(encoder_dir: Path)
     model = create_model(tiny_params(encoder_dir))
     assert isinstance(model, TransformerModel)
     assert isinstance(model, TagModel)
+
+
+def test_every_family_is_found_by_name_and_base_imports_none(tmp_path: Path) -> None:
+    import ast
+    import typing
+
+    import tagops.models.base as base
+    from tagops.config import AnyModelParams
+
+    families = {cls.model_fields["family"].default for cls in typing.get_args(AnyModelParams)}
+    assert set(base.FAMILIES) == families
+    assert all(base.family_class(family).family == family for family in families)
+    tree = ast.parse(Path(base.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {f"tagops.models.{family}" for family in families} & imported  # no cycle with the families
+    (tmp_path / "model.json").write_text(json.dumps({"family": "forest", "labels": list(LABELS)}))
+    with pytest.raises(ValueError, match="unknown model family 'forest'"):
+        load_model(tmp_path)
 
 
 def test_bundled_encoder_resolves_to_the_installed_minilm() -> None:
@@ -186,6 +206,23 @@ def test_same_seed_same_model(encoder_dir: Path) -> None:
     np.testing.assert_allclose(first, second, atol=1e-6)
 
 
+def test_each_epoch_logs_one_line_with_validation_f1(
+    encoder_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts, labels = training_data(2)
+    val_texts, val_labels = training_data(1, offset=7)
+    with caplog.at_level(logging.INFO, logger="tagops.models.transformer"):
+        model = TransformerModel(tiny_params(encoder_dir, epochs=2, patience=None)).fit(
+            texts, labels, seed=2, val_texts=val_texts, val_labels=val_labels
+        )
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    f1 = [entry["val_f1"] for entry in model.training_["history"]]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"epoch {epoch}/2: train loss {entry['train_loss']:.3f}, validation F1 {f1[epoch - 1]:.3f}"
+        for epoch, entry in enumerate(model.training_["history"], start=1)
+    ]
+
+
 def test_unknown_labels_are_refused(encoder_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown labels"):
         TransformerModel(tiny_params(encoder_dir)).fit(["a text"], ["vision"])
@@ -195,7 +232,7 @@ def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
     """The reference: the eager network, one batch on the calling thread."""
     import torch
 
-    from tagops.models.transformer import array_batches, predict_logits
+    from tagops.models.transformer.network import array_batches, predict_logits
 
     arrays = TextEncoder(model.tokenizer_, model.params).encode(texts)
     logits = predict_logits(model.module_, array_batches(arrays, 64), torch.device("cpu")).astype(np.float64)
@@ -205,7 +242,7 @@ def eager_proba(model: TransformerModel, texts: list[str]) -> np.ndarray:
 
 @pytest.mark.parametrize(("rows", "workers"), [(4, 2), (16, 2), (32, 2), (64, 2), (500, 2), (9, 4), (64, 3)])
 def test_chunks_cover_the_batch_with_equal_work_longest_first(rows: int, workers: int) -> None:
-    from tagops.models.transformer import CHUNKS_PER_WORKER, chunk_bounds
+    from tagops.models.transformer.inference import CHUNKS_PER_WORKER, chunk_bounds
 
     rng = np.random.default_rng(rows)
     lengths = np.sort(rng.integers(3, 200, size=rows))  # token counts, ascending as inference sorts them
@@ -222,7 +259,7 @@ def test_chunks_cover_the_batch_with_equal_work_longest_first(rows: int, workers
 def test_cpu_inference_matches_the_eager_network_on_any_split(fitted: TransformerModel, threads: int) -> None:
     import threading
 
-    import tagops.models.transformer as transformer
+    import tagops.models.transformer.inference as transformer
 
     texts, _ = training_data(3)
     texts = [*texts, "a much longer text " * 30, "", "x"]  # 15 texts of very different lengths
@@ -300,7 +337,7 @@ def test_multi_threaded_inference_forms_one_openmp_team_whoever_calls() -> None:
 
     import torch
 
-    from tagops.models.transformer import on_team
+    from tagops.models.transformer.inference import on_team
 
     big = torch.ones(4_000_000)  # far over torch's grain size: the multiply runs on an OpenMP team
 
@@ -329,7 +366,7 @@ def test_loading_runs_torch_single_threaded_and_restores_the_thread_count() -> N
 
     import torch
 
-    from tagops.models.transformer import single_threaded_torch
+    from tagops.models.transformer.inference import single_threaded_torch
 
     big = torch.ones(4_000_000)
 

@@ -10,16 +10,19 @@ import numpy as np
 import pytest
 
 from tagops.config import LinearParams, TransformerParams
-from tagops.models.transformer import (
+from tagops.models.transformer.network import array_batches
+from tagops.models.transformer.ray_train import plan_workers
+from tagops.models.transformer.training import (
     TrainState,
     build_loss,
     build_optimizer,
     epoch_seed,
+    epoch_summary,
+    run_epochs,
     score_epoch,
     steps_per_epoch,
     update_state,
 )
-from tagops.models.transformer_ray import plan_workers
 from tagops.workloads.fit import refit_params
 
 pytestmark = pytest.mark.unit
@@ -105,6 +108,96 @@ def test_epoch_seeds_differ_by_epoch_and_rank_and_replay() -> None:
     assert len(seeds) == 15
     assert epoch_seed(1, 2, 0) == epoch_seed(1, 2, 0)
     assert steps_per_epoch(17, 8) == 3
+
+
+def head_only() -> object:
+    """A classifier over cached embeddings (what a frozen encoder trains), as the epoch loop calls it."""
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(3, 4)
+
+        def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+            return self.head(pooled)  # type: ignore[no-any-return]
+
+    torch.manual_seed(0)
+    return Head()
+
+
+def test_the_epoch_loop_validates_stops_early_and_reports_each_epoch() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    arrays = {"pooled": rng.normal(size=(16, 3)).astype(np.float32), "label": rng.integers(0, 4, 16)}
+    params = TransformerParams(epochs=6, patience=2, lr=1e-2, head_lr=None, warmup_ratio=0.0)
+    module = head_only()
+    optimizer, scheduler = build_optimizer(module, params, total_steps=12)
+    scores = iter([0.5, 0.6, 0.6, 0.55, 0.9])
+    asked: list[int] = []
+    seen: list[tuple[int, bool, list[str]]] = []
+
+    def batches(epoch: int) -> object:
+        asked.append(epoch)
+        return array_batches(arrays, 8)
+
+    state = run_epochs(
+        module,
+        batches,  # type: ignore[arg-type]
+        validate=lambda: {"val_f1": next(scores)},
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        device=torch.device("cpu"),
+        params=params,
+        seed=1,
+        state=TrainState(),
+        record_lr=True,
+        after_epoch=lambda s, metrics, improved: seen.append((s.epoch, improved, sorted(metrics))),
+    )
+    keys = ["epoch_seconds", "lr", "train_loss", "val_f1"]
+    # a tie is no improvement: two epochs without one stop the run before the sixth
+    assert seen == [(1, True, keys), (2, True, keys), (3, False, keys), (4, False, keys)]
+    assert asked == [0, 1, 2, 3]
+    assert (state.epoch, state.best_epoch, state.stopped_early) == (4, 2, True)
+
+
+def test_the_epoch_loop_continues_a_restored_state() -> None:
+    import torch
+
+    arrays = {"pooled": np.ones((4, 3), dtype=np.float32), "label": np.array([0, 1, 2, 3])}
+    params = TransformerParams(epochs=5, patience=None, head_lr=None)
+    module = head_only()
+    optimizer, scheduler = build_optimizer(module, params, total_steps=5)
+    asked: list[int] = []
+
+    def batches(epoch: int) -> object:
+        asked.append(epoch)
+        return array_batches(arrays, 4)
+
+    restored = TrainState(epoch=3, best_epoch=3, history=[{"epoch": float(e)} for e in (1, 2, 3)])
+    state = run_epochs(
+        module,
+        batches,  # type: ignore[arg-type]
+        validate=None,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        device=torch.device("cpu"),
+        params=params,
+        seed=1,
+        state=restored,
+    )
+    assert asked == [3, 4]
+    assert [entry["epoch"] for entry in state.history] == [1, 2, 3, 4, 5]
+    assert sorted(state.history[-1]) == ["epoch", "train_loss"]  # no lr unless asked, no timings ever
+
+
+def test_each_epoch_has_one_console_line() -> None:
+    metrics = {"train_loss": 0.41234, "val_f1": 0.94249, "epoch_seconds": 12.345, "lr": 1e-5}
+    assert epoch_summary(3, 5, metrics) == "epoch 3/5: train loss 0.412, validation F1 0.942 (12.3 s)"
+    assert epoch_summary(1, 2, {"train_loss": 1.0}) == "epoch 1/2: train loss 1.000"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ files in safe formats (JSON, safetensors): loading never unpickles code.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,44 +78,35 @@ def check_labels(labels: Sequence[str]) -> None:
         raise ValueError(f"unknown labels {unknown}; expected a subset of {list(LABELS)}")
 
 
+#: Where each family's class lives, as ``module:Class``. Families are imported by name when first used:
+#: every family imports this module, so importing them here would make each one a cycle.
+FAMILIES = {
+    "rules": "tagops.models.rules:RulesModel",
+    "linear": "tagops.models.linear:LinearModel",
+    "transformer": "tagops.models.transformer:TransformerModel",
+    "ensemble": "tagops.models.ensemble:EnsembleModel",
+}
+
+
+def family_class(family: str) -> type[TagModel]:
+    """The model class of ``family`` (imported now); :class:`ValueError` for an unknown family."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}")
+    module, _, name = FAMILIES[family].partition(":")
+    cls: type[TagModel] = getattr(importlib.import_module(module), name)
+    return cls
+
+
 def create_model(params: AnyModelParams) -> TagModel:
     """A new, unfitted model of the family ``params`` describes."""
-    if params.family == "rules":
-        from tagops.models.rules import RulesModel
-
-        return RulesModel(params)
-    if params.family == "linear":
-        from tagops.models.linear import LinearModel
-
-        return LinearModel(params)
-    if params.family == "transformer":
-        from tagops.models.transformer import TransformerModel
-
-        return TransformerModel(params)
-    if params.family == "ensemble":
-        from tagops.models.ensemble import EnsembleModel
-
-        return EnsembleModel(params)
-    raise ValueError(f"unknown model family {params.family!r}")
+    return family_class(params.family)(params)  # type: ignore[call-arg]
 
 
 def load_model(directory: Path) -> TagModel:
     """Load any saved model, dispatching on the family recorded in ``model.json``."""
     family = read_model_info(directory)["family"]
-    if family == "rules":
-        from tagops.models.rules import RulesModel
-
-        return RulesModel.load(directory)
-    if family == "linear":
-        from tagops.models.linear import LinearModel
-
-        return LinearModel.load(directory)
-    if family == "transformer":
-        from tagops.models.transformer import TransformerModel
-
-        return TransformerModel.load(directory)
-    if family == "ensemble":
-        from tagops.models.ensemble import EnsembleModel
-
-        return EnsembleModel.load(directory)
-    raise ValueError(f"{directory}: unknown model family {family!r}")
+    try:
+        cls = family_class(family)
+    except ValueError:
+        raise ValueError(f"{directory}: unknown model family {family!r}") from None
+    return cls.load(directory)

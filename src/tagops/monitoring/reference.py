@@ -150,7 +150,7 @@ class MiniLMEmbedder:
         import torch
         from transformers import AutoModel
 
-        from tagops.models.transformer import (
+        from tagops.models.transformer.network import (
             default_threads,
             load_tokenizer,
             quiet_transformers,

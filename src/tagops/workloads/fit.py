@@ -2,7 +2,7 @@
 
 :func:`train_stage`, :func:`refit_model_stage` and :func:`assemble_stage` are the fitting stages of
 :func:`tagops.workloads.train.training_plan`; a transformer with ``engine="ray"`` trains on Ray Train
-(:mod:`tagops.models.transformer_ray`).
+(:mod:`tagops.models.transformer.ray_train`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tagops.config import AnyModelParams, EnsembleParams, TransformerParams
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.models.transformer_ray import Tracking
+    from tagops.models.transformer.ray_worker import Tracking
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _fit_transformer(
         return TransformerModel(params).fit(
             texts, labels, seed=seed, val_texts=val_texts, val_labels=val_labels
         )
-    from tagops.models.transformer_ray import fit_transformer
+    from tagops.models.transformer.ray_train import fit_transformer
     from tagops.settings import Settings
 
     settings = settings or Settings()

@@ -39,7 +39,7 @@ from tagops.workloads.stages import Stage, run_stages
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tagops.models.transformer_ray import Tracking
+    from tagops.models.transformer.ray_worker import Tracking
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
@@ -80,7 +80,7 @@ class RunFolders:
         """Where per-epoch metrics stream (``None`` without an MLflow run opened before training)."""
         if self.mlflow_run_id is None or self.tracking_uri is None:
             return None
-        from tagops.models.transformer_ray import Tracking
+        from tagops.models.transformer.ray_worker import Tracking
 
         return Tracking(self.tracking_uri, self.mlflow_run_id, prefix)
 

