@@ -200,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tagops.config import ServeConfig
-    from tagops.serving.service import RegistryModelLoader
+    from tagops.serving.loader import RegistryModelLoader
     from tagops.settings import Settings
 
     versions = ensure_models(args.home, family=args.family)

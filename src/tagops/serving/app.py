@@ -32,6 +32,7 @@ from tagops.predlog.store import ServingStore, database_url_for, journal_folder
 from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
 from tagops.serving.keys import ApiKey, KeyStore, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
+from tagops.serving.model import ModelLoader, PredictorLike, ServedModel, alias_of, concrete_uri
 from tagops.serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
@@ -45,15 +46,7 @@ from tagops.serving.schemas import (
     Status,
     predict_request_model,
 )
-from tagops.serving.service import (
-    ModelLoader,
-    PredictorLike,
-    ReloadError,
-    ServedModel,
-    ServingService,
-    alias_of,
-    concrete_uri,
-)
+from tagops.serving.service import ReloadError, ServingService
 
 if TYPE_CHECKING:
     from tagops.settings import Settings

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tagops.serving.metrics import ServingMetrics
-    from tagops.serving.service import ServedModel
+    from tagops.serving.model import ServedModel
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
-    from tagops.serving.service import PredictorLike, RegistryModelLoader
+    from tagops.serving.loader import RegistryModelLoader
+    from tagops.serving.model import PredictorLike
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ def base_url(host: str, port: int) -> str:
 
 def load_first_model(cfg: ServeConfig, settings: Settings) -> tuple[RegistryModelLoader, PredictorLike]:
     """Load the configured model once before serving: a missing champion fails here, in one line."""
-    from tagops.serving.service import RegistryModelLoader
+    from tagops.serving.loader import RegistryModelLoader
 
     loader = RegistryModelLoader(settings, threshold=cfg.threshold)
     return loader, loader.load(cfg.model_uri)
@@ -203,7 +204,7 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
     import uvicorn
 
     from tagops.serving.app import create_app
-    from tagops.serving.service import concrete_uri
+    from tagops.serving.model import concrete_uri
 
     loader, predictor = load_first_model(cfg, settings)
     app = create_app(
@@ -283,7 +284,7 @@ def start_ray_serve(cfg: ServeConfig) -> Any:
 def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
     """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed)."""
     from tagops.runtime import ray_session
-    from tagops.serving.service import concrete_uri
+    from tagops.serving.model import concrete_uri
 
     if cfg.port == 0:
         raise ServeError("the Ray Serve engine needs an explicit --port (0 works only with --engine uvicorn)")

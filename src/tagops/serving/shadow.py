@@ -29,7 +29,7 @@ from tagops.predlog.store import utcnow, wait_drained
 if TYPE_CHECKING:
     from tagops.predlog.store import ServingStore
     from tagops.serving.metrics import ServingMetrics
-    from tagops.serving.service import ServedModel
+    from tagops.serving.model import ServedModel
 
 logger = logging.getLogger(__name__)
 

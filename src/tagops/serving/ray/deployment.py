@@ -23,7 +23,7 @@ from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, 
 
 if TYPE_CHECKING:
     from tagops.predlog.store import ServingStore
-    from tagops.serving.service import ModelLoader, PredictorLike
+    from tagops.serving.model import ModelLoader, PredictorLike
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def load_initial_model(
     cfg: ServeConfig, store: ServingStore, loader: ModelLoader, deployment_id: str
 ) -> tuple[PredictorLike, str]:
     """The model a (re)starting replica serves: the deployment's current target, else ``model_uri``."""
-    from tagops.serving.service import concrete_uri
+    from tagops.serving.model import concrete_uri
 
     store.create_tables()
     target = store.get_target(deployment_id)
@@ -120,7 +120,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
             import ray
 
             from tagops.predlog.store import ServingStore, database_url_for, journal_folder
-            from tagops.serving.service import RegistryModelLoader
+            from tagops.serving.loader import RegistryModelLoader
             from tagops.settings import Settings, prepare_environment
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
