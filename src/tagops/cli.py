@@ -707,7 +707,8 @@ def serve(
 
         typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
         return
-    from tagops.serving.server import run_ray, run_uvicorn
+    from tagops.serving.ray.server import run_ray
+    from tagops.serving.server import run_uvicorn
 
     def ready(url: str, uri: str) -> None:
         typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
