@@ -29,10 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
 from tagops.predlog.store import ServingStore, database_url_for, journal_folder
+from tagops.registry.reference import ModelRef as Reference
 from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
 from tagops.serving.keys import ApiKey, KeyStore, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
-from tagops.serving.model import ModelLoader, PredictorLike, ServedModel, alias_of, concrete_uri
+from tagops.serving.model import ModelLoader, PredictorLike, ServedModel, concrete_uri
 from tagops.serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
@@ -253,7 +254,9 @@ def create_app(
         config=cfg,
         settings=settings,
         model=ServedModel(
-            predictor, model_uri or concrete_uri(predictor, cfg.model_uri), alias_of(cfg.model_uri)
+            predictor,
+            model_uri or concrete_uri(predictor, cfg.model_uri),
+            Reference.parse(cfg.model_uri).alias,
         ),
         store=store,
         keys=KeyStore(store.engine, cache_ttl_s=cfg.key_cache_ttl_s),

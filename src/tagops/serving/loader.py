@@ -6,10 +6,11 @@ import contextlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tagops.registry.reference import ModelRef
 
 if TYPE_CHECKING:
     from tagops.serving.model import PredictorLike
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 #: Provenance of a cached registry version, written beside its model folder.
 SERVING_METADATA = "serving-metadata.json"
 
@@ -48,12 +48,13 @@ class RegistryModelLoader:
 
     def resolve(self, uri: str) -> str:
         """``models:/NAME@ALIAS`` → ``models:/NAME/VERSION`` (one registry query); other URIs as they are."""
-        if not uri.startswith("models:/"):
+        ref = ModelRef.parse(uri)
+        if not ref.in_registry:
             return uri
         from tagops.registry.client import Registry
 
-        version, info = Registry(self.settings).resolve(uri)
-        return f"models:/{info['name']}/{version}"
+        version, info = Registry(self.settings).resolve(ref)
+        return str(ModelRef.registered(info["name"], version))
 
     def load(self, uri: str) -> PredictorLike:
         """Resolve, download (once per host) and load the model ``uri`` names.
@@ -80,10 +81,10 @@ class RegistryModelLoader:
     def _from_cache(self, uri: str) -> PredictorLike | None:
         from tagops.inference.predictor import Predictor
 
-        match = _VERSION_URI.match(uri)
-        if match is None:
+        ref = ModelRef.parse(uri)
+        if ref.name is None or ref.version is None:
             return None
-        folder = self._cache_dir(match["name"], match["version"])
+        folder = self._cache_dir(ref.name, ref.version)
         provenance = folder / SERVING_METADATA
         if not (folder / "model" / "model.json").is_file() or not provenance.is_file():
             return None
@@ -102,7 +103,7 @@ class RegistryModelLoader:
         if not (folder / "model" / "model.json").is_file():
             return
         record = {k: v for k, v in meta.items() if k != "path"}
-        record["uri"] = f"models:/{meta['name']}/{meta['version']}"
+        record["uri"] = str(ModelRef.registered(meta["name"], meta["version"]))
         partial = folder / f".{SERVING_METADATA}.{os.getpid()}"
         partial.write_text(json.dumps(record, default=str), encoding="utf-8")
         partial.replace(folder / SERVING_METADATA)

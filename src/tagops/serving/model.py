@@ -5,15 +5,13 @@ A :class:`ServedModel` is immutable; a replica (and its shadow) switch models by
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from tagops.predlog.store import utcnow
-
-_ALIAS_URI = re.compile(r"^models:/[^/@]+@(?P<alias>[\w-]+)$")
+from tagops.registry.reference import ModelRef
 
 
 class PredictorLike(Protocol):
@@ -45,17 +43,11 @@ class ModelLoader(Protocol):
         ...
 
 
-def alias_of(uri: str) -> str | None:
-    """The alias in ``models:/NAME@ALIAS``, else ``None``."""
-    match = _ALIAS_URI.match(uri)
-    return match["alias"] if match else None
-
-
 def concrete_uri(predictor: PredictorLike, fallback: str) -> str:
     """A URI that names exactly this model: ``models:/NAME/VERSION`` when it came from the registry."""
     meta = predictor.metadata
     if meta.get("name") and meta.get("version") is not None:
-        return f"models:/{meta['name']}/{meta['version']}"
+        return str(ModelRef.registered(meta["name"], meta["version"]))
     return str(meta.get("uri") or meta.get("path") or fallback)
 
 

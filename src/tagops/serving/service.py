@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
 from tagops.predlog.store import utcnow
+from tagops.registry.reference import ModelRef
 from tagops.serving.loader import RegistryModelLoader
-from tagops.serving.model import ModelLoader, ServedModel, alias_of, concrete_uri
+from tagops.serving.model import ModelLoader, ServedModel, concrete_uri
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
@@ -76,6 +77,10 @@ class ServingService:
         self.shadow = shadow
         self.shadow_reason: str | None = None if shadow is None else "not loaded yet"
         self._failed_shadow: tuple[str, float] | None = None
+        # The aliases the configured URIs name (None: a version or a folder), reported with each model.
+        self._alias = ModelRef.parse(config.model_uri).alias
+        shadow_uri = config.shadow_model_uri
+        self._shadow_alias = None if shadow_uri is None else ModelRef.parse(shadow_uri).alias
         metrics.set_model(**model.ref())
 
     @property
@@ -138,7 +143,7 @@ class ServingService:
                     self.metrics.reloads.labels(trigger="admin", outcome="unchanged").inc()
                 else:
                     predictor = self.loader.load(target)
-                    current = ServedModel(predictor, concrete_uri(predictor, target), alias_of(uri))
+                    current = ServedModel(predictor, concrete_uri(predictor, target), self._alias)
                     self._activate(current, trigger="admin")
             except Exception as error:
                 self.metrics.reloads.labels(trigger="admin", outcome="failed").inc()
@@ -195,8 +200,7 @@ class ServingService:
         if current is not None and current.uri == target:
             return
         predictor = self.loader.load(target)
-        alias = alias_of(self.config.shadow_model_uri or "")
-        model = ServedModel(predictor, concrete_uri(predictor, target), alias)
+        model = ServedModel(predictor, concrete_uri(predictor, target), self._shadow_alias)
         self.warm(model)
         self.shadow.model, self.shadow_reason = model, None
         logger.info("replica %s shadows %s with %s (%s)", self.replica_id, self.model.uri, model.uri, trigger)
@@ -248,7 +252,7 @@ class ServingService:
             return  # a reload is running here; it sets the target itself
         try:
             predictor = self.loader.load(uri)
-            self._activate(ServedModel(predictor, uri, alias_of(self.config.model_uri)), trigger="sync")
+            self._activate(ServedModel(predictor, uri, self._alias), trigger="sync")
         except Exception:
             self.metrics.reloads.labels(trigger="sync", outcome="failed").inc()
             self._failed_target = (uri, time.monotonic() + 30.0)
