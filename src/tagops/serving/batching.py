@@ -66,6 +66,10 @@ class BatchAnswer:
     error: str | None = None
 
 
+#: ``infer(titles, descriptions)``: the items of one request, predicted as part of a batch.
+Infer = Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
+
+
 def items_in(requests: Sequence[BatchRequest]) -> int:
     """Items in a list of requests (the batch size that counts for the model)."""
     return sum(len(titles) for titles, _ in requests)

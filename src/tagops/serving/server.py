@@ -19,8 +19,6 @@ from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
-    from tagops.serving.loader import RegistryModelLoader
-    from tagops.serving.model import PredictorLike
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,14 +57,6 @@ def base_url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def load_first_model(cfg: ServeConfig, settings: Settings) -> tuple[RegistryModelLoader, PredictorLike]:
-    """Load the configured model once before serving: a missing champion fails here, in one line."""
-    from tagops.serving.loader import RegistryModelLoader
-
-    loader = RegistryModelLoader(settings, threshold=cfg.threshold)
-    return loader, loader.load(cfg.model_uri)
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -87,12 +77,10 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
     import uvicorn
 
     from tagops.serving.app import create_app
-    from tagops.serving.model import concrete_uri
+    from tagops.serving.wiring import build_replica
 
-    loader, predictor = load_first_model(cfg, settings)
-    app = create_app(
-        predictor, settings, cfg, loader=loader, model_uri=concrete_uri(predictor, cfg.model_uri)
-    )
+    replica = build_replica(cfg, settings)  # loads the model: a missing champion fails here, in one line
+    app = create_app(replica.service, replica.infer)
     sock = bind_socket(cfg.host, cfg.port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(

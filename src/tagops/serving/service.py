@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from tagops.errors import TagopsError
 from tagops.predlog.store import utcnow
 from tagops.registry.reference import ModelRef
-from tagops.serving.loader import RegistryModelLoader
 from tagops.serving.model import ModelLoader, ServedModel, concrete_uri
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
-    from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,23 +47,22 @@ class ServingService:
         self,
         *,
         config: ServeConfig,
-        settings: Settings,
         model: ServedModel,
         store: ServingStore,
         keys: KeyStore,
         metrics: ServingMetrics,
-        loader: ModelLoader | None,
+        loader: ModelLoader,
         deployment_id: str,
         replica_id: str,
         shadow: ShadowScorer | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings
         self.model = model
         self.store = store
         self.keys = keys
         self.metrics = metrics
-        self._loader = loader
+        #: Resolves and loads models on reload and when following the deployment's target.
+        self.loader = loader
         self.deployment_id = deployment_id
         self.replica_id = replica_id
         self.ready = False
@@ -82,13 +79,6 @@ class ServingService:
         shadow_uri = config.shadow_model_uri
         self._shadow_alias = None if shadow_uri is None else ModelRef.parse(shadow_uri).alias
         metrics.set_model(**model.ref())
-
-    @property
-    def loader(self) -> ModelLoader:
-        """The loader reloads use (the registry by default)."""
-        if self._loader is None:
-            self._loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
-        return self._loader
 
     @property
     def replica_max_age_s(self) -> float:

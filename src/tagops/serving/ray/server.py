@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tagops.serving.ray.ingress import ray_serving_environment, release_haproxy
-from tagops.serving.server import ServeError, base_url, bind_socket, load_first_model
+from tagops.serving.server import ServeError, base_url, bind_socket
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
@@ -60,13 +60,14 @@ def start_ray_serve(cfg: ServeConfig) -> Any:
 def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
     """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed)."""
     from tagops.runtime import ray_session
+    from tagops.serving.loader import RegistryModelLoader
     from tagops.serving.model import concrete_uri
 
     if cfg.port == 0:
         raise ServeError("the Ray Serve engine needs an explicit --port (0 works only with --engine uvicorn)")
     # Load once here: a missing champion fails before Ray starts, and the model is in the local cache
     # before replicas load it.
-    _, predictor = load_first_model(cfg, settings)
+    predictor = RegistryModelLoader(settings, threshold=cfg.threshold).load(cfg.model_uri)
     uri = concrete_uri(predictor, cfg.model_uri)
     del predictor
     probe = bind_socket(cfg.host, cfg.port)  # a taken port fails here, not deep inside Serve's proxy
