@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 #: Ray settings for serving, read by Ray's own processes when they start:
 #: - workers at nice 0, not Ray's default 15, so the proxy and replicas do not yield to every other
-#:   process on a shared host (that added tens of ms per request here);
-#: - the proxy talks to replicas over gRPC rather than actor calls (about a third less latency and
-#:   more throughput on a 2-core machine; Ray's "throughput-optimized" setting does the same).
+#:   process on a shared host (that adds tens of milliseconds per request);
+#: - the proxy talks to replicas over gRPC rather than actor calls (less latency and more throughput,
+#:   see ``benchmarks/serve.py``; Ray's "throughput-optimized" setting does the same).
 #: On a cluster you start yourself (RAY_ADDRESS, KubeRay), set them in its nodes' environment.
 RAY_SERVING_ENVIRONMENT = {"RAY_worker_niceness": "0", "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
 
@@ -49,9 +49,9 @@ def release_haproxy(settings: Settings, node_id: str, *, timeout: float = 5.0) -
     """Stop any HAProxy still running for ``node_id`` of the embedded cluster and delete its files.
 
     Ray runs HAProxy as a child process of its HAProxy manager actor. When Serve's shutdown times out
-    (seen here once: "Controller failed to shut down within 30.0s"), the cluster is torn down without
-    it, and HAProxy, re-parented to init, kept the API port and its stats port open an hour later, so the
-    next ``tagops serve`` on that port could not start. Also, Ray leaves each node's folder behind.
+    ("Controller failed to shut down within 30.0s"), the cluster is torn down without it, and HAProxy,
+    re-parented to init, keeps the API port and its stats port open, so the next ``tagops serve`` on
+    that port cannot start. Also, Ray leaves each node's folder behind.
     Returns the pids that had to be stopped.
     """
     import shutil
@@ -125,7 +125,7 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2",
             # Ray's throughput bundle (user code and router on the replica's own loop, buffered request
             # logs) and no per-request log datagrams to the HAProxy manager (our /metrics counts requests):
-            # c=32 went 265 -> 427 req/s for linear and 0.43x -> 0.85x raw batched for the transformer.
+            # a large throughput gain for both model families (benchmarks/serve.py).
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         }
