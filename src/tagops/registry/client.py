@@ -339,7 +339,8 @@ class Registry:
         # pyfunc layout: <model>/artifacts/<folder>/model.json (the folder keeps its logged name)
         found = next((p.parent for p in sorted(local.glob("artifacts/*/model.json"))), None)
         if found is None:
-            raise RegistryError(f"models:/{self.name}/{version}: artifact has no tagops model folder")
+            ref = ModelRef.registered(self.name, version)
+            raise RegistryError(f"{ref}: artifact has no tagops model folder")
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         shutil.move(str(found), str(model_dir))
