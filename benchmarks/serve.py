@@ -203,7 +203,7 @@ def main() -> None:
     args.output = args.output or RESULTS / f"serve-{args.family}.json"
 
     from tagops.config import ServeConfig
-    from tagops.serving.service import RegistryModelLoader
+    from tagops.serving.loader import RegistryModelLoader
     from tagops.settings import Settings
 
     versions = ensure_models(args.home, family=args.family)

@@ -18,7 +18,7 @@ import yaml
 
 from tagops.config import ServeConfig
 from tagops.serving.ray.deployment import serve_deploy_config
-from tagops.serving.server import RAY_SERVING_ENVIRONMENT
+from tagops.serving.ray.ingress import RAY_SERVING_ENVIRONMENT
 
 HERE = Path(__file__).resolve().parent
 
@@ -27,7 +27,7 @@ SERVE_CONFIG_HEADER = """\
 #   RAY_worker_niceness=0 RAY_SERVE_USE_GRPC_BY_DEFAULT=1 RAY_SERVE_ENABLE_HA_PROXY=1 \\
 #       ray start --head --num-cpus 2 --dashboard-host 127.0.0.1 && serve deploy deploy/serve-config.yaml
 # (what `tagops serve` sets for its embedded cluster, which also moves HAProxy's files and side ports:
-# see tagops.serving.server.ray_serving_environment; without RAY_SERVE_ENABLE_HA_PROXY, Ray's Python
+# see tagops.serving.ray.ingress.ray_serving_environment; without RAY_SERVE_ENABLE_HA_PROXY, Ray's Python
 # proxy relays the requests, about 12 ms slower per request on 2 cores). Written by deploy/render.py
 # from the defaults of tagops.config.ServeConfig (`tagops serve --print-serve-config`); do not edit.
 #

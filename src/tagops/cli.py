@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from tagops.errors import DataError, TagopsError
+from tagops.registry.reference import DEFAULT_MODEL_URI
 
 app = typer.Typer(
     help="tagops: tag ML projects with their topic, end to end.",
@@ -36,7 +37,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(shadow_app, name="shadow")
 
 logger = logging.getLogger("tagops")
-DEFAULT_MODEL_URI = "models:/tagops@champion"
 #: `tagops monitor --fail-on-alarm` exits with this when the window alarms (1 and 2 are errors and usage).
 ALARM_EXIT_CODE = 3
 
@@ -703,7 +703,8 @@ def serve(
 
         typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
         return
-    from tagops.serving.server import run_ray, run_uvicorn
+    from tagops.serving.ray.server import run_ray
+    from tagops.serving.server import run_uvicorn
 
     def ready(url: str, uri: str) -> None:
         typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")

@@ -93,12 +93,8 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         from ray import serve
 
         from tagops.runtime import ray_session
-        from tagops.serving.server import (
-            haproxy_folders,
-            ray_serving_environment,
-            release_haproxy,
-            start_ray_serve,
-        )
+        from tagops.serving.ray.ingress import haproxy_folders, ray_serving_environment, release_haproxy
+        from tagops.serving.ray.server import start_ray_serve
 
         for key, value in ray_serving_environment(config, settings).items():  # as `tagops serve` does
             mp.setenv(key, value)
@@ -171,7 +167,7 @@ def test_haproxy_side_listeners_are_on_loopback(served: Served) -> None:
     """Ray's template binds HAProxy's stats page and Prometheus exporter on every interface; not here."""
     import psutil
 
-    from tagops.serving.server import haproxy_folders
+    from tagops.serving.ray.ingress import haproxy_folders
 
     ours = str(haproxy_folders(served.settings)[0])  # this module's HAProxy: its config lies in there
 

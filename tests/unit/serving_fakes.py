@@ -8,10 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+
 from tagops import LABELS
 from tagops.config import ServeConfig
 from tagops.predlog.log import PredictionLog
 from tagops.predlog.writer import WriterOptions
+from tagops.serving.app import create_app
+from tagops.serving.wiring import build_replica
 from tagops.settings import Settings
 
 KEYWORDS = {
@@ -119,3 +123,9 @@ def serve_config(**overrides: Any) -> ServeConfig:
 def settings_for(home: Path) -> Settings:
     """Settings rooted at ``home``."""
     return Settings(home=home)
+
+
+def serve_app(predictor: FakePredictor, settings: Settings, config: ServeConfig, **parts: Any) -> FastAPI:
+    """The API of a replica built around ``predictor`` as `tagops serve` builds it, ``parts`` swapped in."""
+    replica = build_replica(config, settings, predictor=predictor, **parts)
+    return create_app(replica.service, replica.infer)

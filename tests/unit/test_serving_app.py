@@ -15,8 +15,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tagops.predlog.schema import feedback, predictions
-from tagops.serving.app import create_app
-from tests.unit.serving_fakes import FakeLoader, FakePredictor, make_store, serve_config, settings_for
+from tests.unit.serving_fakes import (
+    FakeLoader,
+    FakePredictor,
+    make_store,
+    serve_app,
+    serve_config,
+    settings_for,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +31,7 @@ ITEM = {"title": "BERT for text classification", "description": "language models
 
 def build(home: Path, **overrides: Any) -> tuple[FastAPI, FakePredictor, FakeLoader]:
     predictor, loader = FakePredictor(1), FakeLoader(2)
-    app = create_app(
+    app = serve_app(
         predictor,
         settings_for(home),
         serve_config(**overrides),
@@ -125,7 +131,7 @@ def test_every_prediction_is_logged_with_model_inputs_outputs_latency(
 
 def test_concurrent_requests_are_batched_into_one_predict_call(tagops_home: Path) -> None:
     predictor = FakePredictor(1, delay_s=0.05)
-    app = create_app(predictor, settings_for(tagops_home), serve_config(), store=make_store(tagops_home))
+    app = serve_app(predictor, settings_for(tagops_home), serve_config(), store=make_store(tagops_home))
     with TestClient(app) as client, ThreadPoolExecutor(16) as pool:
         responses = list(
             pool.map(
@@ -142,7 +148,7 @@ def test_concurrent_requests_are_batched_into_one_predict_call(tagops_home: Path
 
 def test_a_failing_item_fails_only_its_request_and_leaks_nothing(tagops_home: Path) -> None:
     predictor = FakePredictor(1, delay_s=0.02)
-    app = create_app(predictor, settings_for(tagops_home), serve_config(), store=make_store(tagops_home))
+    app = serve_app(predictor, settings_for(tagops_home), serve_config(), store=make_store(tagops_home))
     with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(8) as pool:
         titles = ["explode now" if i == 3 else f"text {i}" for i in range(8)]
         responses = list(
@@ -349,7 +355,7 @@ def test_failed_reload_keeps_serving_the_old_model(
 
 def test_reload_under_load_fails_no_request(tagops_home: Path) -> None:
     predictor, loader = FakePredictor(1, delay_s=0.002), FakeLoader(2, delay_s=0.3)
-    app = create_app(
+    app = serve_app(
         predictor, settings_for(tagops_home), serve_config(), store=make_store(tagops_home), loader=loader
     )
     statuses: list[int] = []
@@ -386,7 +392,7 @@ def test_reload_under_load_fails_no_request(tagops_home: Path) -> None:
 
 def test_a_second_replica_follows_a_reload(tagops_home: Path) -> None:
     settings = settings_for(tagops_home)
-    first = create_app(
+    first = serve_app(
         FakePredictor(1),
         settings,
         serve_config(),
@@ -394,7 +400,7 @@ def test_a_second_replica_follows_a_reload(tagops_home: Path) -> None:
         loader=FakeLoader(2),
         deployment_id="d1",
     )
-    second = create_app(
+    second = serve_app(
         FakePredictor(1),
         settings,
         serve_config(),
@@ -469,7 +475,7 @@ def test_a_lone_request_skips_the_batcher_only_behind_the_gate_with_inference_on
 
 def test_the_configured_journal_cap_applies_and_rows_past_it_are_counted(tagops_home: Path) -> None:
     # A cap far below one line (about 1 KB): every request's rows are queued without a journal line.
-    app = create_app(FakePredictor(1), settings_for(tagops_home), serve_config(log_journal_max_mb=1e-6))
+    app = serve_app(FakePredictor(1), settings_for(tagops_home), serve_config(log_journal_max_mb=1e-6))
     with TestClient(app) as client:
         assert client.post("/v1/predict", json={"items": [ITEM, ITEM]}).status_code == 200
         store = app.state.service.store
@@ -485,7 +491,7 @@ def test_metrics_count_the_journals_files(tagops_home: Path) -> None:
     from tagops.predlog.journal import Journal
 
     folder = tagops_home / "journal"
-    app = create_app(
+    app = serve_app(
         FakePredictor(1),
         settings_for(tagops_home),
         serve_config(),

@@ -17,7 +17,7 @@ from tagops.serving.batching import (
     predict_batch,
 )
 from tagops.serving.metrics import ServingMetrics
-from tagops.serving.service import ServedModel
+from tagops.serving.model import ServedModel
 from tests.unit.serving_fakes import FakePredictor
 
 pytestmark = pytest.mark.unit

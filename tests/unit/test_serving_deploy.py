@@ -167,7 +167,7 @@ def test_serve_refuses_a_bad_engine(tagops_home: Path) -> None:
 
 
 def test_haproxy_ingress_environment_keeps_its_files_and_ports_apart(tmp_path: Path) -> None:
-    from tagops.serving.server import RAY_SERVING_ENVIRONMENT, ray_serving_environment
+    from tagops.serving.ray.ingress import RAY_SERVING_ENVIRONMENT, ray_serving_environment
     from tagops.settings import Settings
 
     settings = Settings(home=tmp_path / ("deep" * 20) / "home")
@@ -191,7 +191,8 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
     import builtins
 
     from tagops.serving.ray import haproxy_bind
-    from tagops.serving.server import ServeError, ray_serving_environment
+    from tagops.serving.ray.ingress import ray_serving_environment
+    from tagops.serving.server import ServeError
     from tagops.settings import Settings
 
     real_import = builtins.__import__
@@ -211,7 +212,7 @@ def test_haproxy_ingress_without_an_haproxy_binary_is_a_clear_error(
 
 def test_a_users_own_haproxy_binary_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tagops.serving.ray import haproxy_bind
-    from tagops.serving.server import ray_serving_environment
+    from tagops.serving.ray.ingress import ray_serving_environment
     from tagops.settings import Settings
 
     def no_haproxy() -> str:
@@ -303,7 +304,7 @@ def test_haproxy_left_running_after_shutdown_is_stopped_and_its_files_removed(tm
 
     import psutil
 
-    from tagops.serving.server import haproxy_folders, release_haproxy
+    from tagops.serving.ray.ingress import haproxy_folders, release_haproxy
     from tagops.settings import Settings
 
     settings = Settings(home=tmp_path / "home")

@@ -20,8 +20,14 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.python import asgi
 
-from tagops.serving.app import create_app
-from tests.unit.serving_fakes import FakeLoader, FakePredictor, make_store, serve_config, settings_for
+from tests.unit.serving_fakes import (
+    FakeLoader,
+    FakePredictor,
+    make_store,
+    serve_app,
+    serve_config,
+    settings_for,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +35,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
     home: Path = tmp_path_factory.mktemp("fuzz-home")
-    app = create_app(
+    app = serve_app(
         FakePredictor(1),
         settings_for(home),
         serve_config(max_items=8, max_text_length=300, max_body_bytes=8192),

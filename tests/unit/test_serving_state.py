@@ -81,7 +81,7 @@ def test_registry_versions_load_from_the_local_cache_without_mlflow(
     from tagops.data.clean import build_text
     from tagops.inference.predictor import Predictor
     from tagops.models.rules import RulesModel
-    from tagops.serving.service import SERVING_METADATA, RegistryModelLoader
+    from tagops.serving.loader import SERVING_METADATA, RegistryModelLoader
     from tests.unit.conftest import make_projects
 
     settings = settings_for(tmp_path)

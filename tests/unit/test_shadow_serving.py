@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tagops.predlog.schema import predictions, shadow_predictions
-from tagops.serving.app import create_app
-from tests.unit.serving_fakes import FakePredictor, make_store, serve_config, settings_for
+from tests.unit.serving_fakes import FakePredictor, make_store, serve_app, serve_config, settings_for
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +59,7 @@ class AliasLoader:
 
 
 def build(home: Path, loader: AliasLoader, **overrides: Any) -> FastAPI:
-    return create_app(
+    return serve_app(
         FakePredictor(1),
         settings_for(home),
         serve_config(shadow_model_uri=SHADOW_URI, **overrides),
@@ -147,7 +146,7 @@ def test_reload_follows_a_new_challenger_and_idles_when_it_becomes_champion(tago
 
 
 def test_no_shadow_configured_means_no_shadow_rows(tagops_home: Path) -> None:
-    app = create_app(
+    app = serve_app(
         FakePredictor(1),
         settings_for(tagops_home),
         serve_config(),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagops.errors import RegistryError
+from tagops.registry.reference import ModelRef
 
 if TYPE_CHECKING:
     from tagops.inference.predictor import Predictor
@@ -19,15 +20,16 @@ def load_predictor(uri: str, settings: Settings, *, threshold: float | None = No
     """Load the predictor ``uri`` names, with its registry provenance in ``metadata``."""
     from tagops.inference.predictor import Predictor
 
-    local = Path(uri)
-    if not uri.startswith("models:/"):
+    ref = ModelRef.parse(uri)
+    if ref.folder is not None:
+        local = Path(ref.folder)
         if not (local / "model.json").is_file():
             raise RegistryError(f"{uri}: neither a models:/ URI nor a saved model folder")
         return Predictor.from_directory(local, threshold=threshold, metadata={"uri": uri})
     from tagops.registry.client import Registry
 
     registry = Registry(settings)
-    version, info = registry.resolve(uri)
+    version, info = registry.resolve(ref)
     return Predictor.from_directory(
         registry.download(version),
         threshold=threshold,

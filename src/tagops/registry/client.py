@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -21,15 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from tagops.errors import RegistryError
 
+# The aliases are defined with the reference grammar; importers of this module keep finding them here.
+from tagops.registry.reference import CHALLENGER as CHALLENGER
+from tagops.registry.reference import CHAMPION as CHAMPION
+from tagops.registry.reference import ModelRef
+
 if TYPE_CHECKING:
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 _MODEL_REQUIREMENTS = (
     "numpy==2.4.6",
     "pandas==3.1.1",
@@ -268,25 +269,24 @@ class Registry:
             return []
         return sorted((self.version_info(int(v.version)) for v in versions), key=lambda v: -v["version"])
 
-    def resolve(self, uri: str) -> tuple[int, dict[str, Any]]:
+    def resolve(self, uri: str | ModelRef) -> tuple[int, dict[str, Any]]:
         """Turn ``models:/name@alias`` or ``models:/name/N`` into a version number and its info."""
-        match = _MODEL_URI.match(uri)
-        if not match:
+        ref = uri if isinstance(uri, ModelRef) else ModelRef.parse(uri)
+        if not ref.in_registry:
             raise RegistryError(
                 f"{uri}: not a model URI (expected models:/NAME@ALIAS or models:/NAME/VERSION)"
             )
-        if match["name"] != self.name:
+        if ref.name != self.name:
             raise RegistryError(
-                f"{uri}: unknown registered model {match['name']!r} (this project uses {self.name!r})"
+                f"{uri}: unknown registered model {ref.name!r} (this project uses {self.name!r})"
             )
-        if match["alias"]:
-            version = self.alias_version(match["alias"])
+        if ref.alias is not None:
+            version = self.alias_version(ref.alias)
             if version is None:
-                raise RegistryError(
-                    f"{uri}: no version has the alias {match['alias']!r}; train and promote first"
-                )
+                raise RegistryError(f"{uri}: no version has the alias {ref.alias!r}; train and promote first")
         else:
-            version = int(match["version"])
+            assert ref.version is not None  # a registry reference names an alias or a version
+            version = ref.version
         try:
             return version, self.version_info(version)
         except Exception as error:  # MLflow raises its own exception types for a missing version
@@ -339,7 +339,8 @@ class Registry:
         # pyfunc layout: <model>/artifacts/<folder>/model.json (the folder keeps its logged name)
         found = next((p.parent for p in sorted(local.glob("artifacts/*/model.json"))), None)
         if found is None:
-            raise RegistryError(f"models:/{self.name}/{version}: artifact has no tagops model folder")
+            ref = ModelRef.registered(self.name, version)
+            raise RegistryError(f"{ref}: artifact has no tagops model folder")
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         shutil.move(str(found), str(model_dir))

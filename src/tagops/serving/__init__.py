@@ -1,6 +1,7 @@
 """Online serving: a typed, batched, authenticated prediction API on Ray Serve or uvicorn.
 
-``create_app`` (:mod:`~tagops.serving.app`) builds the FastAPI app; :mod:`~tagops.serving.ray.deployment`
-wraps it in a Ray Serve deployment; :mod:`tagops.predlog` is the prediction log; ``tagops serve`` runs it.
-Importing this package imports nothing heavy.
+:mod:`~tagops.serving.wiring` builds a replica (model, prediction log, service, batcher) from its config;
+:mod:`~tagops.serving.app` serves it over HTTP; :mod:`~tagops.serving.server` runs it on uvicorn and
+:mod:`tagops.serving.ray` on Ray Serve; :mod:`tagops.predlog` is the prediction log. Importing this
+package imports nothing heavy.
 """

@@ -1,8 +1,9 @@
-"""The prediction API: ``create_app(predictor, settings)`` returns a FastAPI app, testable without Ray.
+"""The prediction API: ``create_app(service, infer)`` returns a FastAPI app, testable without Ray.
 
 Endpoints: ``GET /healthz``, ``GET /readyz``, ``GET /v1/model``, ``POST /v1/predict``, ``POST /v1/feedback``
 (key), ``POST /v1/admin/reload`` (admin key), ``GET /metrics``; OpenAPI at ``/openapi.json``, docs at
-``/docs``. ``tagops serve --engine uvicorn`` serves this app as it is; the Ray Serve deployment wraps it.
+``/docs``. The replica it serves is built by :mod:`tagops.serving.wiring`; ``tagops serve --engine uvicorn``
+serves this app as it is; the Ray Serve deployment wraps it.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the annotations of endpoints and of
@@ -11,13 +12,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -28,9 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
-from tagops.predlog.log import PredictionLog
-from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, predict_batch
-from tagops.serving.keys import ApiKey, KeyStore, Role
+from tagops.serving.batching import Infer
+from tagops.serving.keys import ApiKey, Role
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
 from tagops.serving.schemas import (
     ErrorResponse,
@@ -45,24 +43,9 @@ from tagops.serving.schemas import (
     Status,
     predict_request_model,
 )
-from tagops.serving.service import (
-    ModelLoader,
-    PredictorLike,
-    ReloadError,
-    ServedModel,
-    ServingService,
-    alias_of,
-    concrete_uri,
-)
-from tagops.serving.state import ServingState
-
-if TYPE_CHECKING:
-    from tagops.settings import Settings
+from tagops.serving.service import ReloadError, ServingService
 
 logger = logging.getLogger(__name__)
-
-#: ``infer(titles, descriptions)``: the items of one request, predicted as part of a batch.
-Infer = Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -185,93 +168,16 @@ class RequestGuard:
         return replay
 
 
-def create_app(
-    predictor: PredictorLike,
-    settings: "Settings",
-    config: ServeConfig | None = None,
-    *,
-    store: PredictionLog | None = None,
-    loader: ModelLoader | None = None,
-    infer: Infer | None = None,
-    model_uri: str | None = None,
-    deployment_id: str | None = None,
-    replica_id: str | None = None,
-) -> FastAPI:
-    """Build the prediction API around a loaded predictor.
+def create_app(service: ServingService, infer: Infer) -> FastAPI:
+    """The prediction API of a built replica: translates HTTP requests into ``service`` calls.
 
     Args:
-        predictor: the model to serve first (a ``Predictor`` or a test double).
-        settings: where state lives (the default prediction log is SQLite under ``TAGOPS_HOME``).
-        config: bounds, keys, batching and log settings (defaults: :class:`ServeConfig`).
-        store: the prediction log (default: ``config.database_url`` or SQLite under ``TAGOPS_HOME``).
-        loader: loads the model on reload (default: the MLflow registry).
-        infer: batched inference (default: an in-process :class:`AsyncBatcher`; Ray Serve passes its
-            ``@serve.batch`` method).
-        model_uri: the URI that names ``predictor`` exactly (default: from its registry metadata).
-        deployment_id: replicas sharing this id follow each other's reloads (default: a new id).
-        replica_id: this replica's name in logs, metrics and the database (default: host-pid-random).
+        service: the replica's model, log, keys and metrics (built by
+            :func:`tagops.serving.wiring.build_replica`); started and stopped with the app.
+        infer: the batched inference its predictions go through (the replica's ``infer``).
 
     """
-    cfg = config or ServeConfig()
-    replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    metrics = ServingMetrics(replica_id)
-
-    def count_rows(outcome: str, count: int) -> None:
-        if outcome == "unjournaled":  # not an outcome of its own: these rows are also written or not
-            metrics.log_unjournaled_rows.inc(count)
-        else:
-            metrics.log_rows.labels(outcome=outcome).inc(count)
-
-    if store is None:
-        store = PredictionLog.from_config(cfg, settings, on_rows=count_rows)
-    elif store.writer.on_rows is None:
-        store.writer.on_rows = count_rows
-    shadow = None
-    if cfg.shadow_model_uri is not None:
-        from tagops.serving.shadow import ShadowScorer
-
-        shadow = ShadowScorer(
-            store=store.shadow_writer(),
-            replica_id=replica_id,
-            max_items=cfg.shadow_queue_items,
-            batch_items=cfg.max_batch_size,
-            metrics=metrics,
-        )
-    service = ServingService(
-        config=cfg,
-        settings=settings,
-        model=ServedModel(
-            predictor, model_uri or concrete_uri(predictor, cfg.model_uri), alias_of(cfg.model_uri)
-        ),
-        store=store,
-        state=ServingState(store.engine),
-        keys=KeyStore(store.engine, cache_ttl_s=cfg.key_cache_ttl_s),
-        metrics=metrics,
-        loader=loader,
-        deployment_id=deployment_id or uuid.uuid4().hex,
-        replica_id=replica_id,
-        shadow=shadow,
-    )
-    if infer is None:
-        batcher = AsyncBatcher(
-            lambda requests: predict_batch(service.model, requests, metrics),
-            max_items=cfg.max_batch_size,
-            wait_s=cfg.batch_wait_timeout_s,
-            in_thread=cfg.predict_in_thread,
-        )
-        infer = batcher.submit
-    if cfg.batch_hold_fraction > 0:
-
-        def alone(titles: list[str], descriptions: list[str]) -> BatchAnswer:
-            metrics.unbatched.inc()
-            return predict_batch(service.model, [(titles, descriptions)], metrics)[0]
-
-        # A batch of one skips the batcher when inference runs on the event loop anyway (see BatchGate).
-        infer = BatchGate(
-            max_items=cfg.max_batch_size,
-            hold_fraction=cfg.batch_hold_fraction,
-            on_release=metrics.gate_released,
-        ).wrap(infer, None if cfg.predict_in_thread else alone)
+    cfg, metrics, replica_id = service.config, service.metrics, service.replica_id
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

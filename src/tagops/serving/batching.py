@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tagops.serving.metrics import ServingMetrics
-    from tagops.serving.service import ServedModel
+    from tagops.serving.model import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +28,8 @@ BatchRequest = tuple[list[str], list[str]]
 
 #: Event-loop turns :class:`BatchGate` gives after a batch of one it predicted itself, before that batch
 #: ends: one to read the sockets, the rest for the new requests to pass the server's and the app's
-#: layers and reach the gate. Measured with closed-loop transformer clients (2 cores): with 3 or 4
-#: turns, 2 and 4 clients kept batches of 1.9-2.0 and 4.0 items, in a Ray Serve replica and under
-#: uvicorn; with none the 2 clients took turns in batches of 1 (70 instead of about 100 requests/s).
-#: Each turn costs about 20-40 us; the next lone request comes back a millisecond later or more.
+#: layers and reach the gate. Without them, closed-loop clients take turns in batches of one; a turn
+#: costs far less than the time until the next lone request arrives (figures: ``benchmarks/serve.py``).
 SETTLE_ITERATIONS = 4
 
 
@@ -40,9 +38,9 @@ class InferenceThread:
 
     Not asyncio's shared default executor: torch's OpenMP runtime keeps a thread team per calling thread,
     so inference hopping between that executor's threads builds several teams whose idle threads spin
-    while another team works. On 2 cores that made each transformer batch in a Ray Serve replica about
-    1.5x slower than in process (measured: 38.8 ms against 26 ms per single item). Batches are run one
-    at a time anyway, so one thread loses nothing.
+    while another team works, which makes each transformer batch in a Ray Serve replica markedly slower
+    than in process (``benchmarks/serve.py``). Batches are run one at a time anyway, so one thread loses
+    nothing.
     """
 
     def __init__(self) -> None:
@@ -64,6 +62,10 @@ class BatchAnswer:
     results: list[dict[str, Any]]
     model: ServedModel
     error: str | None = None
+
+
+#: ``infer(titles, descriptions)``: the items of one request, predicted as part of a batch.
+Infer = Callable[[list[str], list[str]], Awaitable[BatchAnswer]]
 
 
 def items_in(requests: Sequence[BatchRequest]) -> int:
@@ -175,9 +177,8 @@ class BatchGate:
     crawler with N workers) form a closed loop. With a batcher that takes whatever is queued when the
     previous batch ends, such clients can split into two cohorts that take turns: the requests that
     arrived during batch A make batch B on their own, A's clients come back during B and make the next
-    batch, and so on, each batch half the size it could be. Measured on 2 cores with 32 clients and the
-    transformer, Ray Serve fell into that state in 5 of 19 8-second runs: batches of 15.5-17.4
-    items and 125-146 requests/s, against batches of 29-32 and 139-179 requests/s otherwise.
+    batch, and so on, each batch half the size it could be, and throughput falls with it (Ray Serve with
+    the transformer falls into that state in some runs of ``benchmarks/serve.py``).
 
     The gate holds requests while a batch is running, and when it ends, expects the clients it answered
     to come back: it releases everything held once as many requests wait as that batch had plus those
@@ -191,9 +192,8 @@ class BatchGate:
     no other request can join (the gate holds them until it ends), so it needs no batcher: with
     ``alone`` given to :meth:`wrap`, the gate predicts it at once instead. That skips the batcher's
     trips through the event loop (Ray's ``@serve.batch`` queue, its wait, its batch task and the
-    futures back: 0.4-0.5 ms per request at concurrency 1 in a Ray Serve replica, where a
-    single-item transformer prediction takes 9-10 ms). ``alone`` blocks the event loop for the
-    prediction, as inference on the loop does anyway; afterwards the gate lets the loop run
+    futures back), a noticeable share of a single-item transformer prediction. ``alone`` blocks the
+    event loop for the prediction, as inference on the loop does anyway; afterwards the gate lets the loop run
     :data:`SETTLE_ITERATIONS` times before that batch ends, so requests that reached the server
     meanwhile are read and held, and counted among the clients to wait for, as after a batched call.
     """

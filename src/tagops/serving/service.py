@@ -13,21 +13,16 @@ switches when its model differs from the target (a restarted replica starts on t
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import os
-import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
 from tagops.predlog.schema import utcnow
+from tagops.registry.reference import ModelRef
+from tagops.serving.model import ModelLoader, ServedModel, concrete_uri
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
@@ -36,208 +31,10 @@ if TYPE_CHECKING:
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
     from tagops.serving.state import ServingState
-    from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_ALIAS_URI = re.compile(r"^models:/[^/@]+@(?P<alias>[\w-]+)$")
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
-#: Provenance of a cached registry version, written beside its model folder.
-SERVING_METADATA = "serving-metadata.json"
 WARM_UP_TITLE = "Warm-up request"
-
-
-class PredictorLike(Protocol):
-    """What the service needs of a predictor (a ``Predictor`` or a test double)."""
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """Provenance: registry name, version, run id, dataset hash, holdout metrics."""
-        ...
-
-    def predict(self, titles: Sequence[str], descriptions: Sequence[str]) -> list[dict[str, Any]]:
-        """Tag, confidence, abstained and probabilities per item."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """Family, labels, threshold and metadata."""
-        ...
-
-
-class ModelLoader(Protocol):
-    """Resolves and loads the predictor a URI names."""
-
-    def resolve(self, uri: str) -> str:
-        """The URI naming exactly the model ``uri`` names now (an alias becomes its version)."""
-        ...
-
-    def load(self, uri: str) -> PredictorLike:
-        """Load (and download if needed) the model ``uri`` names."""
-        ...
-
-
-def alias_of(uri: str) -> str | None:
-    """The alias in ``models:/NAME@ALIAS``, else ``None``."""
-    match = _ALIAS_URI.match(uri)
-    return match["alias"] if match else None
-
-
-def concrete_uri(predictor: PredictorLike, fallback: str) -> str:
-    """A URI that names exactly this model: ``models:/NAME/VERSION`` when it came from the registry."""
-    meta = predictor.metadata
-    if meta.get("name") and meta.get("version") is not None:
-        return f"models:/{meta['name']}/{meta['version']}"
-    return str(meta.get("uri") or meta.get("path") or fallback)
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """A loaded predictor with what the API reports about it."""
-
-    predictor: PredictorLike
-    uri: str
-    alias: str | None
-    loaded_at: datetime = field(default_factory=utcnow)
-
-    @property
-    def info(self) -> dict[str, Any]:
-        """The predictor's own description."""
-        return self.predictor.describe()
-
-    @property
-    def name(self) -> str | None:
-        """Registered model name."""
-        value = self.predictor.metadata.get("name")
-        return None if value is None else str(value)
-
-    @property
-    def version(self) -> int | None:
-        """Registry version (``None`` for a model loaded from a folder)."""
-        value = self.predictor.metadata.get("version")
-        return None if value is None else int(value)
-
-    @property
-    def family(self) -> str:
-        """Model family (rules, linear, transformer)."""
-        return str(self.info.get("family", "unknown"))
-
-    @property
-    def labels(self) -> list[str]:
-        """The tags the model can answer."""
-        return [str(label) for label in self.info.get("labels", [])]
-
-    @property
-    def holdout_metrics(self) -> dict[str, float]:
-        """Holdout metrics recorded at training time (as many as the registry has)."""
-        meta = self.predictor.metadata
-        metrics = meta.get("holdout_metrics")
-        if isinstance(metrics, dict) and metrics:
-            return {str(k): float(v) for k, v in metrics.items()}
-        if meta.get("holdout_f1") is not None:
-            return {"overall.f1": float(meta["holdout_f1"])}
-        return {}
-
-    def ref(self) -> dict[str, Any]:
-        """Name, version, alias and family."""
-        return {"name": self.name, "version": self.version, "alias": self.alias, "family": self.family}
-
-
-@contextlib.contextmanager
-def _host_lock(path: Path) -> Iterator[None]:
-    """Serialise model downloads of the replicas on one host (they share the model cache)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no cross-process lock, downloads may race
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class RegistryModelLoader:
-    """Loads ``models:/`` URIs (or model folders) with their holdout metrics from the MLflow run."""
-
-    def __init__(self, settings: Settings, *, threshold: float | None) -> None:
-        self.settings = settings
-        self.threshold = threshold
-
-    def resolve(self, uri: str) -> str:
-        """``models:/NAME@ALIAS`` → ``models:/NAME/VERSION`` (one registry query); other URIs as they are."""
-        if not uri.startswith("models:/"):
-            return uri
-        from tagops.registry.client import Registry
-
-        version, info = Registry(self.settings).resolve(uri)
-        return f"models:/{info['name']}/{version}"
-
-    def load(self, uri: str) -> PredictorLike:
-        """Resolve, download (once per host) and load the model ``uri`` names.
-
-        A registry version is immutable, so once loaded here its folder and provenance are cached under
-        ``TAGOPS_HOME/models``: a restarted replica, or one following a reload, loads ``models:/NAME/N``
-        from that cache without importing MLflow (seconds saved on every replica start).
-        """
-        from tagops.inference.loading import load_predictor
-
-        cached = self._from_cache(uri)
-        if cached is not None:
-            return cached
-        with _host_lock(self.settings.models_dir / ".serving-download.lock"):
-            predictor = load_predictor(uri, self.settings, threshold=self.threshold)
-        predictor.metadata["holdout_metrics"] = self._holdout_metrics(predictor.metadata.get("run_id"))
-        self._write_cache(predictor)
-        return predictor
-
-    def _cache_dir(self, name: str, version: int | str) -> Path:
-        # The folder Registry.download fills: <models>/registry/<name>/<version>/model
-        return self.settings.models_dir / "registry" / name / str(version)
-
-    def _from_cache(self, uri: str) -> PredictorLike | None:
-        from tagops.inference.predictor import Predictor
-
-        match = _VERSION_URI.match(uri)
-        if match is None:
-            return None
-        folder = self._cache_dir(match["name"], match["version"])
-        provenance = folder / SERVING_METADATA
-        if not (folder / "model" / "model.json").is_file() or not provenance.is_file():
-            return None
-        try:
-            metadata = json.loads(provenance.read_text(encoding="utf-8"))
-            return Predictor.from_directory(folder / "model", threshold=self.threshold, metadata=metadata)
-        except Exception as error:  # a damaged cache entry: load from the registry instead
-            logger.warning("ignoring the cached %s: %s", uri, error)
-            return None
-
-    def _write_cache(self, predictor: PredictorLike) -> None:
-        meta = predictor.metadata
-        if not meta.get("name") or meta.get("version") is None:
-            return
-        folder = self._cache_dir(str(meta["name"]), meta["version"])
-        if not (folder / "model" / "model.json").is_file():
-            return
-        record = {k: v for k, v in meta.items() if k != "path"}
-        record["uri"] = f"models:/{meta['name']}/{meta['version']}"
-        partial = folder / f".{SERVING_METADATA}.{os.getpid()}"
-        partial.write_text(json.dumps(record, default=str), encoding="utf-8")
-        partial.replace(folder / SERVING_METADATA)
-
-    def _holdout_metrics(self, run_id: str | None) -> dict[str, float]:
-        if not run_id:
-            return {}
-        try:
-            from tagops.registry.client import Registry
-
-            metrics = Registry(self.settings).client.get_run(run_id).data.metrics
-        except Exception as error:  # metrics are informative; the model is served without them
-            logger.warning("could not read the holdout metrics of run %s: %s", run_id, error)
-            return {}
-        return {k.removeprefix("holdout."): float(v) for k, v in metrics.items() if k.startswith("holdout.")}
 
 
 class ReloadError(TagopsError):
@@ -251,25 +48,24 @@ class ServingService:
         self,
         *,
         config: ServeConfig,
-        settings: Settings,
         model: ServedModel,
         store: PredictionLog,
         state: ServingState,
         keys: KeyStore,
         metrics: ServingMetrics,
-        loader: ModelLoader | None,
+        loader: ModelLoader,
         deployment_id: str,
         replica_id: str,
         shadow: ShadowScorer | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings
         self.model = model
         self.store = store
         self.state = state
         self.keys = keys
         self.metrics = metrics
-        self._loader = loader
+        #: Resolves and loads models on reload and when following the deployment's target.
+        self.loader = loader
         self.deployment_id = deployment_id
         self.replica_id = replica_id
         self.ready = False
@@ -281,14 +77,11 @@ class ServingService:
         self.shadow = shadow
         self.shadow_reason: str | None = None if shadow is None else "not loaded yet"
         self._failed_shadow: tuple[str, float] | None = None
+        # The aliases the configured URIs name (None: a version or a folder), reported with each model.
+        self._alias = ModelRef.parse(config.model_uri).alias
+        shadow_uri = config.shadow_model_uri
+        self._shadow_alias = None if shadow_uri is None else ModelRef.parse(shadow_uri).alias
         metrics.set_model(**model.ref())
-
-    @property
-    def loader(self) -> ModelLoader:
-        """The loader reloads use (the registry by default)."""
-        if self._loader is None:
-            self._loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
-        return self._loader
 
     @property
     def replica_max_age_s(self) -> float:
@@ -344,7 +137,7 @@ class ServingService:
                     self.metrics.reloads.labels(trigger="admin", outcome="unchanged").inc()
                 else:
                     predictor = self.loader.load(target)
-                    current = ServedModel(predictor, concrete_uri(predictor, target), alias_of(uri))
+                    current = ServedModel(predictor, concrete_uri(predictor, target), self._alias)
                     self._activate(current, trigger="admin")
             except Exception as error:
                 self.metrics.reloads.labels(trigger="admin", outcome="failed").inc()
@@ -401,8 +194,7 @@ class ServingService:
         if current is not None and current.uri == target:
             return
         predictor = self.loader.load(target)
-        alias = alias_of(self.config.shadow_model_uri or "")
-        model = ServedModel(predictor, concrete_uri(predictor, target), alias)
+        model = ServedModel(predictor, concrete_uri(predictor, target), self._shadow_alias)
         self.warm(model)
         self.shadow.model, self.shadow_reason = model, None
         logger.info("replica %s shadows %s with %s (%s)", self.replica_id, self.model.uri, model.uri, trigger)
@@ -454,7 +246,7 @@ class ServingService:
             return  # a reload is running here; it sets the target itself
         try:
             predictor = self.loader.load(uri)
-            self._activate(ServedModel(predictor, uri, alias_of(self.config.model_uri)), trigger="sync")
+            self._activate(ServedModel(predictor, uri, self._alias), trigger="sync")
         except Exception:
             self.metrics.reloads.labels(trigger="sync", outcome="failed").inc()
             self._failed_target = (uri, time.monotonic() + 30.0)

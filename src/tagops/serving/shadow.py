@@ -30,7 +30,7 @@ from tagops.predlog.writer import wait_drained
 if TYPE_CHECKING:
     from tagops.predlog.writer import LogWriter
     from tagops.serving.metrics import ServingMetrics
-    from tagops.serving.service import ServedModel
+    from tagops.serving.model import ServedModel
 
 logger = logging.getLogger(__name__)
 

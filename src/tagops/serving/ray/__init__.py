@@ -1,1 +1,1 @@
-"""Ray Serve plumbing: the deployment, the HAProxy ingress bind helper and the Ray server start."""
+"""Ray Serve plumbing: the deployment, the Ray environment and HAProxy ingress set-up, the server start."""

@@ -1,7 +1,8 @@
 """Ray Serve deployment: a thin wrapper that serves :func:`tagops.serving.app.create_app` on replicas.
 
-Each replica loads the deployment's model, builds the same FastAPI app the uvicorn engine serves, and
-routes predictions through ``@serve.batch``: concurrent requests are batched (whole, up to
+Each replica builds itself with :func:`tagops.serving.wiring.build_replica` (the deployment's model, the
+prediction log, the service), serves the same FastAPI app the uvicorn engine serves, and routes
+predictions through ``@serve.batch``: concurrent requests are batched (whole, up to
 ``max_batch_size`` items) into one ``predictor.predict`` call. Replicas, autoscaling and actor resources
 come from :class:`~tagops.config.ServeConfig`; batch size and wait are the deployment's ``user_config``,
 so ``serve deploy`` changes them without restarting replicas.
@@ -12,20 +13,13 @@ KubeRay RayService reach it through :func:`app_builder`. Ray is imported only in
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tagops.config import ServeConfig, load_config
 from tagops.serving.batching import BatchAnswer, BatchRequest, InferenceThread, items_in, predict_batch
-
-if TYPE_CHECKING:
-    from tagops.serving.service import ModelLoader, PredictorLike
-    from tagops.serving.state import ServingState
-
-logger = logging.getLogger(__name__)
 
 APP_NAME = "tagops"
 DEPLOYMENT_NAME = "tagops"
@@ -56,23 +50,6 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
     else:
         options["num_replicas"] = cfg.num_replicas
     return options
-
-
-def load_initial_model(
-    cfg: ServeConfig, state: ServingState, loader: ModelLoader, deployment_id: str
-) -> tuple[PredictorLike, str]:
-    """The model a (re)starting replica serves: the deployment's current target, else ``model_uri``."""
-    from tagops.serving.service import concrete_uri
-
-    state.create_tables()
-    target = state.get_target(deployment_id)
-    if target is not None:
-        try:
-            return loader.load(target[0]), target[0]
-        except Exception:
-            logger.exception("cannot load the deployment's model %s; loading %s", target[0], cfg.model_uri)
-    predictor = loader.load(cfg.model_uri)
-    return predictor, concrete_uri(predictor, cfg.model_uri)
 
 
 def internal_grpc_on_loopback(node_ip: str) -> bool:
@@ -119,41 +96,30 @@ def build_deployment(cfg: ServeConfig) -> Any:
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
             import ray
 
-            from tagops.predlog.log import PredictionLog
-            from tagops.serving.service import RegistryModelLoader
-            from tagops.serving.state import ServingState
+            from tagops.serving.wiring import build_replica
             from tagops.settings import Settings, prepare_environment
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
             self.config = ServeConfig.model_validate(config)
-            self.settings = Settings()
-            prepare_environment(self.settings)
-            self.deployment_id = deployment_id
-            self.loader = RegistryModelLoader(self.settings, threshold=self.config.threshold)
-            self.store = PredictionLog.from_config(self.config, self.settings)
-            self.predictor, self.model_uri = load_initial_model(
-                self.config, ServingState(self.store.engine), self.loader, deployment_id
-            )
-            self.service: Any = None
+            settings = Settings()
+            prepare_environment(settings)
             self.inference = InferenceThread()
+            context = serve.get_replica_context()
+            # Loads the deployment's current model (a restarted replica rejoins its deployment's reloads);
+            # predictions go through this replica's @serve.batch method.
+            self.replica = build_replica(
+                self.config,
+                settings,
+                infer=self.infer,
+                deployment_id=deployment_id,
+                replica_id=f"{context.deployment}#{context.replica_id.unique_id}",
+            )
+            self.service = self.replica.service
 
         def __serve_build_asgi_app__(self) -> Any:
             from tagops.serving.app import create_app
 
-            context = serve.get_replica_context()
-            app = create_app(
-                self.predictor,
-                self.settings,
-                self.config,
-                store=self.store,
-                loader=self.loader,
-                infer=self.infer,
-                model_uri=self.model_uri,
-                deployment_id=self.deployment_id,
-                replica_id=f"{context.deployment}#{context.replica_id.unique_id}",
-            )
-            self.service = app.state.service
-            return app
+            return create_app(self.replica.service, self.replica.infer)
 
         def reconfigure(self, user_config: dict[str, Any]) -> None:
             """Apply batch size and wait from ``user_config`` (no restart)."""
@@ -170,7 +136,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
 
         def check_health(self) -> None:
             """Unhealthy (and replaced by Serve) when the prediction log writer has died."""
-            if self.service is not None and self.service.ready and not self.store.writer.alive:
+            if self.service.ready and not self.service.store.writer.alive:
                 raise RuntimeError("prediction log writer is not running")
 
         @serve.batch(

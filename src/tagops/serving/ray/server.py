@@ -1,0 +1,96 @@
+"""Run the prediction API on Ray Serve: the embedded loopback cluster, or the one ``RAY_ADDRESS`` names.
+
+``tagops serve --engine ray [--host H] [--port P] [--config configs/serve.yaml]``
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tagops.serving.ray.ingress import ray_serving_environment, release_haproxy
+from tagops.serving.server import ServeError, base_url, bind_socket
+
+if TYPE_CHECKING:
+    from tagops.config import ServeConfig
+    from tagops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def start_ray_serve(cfg: ServeConfig) -> Any:
+    """Start Serve's proxy on ``cfg.host:cfg.port`` and deploy the app (Ray must be up); returns a handle."""
+    import ray
+    from ray import serve
+
+    from tagops.serving.ray.deployment import APP_NAME, build_app
+
+    cpus = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
+    replicas = cfg.autoscaling.min_replicas if cfg.autoscaling else cfg.num_replicas
+    if replicas * cfg.num_cpus > cpus:
+        raise ServeError(
+            f"{replicas} replica(s) x num_cpus {cfg.num_cpus} need {replicas * cfg.num_cpus:g} CPUs; "
+            f"the Ray cluster has {cpus:g} (lower num_replicas or num_cpus in the serve config)"
+        )
+    http: dict[str, Any] = {"host": cfg.host, "port": cfg.port}
+    if cfg.request_timeout_s is not None:
+        http["request_timeout_s"] = cfg.request_timeout_s
+    serve.start(http_options=http, proxy_location="HeadOnly")
+    try:
+        return serve.run(build_app(cfg), name=APP_NAME, route_prefix="/")
+    except RuntimeError as error:
+        raise ServeError(f"Ray Serve could not start the tagops replicas: {error}") from error
+
+
+def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
+    """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed)."""
+    from tagops.runtime import ray_session
+    from tagops.serving.loader import RegistryModelLoader
+    from tagops.serving.model import concrete_uri
+
+    if cfg.port == 0:
+        raise ServeError("the Ray Serve engine needs an explicit --port (0 works only with --engine uvicorn)")
+    # Load once here: a missing champion fails before Ray starts, and the model is in the local cache
+    # before replicas load it.
+    predictor = RegistryModelLoader(settings, threshold=cfg.threshold).load(cfg.model_uri)
+    uri = concrete_uri(predictor, cfg.model_uri)
+    del predictor
+    probe = bind_socket(cfg.host, cfg.port)  # a taken port fails here, not deep inside Serve's proxy
+    probe.close()
+    # Set before the embedded cluster starts (its processes inherit them); a user's own values win.
+    for key, value in ray_serving_environment(cfg, settings).items():
+        os.environ.setdefault(key, value)
+    node_id: str | None = None
+    try:
+        with ray_session(settings):
+            import ray
+            from ray import serve
+
+            if cfg.ingress == "haproxy" and not settings.ray_address:  # the embedded cluster's HAProxy
+                node_id = ray.get_runtime_context().get_node_id()
+            try:
+                start_ray_serve(cfg)
+                on_ready(base_url(cfg.host, cfg.port), uri)
+                _wait_for_signal()
+            finally:
+                serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        if node_id is not None:
+            stopped = release_haproxy(settings, node_id)
+            if stopped:
+                logger.warning("stopped HAProxy %s, left running after Ray Serve shut down", stopped)
