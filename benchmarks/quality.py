@@ -43,6 +43,7 @@ from tagops.data.ingest import load_manifest, pull_data
 from tagops.data.stages import snapshot as make_snapshot
 from tagops.data.stages import split_stage, validate_stage
 from tagops.models.ensemble import member_dirname, write_descriptor
+from tagops.settings import Settings
 from tagops.workloads.fit import fit_stage, refit_stage
 from tagops.workloads.train import evaluate_stage
 
@@ -90,6 +91,7 @@ def main() -> None:
     )
     dataset, holdout = validate_stage(make_snapshot(files["dataset.csv"], files["holdout.csv"]))
     evaluation = EvalConfig(bootstrap_samples=1000)
+    settings = Settings(home=workdir / "home")  # Ray Train keeps its checkpoints under it
 
     families = dict(FAMILIES)
     families["transformer"] = TransformerParams(engine=args.engine)
@@ -117,13 +119,20 @@ def main() -> None:
                 else:
                     split = trained.get((family, "split", seed))
                     if recipe == "split":
-                        model_dir = fit_stage(train, params, seed=seed, output_dir=out, val=val)
+                        model_dir = fit_stage(
+                            train, params, seed=seed, output_dir=out, val=val, settings=settings
+                        )
                     elif split is not None:  # as `tagops train` refits (a transformer keeps its model)
                         model_dir = refit_stage(
-                            dataset, params, seed=seed, val_model_dir=split[0], output_dir=out
+                            dataset,
+                            params,
+                            seed=seed,
+                            val_model_dir=split[0],
+                            output_dir=out,
+                            settings=settings,
                         )
                     else:
-                        model_dir = fit_stage(dataset, params, seed=seed, output_dir=out)
+                        model_dir = fit_stage(dataset, params, seed=seed, output_dir=out, settings=settings)
                     fit_seconds = time.perf_counter() - started
                     if split is not None and model_dir == split[0]:
                         fit_seconds = split[1]  # the kept model's own training time

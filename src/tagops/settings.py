@@ -1,7 +1,10 @@
-"""Runtime settings: where state lives and which servers to talk to.
+"""Runtime settings: where state lives, which servers to talk to, and the secrets that never go in YAML.
 
-Every path is derived from ``TAGOPS_HOME``; nothing is created until :func:`prepare_environment`
-is called by an entry point (the CLI, a pipeline step, a test fixture).
+One :class:`Settings` is read from the environment at the edge (the CLI, a ZenML step, a Ray Serve
+replica, a test fixture) and passed down. Every path is derived from ``TAGOPS_HOME``; nothing is created
+until :func:`prepare_environment` is called by that entry point. Sections group what one part of the
+system reads: :attr:`Settings.serve` (``TAGOPS_SERVE_*``) and :attr:`Settings.retrain`
+(``TAGOPS_RETRAIN_*``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,25 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
+
+
+class ServeSettings(BaseSettings):
+    """``TAGOPS_SERVE_*``: the prediction log's database URL (it may hold a password, so never from YAML)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
+
+    #: Wins over a config's ``database_url``; ``None``: the config's, else SQLite under ``TAGOPS_HOME``.
+    database_url: str | None = Field(default=None, repr=False)
+
+
+class RetrainSettings(BaseSettings):
+    """``TAGOPS_RETRAIN_*``: the service a retrain reloads, and the admin key that may (never in YAML)."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGOPS_RETRAIN_", frozen=True, extra="ignore")
+
+    #: Wins over a retrain config's ``service_url``.
+    service_url: str | None = None
+    admin_key: str | None = Field(default=None, repr=False)
 
 
 class Settings(BaseSettings):
@@ -33,6 +55,8 @@ class Settings(BaseSettings):
     registered_model: str = "tagops"
     experiment: str = "tagops"
     log_level: str = "INFO"
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
     @field_validator("home", mode="after")
     @classmethod

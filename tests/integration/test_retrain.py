@@ -47,7 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.serving.state import ServingState
-    from tagops.simulation.loop import shifted_frame
+    from tagops.simulation.traffic import shifted_frame
     from tagops.workloads.promote import promote
     from tagops.workloads.train import run_training
 

@@ -27,6 +27,7 @@ def test_in_memory_and_default_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert database_url_for(None, settings) == default_database_url(settings)
     assert database_url_for("sqlite:///x.db", settings) == "sqlite:///x.db"
     monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", "postgresql://u:secret@db/tagops")
+    settings = settings_for(tmp_path)  # settings are read once, where the process starts
     assert database_url_for("sqlite:///x.db", settings) == "postgresql://u:secret@db/tagops"
     assert "secret" not in safe_url("postgresql://u:secret@db/tagops")
 
@@ -74,6 +75,7 @@ def test_from_config_takes_the_writer_options_of_a_serving_config_only(
     with PredictionLog.from_config(None, settings, journal=True) as log:
         assert log.options.journal_dir == journal_folder(settings, default_database_url(settings))
     monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    settings = settings_for(tmp_path)  # settings are read once, where the process starts
     assert PredictionLog.from_config(MonitorConfig(database_url=url), settings).url.endswith("env.db")
 
 

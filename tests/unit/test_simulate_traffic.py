@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from tagops.config import SimulateConfig
-from tagops.simulation.loop import before_after, draw_mix, rewrite_vocabulary, shifted_frame
+from tagops.simulation.report import before_after
+from tagops.simulation.traffic import draw_mix, rewrite_vocabulary, shifted_frame
 from tests.unit.conftest import make_projects
 
 pytestmark = pytest.mark.unit

@@ -103,7 +103,7 @@ def reload_step(
     """Tell the configured service to reload; an empty dict when there was nothing to reload."""
     from tagops.workloads.retrain import reload_stage
 
-    return reload_stage(RetrainConfig.model_validate(retrain), promoted, promote) or {}
+    return reload_stage(run_settings(), RetrainConfig.model_validate(retrain), promoted, promote) or {}
 
 
 #: The step that runs each stage function of the retraining plan.

@@ -10,7 +10,6 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
     from tagops.settings import Settings
 
 
-class LogEnvironment(BaseSettings):
-    """The database URL from ``TAGOPS_SERVE_DATABASE_URL``: it may hold a password, so never from YAML."""
-
-    model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
-
-    database_url: str | None = None
-
-
 def default_database_url(settings: Settings) -> str:
     """SQLite file under ``TAGOPS_HOME/serving``."""
     return f"sqlite:///{settings.home / 'serving' / 'predictions.db'}"
@@ -37,7 +28,7 @@ def default_database_url(settings: Settings) -> str:
 
 def database_url_for(config_url: str | None, settings: Settings) -> str:
     """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME."""
-    return LogEnvironment().database_url or config_url or default_database_url(settings)
+    return settings.serve.database_url or config_url or default_database_url(settings)
 
 
 def journal_folder(settings: Settings, url: str) -> Path:

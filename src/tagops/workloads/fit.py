@@ -141,9 +141,9 @@ def _fit_transformer(
             texts, labels, seed=seed, val_texts=val_texts, val_labels=val_labels
         )
     from tagops.models.transformer.ray_train import fit_transformer
-    from tagops.settings import Settings
 
-    settings = settings or Settings()
+    if settings is None:
+        raise ValueError("training on Ray Train needs the settings (where its checkpoints live)")
     checkpoint_dir = checkpoint_dir or ray_results_dir(settings) / name
     return fit_transformer(
         texts,

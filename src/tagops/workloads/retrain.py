@@ -29,9 +29,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from tagops.config import RetrainConfig
 from tagops.errors import TagopsError
 from tagops.workloads.retrain_policy import RetrainDecision, consult_policy
@@ -45,15 +42,6 @@ if TYPE_CHECKING:
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class RetrainEnvironment(BaseSettings):
-    """Where the service is and the admin key that may reload it (``TAGOPS_RETRAIN_``; never in YAML)."""
-
-    model_config = SettingsConfigDict(env_prefix="TAGOPS_RETRAIN_", frozen=True, extra="ignore")
-
-    service_url: str | None = None
-    admin_key: str | None = Field(default=None, repr=False)
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -277,11 +265,13 @@ def record_promotion(
     return decision.promote
 
 
-def reload_stage(retrain: RetrainConfig, promoted: bool, promote: bool) -> dict[str, Any] | None:
+def reload_stage(
+    settings: Settings, retrain: RetrainConfig, promoted: bool, promote: bool
+) -> dict[str, Any] | None:
     """Tell the configured service to reload (a new champion, or a new challenger for its shadow)."""
     if promote and not promoted:
         return None
-    url, key = service_target(retrain)
+    url, key = service_target(retrain, settings)
     return reload_service(url, key, timeout_s=retrain.reload_timeout_s)
 
 
@@ -320,10 +310,9 @@ def reload_service(
     return body
 
 
-def service_target(cfg: RetrainConfig) -> tuple[str | None, str | None]:
-    """The service URL (environment, else config) and the admin key (environment only)."""
-    env = RetrainEnvironment()
-    return env.service_url or cfg.service_url, env.admin_key
+def service_target(cfg: RetrainConfig, settings: Settings) -> tuple[str | None, str | None]:
+    """The service URL (settings, else config) and the admin key (settings only: never in a file)."""
+    return settings.retrain.service_url or cfg.service_url, settings.retrain.admin_key
 
 
 # -------------------------------------------------------------------------------------------- plan
