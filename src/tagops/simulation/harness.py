@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-#: Environment variables the simulation points at its own state (restored afterwards).
+#: Environment variables a process of the simulation gets pointed at the simulation's own state.
 _ISOLATED = (
     "TAGOPS_HOME",
     "ZENML_CONFIG_PATH",
@@ -102,24 +102,6 @@ def service_environment(settings: Settings, url: str | None = None, key: str | N
     if key:
         env["TAGOPS_RETRAIN_ADMIN_KEY"] = key
     return env
-
-
-@contextlib.contextmanager
-def _process_environment(env: dict[str, str]) -> Iterator[None]:
-    """Run with ``env``'s isolation variables in this process (ZenML steps read Settings() from it)."""
-    saved = {k: os.environ.get(k) for k in _ISOLATED}
-    for key in _ISOLATED:
-        os.environ.pop(key, None)
-        if key in env:
-            os.environ[key] = env[key]
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def write_serve_config(path: Path, cfg: SimulateConfig) -> Path:

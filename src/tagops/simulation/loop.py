@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,6 @@ import numpy as np
 from tagops.errors import TagopsError
 from tagops.simulation.client import Sent, ServiceClient
 from tagops.simulation.harness import (
-    _process_environment,
     running_service,
     service_environment,
     wait_for_rows,
@@ -86,13 +86,19 @@ def run_simulation(
     folder = (home or settings.home / "simulations" / stamp).expanduser().resolve()
     if folder.exists() and any(folder.iterdir()):
         raise TagopsError(f"{folder}: the simulation folder must be new or empty")
-    sim = settings.model_copy(update={"home": folder, "mlflow_tracking_uri": None})
-    from tagops.settings import prepare_environment
+    from tagops.settings import RetrainSettings, ServeSettings, prepare_environment
 
-    env = service_environment(sim)
-    with _process_environment(env):
-        prepare_environment(sim)
-        result = _simulate(cfg, sim, env, started)
+    # The simulation's own state: its registry, prediction log and service, never the user's.
+    sim = settings.model_copy(
+        update={
+            "home": folder,
+            "mlflow_tracking_uri": None,
+            "serve": ServeSettings(database_url=None),
+            "retrain": RetrainSettings(service_url=None, admin_key=None),
+        }
+    )
+    prepare_environment(sim)
+    result = _simulate(cfg, sim, service_environment(sim), started)
     result["home"] = str(folder)
     result["wall_s"] = round(time.perf_counter() - started, 1)
     target = output or folder / "simulate.json"
@@ -114,6 +120,7 @@ def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: 
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
+    from tagops.settings import RetrainSettings
     from tagops.workloads.promote import promote
     from tagops.workloads.train import run_training
 
@@ -146,7 +153,9 @@ def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: 
     loop = Loop(cfg, retrain_cfg, sim, registry, dataset, holdout, data.holdout_sha256, timings)
     with running_service(sim, cfg, write_serve_config(sim.home / "serve.yaml", cfg), env) as (url, _):
         loop.mark = _timed(timings, "service_start", mark)
-        os.environ["TAGOPS_RETRAIN_SERVICE_URL"], os.environ["TAGOPS_RETRAIN_ADMIN_KEY"] = url, admin_key
+        # The in-process retrain reloads this service; a retrain in a process of its own gets the same.
+        loop.sim = sim.model_copy(update={"retrain": RetrainSettings(service_url=url, admin_key=admin_key)})
+        loop.env = service_environment(sim, url, admin_key)
         loop.client = ServiceClient(
             url, admin_key, concurrency=cfg.concurrency, request_items=cfg.request_items
         )
@@ -180,6 +189,8 @@ class Loop:
         self.holdout_sha256 = holdout_sha256
         self.timings = timings
         self.client: ServiceClient | None = None
+        #: The environment of a process that works on the simulation's state (set once the service runs).
+        self.env: dict[str, str] = {}
         self.rng = np.random.default_rng(cfg.seed)
         self.windows: list[dict[str, Any]] = []
         self.result: dict[str, Any] = {"family": cfg.family, "config": cfg.model_dump(mode="json")}
@@ -249,6 +260,25 @@ class Loop:
         if self.retrain_and_shadow():
             self.promote_and_compare()
 
+    def retrain_in_pipeline(self) -> dict[str, Any]:
+        """``tagops retrain --no-promote`` (the ZenML pipeline) in a process of its own; its JSON result.
+
+        The process gets the simulation's environment, as the service does, so the pipeline's steps read
+        the simulation's state folder and service.
+        """
+        import yaml
+
+        config = self.sim.home / "retrain.yaml"
+        config.write_text(
+            yaml.safe_dump({"retrain": self.retrain_cfg.model_dump(mode="json")}), encoding="utf-8"
+        )
+        command = [sys.executable, "-m", "tagops.cli", "retrain", "--no-promote", "--config", str(config)]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise TagopsError(f"tagops retrain failed ({done.returncode}): {done.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
     def retrain_and_shadow(self) -> bool:
         """Ask the policy, retrain without promoting, and shadow the challenger for one window."""
         from tagops.monitoring.shadow import render_table, shadow_report
@@ -268,9 +298,7 @@ class Loop:
             logger.error("simulate: the policy did not ask for a retrain: %s", decision.reason)
             return False
         if self.cfg.pipeline:
-            from tagops.pipelines.retraining import run_retraining_pipeline
-
-            retrained = run_retraining_pipeline(self.retrain_cfg, trigger=decision.reason, promote=False)
+            retrained = self.retrain_in_pipeline()
         else:
             retrained = run_retrain(
                 self.retrain_cfg, self.sim, promote=False, registry=self.registry, trigger=decision.reason
