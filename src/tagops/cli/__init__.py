@@ -6,13 +6,12 @@ Heavy libraries (pandas, scikit-learn, mlflow, zenml, ray, torch) are imported i
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
 import typer
 
-from tagops.cli import data, loop, models, pipeline, predict, serve
+from tagops.cli import data, logs, loop, models, pipeline, predict, serve
 from tagops.errors import DataError, TagopsError
 
 app = typer.Typer(
@@ -38,22 +37,13 @@ app.add_typer(models.models_app, name="models")
 app.add_typer(serve.keys_app, name="keys")
 app.add_typer(loop.shadow_app, name="shadow")
 
-logger = logging.getLogger("tagops")
-
 
 @app.callback()
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Configure logging once for every command."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("mlflow", "zenml", "alembic", "urllib3", "matplotlib", "PIL", "httpx", "git"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.configure(verbose=verbose)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -51,24 +50,13 @@ def monitor(
         parse_time(until, name="--until") if until else None,
         cfg,
     )
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     target = output or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}"
     if pipeline:
-        import os
-
         from tagops.pipelines.monitoring import run_monitoring_pipeline
 
-        # ZenML echoes step logs to the process's stdout; ours carries the JSON, so fd 1 points at stderr
-        # while the pipeline runs.
-        sys.stdout.flush()
-        saved_stdout = os.dup(1)
-        os.dup2(2, 1)
-        try:
+        with stdout_to_stderr():
             summary = run_monitoring_pipeline(cfg, since=start, until=end, output_dir=target)
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved_stdout, 1)
-            os.close(saved_stdout)
     else:
         from tagops.workloads.monitor import run_monitor
 
@@ -156,7 +144,7 @@ def retrain(
             loaded = json.loads(summary.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise TagopsError(f"{summary}: cannot read the monitor summary: {error}") from error
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     if not pipeline:
         result = run_retrain(cfg, settings, if_needed=if_needed, summary=loaded, promote=promote)
         print_json(result.to_json())
@@ -204,7 +192,7 @@ def simulate(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     result = run_simulation(cfg, settings, home=home, output=output)
     shown = ("verdict", "output", "home", "wall_s", "before_after", "rows")
     print_json({k: v for k, v in result.items() if k in shown})

@@ -40,7 +40,7 @@ def train(
     """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
     from tagops.config import load_train_config
 
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     registry = None
     if register:
         from tagops.registry.client import Registry
@@ -142,7 +142,7 @@ def tune(
 
     if model not in ("transformer", "linear"):
         raise typer.BadParameter("tune supports transformer or linear", param_hint="--model")
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     if resume is not None:
         record_path = tune_dir(settings) / resume / TUNE_RECORD
         if not record_path.is_file():

@@ -25,7 +25,7 @@ def pipeline_train(
     from tagops.config import load_pipeline_config
     from tagops.workloads.train import pull_stage, validate_stage
 
-    settings = load_settings()
+    settings = load_settings(announce_log=True)
     cfg = load_pipeline_config(config)
     # Pre-flight outside ZenML (about a second): bad data fails here with the one-line file/row/column
     # message, before any step runs or anything is registered.
