@@ -58,7 +58,7 @@ LIBRARY_ENVIRONMENT = {
     "ZENML_LOGGING_COLORS_DISABLED": "true",
 }
 
-_HOOKED_MODULES = ("zenml", "ray")
+_HOOKED_MODULES = ("zenml", "ray", "ray.data")
 
 
 def strip_ansi(text: str) -> str:
@@ -177,6 +177,8 @@ def start_log_file(home: Path) -> Path:
             root.removeHandler(handler)
             handler.close()
     handler = LogFileHandler(path, encoding="utf-8", delay=False)
+    # Libraries that log DEBUG on loggers of their own (Ray Data) would otherwise fill the file.
+    handler.setLevel(logging.getLogger("tagops").level or logging.INFO)
     handler.setFormatter(PlainFormatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     _prune(folder, keep=path)
@@ -199,11 +201,12 @@ def _prune(folder: Path, *, keep: Path) -> None:
 
 
 def adopt_library_logging() -> None:
-    """Take logging back from libraries that configured their own on import (ZenML, Ray).
+    """Take logging back from libraries that configured their own on import (ZenML, Ray, Ray Data).
 
     Removes ZenML's console handler from the root logger (it would print every record again, in colour,
-    on stdout), restores the root level ZenML reset, and lets the ``ray`` logger propagate to these
-    handlers instead of its own. ZenML's step-log handler stays: it stores step logs with the run.
+    on stdout), restores the root level ZenML reset, and lets the ``ray`` and ``ray.data`` loggers
+    propagate to these handlers instead of printing with their own. ZenML's step-log handler stays: it
+    stores step logs with the run.
     """
     root = logging.getLogger()
     ours = [h for h in root.handlers if isinstance(h, ConsoleHandler)]
@@ -217,6 +220,11 @@ def adopt_library_logging() -> None:
     for handler in list(ray_logger.handlers):
         ray_logger.removeHandler(handler)
     ray_logger.propagate = True
+    data_logger = logging.getLogger("ray.data")  # keeps its file in Ray's session folder
+    for handler in list(data_logger.handlers):
+        if type(handler).__name__ == "PlainRayHandler":
+            data_logger.removeHandler(handler)
+    data_logger.propagate = True
 
 
 class _AdoptAfterImport(importlib.abc.MetaPathFinder):
