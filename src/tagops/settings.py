@@ -10,7 +10,6 @@ system reads: :attr:`Settings.serve` (``TAGOPS_SERVE_*``) and :attr:`Settings.re
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
@@ -147,9 +146,6 @@ def prepare_environment(settings: Settings) -> None:
     """
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    # MLflow suggests type hints on our pyfunc's predict at every load; hints would make it coerce our
-    # DataFrame input, so the advice does not apply (the message starts with colour codes).
-    warnings.filterwarnings("ignore", message=r".*Add type hints to the", category=UserWarning)
     os.environ.setdefault("ZENML_CONFIG_PATH", str(settings.zenml_dir))
     # ZenML's local store keeps its SQLite DB and artifact store under its config path.
     for path in (

@@ -107,6 +107,8 @@ def test_importing_every_module_is_inert(tmp_path: Path) -> None:
     assert result["guards"] == [True, True, True], "the socket/thread guards are not in force"
     assert {
         "tagops.cli",
+        "tagops.cli.logs",
+        "tagops.cli.models",
         "tagops.registry.client",
         "tagops.workloads.train",
         "tagops.data.validate",

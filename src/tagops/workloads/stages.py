@@ -96,7 +96,7 @@ def run_stages(
     known = dict(results or {})
     for index, stage in enumerate(stages, start=1):
         started = time.perf_counter()
-        logger.info("stage %d/%d: %s", index, len(stages), stage.name)
+        logger.debug("stage %d/%d: %s", index, len(stages), stage.name)
         stage.collect(call_stage(stage.func, settings, stage.arguments(known)), known)
         logger.debug("stage %s took %.1fs", stage.name, time.perf_counter() - started)
     return known

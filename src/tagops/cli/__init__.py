@@ -1,0 +1,59 @@
+"""The `tagops` command line: the one place that configures logging and prepares the environment.
+
+Heavy libraries (pandas, scikit-learn, mlflow, zenml, ray, torch) are imported inside commands, so
+`tagops --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from tagops.cli import data, logs, loop, models, pipeline, predict, serve
+from tagops.errors import DataError, TagopsError
+
+app = typer.Typer(
+    help="tagops: tag ML projects with their topic, end to end.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(models.train)
+app.command()(models.evaluate)
+app.command()(predict.predict)
+app.command()(models.tune)
+app.command("promote")(models.promote_cmd)
+app.command()(models.rollback)
+app.command()(loop.monitor)
+app.command()(loop.retrain)
+app.command()(loop.simulate)
+app.command()(serve.serve)
+app.command("log-replay")(serve.log_replay)
+app.add_typer(data.data_app, name="data")
+app.add_typer(pipeline.pipeline_app, name="pipeline")
+app.add_typer(models.models_app, name="models")
+app.add_typer(serve.keys_app, name="keys")
+app.add_typer(loop.shadow_app, name="shadow")
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Configure logging once for every command."""
+    logs.configure(verbose=verbose)
+
+
+def main() -> None:
+    """Console entry point: clean one-line errors for bad input, non-zero exit codes."""
+    try:
+        app()
+    except DataError as error:
+        for violation in error.violations:
+            typer.echo(f"error: {violation}", err=True)
+        sys.exit(1)
+    except TagopsError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(1)

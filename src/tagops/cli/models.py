@@ -1,0 +1,260 @@
+"""Model commands: train, tune, evaluate, promote, rollback and `tagops models list|history`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tagops.cli.context import load_settings
+from tagops.cli.output import print_json, stdout_to_stderr
+from tagops.errors import TagopsError
+from tagops.registry.reference import DEFAULT_MODEL_URI
+
+models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+
+
+def train(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model family: rules, linear or transformer (default: the config's)."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Training config YAML.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    register: Annotated[bool, typer.Option(help="Log to MLflow and register as challenger.")] = True,
+    num_workers: Annotated[
+        int | None, typer.Option(help="Transformer: Ray Train workers (DDP).", min=1)
+    ] = None,
+    cpus_per_worker: Annotated[
+        int | None, typer.Option(help="Transformer: CPUs (and torch threads) per worker.", min=1)
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None, typer.Option(help="Transformer: GPUs per worker (default: 1 if the cluster has one).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue an interrupted run by name, from its last checkpoint.")
+    ] = None,
+) -> None:
+    """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
+    from tagops.config import TrainConfig, load_config
+
+    settings = load_settings(announce_log=True)
+    registry = None
+    if register:
+        from tagops.registry.client import Registry
+
+        registry = Registry(settings)
+    if resume is not None:
+        from tagops.workloads.train import resume_training
+
+        result = resume_training(resume, settings, registry=registry)
+    else:
+        from tagops.workloads.train import run_training
+
+        overrides: dict[str, Any] = {"seed": seed}
+        cfg = load_config(TrainConfig, config, **overrides)
+        if model is not None and cfg.model.family != model:
+            cfg = load_config(TrainConfig, config, **overrides, model={"family": model})
+        scaling = {
+            "num_workers": num_workers,
+            "cpus_per_worker": cpus_per_worker,
+            "gpus_per_worker": gpus_per_worker,
+        }
+        scaling = {k: v for k, v in scaling.items() if v is not None}
+        if scaling:
+            if cfg.model.family != "transformer":
+                raise typer.BadParameter("only the transformer family trains on Ray workers")
+            raw = cfg.model_dump(mode="json")
+            raw["model"].update(scaling)
+            cfg = type(cfg).model_validate(raw)
+        result = run_training(cfg, settings, registry=registry)
+    print_json(
+        {
+            "family": result.family,
+            "model_dir": result.model_dir,
+            "run_id": result.run_id,
+            "version": result.version,
+            "val_f1": result.val_report["overall"]["f1"],
+            "holdout_f1": result.holdout_report["overall"]["f1"],
+        }
+    )
+
+
+def evaluate(
+    output: Annotated[Path, typer.Option(help="JSON report to write (plots go next to it).")],
+    model: Annotated[
+        str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
+    ] = DEFAULT_MODEL_URI,
+    data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled holdout.csv).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+    log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
+) -> None:
+    """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
+    from tagops.config import DataConfig, EvalConfig
+    from tagops.data.stages import pull_stage
+    from tagops.data.validate import load_projects
+    from tagops.inference.loading import load_predictor
+    from tagops.metrics import write_report
+    from tagops.workloads.evaluate import evaluate_predictor
+
+    settings = load_settings()
+    path = data or pull_stage(settings, DataConfig()).holdout_path
+    cfg = EvalConfig(threshold=threshold)
+    predictor = load_predictor(model, settings, threshold=threshold)
+    report = evaluate_predictor(predictor, load_projects(path), cfg)
+    report["data"] = str(path)
+    files = write_report(report, output)
+    if log_to_mlflow:
+        from tagops.registry.client import Registry
+
+        registry = Registry(settings)
+        with registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}):
+            registry.log_metrics(
+                {k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval."
+            )
+            registry.log_artifacts(files, artifact_path="evaluation")
+    overall = report["overall"]
+    typer.echo(
+        f"{output}: f1 {overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 "
+        f"{overall['macro_f1']:.4f}, n={overall['num_samples']}"
+    )
+
+
+def tune(
+    model: Annotated[str, typer.Option(help="Model family to tune: transformer or linear.")] = "transformer",
+    trials: Annotated[int | None, typer.Option(help="Trials to run (default: the config's).", min=1)] = None,
+    config: Annotated[Path | None, typer.Option(help="Tuning config YAML (search space, budget).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the config's seed.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue an interrupted search by name (finished trials are kept).")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option(help="Train the best trial, register it as challenger and run the gate.")
+    ] = True,
+) -> None:
+    """Search hyper-parameters with Ray Tune (Optuna + ASHA); the best becomes challenger and is gated."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tagops.config import TuneConfig, load_config
+    from tagops.workloads.tune import TUNE_RECORD, run_tuning, tune_dir
+
+    if model not in ("transformer", "linear"):
+        raise typer.BadParameter("tune supports transformer or linear", param_hint="--model")
+    settings = load_settings(announce_log=True)
+    if resume is not None:
+        record_path = tune_dir(settings) / resume / TUNE_RECORD
+        if not record_path.is_file():
+            raise TagopsError(f"no tuning run {resume!r} under {tune_dir(settings)}")
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
+    else:
+        cfg = load_config(TuneConfig, config, trials=trials, seed=seed)
+    registry = None
+    if register:
+        from tagops.registry.client import Registry
+
+        registry = Registry(settings)
+    started = time.perf_counter()
+    family: Any = model
+    with stdout_to_stderr():  # Ray Tune prints its own tables; stdout carries only our JSON
+        result = run_tuning(
+            cfg, settings, family=family, registry=registry, name=resume, resume=resume is not None
+        )
+    table = Table(title=f"{result.name} ({time.perf_counter() - started:.0f}s)")
+    for column in ("trial", "val F1", "epochs", "parameters"):
+        table.add_column(column)
+    for trial in result.trials:
+        f1 = trial["best_val_f1"]
+        label = "default" if trial["default"] else str(trial["index"])
+        params = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(trial["config"].items())
+        )
+        table.add_row(label, "" if f1 is None else f"{f1:.4f}", str(trial["epochs"]), params)
+    Console(stderr=True, width=max(120, Console(stderr=True).width)).print(table)
+    print_json(
+        {
+            "name": result.name,
+            "family": result.family,
+            "best_val_f1": result.best_val_f1,
+            "default_val_f1": result.default_val_f1,
+            "best_params": result.best_params,
+            "version": result.version,
+            "holdout_f1": result.holdout_f1,
+            "gate": result.gate,
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------- registry
+def promote_cmd(
+    version: Annotated[int | None, typer.Option(help="Version to gate (default: the challenger).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
+) -> None:
+    """Gate the challenger against the champion on the holdout; promote only if it passes."""
+    from tagops.config import PipelineConfig, load_config
+    from tagops.data.stages import pull_stage, validate_stage
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import promote
+
+    settings = load_settings()
+    cfg = load_config(PipelineConfig, config)
+    snap = pull_stage(settings, cfg.data)
+    _, holdout = validate_stage(snap)
+    decision = promote(
+        Registry(settings),
+        holdout=holdout,
+        eval_cfg=cfg.evaluation,
+        gate=cfg.gate,
+        history=settings.promotion_history,
+        version=version,
+        holdout_sha256=snap.holdout_sha256,
+    )
+    verdict = "promoted" if decision.promote else "not promoted"
+    typer.echo(f"{verdict}: {decision.reason}")
+
+
+def rollback() -> None:
+    """Restore the champion that preceded the current one."""
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import rollback as do_rollback
+
+    settings = load_settings()
+    before, after = do_rollback(Registry(settings), history=settings.promotion_history)
+    typer.echo(f"champion: version {before} -> version {after}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Registered versions with their aliases and holdout F1."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tagops.registry.client import Registry
+
+    settings = load_settings()
+    table = Table(title=f"models:/{settings.registered_model}")
+    for column in ("version", "family", "aliases", "holdout F1", "gate", "run"):
+        table.add_column(column)
+    for v in Registry(settings).list_versions():
+        table.add_row(
+            str(v["version"]),
+            v["tags"].get("family", "?"),
+            ", ".join(v["aliases"]),
+            v["tags"].get("holdout_f1", ""),
+            v["tags"].get("gate.decision", ""),
+            v["run_id"] or "",
+        )
+    Console().print(table)
+
+
+@models_app.command("history")
+def models_history() -> None:
+    """The append-only promotion history (JSON lines)."""
+    from tagops.workloads.promote import read_history
+
+    for record in read_history(load_settings().promotion_history):
+        typer.echo(json.dumps(record, sort_keys=True))

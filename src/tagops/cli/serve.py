@@ -1,0 +1,148 @@
+"""Serving commands: serve, `tagops keys` and log-replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tagops.cli.context import load_settings
+from tagops.errors import TagopsError
+
+keys_app = typer.Typer(help="Manage the API keys of the prediction API.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default: the config's, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default: the config's, 8000).")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="ray (Ray Serve, batched replicas) or uvicorn (this process).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Serving config YAML (configs/serve.yaml).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
+    ] = None,
+    replicas: Annotated[int | None, typer.Option(help="Ray Serve replicas (default: the config's).")] = None,
+    print_serve_config: Annotated[
+        bool, typer.Option(help="Print the Ray Serve config (serve deploy / RayService) and exit.")
+    ] = False,
+) -> None:
+    """Serve the prediction API; prints its URL. The prediction log database: TAGOPS_SERVE_DATABASE_URL."""
+    from tagops.config import ServeConfig, load_config
+
+    try:
+        cfg = load_config(
+            ServeConfig, config, host=host, port=port, engine=engine, model_uri=model, num_replicas=replicas
+        )
+    except ValueError as error:  # a pydantic ValidationError names every bad field
+        raise typer.BadParameter(str(error)) from error
+    if print_serve_config:
+        import yaml
+
+        from tagops.serving.ray.deployment import serve_deploy_config
+
+        typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
+        return
+    from tagops.serving.ray.server import run_ray
+    from tagops.serving.server import run_uvicorn
+
+    def ready(url: str, uri: str) -> None:
+        typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
+
+    settings = load_settings()
+    runner = run_ray if cfg.engine == "ray" else run_uvicorn
+    runner(cfg, settings, on_ready=ready)
+
+
+def _key_store(config: Path | None) -> Any:
+    from tagops.config import ServeConfig, load_config
+    from tagops.serving.keys import KeyStore
+
+    return KeyStore.from_config(load_config(ServeConfig, config), load_settings())
+
+
+_KEYS_CONFIG = typer.Option(help="Serving config YAML whose database holds the keys.")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    admin: Annotated[bool, typer.Option(help="Also allow POST /v1/admin/reload.")] = False,
+    config: Annotated[Path | None, _KEYS_CONFIG] = None,
+) -> None:
+    """Create an API key; prints it once (only a salted hash is stored)."""
+    record, token = _key_store(config).create(name, "admin" if admin else "client")
+    typer.echo(f"created key {record.key_id} ({record.role}) for {record.name!r}; store it now:", err=True)
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(config: Annotated[Path | None, _KEYS_CONFIG] = None) -> None:
+    """Every key with its role and whether it is revoked (never the key itself)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="API keys")
+    for column in ("id", "name", "role", "created", "revoked"):
+        table.add_column(column)
+    for key in _key_store(config).list():
+        table.add_row(
+            key.key_id,
+            key.name,
+            key.role,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `tagops keys list`).")],
+    config: Annotated[Path | None, _KEYS_CONFIG] = None,
+) -> None:
+    """Revoke a key (servers stop accepting it within key_cache_ttl_s)."""
+    key = _key_store(config).revoke(key_id)
+    typer.echo(f"revoked key {key.key_id} ({key.name!r})")
+
+
+def log_replay(
+    config: Annotated[
+        Path | None, typer.Option(help="Serving config YAML whose database gets the rows.")
+    ] = None,
+) -> None:
+    """Write the prediction log rows left in this machine's journal to the database.
+
+    A serving process does this itself when it starts and every 30 s; this command is for rows left
+    when no server runs any more (the database was down when the last one stopped). Segments that a
+    running server still holds are left to it. Replaying twice writes nothing twice.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagops.config import ServeConfig, load_config
+    from tagops.predlog.engine import safe_url
+    from tagops.predlog.log import PredictionLog
+
+    log = PredictionLog.from_config(load_config(ServeConfig, config), load_settings(), journal=True)
+    writers = (log.writer, log.shadow_writer())
+    try:
+        log.create_tables()
+        counts = {each.table.name: each.recover() for each in writers}
+    except SQLAlchemyError as error:
+        reason = error.args[0] if error.args else error
+        raise TagopsError(f"{safe_url(log.url)}: {type(error).__name__}: {reason}") from None
+    finally:
+        log.dispose()
+    files = [each.journal.files() for each in writers if each.journal is not None]
+    left, bad = (sum(found[kind] for found in files) for kind in ("segment", "bad"))
+    typer.echo(
+        f"{counts['predictions']} prediction rows and {counts['shadow_predictions']} shadow rows written "
+        f"to {safe_url(log.url)} from {log.options.journal_dir}"
+    )
+    if left:
+        typer.echo(f"{left} segments held by running servers, left to them", err=True)
+    if bad:
+        typer.echo(f"{bad} segments set aside as unreadable (*.bad): inspect them by hand", err=True)
