@@ -178,6 +178,23 @@ def test_first_run_registers_both_families_and_crowns_one(env: PipelineEnv, firs
     assert decisions[first_run.version_of("rules")]["reason"] == "no champion yet"
 
 
+def test_the_in_process_path_runs_the_same_stages_to_the_same_models(
+    env: PipelineEnv, first_run: Run
+) -> None:
+    """``--no-pipeline`` runs the training plan ZenML ran: same models, so the same registered versions."""
+    from tagops.pipelines.training import STEPS
+    from tagops.workloads.train import run_training_plan, training_plan
+
+    plan = training_plan(env.cfg)
+    assert {stage.func.__name__ for stage in plan} <= set(STEPS)  # every stage has its step
+    assert set(_step_statuses(first_run.summary["run_name"])) == {stage.name for stage in plan}
+    summary = run_training_plan(env.cfg, env.settings)
+    for ours, zenml in zip(summary["models"], first_run.summary["models"], strict=True):
+        assert (ours["family"], ours["version"]) == (zenml["family"], zenml["version"])
+        assert ours["holdout_f1"] == pytest.approx(zenml["holdout_f1"])
+    assert len(env.registry().list_versions()) == len(first_run.versions)
+
+
 def test_first_run_on_a_fresh_store_executes_every_step(first_run: Run) -> None:
     # Nothing was ever run in this home, so no step can legitimately come from the cache; today
     # train_<family> (train split) and refit_<family> (all of dataset.csv) share one cache key, as do

@@ -17,6 +17,9 @@ pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
 def pipeline_train(
     config: Annotated[Path | None, typer.Option(help="Pipeline config YAML.")] = None,
     cache: Annotated[bool, typer.Option(help="Reuse unchanged steps.")] = True,
+    pipeline: Annotated[
+        bool, typer.Option(help="Run on ZenML (--no-pipeline: the same stages in this process).")
+    ] = True,
 ) -> None:
     """Pull → validate → split → train each family → evaluate → register → gate, on ZenML."""
     from rich.console import Console
@@ -30,14 +33,20 @@ def pipeline_train(
     # Pre-flight outside ZenML (about a second): bad data fails here with the one-line file/row/column
     # message, before any step runs or anything is registered.
     validate_stage(pull_stage(settings, cfg.data))
-    from tagops.pipelines.training import run_training_pipeline
-
     started = time.perf_counter()
-    summary = run_training_pipeline(cfg, enable_cache=cache)
+    if pipeline:
+        from tagops.pipelines.training import run_training_pipeline
+
+        summary = run_training_pipeline(cfg, enable_cache=cache)
+    else:
+        from tagops.workloads.train import run_training_plan
+
+        summary = run_training_plan(cfg, settings)
     from tagops.registry.client import CHAMPION, Registry
 
     champion = Registry(settings).alias_version(CHAMPION)
-    table = Table(title=f"{summary['run_name']} ({time.perf_counter() - started:.0f}s)")
+    title = summary["run_name"] or "training (in process)"
+    table = Table(title=f"{title} ({time.perf_counter() - started:.0f}s)")
     for column in ("family", "version", "holdout F1", "95% CI", "macro F1", "gate", "champion"):
         table.add_column(column)
     decisions = {d["version"]: d for d in summary["decisions"]}
