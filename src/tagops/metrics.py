@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -30,6 +30,86 @@ NLP_LLM_PATTERN = re.compile(
 )
 
 
+class Scores(TypedDict):
+    """Weighted precision, recall and F1 over all rows, with macro F1 and accuracy."""
+
+    precision: float
+    recall: float
+    f1: float
+    macro_f1: float
+    accuracy: float
+    num_samples: int
+    #: Bootstrap 95 % interval of ``f1`` (``None`` without resamples).
+    f1_ci95: NotRequired[list[float] | None]
+    #: Rows that abstained to ``other`` under the report's threshold.
+    abstained: NotRequired[int]
+
+
+class ClassScores(TypedDict):
+    """One class's precision, recall, F1 and support."""
+
+    precision: float
+    recall: float
+    f1: float
+    num_samples: int
+
+
+class SliceScores(TypedDict):
+    """Scores on a slice of the rows (``None`` when the slice is empty)."""
+
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    num_samples: int
+
+
+class CalibrationBin(TypedDict):
+    """One bin of the reliability diagram."""
+
+    low: float
+    high: float
+    count: int
+    accuracy: float
+    confidence: float
+
+
+class Calibration(TypedDict):
+    """Expected calibration error and the bins it was measured over."""
+
+    ece: float
+    bins: list[CalibrationBin]
+
+
+class ConfusionMatrix(TypedDict):
+    """Counts by (true label, predicted label), in ``labels`` order."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+class RowAnswers(TypedDict):
+    """Each row's true and predicted tag, so two models can be compared on the same rows (paired)."""
+
+    truth: list[str]
+    predicted: list[str]
+
+
+class EvalReport(TypedDict):
+    """An evaluation report: what ``tagops evaluate`` writes as JSON and the gate compares."""
+
+    overall: Scores
+    per_class: dict[str, ClassScores]
+    slices: NotRequired[dict[str, SliceScores]]
+    calibration: NotRequired[Calibration]
+    confusion_matrix: NotRequired[ConfusionMatrix]
+    threshold: NotRequired[float | None]
+    rows: NotRequired[RowAnswers]
+    #: The model evaluated (its family, version, source), when it came from a predictor.
+    model: NotRequired[dict[str, Any]]
+    #: The labelled file evaluated on (``tagops evaluate``).
+    data: NotRequired[str]
+
+
 def apply_threshold(
     proba: np.ndarray, labels: Sequence[str], threshold: float | None
 ) -> tuple[list[str], np.ndarray]:
@@ -44,9 +124,7 @@ def apply_threshold(
     return predicted, abstained
 
 
-def classification_scores(
-    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
-) -> dict[str, Any]:
+def classification_scores(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> EvalReport:
     """Weighted precision/recall/F1 (sklearn), macro F1, accuracy and per-class scores."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
@@ -190,10 +268,10 @@ def weighted_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
 
 
-def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int) -> dict[str, Any]:
+def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int) -> Calibration:
     """ECE over equal-width confidence bins, with the per-bin table for a reliability diagram."""
     edges = np.linspace(0.0, 1.0, bins + 1)
-    table = []
+    table: list[CalibrationBin] = []
     ece = 0.0
     for lo, hi in itertools.pairwise(edges):
         mask = (confidence > lo) & (confidence <= hi) if lo > 0 else (confidence >= lo) & (confidence <= hi)
@@ -223,7 +301,7 @@ def slice_masks(texts: Sequence[str], *, short_text_words: int) -> dict[str, np.
 
 def compute_report(
     y_true: Sequence[str], proba: np.ndarray, texts: Sequence[str], labels: Sequence[str], cfg: EvalConfig
-) -> dict[str, Any]:
+) -> EvalReport:
     """The full evaluation report as plain JSON-ready data."""
     from sklearn.metrics import confusion_matrix
 
@@ -232,7 +310,7 @@ def compute_report(
     report = classification_scores(y_true, y_pred, labels)
     report["overall"]["f1_ci95"] = bootstrap_ci(y_true, y_pred, samples=cfg.bootstrap_samples, seed=cfg.seed)
     report["overall"]["abstained"] = int(abstained.sum())
-    slices = {}
+    slices: dict[str, SliceScores] = {}
     for name, mask in slice_masks(texts, short_text_words=cfg.short_text_words).items():
         idx = np.flatnonzero(mask)
         if idx.size == 0:
@@ -240,7 +318,12 @@ def compute_report(
             continue
         truth, pred = [y_true[i] for i in idx], [y_pred[i] for i in idx]
         scores = classification_scores(truth, pred, labels)["overall"]
-        slices[name] = {k: scores[k] for k in ("precision", "recall", "f1", "num_samples")}
+        slices[name] = {
+            "precision": scores["precision"],
+            "recall": scores["recall"],
+            "f1": scores["f1"],
+            "num_samples": scores["num_samples"],
+        }
     report["slices"] = slices
     confidence = proba.max(axis=1)
     correct = np.array([labels[i] == t for i, t in zip(proba.argmax(axis=1), y_true, strict=True)])
@@ -255,7 +338,7 @@ def compute_report(
     return report
 
 
-def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") -> list[Path]:
+def save_plots(report: EvalReport, output_dir: Path, *, prefix: str = "") -> list[Path]:
     """Confusion matrix, per-class scores and reliability diagram as PNG files; returns their paths."""
     import matplotlib
 
@@ -286,7 +369,7 @@ def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") ->
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.27
     for k, metric in enumerate(("precision", "recall", "f1")):
-        values = [report["per_class"][label][metric] for label in labels]
+        values = [float(report["per_class"][label][metric]) for label in labels]  # type: ignore[literal-required]
         ax.bar(np.arange(len(labels)) + (k - 1) * width, values, width, label=metric)
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     ax.set_ylim(0, 1.05)
@@ -312,7 +395,7 @@ def save_plots(report: dict[str, Any], output_dir: Path, *, prefix: str = "") ->
     return paths
 
 
-def write_report(report: dict[str, Any], output: Path) -> list[Path]:
+def write_report(report: EvalReport, output: Path) -> list[Path]:
     """Write the JSON report and its plots next to it; returns every file written."""
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")

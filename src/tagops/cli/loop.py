@@ -60,7 +60,7 @@ def monitor(
     else:
         from tagops.workloads.monitor import run_monitor
 
-        summary = run_monitor(cfg, settings, since=start, until=end, output_dir=target).summary
+        summary = dict(run_monitor(cfg, settings, since=start, until=end, output_dir=target).summary)
     print_json(
         {
             "alarm": summary["alarm"],

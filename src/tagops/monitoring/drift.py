@@ -17,7 +17,7 @@ the pooled sample, which is exact under the null whatever estimator is used.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -44,6 +44,26 @@ class DriftTest:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class DriftSummary(TypedDict):
+    """The JSON summary of one monitoring window's tests (:meth:`DriftReport.to_json`)."""
+
+    num_rows: int
+    alarm: bool
+    drift_alarm: bool
+    performance_alarm: bool
+    #: Names of the tests that rejected after correction.
+    drifted: list[str]
+    alpha: float
+    correction: str
+    #: Why the tests did not run (too few rows), else ``None``.
+    skipped: str | None
+    tests: list[dict[str, Any]]
+    #: Feedback F1 against the reference's holdout F1, when the window has feedback.
+    performance: dict[str, Any] | None
+    #: The window's features as the reference measures them.
+    window: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class DriftReport:
     """Everything one monitoring window found; :meth:`to_json` is the JSON summary."""
@@ -67,7 +87,7 @@ class DriftReport:
         """Names of the tests that rejected after correction."""
         return [t.name for t in self.tests if t.drift]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> DriftSummary:
         """JSON-ready summary."""
         return {
             "num_rows": self.num_rows,

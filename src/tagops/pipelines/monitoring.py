@@ -61,7 +61,7 @@ def monitor_step(
         output_dir,
         log_to_mlflow=log_to_mlflow,
     )
-    return result.summary
+    return dict(result.summary)
 
 
 #: The step that runs each stage function of the monitoring plan.

@@ -11,7 +11,7 @@ outside world and are never cached.
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import pandas as pd
 from zenml import pipeline, step
@@ -20,6 +20,9 @@ from zenml.config import CachePolicy
 from tagops.config import DataConfig, EnsembleParams, EvalConfig, GateConfig, PipelineConfig, TrainConfig
 from tagops.pipelines.adapter import run_settings, wire
 from tagops.workloads.train import training_plan
+
+if TYPE_CHECKING:
+    from tagops.metrics import EvalReport
 
 
 def code_fingerprint() -> str:
@@ -117,7 +120,7 @@ def evaluate_step(
     """Evaluate a saved model on a labelled frame."""
     from tagops.workloads.train import evaluate_stage
 
-    return evaluate_stage(Path(model_dir), frame, EvalConfig.model_validate(evaluation))
+    return dict(evaluate_stage(Path(model_dir), frame, EvalConfig.model_validate(evaluation)))
 
 
 @step(enable_cache=False)
@@ -136,8 +139,8 @@ def register_step(
         run_settings(),
         Path(model_dir),
         DataSnapshot.from_json(snapshot),
-        val_report,
-        holdout_report,
+        cast("EvalReport", val_report),
+        cast("EvalReport", holdout_report),
         TrainConfig.model_validate(train_config),
     )
     return version, run_id

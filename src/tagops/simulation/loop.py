@@ -73,7 +73,7 @@ def monitor_window(
         registry=registry,
         embedder=embedder,
     )
-    return result.summary
+    return dict(result.summary)
 
 
 # ------------------------------------------------------------------------------------------ the run

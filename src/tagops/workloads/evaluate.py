@@ -5,16 +5,17 @@ The report's metrics are computed in :mod:`tagops.metrics`; this module runs the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import EvalConfig
     from tagops.inference.predictor import Predictor
+    from tagops.metrics import EvalReport
 
 
-def evaluate_predictor(predictor: Predictor, frame: pd.DataFrame, cfg: EvalConfig) -> dict[str, Any]:
+def evaluate_predictor(predictor: Predictor, frame: pd.DataFrame, cfg: EvalConfig) -> EvalReport:
     """Evaluate a loaded predictor on a validated, labelled frame."""
     from tagops.metrics import compute_report
 

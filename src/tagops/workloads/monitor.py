@@ -15,11 +15,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired
 
 import numpy as np
 
 from tagops.errors import TagopsError
+from tagops.monitoring.drift import DriftSummary
 from tagops.workloads.stages import Stage, run_stages
 
 if TYPE_CHECKING:
@@ -71,11 +72,24 @@ class Window:
         )
 
 
+class MonitorSummary(DriftSummary):
+    """``summary.json`` of one monitoring window: the tests' outcome, the window and the model."""
+
+    kind: str
+    created_at: str
+    since: str
+    until: str
+    model_uri: str
+    model_version: int | None
+    #: The MLflow run the window's numbers were logged to, when they were.
+    mlflow_run_id: NotRequired[str | None]
+
+
 @dataclass
 class MonitorResult:
     """What ``tagops monitor`` produced."""
 
-    summary: dict[str, Any]
+    summary: MonitorSummary
     summary_path: Path
     report_path: Path
     run_id: str | None = None
@@ -204,17 +218,19 @@ def analyse_window(
 
 def summarize(
     report: DriftReport, window: Window, *, model_uri: str, model_version: int | None
-) -> dict[str, Any]:
+) -> MonitorSummary:
     """The JSON summary: the window, the model, and every test's outcome."""
-    return {
+    # ``mlflow_run_id`` joins once the window is logged to MLflow.
+    summary: MonitorSummary = {
         "kind": "tagops.monitor",
         "created_at": datetime.now(UTC).isoformat(),
         "since": window.since.isoformat(),
         "until": window.until.isoformat(),
         "model_uri": model_uri,
         "model_version": model_version,
-        **report.to_json(),
+        **report.to_json(),  # type: ignore[typeddict-item]
     }
+    return summary
 
 
 def monitoring_metrics(report: DriftReport) -> dict[str, float]:
@@ -243,7 +259,7 @@ def monitoring_metrics(report: DriftReport) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------ alerts
-def send_alert(summary: dict[str, Any], url: str, *, timeout_s: float) -> bool:
+def send_alert(summary: MonitorSummary, url: str, *, timeout_s: float) -> bool:
     """POST the summary as JSON; ``False`` (logged) on any failure, never an exception."""
     import requests
 
@@ -257,7 +273,7 @@ def send_alert(summary: dict[str, Any], url: str, *, timeout_s: float) -> bool:
     return True
 
 
-def raise_alert(summary: dict[str, Any], cfg: MonitorConfig) -> bool | None:
+def raise_alert(summary: MonitorSummary, cfg: MonitorConfig) -> bool | None:
     """Log the alarm and POST it to the configured webhook; ``None`` when no webhook is configured."""
     perf = summary.get("performance") or {}
     logger.error(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tagops.config import EvalConfig, GateConfig
+    from tagops.metrics import EvalReport
     from tagops.registry.client import Registry
 
 
@@ -36,7 +37,7 @@ class GateDecision:
     class_drop_confidence: dict[str, float] | None = None
 
 
-def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: GateConfig) -> GateDecision:
+def decide(challenger: EvalReport, champion: EvalReport | None, gate: GateConfig) -> GateDecision:
     """Compare two evaluation reports on the same data; pure, so the rule is tested on its own."""
     challenger_f1 = float(challenger["overall"]["f1"])
     if champion is None:
@@ -89,7 +90,7 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any] | None, gate: Ga
 
 
 def _class_drop_confidence(
-    challenger: dict[str, Any], champion: dict[str, Any], gate: GateConfig, labels: list[str]
+    challenger: EvalReport, champion: EvalReport, gate: GateConfig, labels: list[str]
 ) -> dict[str, float] | None:
     """Paired-bootstrap share of resamples in which each class in ``labels`` falls; ``None``: not usable.
 
@@ -127,9 +128,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _evaluate_version(
-    registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig
-) -> dict[str, Any]:
+def _evaluate_version(registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig) -> EvalReport:
     from tagops.inference.predictor import Predictor
     from tagops.workloads.evaluate import evaluate_predictor
 

@@ -12,6 +12,7 @@ from tagops.config import ReferenceConfig, TrainConfig
 
 if TYPE_CHECKING:
     from tagops.data.stages import DataSnapshot
+    from tagops.metrics import EvalReport
     from tagops.registry.client import Registry
     from tagops.settings import Settings
 
@@ -23,8 +24,8 @@ def register_model_stage(
     settings: Settings,
     model_dir: Path,
     snapshot: DataSnapshot,
-    val_report: dict[str, Any],
-    holdout_report: dict[str, Any],
+    val_report: EvalReport,
+    holdout_report: EvalReport,
     train_config: TrainConfig,
     registry: Registry | None = None,
     run_id: str | None = None,
@@ -54,8 +55,8 @@ def register_stage(
     cfg: TrainConfig,
     model_dir: Path,
     data: DataSnapshot,
-    val_report: dict[str, Any],
-    holdout_report: dict[str, Any],
+    val_report: EvalReport,
+    holdout_report: EvalReport,
     report_dir: Path,
     run_id: str | None = None,
     reference: ReferenceConfig | None = DEFAULT_REFERENCE,
@@ -117,7 +118,7 @@ def register_stage(
     return run_id, version
 
 
-def _headline(report: dict[str, Any]) -> dict[str, Any]:
+def _headline(report: EvalReport) -> dict[str, Any]:
     """The scalar metrics worth charting: overall, per class, slices, calibration."""
     return {
         "overall": {k: v for k, v in report["overall"].items() if k != "f1_ci95"},

@@ -39,6 +39,7 @@ from tagops.workloads.stages import Stage, run_stages
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tagops.metrics import EvalReport
     from tagops.models.transformer.ray_worker import Tracking
     from tagops.registry.client import Registry
     from tagops.settings import Settings
@@ -54,8 +55,8 @@ class TrainResult:
 
     family: str
     model_dir: Path
-    val_report: dict[str, Any]
-    holdout_report: dict[str, Any]
+    val_report: EvalReport
+    holdout_report: EvalReport
     run_id: str | None = None
     version: int | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -85,7 +86,7 @@ class RunFolders:
         return Tracking(self.tracking_uri, self.mlflow_run_id, prefix)
 
 
-def evaluate_stage(model_dir: Path, frame: pd.DataFrame, evaluation: EvalConfig) -> dict[str, Any]:
+def evaluate_stage(model_dir: Path, frame: pd.DataFrame, evaluation: EvalConfig) -> EvalReport:
     """Evaluate a saved model on a labelled frame."""
     from tagops.inference.predictor import Predictor
     from tagops.workloads.evaluate import evaluate_predictor
