@@ -9,6 +9,7 @@ appended to a JSON-lines history (MLflow keeps no alias history) and tagged on t
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from tagops.config import EvalConfig, GateConfig
     from tagops.metrics import EvalReport
     from tagops.registry.client import Registry
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ def promote(
         holdout_sha256=holdout_sha256,
         trigger=trigger,
     )
+    verdict = "champion" if decision.promote else "refused"
+    logger.info("gate: version %s %s (%s)", candidate, verdict, decision.reason)
     return decision
 
 
