@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Object store for the embedded cluster: enough for this project's data, small for a 2-core laptop.
+#: Object store for the embedded cluster: enough for this project's data, small enough for a laptop.
 DEFAULT_OBJECT_STORE_BYTES = 256 * 1024**2
 
 

@@ -30,7 +30,7 @@ def pipeline_train(
 
     settings = load_settings(announce_log=True)
     cfg = load_config(PipelineConfig, config)
-    # Pre-flight outside ZenML (about a second): bad data fails here with the one-line file/row/column
+    # Pre-flight outside ZenML (cheap): bad data fails here with the one-line file/row/column
     # message, before any step runs or anything is registered.
     validate_stage(pull_stage(settings, cfg.data))
     started = time.perf_counter()

@@ -114,7 +114,7 @@ def log_replay(
         Path | None, typer.Option(help="Serving config YAML whose database gets the rows.")
     ] = None,
 ) -> None:
-    """Write the prediction log rows left in this machine's journal to the database.
+    """Write the prediction log rows left in this host's journal to the database.
 
     A serving process does this itself when it starts and every 30 s; this command is for rows left
     when no server runs any more (the database was down when the last one stopped). Segments that a

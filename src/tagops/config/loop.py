@@ -16,7 +16,8 @@ class ReferenceConfig(FrozenModel):
 
     The reference is the model's answers on the holdout (data it never trained on, so its confidence
     looks like production's) and the vocabulary of its training texts; ``tagops monitor`` compares
-    live traffic with it. MiniLM embeddings of 256 rows cost a few seconds on 2 CPU cores.
+    live traffic with it. The MiniLM embeddings of ``embedding_sample`` rows are the costly part of
+    registering and monitoring on a CPU (benchmarks/drift.py times whole windows).
     """
 
     enabled: bool = True

@@ -38,8 +38,8 @@ class ServeConfig(FrozenModel):
     engine: Literal["ray", "uvicorn"] = "ray"
     #: How requests reach Ray Serve replicas (embedded cluster; on a cluster of your own, its environment
     #: decides). ``haproxy``: Ray's HAProxy ingress, a C load balancer in front of replicas that each
-    #: serve HTTP themselves (measured 3 ms per echo request on 2 cores); ``proxy``: Ray's Python proxy
-    #: actor, which relays every request to a replica (14-16 ms per echo request on the same machine).
+    #: serve HTTP themselves; ``proxy``: Ray's Python proxy actor, which relays every request to a replica
+    #: and adds several times HAProxy's cost per request (benchmarks/serve.py; docs/serving.md, Ingress).
     ingress: Literal["haproxy", "proxy"] = "haproxy"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -52,14 +52,13 @@ class ServeConfig(FrozenModel):
     #: After a batch, hold new requests for at most this fraction of its duration until the clients it
     #: answered are back, so that clients sending one request after another stay in one batch rather than
     #: splitting into two half-size batches that take turns (:class:`tagops.serving.batching.BatchGate`);
-    #: 0 turns the gate off. Measured on 2 cores, transformer, 32 clients: 142-165 requests/s in every
-    #: 8-second run with it (11 runs), 125-179 without (19 runs). Off by default: for a model whose batches
-    #: are short next to handling their requests (``linear``: 488-643 requests/s with 0.25, 603-698
-    #: without), waiting for clients only idles the replica. configs/serve-transformer.yaml sets 0.25.
+    #: 0 turns the gate off. It steadies a transformer's throughput at concurrency 32; off by default
+    #: because for a model whose batches are short next to handling their requests (``linear``), waiting
+    #: for clients only idles the replica (benchmarks/serve.py). configs/serve-transformer.yaml sets 0.25.
     batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop. Measured on
-    #: 2 cores: ``False`` is fastest for millisecond models and for a transformer on Ray Serve; for a
-    #: transformer on uvicorn the two were within run-to-run spread (60-80 requests/s at c=32).
+    #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop, which serves
+    #: millisecond models and a transformer on Ray Serve faster: in a thread, batches form while the
+    #: previous one runs and stay small (benchmarks/serve.py).
     predict_in_thread: bool = False
     num_replicas: Annotated[int, Field(ge=1)] = 1
     autoscaling: AutoscalingParams | None = None
@@ -76,8 +75,7 @@ class ServeConfig(FrozenModel):
     cors_origins: tuple[str, ...] = ()
     #: A log line per HTTP request (Ray Serve's replica access log, uvicorn's access log). Off by default:
     #: every request is already counted in /metrics and every prediction is in the prediction log, and
-    #: at concurrency 32 Ray's access log took about 2 % of the replica's event loop (a file write per
-    #: request).
+    #: Ray's access log formats and writes its lines on the replica's event loop, serial with inference.
     access_log: bool = False
     #: How long a verified API key is trusted without looking again (revocation delay at most this).
     key_cache_ttl_s: Annotated[float, Field(ge=0.0)] = 5.0
@@ -90,7 +88,7 @@ class ServeConfig(FrozenModel):
     #: Append each request's log rows to a local file under TAGOPS_HOME before queueing them, so rows
     #: of a killed replica or of a database outage are written later instead of lost.
     log_journal: bool = True
-    #: Cap on the journal folder (every replica and table journaling for this database on this machine).
+    #: Cap on the journal folder (every replica and table journaling for this database on the same host).
     #: During a long database outage rows beyond it are not journaled: they stay queued in memory and,
     #: if the database is still down after the writer's tries, are counted ``failed``, instead of the
     #: journal filling the disk that TAGOPS_HOME shares. ``None``: no cap.

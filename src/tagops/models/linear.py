@@ -1,14 +1,14 @@
 """TF-IDF over word and character n-grams + multinomial logistic regression.
 
 Saved as plain data: the vocabularies in JSON, the idf vectors and classifier weights in safetensors.
-Loading rebuilds the scikit-learn objects from that data, so no code is ever unpickled, and it is fast
-(skops stored the 30k-term vocabularies item by item: 34 MB and 7 s to load, against under 1 MB here).
+Loading rebuilds the scikit-learn objects from that data, so no code is ever unpickled, and it is fast:
+each vocabulary is one JSON list of terms, not stored item by item as skops does.
 
-Prediction does not go through the scikit-learn pipeline: for one item, the n-gram counting is a fifth of
-its time and input validation, joblib's sequential ``FeatureUnion`` and sparse-matrix plumbing the rest
-(6 ms per item on the serving machine). :class:`_Scorer` applies the fitted vectorizers' own analyzers and
-the same arithmetic (sublinear tf, idf, l2 norm, softmax) with plain numpy; a unit test holds it to the
-pipeline's probabilities within 1e-12.
+Prediction does not go through the scikit-learn pipeline: for one item, input validation, joblib's
+sequential ``FeatureUnion`` and sparse-matrix plumbing cost several times the n-gram counting
+(benchmarks/serve.py measures the single-item latency). :class:`_Scorer` applies the fitted vectorizers'
+own analyzers and the same arithmetic (sublinear tf, idf, l2 norm, softmax) with plain numpy; a unit test
+holds it to the pipeline's probabilities within 1e-12.
 """
 
 from __future__ import annotations
@@ -223,7 +223,8 @@ class _Scorer:
         if self.binary:  # scikit-learn's binary logistic regression: one logit for the second class
             positive = expit(decision[:, 0])
             return np.column_stack([1.0 - positive, positive])
-        # sklearn.utils.extmath.softmax does the same, but its array-API dispatch costs 14 us per call here.
+        # sklearn.utils.extmath.softmax does the same, but its array-API dispatch costs more than the
+        # arithmetic for one item.
         decision -= decision.max(axis=1, keepdims=True)
         np.exp(decision, out=decision)
         decision /= decision.sum(axis=1, keepdims=True)

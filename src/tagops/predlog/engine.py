@@ -1,4 +1,4 @@
-"""Where the prediction log lives: the database URL, its engine, and this machine's journal folder.
+"""Where the prediction log lives: the database URL, its engine, and this host's journal folder.
 
 SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so several replicas write to it);
 ``database_url`` (``TAGOPS_SERVE_DATABASE_URL``) points it at PostgreSQL or any other SQLAlchemy URL.
@@ -32,7 +32,7 @@ def database_url_for(config_url: str | None, settings: Settings) -> str:
 
 
 def journal_folder(settings: Settings, url: str) -> Path:
-    """Where this machine journals rows for the database at ``url`` (one folder per database).
+    """Where this host journals rows for the database at ``url`` (one folder per database).
 
     Keyed by the URL, so rows journaled for one database are never replayed into another.
     """

@@ -5,7 +5,7 @@ inserts what arrives within ``flush_interval_s`` of a first row (up to ``batch_r
 transaction, retries a failed batch, and flushes what is queued on shutdown. With a journal folder (the
 serving default), each request's rows are also appended to a local file first
 (:mod:`tagops.predlog.journal`): rows of a killed process, and rows the database refused after the
-retries, are written later by the next writer on the machine that finds them (at its start, then every
+retries, are written later by the next writer on the same host that finds them (at its start, then every
 ``recover_interval_s``). A row that cannot be written (queue full, writer stopped, database down after
 retries) is counted through ``on_rows`` and logged, never dropped silently.
 """
@@ -257,12 +257,11 @@ class LogWriter:
             stopping = item is _STOP
             rows: list[dict[str, Any]] = [] if item is _STOP or item is _FLUSH else list(item[1])
             # Rows arriving within flush_interval_s of the first go into the same transaction: one
-            # write per request would cost each request a commit, and the GIL it holds meanwhile
-            # delays the request threads (measured: 1.8 ms of writer time per row at concurrency 1).
-            # The writer sleeps through that window and then takes what queued, rather than waiting on
-            # the queue: a waiting writer is woken by every put, and each wake-up takes the GIL from the
-            # request path for a moment (py-spy at concurrency 1: the writer ran at every request).
-            # Only flush() and stop() cut the window short, or a full batch already queued.
+            # write per request would cost each request a commit, and the GIL the writer holds meanwhile
+            # delays the request threads. The writer sleeps through that window and then takes what
+            # queued, rather than waiting on the queue: a waiting writer is woken by every put, and each
+            # wake-up takes the GIL from the request path for a moment (benchmarks/serve.py, latency at
+            # concurrency 1). Only flush() and stop() cut the window short, or a full batch already queued.
             if not stopping and item is not _FLUSH and self._queued_rows < self.batch_rows:
                 self._hurry.wait(self.flush_interval_s)
             self._hurry.clear()

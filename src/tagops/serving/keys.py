@@ -32,7 +32,8 @@ Role = Literal["client", "admin"]
 ROLES: tuple[Role, ...] = ("client", "admin")
 KEY_PREFIX = "tagops"
 _TOKEN = re.compile(rf"^{KEY_PREFIX}_(?P<id>[0-9a-f]{{12}})_(?P<secret>[A-Za-z0-9_-]{{43}})$")
-#: scrypt cost: 16 MiB and ~50 ms per check on a laptop core; verified keys are cached (see KeyStore).
+#: scrypt cost: 16 MiB and tens of milliseconds of CPU per check, so guessing is slow; verified keys
+#: are cached (see KeyStore).
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32, "maxmem": 64 * 1024**2}
 
 

@@ -33,8 +33,8 @@ def free_port(host: str = "127.0.0.1", *, tries: int = 100) -> int:
 
     Not the OS's pick (bind to port 0): that comes from the ephemeral range, from which every
     process's outgoing connections and port-0 listeners also draw. Between the pick and the bind
-    the embedded Ray cluster starts dozens of such processes, and once one of them took HAProxy's
-    stats port first, so HAProxy and the whole server could fail to start. A random free port
+    the embedded Ray cluster starts dozens of such processes, and one of them can take HAProxy's
+    stats port first, so HAProxy and the whole server fail to start. A random free port
     in :data:`PICKED_PORTS` is taken only by a process that asks for that very port.
     """
     for port in random.sample(PICKED_PORTS, tries):
@@ -61,7 +61,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     """A listening-ready socket on ``host:port`` (port 0: any free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the listening
-    # socket says TCP, and without it Nagle + delayed ACK delay every response by tens of milliseconds.
+    # socket says TCP, and without it Nagle + delayed ACK hold back the second send of every response
+    # until the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -193,8 +193,8 @@ def app_builder(args: dict[str, Any]) -> Any:
 def _undeployed_fields(cfg: ServeConfig) -> set[str]:
     """Fields left out of a Serve config: the secret URL, and the shadow settings when no shadow runs.
 
-    Leaving the unused shadow settings out keeps the rendered files in ``deploy/`` as they were before
-    shadow evaluation existed; the builder fills them in with their defaults.
+    Leaving the unused shadow settings out keeps the rendered files in ``deploy/`` free of settings
+    that do nothing without a shadow model; the builder fills them in with their defaults.
     """
     excluded = {"database_url"}
     if cfg.shadow_model_uri is None:

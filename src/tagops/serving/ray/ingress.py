@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 #: Ray settings for serving, read by Ray's own processes when they start:
 #: - workers at nice 0, not Ray's default 15, so the proxy and replicas do not yield to every other
-#:   process on a shared host (that adds tens of milliseconds per request);
-#: - the proxy talks to replicas over gRPC rather than actor calls (less latency and more throughput,
-#:   see ``benchmarks/serve.py``; Ray's "throughput-optimized" setting does the same).
+#:   process on a shared host, which would slow every request;
+#: - the proxy talks to replicas over gRPC rather than actor calls, which is faster (Ray's
+#:   "throughput-optimized" setting does the same; ``benchmarks/serve.py``).
 #: On a cluster you start yourself (RAY_ADDRESS, KubeRay), set them in its nodes' environment.
 RAY_SERVING_ENVIRONMENT = {"RAY_worker_niceness": "0", "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1"}
 
@@ -125,7 +125,7 @@ def ray_serving_environment(cfg: ServeConfig, settings: Settings) -> dict[str, s
             "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": "2",
             # Ray's throughput bundle (user code and router on the replica's own loop, buffered request
             # logs) and no per-request log datagrams to the HAProxy manager (our /metrics counts requests):
-            # a large throughput gain for both model families (benchmarks/serve.py).
+            # both raise throughput at concurrency 32 (benchmarks/serve.py).
             "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         }
