@@ -12,7 +12,7 @@ import typer
 from tagops.cli.context import load_settings
 from tagops.cli.output import print_json, stdout_to_stderr
 from tagops.errors import TagopsError
-from tagops.registry.reference import DEFAULT_MODEL_URI
+from tagops.model_ref import DEFAULT_MODEL_URI
 
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.output import print_json
-from tagops.registry.reference import DEFAULT_MODEL_URI
+from tagops.model_ref import DEFAULT_MODEL_URI
 
 
 def predict(

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from tagops.config.base import FrozenModel
 from tagops.config.training import GateConfig, TrainConfig
+from tagops.model_ref import DEFAULT_MODEL_URI
 
 
 class ReferenceConfig(FrozenModel):
@@ -61,7 +62,7 @@ class MonitorConfig(FrozenModel):
     at ``alpha=0.01`` an in-distribution window raises a false alarm at most 1 % of the time.
     """
 
-    model_uri: str = "models:/tagops@champion"
+    model_uri: str = DEFAULT_MODEL_URI
     #: The window when ``--since`` is not given: this many hours before ``--until`` (default now).
     window_hours: Annotated[float, Field(gt=0.0)] = 24.0
     #: Only rows the model ``model_uri`` resolves to answered (by registry version), when it has one.
@@ -122,7 +123,7 @@ class RetrainConfig(FrozenModel):
     policy: RetrainPolicy = RetrainPolicy()
     recent_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
     #: The model the challenger is compared with (its version answered the feedback's predictions).
-    champion_uri: str = "models:/tagops@champion"
+    champion_uri: str = DEFAULT_MODEL_URI
     #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
     database_url: str | None = Field(default=None, repr=False)
     #: The running service told to reload after a promotion (``TAGOPS_RETRAIN_SERVICE_URL`` wins); the

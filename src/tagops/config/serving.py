@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from tagops.config.base import FrozenModel
+from tagops.model_ref import DEFAULT_MODEL_URI
 
 
 class AutoscalingParams(FrozenModel):
@@ -34,7 +35,7 @@ class ServeConfig(FrozenModel):
     """
 
     #: The model to serve; ``POST /v1/admin/reload`` switches to whatever this URI names at that moment.
-    model_uri: str = "models:/tagops@champion"
+    model_uri: str = DEFAULT_MODEL_URI
     engine: Literal["ray", "uvicorn"] = "ray"
     #: How requests reach Ray Serve replicas (embedded cluster; on a cluster of your own, its environment
     #: decides). ``haproxy``: Ray's HAProxy ingress, a C load balancer in front of replicas that each

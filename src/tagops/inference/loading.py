@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagops.errors import RegistryError
-from tagops.registry.reference import ModelRef
+from tagops.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from tagops.inference.predictor import Predictor

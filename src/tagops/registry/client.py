@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from tagops.errors import RegistryError
 
 # The aliases are defined with the reference grammar; importers of this module keep finding them here.
-from tagops.registry.reference import CHALLENGER as CHALLENGER
-from tagops.registry.reference import CHAMPION as CHAMPION
-from tagops.registry.reference import ModelRef
+from tagops.model_ref import CHALLENGER as CHALLENGER
+from tagops.model_ref import CHAMPION as CHAMPION
+from tagops.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from tagops.settings import Settings

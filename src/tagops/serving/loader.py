@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tagops.registry.reference import ModelRef
+from tagops.model_ref import ModelRef
 
 if TYPE_CHECKING:
     from tagops.serving.model import PredictorLike

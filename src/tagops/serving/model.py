@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from tagops.model_ref import ModelRef
 from tagops.predlog.schema import utcnow
-from tagops.registry.reference import ModelRef
 
 
 class PredictorLike(Protocol):

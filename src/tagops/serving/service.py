@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
+from tagops.model_ref import ModelRef
 from tagops.predlog.schema import utcnow
-from tagops.registry.reference import ModelRef
 from tagops.serving.model import ModelLoader, ServedModel, concrete_uri
 
 if TYPE_CHECKING:

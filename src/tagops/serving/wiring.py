@@ -15,8 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tagops.model_ref import ModelRef
 from tagops.predlog.log import PredictionLog
-from tagops.registry.reference import ModelRef
 from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, Infer, predict_batch
 from tagops.serving.keys import KeyStore
 from tagops.serving.loader import RegistryModelLoader

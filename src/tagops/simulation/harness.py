@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagops.errors import TagopsError
+from tagops.model_ref import CHALLENGER, DEFAULT_MODEL, DEFAULT_MODEL_URI, ModelRef
 
 if TYPE_CHECKING:
     from tagops.config import SimulateConfig
@@ -109,8 +110,8 @@ def write_serve_config(path: Path, cfg: SimulateConfig) -> Path:
     import yaml
 
     config = {
-        "model_uri": "models:/tagops@champion",
-        "shadow_model_uri": "models:/tagops@challenger",
+        "model_uri": DEFAULT_MODEL_URI,
+        "shadow_model_uri": str(ModelRef(name=DEFAULT_MODEL.name, alias=CHALLENGER)),
         "engine": cfg.engine,
         "host": "127.0.0.1",
         "num_cpus": 1.0,

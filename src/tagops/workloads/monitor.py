@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NotRequired
 import numpy as np
 
 from tagops.errors import TagopsError
+from tagops.model_ref import ModelRef
 from tagops.monitoring.drift import DriftSummary
 from tagops.workloads.stages import Stage, run_stages
 
@@ -161,7 +162,7 @@ def load_reference_stats(
     from tagops.monitoring.reference import check_reference
     from tagops.registry.client import REFERENCE_STATS_FILE
 
-    if not model_uri.startswith("models:/"):
+    if not ModelRef.parse(model_uri).in_registry:
         path = Path(model_uri)
         path = path / REFERENCE_STATS_FILE if path.is_dir() else path
         if not path.is_file():
@@ -456,7 +457,7 @@ def run_monitor(
     ``embedder``: an embedder already loaded (reused across windows); by default the reference's.
     """
     start, end = resolve_window(since, until, cfg)
-    if registry is None and (log_to_mlflow or cfg.model_uri.startswith("models:/")):
+    if registry is None and (log_to_mlflow or ModelRef.parse(cfg.model_uri).in_registry):
         from tagops.registry.client import Registry
 
         registry = Registry(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tagops.errors import RegistryError
-from tagops.registry.reference import DEFAULT_MODEL, DEFAULT_MODEL_URI, ModelRef
+from tagops.model_ref import DEFAULT_MODEL, DEFAULT_MODEL_URI, ModelRef
 
 pytestmark = pytest.mark.unit
 
