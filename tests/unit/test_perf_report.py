@@ -23,8 +23,6 @@ STAMP = {
 
 def load_report() -> ModuleType:
     if str(ROOT / "benchmarks") not in sys.path:  # report.py imports its sections as a script does
-        str(ROOT / "benchmarks") not in sys.path
-    ):  # report.py imports its sections as a sibling, as a script does
         sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("perf_report", ROOT / "benchmarks" / "report.py")
     assert spec is not None and spec.loader is not None
