@@ -33,10 +33,10 @@ install: $(STAMP) ## Create .venv and install tagops with its dev tools (once; a
 run: $(STAMP) ## Main job: the ZenML training pipeline on the embedded default; ends with a champion.
 	$(BIN)/tagops pipeline train --config $(CONFIG)
 
-test: $(STAMP) ## Run the whole test suite (unit, data, model, integration).
-	$(BIN)/python -m pytest
+test: $(STAMP) ## Run the whole test suite (unit, data, model, integration) with coverage (fails under 85 %).
+	$(BIN)/python -m pytest --cov=tagops --cov-report=term-missing:skip-covered
 
-test-unit: $(STAMP) ## Run the fast unit tests only.
+test-unit: $(STAMP) ## Run the fast unit tests only (no coverage: the quick loop while editing).
 	$(BIN)/python -m pytest -m unit
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy, exactly as CI and pre-commit run them.
