@@ -36,8 +36,11 @@ run: $(STAMP) ## Main job: the ZenML training pipeline on the embedded default; 
 test: $(STAMP) ## Run the whole test suite (unit, data, model, integration) with coverage (fails under 85 %).
 	$(BIN)/python -m pytest --cov=tagops --cov-report=term-missing:skip-covered
 
+# Unit tests live in tests/unit; collecting only that folder keeps the integration modules' imports (Ray,
+# MLflow, ZenML) out of the quick loop. Tests there also marked integration (a CLI run in a subprocess) are
+# left to `make test`.
 test-unit: $(STAMP) ## Run the fast unit tests only (no coverage: the quick loop while editing).
-	$(BIN)/python -m pytest -m unit
+	$(BIN)/python -m pytest -m "unit and not integration" tests/unit
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy, exactly as CI and pre-commit run them.
 	$(BIN)/ruff check src tests benchmarks
