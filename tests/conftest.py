@@ -1,16 +1,62 @@
-"""Shared fixtures: an isolated TAGOPS_HOME per test, the shipped fixture data, the real data mirror."""
+"""Shared fixtures: an isolated TAGOPS_HOME per test, the shipped fixture data, the real data mirror.
+
+Also chooses the hypothesis profile for the whole run, before any test module builds its ``settings``:
+
+- ``ci`` (loaded when ``CI`` is set, as ``.ci/run`` and CI services do): derandomized, so every run tries
+  the same examples and a red build is reproducible from its commit; no example database; a failure
+  prints the ``@reproduce_failure`` blob.
+- ``dev`` (everywhere else): fresh random examples each run, so local runs keep exploring; failures are
+  kept in ``.hypothesis/`` and replayed first on the next run.
+
+``HYPOTHESIS_PROFILE=ci|dev`` (or pytest's ``--hypothesis-profile``) picks one explicitly. Neither profile
+has a deadline or the too-slow health check: on a loaded machine a slow example is not a bug, and both
+checks would make the suite flaky. Tests may still set their own ``max_examples``.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 MIRROR = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
+
+#: Examples per property test in both profiles, unless the test sets its own count.
+HYPOTHESIS_EXAMPLES = 100
+
+settings.register_profile(
+    "dev",
+    settings.get_profile("default"),
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "ci",
+    settings.get_profile("default"),
+    max_examples=HYPOTHESIS_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """The profile a run uses: ``HYPOTHESIS_PROFILE`` if set, else ``ci`` when ``CI`` is set, else ``dev``."""
+    if chosen := environ.get("HYPOTHESIS_PROFILE"):
+        return chosen
+    return "ci" if environ.get("CI", "").strip().lower() not in ("", "0", "false", "no") else "dev"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,14 @@ def projects() -> pd.DataFrame:
     return make_projects()
 
 
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny BERT and its tokenizer, written once for every unit test that needs an encoder."""
+    from tests.tiny_encoder import write_tiny_encoder
+
+    return write_tiny_encoder(tmp_path_factory.mktemp("encoder") / "tiny-bert")
+
+
 @pytest.fixture
 def restore_process_state() -> Iterator[None]:
     """Undo what CLI entry points do to the process: environment variables and root logging handlers."""

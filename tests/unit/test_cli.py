@@ -283,6 +283,7 @@ def test_data_pull_from_mirror(mirror_dir: Path, tagops_home: Path) -> None:
     assert (raw / "dataset.csv").stat().st_mode & 0o777 == 0o444
 
 
+@pytest.mark.integration  # runs the console module in a subprocess
 def test_console_module_reports_data_errors_without_traceback(tmp_path: Path) -> None:
     frame = make_projects(2)
     frame.loc[0, "title"] = " "

@@ -38,7 +38,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[st
     app = serve_app(
         FakePredictor(1),
         settings_for(home),
-        serve_config(max_items=8, max_text_length=300, max_body_bytes=8192),
+        # The shipped key cache: the fuzz spends its time on requests, not on a scrypt check per request.
+        serve_config(max_items=8, max_text_length=300, max_body_bytes=8192, key_cache_ttl_s=5.0),
         store=make_store(home, flush_interval_s=0.05),
         loader=FakeLoader(2),
     )

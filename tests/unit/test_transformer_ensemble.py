@@ -10,7 +10,6 @@ import pytest
 from tagops.config import EnsembleParams, LinearParams, RulesParams, TrainConfig, TransformerParams
 from tagops.models import create_model, load_model, read_model_info
 from tagops.models.ensemble import EnsembleModel
-from tests.tiny_encoder import write_tiny_encoder
 
 from .test_transformer_model import training_data
 
@@ -53,11 +52,10 @@ def test_probabilities_are_the_weighted_member_mean(tmp_path: Path) -> None:
     )
 
 
-def test_transformer_member_round_trip(tmp_path: Path) -> None:
-    encoder = write_tiny_encoder(tmp_path / "tiny-bert")
+def test_transformer_member_round_trip(encoder_dir: Path, tmp_path: Path) -> None:
     texts, labels = training_data(3)
     transformer = TransformerParams(
-        encoder=str(encoder), engine="local", epochs=1, batch_size=8, max_length=32
+        encoder=str(encoder_dir), engine="local", epochs=1, batch_size=8, max_length=32
     )
     model = EnsembleModel(EnsembleParams(members=(transformer, LinearParams(C=5.0)))).fit(
         texts, labels, seed=2

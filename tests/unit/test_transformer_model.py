@@ -16,16 +16,10 @@ from tagops.data.clean import build_text
 from tagops.models import TagModel, create_model, load_model, read_model_info
 from tagops.models.transformer import TransformerModel
 from tagops.models.transformer.network import TextEncoder, load_tokenizer, resolve_encoder
-from tests.tiny_encoder import write_tiny_encoder
 
 from .conftest import make_projects
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_encoder(tmp_path_factory.mktemp("encoder") / "tiny-bert")
 
 
 def tiny_params(encoder_dir: Path, **overrides: object) -> TransformerParams:

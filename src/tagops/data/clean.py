@@ -40,6 +40,11 @@ def clean_text(
     Order matters: Unicode is normalised (NFKC) and URLs removed before punctuation is, so links vanish
     entirely; then case is folded, every non-word character becomes a space, and stop words are dropped.
     The result is idempotent: cleaning a cleaned text changes nothing.
+
+    Case is folded with ``str.casefold`` (Unicode caseless matching), not ``str.lower``: every case variant
+    of a word gives the same token ("STRASSE" and "straße" both give "strasse"). The two differ on some
+    scripts (Cherokee folds to its capital letters), so a cleaned text is not always equal to its
+    ``lower()``; it is equal to its own case fold, which is what training and serving both rely on.
     """
     text = unicodedata.normalize("NFKC", text)
     if remove_urls:
