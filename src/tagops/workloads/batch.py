@@ -118,7 +118,6 @@ def predict_items(
             num_cpus=cpus_per_actor,
             batch_size=batch_size,
             batch_format="pandas",
-            max_restarts=0,  # as the tokeniser's pool: a lost actor fails the run rather than restarting
         ).to_pandas()
     logger.info("Ray Data predicted %d rows with %d actor(s)", len(predicted), pool)
     if stats is not None:

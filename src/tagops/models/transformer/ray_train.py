@@ -141,9 +141,6 @@ def tokenize_splits(
             batch_size=TOKENIZE_BATCH_ROWS,
             batch_format="numpy",
             num_cpus=1,
-            # Not restarted: a restart would need the constructor arguments from the object store, which
-            # Ray cannot promise (and says so on every start); a lost tokeniser fails the fit instead.
-            max_restarts=0,
         )
         .materialize()
     )
