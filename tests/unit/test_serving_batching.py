@@ -112,8 +112,13 @@ class FakeBatcher:
 
 
 def closed_loop_batch_sizes(hold_fraction: float | None) -> list[int]:
-    """Four clients, each sending its next request 2 ms after an answer; two start half a batch late."""
-    batcher = FakeBatcher(batch_s=0.04)
+    """Four clients, each sending its next request 2 ms after an answer; two start half a batch late.
+
+    Batches take 100 ms, so the gate's hold (half a batch) is 50 ms: a test process that loses the CPU for
+    a few milliseconds on a busy machine still sees every client back within it.
+    """
+    batch_s = 0.1
+    batcher = FakeBatcher(batch_s=batch_s)
     infer = batcher.infer
     if hold_fraction is not None:
         infer = BatchGate(max_items=64, hold_fraction=hold_fraction).wrap(batcher.infer)
@@ -125,7 +130,7 @@ def closed_loop_batch_sizes(hold_fraction: float | None) -> list[int]:
             await asyncio.sleep(0.002)
 
     async def run() -> None:
-        await asyncio.gather(client(0), client(0), client(0.02), client(0.02))
+        await asyncio.gather(client(0), client(0), client(batch_s / 2), client(batch_s / 2))
 
     asyncio.run(run())
     return batcher.sizes
