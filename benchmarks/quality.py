@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stamp import stamp
 from tagops.config import (
@@ -40,12 +41,15 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.data.ingest import load_manifest, pull_data
+from tagops.data.stages import DataSnapshot, split_stage, validate_stage
 from tagops.data.stages import snapshot as make_snapshot
-from tagops.data.stages import split_stage, validate_stage
 from tagops.models.ensemble import member_dirname, write_descriptor
 from tagops.settings import Settings
 from tagops.workloads.fit import fit_stage, refit_stage
 from tagops.workloads.train import evaluate_stage
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {  # Made With ML, holdout weighted F1 (see ../shared/design/reference-system.md)
@@ -70,6 +74,24 @@ def assemble_ensemble(params: EnsembleParams, member_dirs: list[Path], output: P
     return output
 
 
+def load_real_data(data_dir: Path) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame]:
+    """The real dataset.csv and holdout.csv, verified against the package manifest and validated.
+
+    Read from TAGOPS_DATA_MIRROR, else the shared mirror beside the repository; copied into ``data_dir``.
+    """
+    mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
+    files = pull_data(
+        data_dir,
+        mirror=mirror,
+        base_url="",
+        files=("dataset.csv", "holdout.csv"),
+        manifest=load_manifest(),
+    )
+    data = make_snapshot(files["dataset.csv"], files["holdout.csv"])
+    dataset, holdout = validate_stage(data)
+    return data, dataset, holdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,16 +102,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     args = parser.parse_args()
 
-    mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
     workdir = Path(tempfile.mkdtemp(prefix="tagops-quality-"))
-    files = pull_data(
-        workdir / "data",
-        mirror=mirror,
-        base_url="",
-        files=("dataset.csv", "holdout.csv"),
-        manifest=load_manifest(),
-    )
-    dataset, holdout = validate_stage(make_snapshot(files["dataset.csv"], files["holdout.csv"]))
+    _, dataset, holdout = load_real_data(workdir / "data")
     evaluation = EvalConfig(bootstrap_samples=1000)
     settings = Settings(home=workdir / "home")  # Ray Train keeps its checkpoints under it
 

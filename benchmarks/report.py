@@ -22,6 +22,7 @@ from pathlib import Path
 from report_sections import (
     Result,
     batch_section,
+    crossval_section,
     drift_section,
     fuzz_section,
     interval,
@@ -39,6 +40,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 #: Each benchmark's results and the default command that writes them, in the order of the page.
 COMMANDS = {
     "quality": "python benchmarks/quality.py",
+    "crossval": "python benchmarks/crossval.py",
     "serve": "python benchmarks/serve.py --family {family}",
     "serve_resilience": "python benchmarks/serve_resilience.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
@@ -49,6 +51,8 @@ COMMANDS = {
 #: The benchmarks measured per model family, and the families each is expected to report.
 PER_FAMILY = ("serve", "simulate")
 FAMILIES = ("linear", "transformer")
+#: The benchmarks measured in variants, and the results field that names the variant.
+PER_VARIANT = {"crossval": "augment"}
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -134,9 +138,30 @@ def per_family(kind: str, results: list[Result], render: Callable[[Result], list
     return lines
 
 
+def per_variant(
+    kind: str, results: list[Result], field: str, render: Callable[[Result], list[str]]
+) -> list[str]:
+    """A subsection per variant, the baseline (``none``) first: its latest result."""
+    variants: dict[str, list[Result]] = {}
+    for data in results:
+        variants.setdefault(str(data.get(field) or "none"), []).append(data)
+    lines: list[str] = []
+    for variant in sorted(variants, key=lambda v: (v != "none", v)):
+        data = latest(variants[variant])
+        lines += [f"### {field} `{variant}`", "", *provenance(kind, data), *render(data)]
+    return lines
+
+
 Section = tuple[str, str, str, Callable[[Result], list[str]]]
 SECTIONS: list[Section] = [
     ("quality", "Model quality", "Holdout quality of every family over several seeds.", quality_section),
+    (
+        "crossval",
+        "Cross-validation",
+        "The default training recipe over stratified folds of dataset.csv: the spread a modelling choice "
+        "has to beat, measured without touching the holdout.",
+        crossval_section,
+    ),
     (
         "serve",
         "Serving latency and throughput",
@@ -197,6 +222,8 @@ def render_performance(found: dict[str, list[Result]]) -> str:
         results = found.get(kind, [])
         if kind in PER_FAMILY:
             lines += per_family(kind, results, render)
+        elif kind in PER_VARIANT and results:
+            lines += per_variant(kind, results, PER_VARIANT[kind], render)
         elif results:
             lines += [*provenance(kind, latest(results)), *render(latest(results))]
         else:

@@ -355,3 +355,34 @@ def interval(values: Any) -> str:
     if isinstance(values, list | tuple) and len(values) == 2:
         return f"({num(values[0])}–{num(values[1])})"
     return ""
+
+
+# ---------------------------------------------------------------------------------- cross-validation
+def crossval_section(data: Result) -> list[str]:
+    """Mean ± std of each family's weighted and macro F1 over the folds, and its worst class."""
+    calibration = "applied" if data.get("calibration_applied") else "not applied"
+    lines = [
+        f"{data.get('folds', '?')}-fold stratified cross-validation of dataset.csv "
+        f"({num(data.get('dataset_rows'))} rows, seed {data.get('seed', '?')}); in each fold the recipe of "
+        f"`{data.get('config', 'configs/pipeline.yaml')}` trains on the other folds as the training pipeline "
+        "does and is scored on the held-out fold. Mean ± standard deviation over the folds; augmentation "
+        f"`{data.get('augment', 'none')}`, calibration {calibration}, transformer trained with "
+        f"`--engine {data.get('transformer_engine', '?')}`. The holdout is not used.",
+        "",
+    ]
+    rows = []
+    for r in data.get("results", []):
+        f1, macro, worst = r.get("f1") or {}, r.get("macro_f1") or {}, r.get("worst_class") or {}
+        rows.append(
+            [
+                f"`{r.get('family')}`",
+                f"**{num(f1.get('mean'))}** ± {num(f1.get('std'))}",
+                f"{num(f1.get('min'))}–{num(f1.get('max'))}",
+                f"{num(macro.get('mean'))} ± {num(macro.get('std'))}",
+                f"`{worst.get('label', '–')}` {num(worst.get('mean'))} ± {num(worst.get('std'))}",
+                num((r.get("ece") or {}).get("mean")),
+                num((r.get("training_seconds") or {}).get("mean"), ".1f", " s"),
+            ]
+        )
+    header = ["family", "weighted F1", "range", "macro F1", "worst class (F1)", "ECE", "training per fold"]
+    return lines + table(header, rows)

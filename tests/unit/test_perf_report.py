@@ -288,7 +288,53 @@ SIMULATE = stamped(
         "no_row_lost": True,
     },
 )
+
+
+def crossval_family(family: str, f1: float, worst: str, seconds: float) -> dict[str, Any]:
+    folds = [f1 - 0.02, f1, f1 + 0.02]
+    per_class = {
+        "computer-vision": f1 + 0.01,
+        "mlops": f1 - 0.1,
+        "natural-language-processing": f1,
+        "other": f1,
+    }
+    spread = {"mean": f1, "std": 0.02, "min": folds[0], "max": folds[-1]}
+    return {
+        "family": family,
+        "folds": len(folds),
+        "f1": spread,
+        "macro_f1": {**spread, "mean": f1 - 0.015, "std": 0.025},
+        "per_class_f1": {k: {**spread, "mean": v} for k, v in per_class.items()},
+        "worst_class": {"label": worst, **spread, "mean": f1 - 0.1, "std": 0.08},
+        "ece": {**spread, "mean": 0.11},
+        "abstained": 0,
+        "training_seconds": {**spread, "mean": seconds},
+        "runs": [{"fold": i, "f1": v} for i, v in enumerate(folds)],
+    }
+
+
+def crossval_result(augment: str, linear_f1: float) -> dict[str, Any]:
+    suffix = "" if augment == "none" else f" --augment {augment}"
+    return stamped(
+        f"python benchmarks/crossval.py --families rules linear{suffix}",
+        benchmark="crossval",
+        folds=3,
+        seed=1234,
+        dataset_rows=764,
+        augment=augment,
+        calibration_applied=augment != "none",
+        transformer_engine="local",
+        config="configs/pipeline.yaml",
+        results=[
+            crossval_family("rules", 0.8512, "mlops", 0.14),
+            crossval_family("linear", linear_f1, "mlops", 22.3),
+        ],
+    )
+
+
+CROSSVAL = crossval_result("none", 0.8888)
 ALL = {
+    "crossval.json": CROSSVAL,
     "quality.json": QUALITY,
     "serve-linear.json": SERVE_LINEAR,
     "serve-transformer.json": SERVE_TRANSFORMER,
@@ -413,3 +459,28 @@ def test_the_stamp_names_command_and_machine() -> None:
     assert result["command"] == "python benchmarks/serve.py --family linear"
     assert set(result["machine"]) == {"cpus", "processor", "python", "platform"}
     assert result["measured_at"].endswith("+00:00")
+
+
+def test_crossval_shows_each_family_and_each_augmentation_baseline_first(tmp_path: Path) -> None:
+    files = {"crossval.json": CROSSVAL, "crossval-synonyms.json": crossval_result("synonyms", 0.9011)}
+    _, doc, _ = run(tmp_path, files)
+    section = doc[doc.index("## Cross-validation") : doc.index("## Serving latency")]
+    assert section.index("### augment `none`") < section.index("### augment `synonyms`")
+    assert "3-fold stratified cross-validation of dataset.csv (764 rows, seed 1234)" in section
+    assert "augmentation `none`, calibration not applied" in section
+    assert "augmentation `synonyms`, calibration applied" in section
+    assert (
+        "| `linear` | **0.889** ± 0.020 | 0.869–0.909 | 0.874 ± 0.025 | `mlops` 0.789 ± 0.080 | 0.110 "
+        "| 22.3 s |" in section
+    )
+    assert "| `linear` | **0.901** ± 0.020 |" in section
+    assert "| `rules` | **0.851** ± 0.020 |" in section
+    assert "- Command: `python benchmarks/crossval.py --families rules linear --augment synonyms`" in section
+    assert "- File: `benchmarks/results/crossval-synonyms.json`" in section
+
+
+def test_crossval_newest_result_of_a_variant_wins(tmp_path: Path) -> None:
+    older = {**crossval_result("none", 0.5), "measured_at": "2026-11-01T00:00:00+00:00"}
+    _, doc, _ = run(tmp_path, {"crossval-old.json": older, "crossval.json": CROSSVAL})
+    assert doc.count("### augment `none`") == 1
+    assert "**0.889**" in doc and "**0.500**" not in doc
