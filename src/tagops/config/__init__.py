@@ -27,6 +27,7 @@ from tagops.config.models import (
 )
 from tagops.config.serving import AutoscalingParams, ServeConfig
 from tagops.config.training import (
+    CalibrationConfig,
     DataConfig,
     EvalConfig,
     FloatRange,
@@ -43,6 +44,7 @@ __all__ = [
     "DRIFT_TESTS",
     "AnyModelParams",
     "AutoscalingParams",
+    "CalibrationConfig",
     "CleaningConfig",
     "DataConfig",
     "DriftTestName",

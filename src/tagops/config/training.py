@@ -35,11 +35,23 @@ class DataConfig(FrozenModel):
 class EvalConfig(FrozenModel):
     """How evaluation is computed."""
 
+    #: Abstain to ``other`` below this confidence. ``None``: the model's own threshold (what serving
+    #: uses by default), so reports and the gate score a model as it answers; ``0``: never abstain.
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     bootstrap_samples: Annotated[int, Field(ge=0)] = 1000
     short_text_words: Annotated[int, Field(ge=1)] = 8
     calibration_bins: Annotated[int, Field(ge=2)] = 10
     seed: int = 1234
+
+
+class CalibrationConfig(FrozenModel):
+    """How a model's calibration is fitted on validation after training (``tagops.models.calibration``)."""
+
+    #: Fit a temperature and choose an abstention threshold; ``False`` saves models without calibration.
+    enabled: bool = True
+    #: The threshold rule: the highest threshold whose validation macro F1 as served is within this of
+    #: the best threshold's. 0 takes the best exactly; larger values abstain more readily.
+    threshold_tolerance: Annotated[float, Field(ge=0.0, le=0.2)] = 0.005
 
 
 class GateConfig(FrozenModel):
@@ -63,6 +75,7 @@ class TrainConfig(FrozenModel):
     data: DataConfig = DataConfig()
     model: ModelParams = LinearParams()
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     seed: int = 1234
     refit_full: bool = True
 
@@ -73,6 +86,7 @@ class PipelineConfig(FrozenModel):
     data: DataConfig = DataConfig()
     models: tuple[ModelParams, ...] = (RulesParams(), LinearParams(), TransformerParams(), EnsembleParams())
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
     #: After validation has measured the model, refit it on train + validation (all of dataset.csv) so the
@@ -94,6 +108,7 @@ class PipelineConfig(FrozenModel):
             data=self.data,
             model=model,
             evaluation=self.evaluation,
+            calibration=self.calibration,
             seed=self.seed,
             refit_full=self.refit_full,
         )
@@ -157,6 +172,7 @@ class TuneConfig(FrozenModel):
 
     data: DataConfig = DataConfig()
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
     refit_full: bool = True

@@ -17,7 +17,15 @@ import pandas as pd
 from zenml import pipeline, step
 from zenml.config import CachePolicy
 
-from tagops.config import DataConfig, EnsembleParams, EvalConfig, GateConfig, PipelineConfig, TrainConfig
+from tagops.config import (
+    CalibrationConfig,
+    DataConfig,
+    EnsembleParams,
+    EvalConfig,
+    GateConfig,
+    PipelineConfig,
+    TrainConfig,
+)
 from tagops.pipelines.adapter import run_settings, wire
 from tagops.workloads.train import training_plan
 
@@ -114,6 +122,29 @@ def ensemble_step(member_dirs: list[str], model: dict[str, Any]) -> Annotated[st
 
 
 @step(cache_policy=CACHE)
+def calibrate_step(
+    model_dir: str, val: pd.DataFrame, calibration: dict[str, Any], evaluation: dict[str, Any]
+) -> Annotated[dict[str, Any], "calibration"]:
+    """Fit the model's temperature and abstention threshold on validation; saved in its folder."""
+    from tagops.workloads.calibrate import calibrate_stage
+
+    return calibrate_stage(
+        Path(model_dir),
+        val,
+        CalibrationConfig.model_validate(calibration),
+        EvalConfig.model_validate(evaluation),
+    )
+
+
+@step(cache_policy=CACHE)
+def carry_calibration_step(model_dir: str, val_model_dir: str) -> Annotated[str, "model_dir"]:
+    """Give the refit model the calibration its recipe was validated with."""
+    from tagops.workloads.calibrate import carry_calibration_stage
+
+    return str(carry_calibration_stage(Path(model_dir), Path(val_model_dir)))
+
+
+@step(cache_policy=CACHE)
 def evaluate_step(
     model_dir: str, frame: pd.DataFrame, evaluation: dict[str, Any]
 ) -> Annotated[dict[str, Any], "report"]:
@@ -176,6 +207,8 @@ STEPS = {
     "train_stage": train_step,
     "refit_model_stage": refit_step,
     "assemble_stage": ensemble_step,
+    "calibrate_stage": calibrate_step,
+    "carry_calibration_stage": carry_calibration_step,
     "evaluate_stage": evaluate_step,
     "register_model_stage": register_step,
     "promote_stage": promote_step,
