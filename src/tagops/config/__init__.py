@@ -27,6 +27,7 @@ from tagops.config.models import (
 )
 from tagops.config.serving import AutoscalingParams, ServeConfig
 from tagops.config.training import (
+    AugmentConfig,
     CalibrationConfig,
     DataConfig,
     EvalConfig,
@@ -43,6 +44,7 @@ from tagops.config.training import (
 __all__ = [
     "DRIFT_TESTS",
     "AnyModelParams",
+    "AugmentConfig",
     "AutoscalingParams",
     "CalibrationConfig",
     "CleaningConfig",

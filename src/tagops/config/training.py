@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -44,6 +44,16 @@ class EvalConfig(FrozenModel):
     seed: int = 1234
 
 
+class AugmentConfig(FrozenModel):
+    """Training-data augmentation toward short text (``tagops.data.augment``); training rows only."""
+
+    #: ``short``: add short-form copies (title alone, one line, package name and a few words, cut
+    #: mid-word) of a share of the training rows; ``none``: train on the rows as they are.
+    recipe: Literal["none", "short"] = "none"
+    #: The share of training rows that get one short-form copy.
+    fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
 class CalibrationConfig(FrozenModel):
     """How a model's calibration is fitted on validation after training (``tagops.models.calibration``)."""
 
@@ -76,6 +86,7 @@ class TrainConfig(FrozenModel):
     model: ModelParams = LinearParams()
     evaluation: EvalConfig = EvalConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+    augmentation: AugmentConfig = AugmentConfig()
     seed: int = 1234
     refit_full: bool = True
 
@@ -87,6 +98,7 @@ class PipelineConfig(FrozenModel):
     models: tuple[ModelParams, ...] = (RulesParams(), LinearParams(), TransformerParams(), EnsembleParams())
     evaluation: EvalConfig = EvalConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+    augmentation: AugmentConfig = AugmentConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
     #: After validation has measured the model, refit it on train + validation (all of dataset.csv) so the
@@ -109,6 +121,7 @@ class PipelineConfig(FrozenModel):
             model=model,
             evaluation=self.evaluation,
             calibration=self.calibration,
+            augmentation=self.augmentation,
             seed=self.seed,
             refit_full=self.refit_full,
         )

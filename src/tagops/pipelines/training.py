@@ -18,6 +18,7 @@ from zenml import pipeline, step
 from zenml.config import CachePolicy
 
 from tagops.config import (
+    AugmentConfig,
     CalibrationConfig,
     DataConfig,
     EnsembleParams,
@@ -88,6 +89,16 @@ def split_step(
 
     train, val = split_stage(dataset, DataConfig.model_validate(data))
     return train, val
+
+
+@step(cache_policy=CACHE)
+def augment_step(
+    train: pd.DataFrame, dataset: pd.DataFrame, augmentation: dict[str, Any], seed: int
+) -> tuple[Annotated[pd.DataFrame, "train_rows"], Annotated[pd.DataFrame, "dataset_rows"]]:
+    """The rows models fit on: training split and dataset, with short-form copies when configured."""
+    from tagops.data.augment import augment_stage
+
+    return augment_stage(train, dataset, AugmentConfig.model_validate(augmentation), seed)
 
 
 @step(cache_policy=CACHE)
@@ -204,6 +215,7 @@ STEPS = {
     "pull_stage": pull_step,
     "validate_stage": validate_step,
     "split_stage": split_step,
+    "augment_stage": augment_step,
     "train_stage": train_step,
     "refit_model_stage": refit_step,
     "assemble_stage": ensemble_step,

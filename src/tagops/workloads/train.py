@@ -25,6 +25,7 @@ from tagops.config import (
     PipelineConfig,
     TrainConfig,
 )
+from tagops.data.augment import augment_stage
 from tagops.data.stages import DataSnapshot, pull_stage, split_stage, validate_stage
 from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.fit import (
@@ -137,7 +138,7 @@ def training_plan(
 ) -> list[Stage]:
     """The training workload as an ordered list of stages.
 
-    Pull, validate, split; for each family train, calibrate and evaluate on validation, refit (keeping
+    Pull, validate, split, augment the training rows (``augmentation``); for each family train, calibrate and evaluate on validation, refit (keeping
     the calibration), evaluate on the holdout, register; then the gate over the new versions in order.
 
     An ensemble whose members this plan trains earlier with the same parameters is assembled from
@@ -153,6 +154,13 @@ def training_plan(
             inputs={"dataset": "dataset"},
             params={"data": cfg.data},
             outputs=("train", "val"),
+        ),
+        Stage(
+            "augment_step",
+            augment_stage,
+            inputs={"train": "train", "dataset": "dataset"},
+            params={"augmentation": cfg.augmentation, "seed": cfg.seed},
+            outputs=("train_rows", "dataset_rows"),
         ),
     ]
     trained: dict[str, AnyModelParams] = {}
@@ -175,7 +183,7 @@ def training_plan(
                 Stage(
                     f"train_{family}",
                     train_stage,
-                    inputs={"train": "train", "val": "val"},
+                    inputs={"train": "train_rows", "val": "val"},
                     params={"model": params, "seed": cfg.seed, **run_params},
                     outputs=(f"val_model_{family}",),
                 )
@@ -208,7 +216,7 @@ def training_plan(
                     Stage(
                         f"refit_{family}",
                         refit_model_stage,
-                        inputs={"dataset": "dataset", "val_model_dir": f"val_model_{family}"},
+                        inputs={"dataset": "dataset_rows", "val_model_dir": f"val_model_{family}"},
                         params={
                             "model": params,
                             "seed": cfg.seed,
@@ -350,6 +358,7 @@ def run_training(
             models=(cfg.model,),
             evaluation=cfg.evaluation,
             calibration=cfg.calibration,
+            augmentation=cfg.augmentation,
             seed=cfg.seed,
             refit_full=cfg.refit_full,
         ),
