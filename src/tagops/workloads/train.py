@@ -138,8 +138,9 @@ def training_plan(
 ) -> list[Stage]:
     """The training workload as an ordered list of stages.
 
-    Pull, validate, split, augment the training rows (``augmentation``); for each family train, calibrate and evaluate on validation, refit (keeping
-    the calibration), evaluate on the holdout, register; then the gate over the new versions in order.
+    Pull, validate, split, augment the training rows (``augmentation``); for each family train,
+    calibrate and evaluate on validation, refit (keeping the calibration), evaluate on the holdout,
+    register; then the gate over the new versions in order.
 
     An ensemble whose members this plan trains earlier with the same parameters is assembled from
     them, not retrained. ``run`` names the folders of a single-model run (``tagops train``);
