@@ -78,6 +78,17 @@ class Calibration(TypedDict):
 
     ece: float
     bins: list[CalibrationBin]
+    #: Bootstrap 95 % interval of ``ece`` (``None`` without resamples).
+    ece_ci95: NotRequired[list[float] | None]
+
+
+class RawScores(TypedDict):
+    """The model's own answer (top tag of its uncalibrated probabilities, no abstention), for comparison."""
+
+    f1: float
+    macro_f1: float
+    per_class_f1: dict[str, float]
+    calibration: Calibration
 
 
 class ConfusionMatrix(TypedDict):
@@ -103,6 +114,8 @@ class EvalReport(TypedDict):
     calibration: NotRequired[Calibration]
     confusion_matrix: NotRequired[ConfusionMatrix]
     threshold: NotRequired[float | None]
+    #: Scores without calibration or abstention, beside the as-served ones above.
+    raw: NotRequired[RawScores]
     rows: NotRequired[RowAnswers]
     #: The model evaluated (its family, version, source), when it came from a predictor.
     model: NotRequired[dict[str, Any]]
@@ -291,6 +304,40 @@ def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins
     return {"ece": float(ece), "bins": table}
 
 
+def bootstrap_ece_ci(
+    correct: np.ndarray, confidence: np.ndarray, bins: int, *, samples: int, seed: int, level: float = 0.95
+) -> list[float] | None:
+    """Percentile bootstrap interval of :func:`expected_calibration_error` over resampled rows.
+
+    ECE is ``sum over bins |sum(correct - confidence)| / n``; one ``bincount`` over (resample, bin)
+    gives every resample's bin sums at once.
+    """
+    n = len(confidence)
+    if samples <= 0 or n == 0:
+        return None
+    which = np.clip(np.ceil(np.asarray(confidence) * bins).astype(int) - 1, 0, bins - 1)
+    gap = np.asarray(correct, dtype=np.float64) - np.asarray(confidence, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, n, size=(samples, n))
+    flat = (which[idx] + bins * np.arange(samples)[:, None]).ravel()
+    sums = np.bincount(flat, weights=gap[idx].ravel(), minlength=samples * bins).reshape(samples, bins)
+    values = np.abs(sums).sum(axis=1) / n
+    alpha = (1.0 - level) / 2
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
+def calibration_report(
+    proba: np.ndarray, y_true: Sequence[str], labels: Sequence[str], cfg: EvalConfig
+) -> Calibration:
+    """ECE and reliability bins of the top tag's confidence, with a bootstrap interval."""
+    confidence = proba.max(axis=1)
+    correct = np.array([labels[i] == t for i, t in zip(proba.argmax(axis=1), y_true, strict=True)])
+    found = expected_calibration_error(correct, confidence, cfg.calibration_bins)
+    found["ece_ci95"] = bootstrap_ece_ci(
+        correct, confidence, cfg.calibration_bins, samples=cfg.bootstrap_samples, seed=cfg.seed
+    )
+    return found
+
+
 def slice_masks(texts: Sequence[str], *, short_text_words: int) -> dict[str, np.ndarray]:
     """Boolean row masks of the evaluation slices, computed from the input text only."""
     return {
@@ -300,9 +347,19 @@ def slice_masks(texts: Sequence[str], *, short_text_words: int) -> dict[str, np.
 
 
 def compute_report(
-    y_true: Sequence[str], proba: np.ndarray, texts: Sequence[str], labels: Sequence[str], cfg: EvalConfig
+    y_true: Sequence[str],
+    proba: np.ndarray,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    cfg: EvalConfig,
+    *,
+    raw: np.ndarray | None = None,
 ) -> EvalReport:
-    """The full evaluation report as plain JSON-ready data."""
+    """The full evaluation report as plain JSON-ready data.
+
+    ``proba`` are the probabilities answered with (calibrated, when the model is) and ``cfg.threshold``
+    the abstention threshold; ``raw``, when given, are the model's own probabilities, scored beside.
+    """
     from sklearn.metrics import confusion_matrix
 
     y_true = list(y_true)
@@ -325,9 +382,15 @@ def compute_report(
             "num_samples": scores["num_samples"],
         }
     report["slices"] = slices
-    confidence = proba.max(axis=1)
-    correct = np.array([labels[i] == t for i, t in zip(proba.argmax(axis=1), y_true, strict=True)])
-    report["calibration"] = expected_calibration_error(correct, confidence, cfg.calibration_bins)
+    report["calibration"] = calibration_report(proba, y_true, labels, cfg)
+    if raw is not None:
+        raw_scores = classification_scores(y_true, [labels[i] for i in raw.argmax(axis=1)], labels)
+        report["raw"] = {
+            "f1": raw_scores["overall"]["f1"],
+            "macro_f1": raw_scores["overall"]["macro_f1"],
+            "per_class_f1": {label: scores["f1"] for label, scores in raw_scores["per_class"].items()},
+            "calibration": calibration_report(raw, y_true, labels, cfg),
+        }
     report["confusion_matrix"] = {
         "labels": list(labels),
         "matrix": confusion_matrix(y_true, y_pred, labels=list(labels)).tolist(),
@@ -383,10 +446,15 @@ def save_plots(report: EvalReport, output_dir: Path, *, prefix: str = "") -> lis
     fig, ax = plt.subplots(figsize=(5, 5))
     bins = report["calibration"]["bins"]
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="model")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", label="as served")
+    title = f"Reliability (ECE {report['calibration']['ece']:.3f}"
+    if "raw" in report:
+        raw_bins = report["raw"]["calibration"]["bins"]
+        ax.plot([b["confidence"] for b in raw_bins], [b["accuracy"] for b in raw_bins], "s:", label="raw")
+        title += f", raw {report['raw']['calibration']['ece']:.3f}"
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"Reliability (ECE {report['calibration']['ece']:.3f})")
+    ax.set_title(title + ")")
     ax.legend()
     fig.tight_layout()
     paths.append(output_dir / f"{prefix}reliability.png")

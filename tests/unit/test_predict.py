@@ -90,6 +90,8 @@ def test_from_directory_and_describe(model_dir: Path) -> None:
         "family": "rules",
         "labels": list(LABELS),
         "threshold": 0.3,
+        "threshold_source": "override",
+        "temperature": None,
         "path": str(model_dir),
         "version": 4,
     }

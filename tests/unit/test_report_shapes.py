@@ -42,7 +42,8 @@ def report() -> dict[str, Any]:
     rng = np.random.default_rng(0)
     proba = rng.dirichlet(np.ones(4), size=40)
     texts = [f"project number {i} with words" for i in range(40)]
-    computed = compute_report(truth, proba, texts, LABELS, EvalConfig(bootstrap_samples=50, threshold=0.3))
+    cfg = EvalConfig(bootstrap_samples=50, threshold=0.3)
+    computed = compute_report(truth, proba, texts, LABELS, cfg, raw=proba)
     loaded: dict[str, Any] = json.loads(json.dumps(computed, indent=2, sort_keys=True))  # as write_report
     return loaded
 
@@ -56,6 +57,7 @@ def test_the_evaluation_report_keeps_its_keys(report: dict[str, Any]) -> None:
         "calibration",
         "confusion_matrix",
         "threshold",
+        "raw",
         "rows",
     }
     assert shape(report["overall"]) == {
@@ -68,11 +70,19 @@ def test_the_evaluation_report_keeps_its_keys(report: dict[str, Any]) -> None:
     assert shape(report["per_class"]) == dict.fromkeys(LABELS, scores)
     assert set(report["slices"]) == {"short_text", "nlp_llm"}
     assert set(report["slices"]["short_text"]) == set(scores)
-    assert shape(report["calibration"]) == {
+    calibration = {
         "ece": "float",
+        "ece_ci95": ["float"],
         "bins": [
             {"low": "float", "high": "float", "count": "int", "accuracy": "float", "confidence": "float"}
         ],
+    }
+    assert shape(report["calibration"]) == calibration
+    assert shape(report["raw"]) == {
+        "f1": "float",
+        "macro_f1": "float",
+        "per_class_f1": dict.fromkeys(LABELS, "float"),
+        "calibration": calibration,
     }
     assert shape(report["confusion_matrix"]) == {"labels": ["str"], "matrix": [["int"]]}
     assert shape(report["rows"]) == {"truth": ["str"], "predicted": ["str"]}

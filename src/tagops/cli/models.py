@@ -89,7 +89,10 @@ def evaluate(
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
     data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled holdout.csv).")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Abstain to 'other' below this confidence (default: the model's own; 0: never)."),
+    ] = None,
     log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
 ) -> None:
     """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
@@ -117,9 +120,13 @@ def evaluate(
             )
             registry.log_artifacts(files, artifact_path="evaluation")
     overall = report["overall"]
+    raw = report.get("raw")
     typer.echo(
-        f"{output}: f1 {overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 "
-        f"{overall['macro_f1']:.4f}, n={overall['num_samples']}"
+        f"{output}: as served (threshold {predictor.threshold}, {predictor.threshold_source}) f1 "
+        f"{overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 {overall['macro_f1']:.4f}, "
+        f"abstained {overall.get('abstained', 0)}, ECE {report['calibration']['ece']:.3f}; "
+        + (f"raw f1 {raw['f1']:.4f}, ECE {raw['calibration']['ece']:.3f}; " if raw else "")
+        + f"n={overall['num_samples']}"
     )
 
 

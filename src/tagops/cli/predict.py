@@ -20,7 +20,10 @@ def predict(
     model: Annotated[
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
-    threshold: Annotated[float | None, typer.Option(help="Abstain to 'other' below this confidence.")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Abstain to 'other' below this confidence (default: the model's own; 0: never)."),
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(

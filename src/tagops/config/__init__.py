@@ -27,6 +27,8 @@ from tagops.config.models import (
 )
 from tagops.config.serving import AutoscalingParams, ServeConfig
 from tagops.config.training import (
+    AugmentConfig,
+    CalibrationConfig,
     DataConfig,
     EvalConfig,
     FloatRange,
@@ -42,7 +44,9 @@ from tagops.config.training import (
 __all__ = [
     "DRIFT_TESTS",
     "AnyModelParams",
+    "AugmentConfig",
     "AutoscalingParams",
+    "CalibrationConfig",
     "CleaningConfig",
     "DataConfig",
     "DriftTestName",

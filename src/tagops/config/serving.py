@@ -44,8 +44,9 @@ class ServeConfig(FrozenModel):
     ingress: Literal["haproxy", "proxy"] = "haproxy"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
-    #: Answers below this confidence abstain to ``other``; ``None`` never abstains.
-    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.5
+    #: Answers below this confidence abstain to ``other``. ``None``: the model's own threshold, chosen on
+    #: validation and saved with it (``tagops.models.calibration``); ``0``: never abstain.
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     #: Items (not requests) per ``predictor.predict`` call; requests are batched whole.
     max_batch_size: Annotated[int, Field(ge=1)] = 64
     #: How long a batch waits to fill; 0 takes whatever queued while the previous batch ran.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,11 +35,33 @@ class DataConfig(FrozenModel):
 class EvalConfig(FrozenModel):
     """How evaluation is computed."""
 
+    #: Abstain to ``other`` below this confidence. ``None``: the model's own threshold (what serving
+    #: uses by default), so reports and the gate score a model as it answers; ``0``: never abstain.
     threshold: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     bootstrap_samples: Annotated[int, Field(ge=0)] = 1000
     short_text_words: Annotated[int, Field(ge=1)] = 8
     calibration_bins: Annotated[int, Field(ge=2)] = 10
     seed: int = 1234
+
+
+class AugmentConfig(FrozenModel):
+    """Training-data augmentation toward short text (``tagops.data.augment``); training rows only."""
+
+    #: ``short``: add short-form copies (title alone, one line, package name and a few words, cut
+    #: mid-word) of a share of the training rows; ``none``: train on the rows as they are.
+    recipe: Literal["none", "short"] = "none"
+    #: The share of training rows that get one short-form copy.
+    fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+
+class CalibrationConfig(FrozenModel):
+    """How a model's calibration is fitted on validation after training (``tagops.models.calibration``)."""
+
+    #: Fit a temperature and choose an abstention threshold; ``False`` saves models without calibration.
+    enabled: bool = True
+    #: The threshold rule: the highest threshold whose validation macro F1 as served is within this of
+    #: the best threshold's. 0 takes the best exactly; larger values abstain more readily.
+    threshold_tolerance: Annotated[float, Field(ge=0.0, le=0.2)] = 0.005
 
 
 class GateConfig(FrozenModel):
@@ -63,6 +85,8 @@ class TrainConfig(FrozenModel):
     data: DataConfig = DataConfig()
     model: ModelParams = LinearParams()
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    augmentation: AugmentConfig = AugmentConfig()
     seed: int = 1234
     refit_full: bool = True
 
@@ -73,6 +97,8 @@ class PipelineConfig(FrozenModel):
     data: DataConfig = DataConfig()
     models: tuple[ModelParams, ...] = (RulesParams(), LinearParams(), TransformerParams(), EnsembleParams())
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    augmentation: AugmentConfig = AugmentConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
     #: After validation has measured the model, refit it on train + validation (all of dataset.csv) so the
@@ -94,6 +120,8 @@ class PipelineConfig(FrozenModel):
             data=self.data,
             model=model,
             evaluation=self.evaluation,
+            calibration=self.calibration,
+            augmentation=self.augmentation,
             seed=self.seed,
             refit_full=self.refit_full,
         )
@@ -157,6 +185,7 @@ class TuneConfig(FrozenModel):
 
     data: DataConfig = DataConfig()
     evaluation: EvalConfig = EvalConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     gate: GateConfig = GateConfig()
     seed: int = 1234
     refit_full: bool = True

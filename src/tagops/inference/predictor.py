@@ -18,23 +18,46 @@ from tagops.data.clean import build_text
 from tagops.errors import DataError, Violation
 from tagops.metrics import apply_threshold
 from tagops.models.base import TagModel, load_model
+from tagops.models.calibration import Calibration, read_calibration
 
 
 @dataclass
 class Predictor:
-    """A loaded model plus what is known about where it came from (registry version, run, metrics)."""
+    """A loaded model, how it answers (calibration, abstention threshold) and where it came from.
+
+    ``threshold`` is the confidence below which an answer abstains to ``other`` (``None``: never);
+    ``calibration`` rescales the model's probabilities (``None``: they are used as they are).
+    """
 
     model: TagModel
     threshold: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    #: Where ``threshold`` came from: ``model`` (its calibration), ``override`` (the caller) or ``none``.
+    threshold_source: str = "none"
 
     @classmethod
     def from_directory(
         cls, directory: Path, *, threshold: float | None = None, metadata: dict[str, Any] | None = None
     ) -> Predictor:
-        """Load a saved model folder."""
+        """Load a saved model folder with its calibration.
+
+        ``threshold=None`` keeps the model's own abstention threshold (chosen on validation and saved
+        with it); a number overrides it, and ``0`` never abstains.
+        """
+        calibration = read_calibration(directory)
+        if threshold is not None:
+            resolved, source = (threshold or None), "override"
+        elif calibration is not None and calibration.threshold is not None:
+            resolved, source = calibration.threshold, "model"
+        else:
+            resolved, source = None, "none"
         return cls(
-            load_model(directory), threshold=threshold, metadata={"path": str(directory), **(metadata or {})}
+            load_model(directory),
+            threshold=resolved,
+            metadata={"path": str(directory), **(metadata or {})},
+            calibration=calibration,
+            threshold_source=source,
         )
 
     @staticmethod
@@ -43,20 +66,26 @@ class Predictor:
         return [build_text(t, d) for t, d in zip(titles, descriptions, strict=True)]
 
     def describe(self) -> dict[str, Any]:
-        """Family, labels and provenance, for reports and the API."""
+        """Family, labels, how it answers (threshold, temperature) and provenance, for reports and the API."""
         return {
             "family": self.model.family,
             "labels": list(self.model.labels),
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "temperature": None if self.calibration is None else self.calibration.temperature,
             **self.metadata,
         }
+
+    def proba(self, texts: Sequence[str]) -> np.ndarray:
+        """The probabilities the model answers with: its own, rescaled by its calibration when it has one."""
+        raw = self.model.predict_proba(texts)
+        return raw if self.calibration is None else self.calibration.apply(raw)
 
     def predict(self, titles: Sequence[str], descriptions: Sequence[str]) -> list[dict[str, Any]]:
         """Tag, per-tag probabilities, confidence and whether the answer abstained to ``other``."""
         if not titles:
             return []
-        proba = self.model.predict_proba(self.texts(titles, descriptions))
-        return self._results(proba)
+        return self._results(self.proba(self.texts(titles, descriptions)))
 
     def _results(self, proba: np.ndarray) -> list[dict[str, Any]]:
         labels = self.model.labels

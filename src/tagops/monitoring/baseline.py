@@ -38,7 +38,7 @@ def reference_stage(
     holdout = load_projects(data.holdout_path)
     predictor = Predictor.from_directory(model_dir)
     texts = Predictor.texts(holdout["title"].tolist(), holdout["description"].tolist())
-    proba = predictor.model.predict_proba(texts)
+    proba = predictor.proba(texts)  # calibrated, as serving logs them
     labels = list(predictor.model.labels)
     stats = reference_stats(
         texts,

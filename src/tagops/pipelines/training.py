@@ -17,7 +17,16 @@ import pandas as pd
 from zenml import pipeline, step
 from zenml.config import CachePolicy
 
-from tagops.config import DataConfig, EnsembleParams, EvalConfig, GateConfig, PipelineConfig, TrainConfig
+from tagops.config import (
+    AugmentConfig,
+    CalibrationConfig,
+    DataConfig,
+    EnsembleParams,
+    EvalConfig,
+    GateConfig,
+    PipelineConfig,
+    TrainConfig,
+)
 from tagops.pipelines.adapter import run_settings, wire
 from tagops.workloads.train import training_plan
 
@@ -83,6 +92,16 @@ def split_step(
 
 
 @step(cache_policy=CACHE)
+def augment_step(
+    train: pd.DataFrame, dataset: pd.DataFrame, augmentation: dict[str, Any], seed: int
+) -> tuple[Annotated[pd.DataFrame, "train_rows"], Annotated[pd.DataFrame, "dataset_rows"]]:
+    """The rows models fit on: training split and dataset, with short-form copies when configured."""
+    from tagops.data.augment import augment_stage
+
+    return augment_stage(train, dataset, AugmentConfig.model_validate(augmentation), seed)
+
+
+@step(cache_policy=CACHE)
 def train_step(
     train: pd.DataFrame, val: pd.DataFrame, model: dict[str, Any], seed: int
 ) -> Annotated[str, "model_dir"]:
@@ -111,6 +130,29 @@ def ensemble_step(member_dirs: list[str], model: dict[str, Any]) -> Annotated[st
     params = _model_params(model)
     assert isinstance(params, EnsembleParams)
     return str(assemble_stage(run_settings(), [Path(d) for d in member_dirs], params))
+
+
+@step(cache_policy=CACHE)
+def calibrate_step(
+    model_dir: str, val: pd.DataFrame, calibration: dict[str, Any], evaluation: dict[str, Any]
+) -> Annotated[dict[str, Any], "calibration"]:
+    """Fit the model's temperature and abstention threshold on validation; saved in its folder."""
+    from tagops.workloads.calibrate import calibrate_stage
+
+    return calibrate_stage(
+        Path(model_dir),
+        val,
+        CalibrationConfig.model_validate(calibration),
+        EvalConfig.model_validate(evaluation),
+    )
+
+
+@step(cache_policy=CACHE)
+def carry_calibration_step(model_dir: str, val_model_dir: str) -> Annotated[str, "model_dir"]:
+    """Give the refit model the calibration its recipe was validated with."""
+    from tagops.workloads.calibrate import carry_calibration_stage
+
+    return str(carry_calibration_stage(Path(model_dir), Path(val_model_dir)))
 
 
 @step(cache_policy=CACHE)
@@ -173,9 +215,12 @@ STEPS = {
     "pull_stage": pull_step,
     "validate_stage": validate_step,
     "split_stage": split_step,
+    "augment_stage": augment_step,
     "train_stage": train_step,
     "refit_model_stage": refit_step,
     "assemble_stage": ensemble_step,
+    "calibrate_stage": calibrate_step,
+    "carry_calibration_stage": carry_calibration_step,
     "evaluate_stage": evaluate_step,
     "register_model_stage": register_step,
     "promote_stage": promote_step,

@@ -314,6 +314,8 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             family=model.family,
             labels=model.labels,
             threshold=model.info.get("threshold"),
+            threshold_source=model.info.get("threshold_source"),
+            temperature=model.info.get("temperature"),
             run_id=meta.get("run_id"),
             dataset_sha256=meta.get("dataset_sha256"),
             holdout_metrics=model.holdout_metrics,

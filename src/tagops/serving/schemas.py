@@ -127,7 +127,11 @@ class ModelInfo(BaseModel):
     uri: str
     family: str
     labels: list[str]
-    threshold: float | None
+    threshold: float | None = Field(description="Answers below this confidence abstain to `other`.")
+    threshold_source: str | None = Field(
+        default=None, description="`model` (chosen on validation, saved with it), `override` or `none`."
+    )
+    temperature: float | None = Field(default=None, description="The model's calibration temperature.")
     run_id: str | None
     dataset_sha256: str | None
     holdout_metrics: dict[str, float]

@@ -111,6 +111,7 @@ def register_stage(
                 "dataset_sha256": data.dataset_sha256,
                 "git_commit": run_tags["git_commit"],
                 "holdout_f1": f"{holdout_report['overall']['f1']:.4f}",
+                **_calibration_tags(model_dir),
                 **({"reference_stats": "reference_stats.json"} if has_reference else {}),
             },
         )
@@ -118,11 +119,23 @@ def register_stage(
     return run_id, version
 
 
+def _calibration_tags(model_dir: Path) -> dict[str, str]:
+    """How the model answers as served (temperature, abstention threshold), as registry tags."""
+    from tagops.models.calibration import read_calibration
+
+    calibration = read_calibration(model_dir)
+    return {"calibration.threshold": "none"} if calibration is None else calibration.tags()
+
+
 def _headline(report: EvalReport) -> dict[str, Any]:
-    """The scalar metrics worth charting: overall, per class, slices, calibration."""
-    return {
+    """The scalar metrics worth charting: overall and per class as served, slices, calibration, raw."""
+    headline: dict[str, Any] = {
         "overall": {k: v for k, v in report["overall"].items() if k != "f1_ci95"},
         "per_class": {k: {"f1": v["f1"]} for k, v in report["per_class"].items()},
         "slices": {k: {"f1": v["f1"]} for k, v in report["slices"].items() if v["f1"] is not None},
         "ece": report["calibration"]["ece"],
     }
+    if "raw" in report:
+        raw = report["raw"]
+        headline["raw"] = {"f1": raw["f1"], "macro_f1": raw["macro_f1"], "ece": raw["calibration"]["ece"]}
+    return headline

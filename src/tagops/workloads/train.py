@@ -25,7 +25,9 @@ from tagops.config import (
     PipelineConfig,
     TrainConfig,
 )
+from tagops.data.augment import augment_stage
 from tagops.data.stages import DataSnapshot, pull_stage, split_stage, validate_stage
+from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.fit import (
     assemble_stage,
     ray_results_dir,
@@ -136,8 +138,9 @@ def training_plan(
 ) -> list[Stage]:
     """The training workload as an ordered list of stages.
 
-    Pull, validate, split; for each family train, evaluate on validation, refit, evaluate on the
-    holdout, register; then the gate over the new versions in order.
+    Pull, validate, split, augment the training rows (``augmentation``); for each family train,
+    calibrate and evaluate on validation, refit (keeping the calibration), evaluate on the holdout,
+    register; then the gate over the new versions in order.
 
     An ensemble whose members this plan trains earlier with the same parameters is assembled from
     them, not retrained. ``run`` names the folders of a single-model run (``tagops train``);
@@ -152,6 +155,13 @@ def training_plan(
             inputs={"dataset": "dataset"},
             params={"data": cfg.data},
             outputs=("train", "val"),
+        ),
+        Stage(
+            "augment_step",
+            augment_stage,
+            inputs={"train": "train", "dataset": "dataset"},
+            params={"augmentation": cfg.augmentation, "seed": cfg.seed},
+            outputs=("train_rows", "dataset_rows"),
         ),
     ]
     trained: dict[str, AnyModelParams] = {}
@@ -174,11 +184,20 @@ def training_plan(
                 Stage(
                     f"train_{family}",
                     train_stage,
-                    inputs={"train": "train", "val": "val"},
+                    inputs={"train": "train_rows", "val": "val"},
                     params={"model": params, "seed": cfg.seed, **run_params},
                     outputs=(f"val_model_{family}",),
                 )
             )
+        stages.append(
+            Stage(
+                f"calibrate_{family}",
+                calibrate_stage,
+                inputs={"model_dir": f"val_model_{family}", "val": "val"},
+                params={"calibration": cfg.calibration, "evaluation": cfg.evaluation},
+                outputs=(f"calibration_{family}",),
+            )
+        )
         stages.append(_evaluate(f"evaluate_val_{family}", f"val_model_{family}", "val", cfg, f"val_{family}"))
         final = f"val_model_{family}"
         if cfg.refit_full:  # validation has measured the recipe; the registered model learns from all rows
@@ -190,7 +209,7 @@ def training_plan(
                         assemble_stage,
                         inputs={"member_dirs": tuple(f"model_{m}" for m in members)},
                         params={"model": params},
-                        outputs=(final,),
+                        outputs=(f"refit_{family}",),
                     )
                 )
             else:
@@ -198,15 +217,23 @@ def training_plan(
                     Stage(
                         f"refit_{family}",
                         refit_model_stage,
-                        inputs={"dataset": "dataset", "val_model_dir": f"val_model_{family}"},
+                        inputs={"dataset": "dataset_rows", "val_model_dir": f"val_model_{family}"},
                         params={
                             "model": params,
                             "seed": cfg.seed,
                             **_run_params(run, "full", run.name if run else None, "refit_epoch."),
                         },
-                        outputs=(final,),
+                        outputs=(f"refit_{family}",),
                     )
                 )
+            stages.append(
+                Stage(
+                    f"carry_calibration_{family}",
+                    carry_calibration_stage,
+                    inputs={"model_dir": f"refit_{family}", "val_model_dir": f"val_model_{family}"},
+                    outputs=(final,),
+                )
+            )
         trained[family] = params
         stages.append(_evaluate(f"evaluate_holdout_{family}", final, "holdout", cfg, f"holdout_{family}"))
         if register:
@@ -331,6 +358,8 @@ def run_training(
             data=cfg.data,
             models=(cfg.model,),
             evaluation=cfg.evaluation,
+            calibration=cfg.calibration,
+            augmentation=cfg.augmentation,
             seed=cfg.seed,
             refit_full=cfg.refit_full,
         ),

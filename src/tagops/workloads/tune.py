@@ -425,7 +425,12 @@ def _register_best(
     from tagops.workloads.train import run_training
 
     train_cfg = TrainConfig(
-        data=cfg.data, model=params, evaluation=cfg.evaluation, seed=cfg.seed, refit_full=cfg.refit_full
+        data=cfg.data,
+        model=params,
+        evaluation=cfg.evaluation,
+        calibration=cfg.calibration,
+        seed=cfg.seed,
+        refit_full=cfg.refit_full,
     )
     trained = run_training(train_cfg, settings, registry=registry, data=snapshot)
     result.version = trained.version

@@ -1,0 +1,54 @@
+"""Training-data augmentation toward the short, terse text projects are described with in the wild.
+
+The training data describes each project with a sentence-case title and a paragraph; text in the wild is
+often a package name and one line, a title alone, or a summary cut off mid-word (``docs/label-guide.md``).
+Recipe ``short`` adds, for a seeded ``fraction`` of the training rows, one copy of the row rewritten into
+one such short form (chosen per row from :data:`SHORT_FORMS`, with the transforms of
+:mod:`tagops.data.robustness`), labelled as the original. Only training rows are augmented: validation,
+the holdout and every evaluation see the text as it was written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tagops.config import AugmentConfig
+
+#: The short forms a copy takes (names of :data:`tagops.data.robustness.TRANSFORMS`).
+SHORT_FORMS = ("title_only", "one_line", "terse", "cut_mid_word")
+RECIPES = ("none", "short")
+
+
+def augment_frame(frame: pd.DataFrame, recipe: str, *, fraction: float, seed: int) -> pd.DataFrame:
+    """``frame`` followed by its augmented copies (``recipe="none"``: ``frame`` itself)."""
+    import numpy as np
+    import pandas as pd
+
+    from tagops.data.robustness import transform_frame
+
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown augmentation recipe {recipe!r}; expected one of {list(RECIPES)}")
+    if recipe == "none" or fraction <= 0 or frame.empty:
+        return frame
+    chosen = frame.sample(frac=min(fraction, 1.0), random_state=seed)
+    forms = np.random.default_rng(seed).integers(len(SHORT_FORMS), size=len(chosen))
+    copies = [
+        transform_frame(chosen[forms == k], form, seed + k)
+        for k, form in enumerate(SHORT_FORMS)
+        if (forms == k).any()
+    ]
+    return pd.concat([frame, *copies], ignore_index=True)
+
+
+def augment_stage(
+    train: pd.DataFrame, dataset: pd.DataFrame, augmentation: AugmentConfig, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows models fit on: the training split and (for the refit) all of dataset.csv, augmented."""
+
+    def grow(frame: pd.DataFrame) -> pd.DataFrame:
+        return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
+
+    return grow(train), grow(dataset)
