@@ -22,24 +22,22 @@ benchmarks/results/crossval.json; with ``--augment``, crossval-NAME.json).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
-import re
 import shutil
 import statistics
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from quality import assemble_ensemble, load_real_data
 from stamp import stamp
 from tagops.config import (
     AnyModelParams,
+    AugmentConfig,
+    CalibrationConfig,
     DataConfig,
     EnsembleParams,
     EvalConfig,
@@ -47,9 +45,11 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.config.base import load_config
+from tagops.data.augment import RECIPES, augment_frame
 from tagops.data.stages import split_stage
 from tagops.models.base import read_model_info
 from tagops.settings import Settings
+from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.fit import fit_stage, refit_stage
 from tagops.workloads.train import evaluate_stage
 
@@ -60,8 +60,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_CONFIG = ROOT / "configs" / "pipeline.yaml"
 FAMILIES = ("rules", "linear", "transformer", "ensemble")
 NO_AUGMENTATION = "none"
-CALIBRATION_MODULE = "tagops.workloads.calibrate"
-AUGMENT_MODULE = "tagops.data.augment"
 
 
 # ------------------------------------------------------------------------------------------- recipe
@@ -101,39 +99,21 @@ def stratified_folds(frame: pd.DataFrame, folds: int, seed: int) -> list[tuple[p
     ]
 
 
-def augment_train(frame: pd.DataFrame, name: str, *, seed: int) -> pd.DataFrame:
-    """The training rows as the recipe fits on them: unchanged for ``none``, else augmented."""
-    if name == NO_AUGMENTATION:
-        return frame
-    augmented: pd.DataFrame = augment_module().augment_frame(frame, name, seed)
-    return augmented
-
-
-def augment_module() -> ModuleType:
-    """``tagops.data.augment``; a clear error where this version of tagops has none."""
-    if importlib.util.find_spec(AUGMENT_MODULE) is None:
-        raise SystemExit(f"--augment: {AUGMENT_MODULE} does not exist in this version of tagops")
-    return importlib.import_module(AUGMENT_MODULE)
-
-
-def calibration_module() -> ModuleType | None:
-    """``tagops.workloads.calibrate`` where this version of tagops has it."""
-    if importlib.util.find_spec(CALIBRATION_MODULE) is None:
-        return None
-    return importlib.import_module(CALIBRATION_MODULE)
+def augment_train(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
+    """The training rows as the recipe fits on them (``tagops.data.augment``)."""
+    return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
 
 
 def calibrate_model(
-    module: ModuleType, val_model_dir: Path, model_dir: Path, val: pd.DataFrame, evaluation: EvalConfig
+    val_model_dir: Path,
+    model_dir: Path,
+    val: pd.DataFrame,
+    calibration: CalibrationConfig,
+    evaluation: EvalConfig,
 ) -> None:
     """Calibrate the model trained on train on ``val``; the final (refit) model gets that calibration."""
-    module.calibrate_stage(val_model_dir, val, evaluation)
-    if model_dir == val_model_dir:  # a kept early-stopped transformer
-        return
-    if hasattr(module, "copy_calibration"):
-        module.copy_calibration(val_model_dir, model_dir)
-    else:
-        shutil.copy2(val_model_dir / "calibration.json", model_dir / "calibration.json")
+    calibrate_stage(val_model_dir, val, calibration, evaluation)
+    carry_calibration_stage(model_dir, val_model_dir)
 
 
 # --------------------------------------------------------------------------------------------- folds
@@ -196,21 +176,23 @@ def cross_validate(
     evaluation: EvalConfig,
     workdir: Path,
     settings: Settings,
-    augment: str = NO_AUGMENTATION,
-    calibration: ModuleType | None = None,
+    augmentation: AugmentConfig | None = None,
+    calibration: CalibrationConfig | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Each family's run on each fold (see the module's docstring), by family.
 
     Members of an ensemble are listed before it so that it is assembled from them; each fold's models
     are deleted once the fold is scored.
     """
+    augmentation = augmentation or AugmentConfig()
+    calibration = calibration or CalibrationConfig()
     ordered = sorted(families, key=lambda p: isinstance(p, EnsembleParams))
     runs: dict[str, list[dict[str, Any]]] = {p.family: [] for p in ordered}
     for fold, (rest, held_out) in enumerate(stratified_folds(dataset, folds, seed)):
         fold_seed = seed + fold
         train, val = split_stage(rest, DataConfig(val_size=val_size, seed=fold_seed))
-        train_rows = augment_train(train, augment, seed=fold_seed)
-        refit_rows = augment_train(rest, augment, seed=fold_seed)
+        train_rows = augment_train(train, augmentation, seed=fold_seed)
+        refit_rows = augment_train(rest, augmentation, seed=fold_seed)
         fold_dir = workdir / f"fold-{fold}"
         trained: dict[str, Trained] = {}
         for params in ordered:
@@ -224,8 +206,7 @@ def cross_validate(
                 workdir=fold_dir,
                 settings=settings,
             )
-            if calibration is not None:
-                calibrate_model(calibration, model.val_model_dir, model.model_dir, val, evaluation)
+            calibrate_model(model.val_model_dir, model.model_dir, val, calibration, evaluation)
             report = evaluate_stage(model.model_dir, held_out, evaluation)
             fit_s, refit_s = model.fit_seconds, model.refit_seconds
             run = {
@@ -241,7 +222,7 @@ def cross_validate(
                 "refit_seconds": round(refit_s, 3),
                 "training_seconds": round(fit_s + refit_s, 3),
                 "best_epoch": read_model_info(model.val_model_dir).get("training", {}).get("best_epoch"),
-                "calibrated": calibration is not None,
+                "calibrated": calibration.enabled,
                 "f1": report["overall"]["f1"],
                 "macro_f1": report["overall"]["macro_f1"],
                 "precision": report["overall"]["precision"],
@@ -319,7 +300,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 # ------------------------------------------------------------------------------------------- command
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; ``--output`` defaults to crossval.json, or crossval-NAME.json with ``--augment``."""
+    """The command line; ``--output`` defaults to crossval.json, or crossval-RECIPE.json when augmenting."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -328,30 +309,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="transformer training")
     parser.add_argument(
-        "--augment", default=NO_AUGMENTATION, help="training-row augmentation (tagops.data.augment)"
+        "--augment",
+        choices=RECIPES,
+        default=None,
+        help="training-row augmentation recipe (default: configs/pipeline.yaml's)",
     )
+    parser.add_argument("--fraction", type=float, default=None, help="share of rows augmented")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.augment):
-        parser.error(f"--augment: {args.augment!r} is not a name (letters, digits, '_', '.', '-')")
-    if args.output is None:
-        name = "crossval.json" if args.augment == NO_AUGMENTATION else f"crossval-{args.augment}.json"
-        args.output = ROOT / "benchmarks" / "results" / name
     return args
+
+
+def augmentation_of(args: argparse.Namespace, cfg: PipelineConfig) -> AugmentConfig:
+    """The pipeline config's augmentation with the command line's overrides."""
+    update = {"recipe": args.augment, "fraction": args.fraction}
+    return cfg.augmentation.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+
+def output_path(args: argparse.Namespace, augmentation: AugmentConfig) -> Path:
+    """``--output``, else crossval.json, or crossval-RECIPE.json for an augmented recipe."""
+    if args.output is not None:
+        return Path(args.output)
+    recipe = augmentation.recipe
+    return (
+        ROOT
+        / "benchmarks"
+        / "results"
+        / ("crossval.json" if recipe == NO_AUGMENTATION else f"crossval-{recipe}.json")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.augment != NO_AUGMENTATION:
-        augment_module()  # refuse before any training
     cfg = pipeline_recipe(args.engine)
+    augmentation = augmentation_of(args, cfg)
+    args.output = output_path(args, augmentation)
     by_family = {p.family: p for p in cfg.models}
     missing = [f for f in args.families if f not in by_family]
     if missing:
         raise SystemExit(f"{PIPELINE_CONFIG}: no model of the families {missing} in 'models'")
-    calibration = calibration_module()
+    calibration = cfg.calibration
     workdir = Path(tempfile.mkdtemp(prefix="tagops-crossval-"))
     load_before = os.getloadavg()
     try:
@@ -365,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
             evaluation=cfg.evaluation,
             workdir=workdir,
             settings=Settings(home=workdir / "home"),  # Ray Train keeps its checkpoints under it
-            augment=args.augment,
+            augmentation=augmentation,
             calibration=calibration,
         )
     finally:
@@ -374,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\n{args.folds}-fold cross-validation of dataset.csv (n={len(dataset)}), seed {args.seed}, "
-        f"augmentation {args.augment}, calibration {'applied' if calibration else 'not available'}; "
+        f"augmentation {augmentation.recipe} ({augmentation.fraction:.0%}), calibration "
+        f"{'on' if calibration.enabled else 'off'}; "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {os.getloadavg()[0]:.1f} after"
     )
     print_table(results)
@@ -388,8 +388,9 @@ def main(argv: list[str] | None = None) -> None:
                 "dataset_rows": len(dataset),
                 "dataset_sha256": data.dataset_sha256,
                 "val_size": cfg.data.val_size,
-                "augment": args.augment,
-                "calibration_applied": calibration is not None,
+                "augment": augmentation.recipe,
+                "augmentation": augmentation.model_dump(mode="json"),
+                "calibration": calibration.model_dump(mode="json"),
                 "transformer_engine": args.engine,
                 "config": str(PIPELINE_CONFIG.relative_to(ROOT)),
                 "models": {p.family: p.model_dump(mode="json") for p in cfg.models if p.family in runs},

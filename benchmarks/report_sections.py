@@ -360,7 +360,7 @@ def interval(values: Any) -> str:
 # ---------------------------------------------------------------------------------- cross-validation
 def crossval_section(data: Result) -> list[str]:
     """Mean ± std of each family's weighted and macro F1 over the folds, and its worst class."""
-    calibration = "applied" if data.get("calibration_applied") else "not applied"
+    calibration = "on" if (data.get("calibration") or {}).get("enabled") else "off"
     lines = [
         f"{data.get('folds', '?')}-fold stratified cross-validation of dataset.csv "
         f"({num(data.get('dataset_rows'))} rows, seed {data.get('seed', '?')}); in each fold the recipe of "

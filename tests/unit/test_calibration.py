@@ -181,7 +181,9 @@ def test_calibrate_stage_saves_and_carry_copies(model_dir: Path, tmp_path: Path)
     refit.mkdir()
     assert carry_calibration_stage(refit, model_dir) == refit
     assert read_calibration(refit) == saved
-    assert calibrate_stage(model_dir, val, CalibrationConfig(enabled=False), EvalConfig()) == {"enabled": False}
+    assert calibrate_stage(model_dir, val, CalibrationConfig(enabled=False), EvalConfig()) == {
+        "enabled": False
+    }
     assert read_calibration(model_dir) is None
     carry_calibration_stage(refit, model_dir)
     assert read_calibration(refit) is None
@@ -193,4 +195,3 @@ def test_fit_calibration_refuses_unknown_or_missing_labels() -> None:
         fit_calibration(proba, ["robotics", LABELS[0]], LABELS)
     with pytest.raises(ValueError, match="no"):
         fit_calibration(proba[:0], [], LABELS)
-

@@ -1,18 +1,24 @@
-"""benchmarks/crossval.py: folds, the recipe per fold, the augmentation and calibration hooks, summaries."""
+"""benchmarks/crossval.py: folds, the recipe per fold, augmentation and calibration per fold, summaries."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from tagops.config import EnsembleParams, EvalConfig, LinearParams, RulesParams, TransformerParams
+from tagops.config import (
+    AugmentConfig,
+    CalibrationConfig,
+    EnsembleParams,
+    EvalConfig,
+    LinearParams,
+    RulesParams,
+    TransformerParams,
+)
 from tagops.settings import Settings
 
 from .conftest import make_projects
@@ -25,15 +31,6 @@ if str(ROOT / "benchmarks") not in sys.path:  # the script imports its neighbour
 crossval = importlib.import_module("crossval")
 
 EVALUATION = EvalConfig(bootstrap_samples=0)
-
-
-def fake_module(name: str, monkeypatch: pytest.MonkeyPatch, **functions: Any) -> ModuleType:
-    module = ModuleType(name)
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
-    for key, function in functions.items():
-        setattr(module, key, function)
-    monkeypatch.setitem(sys.modules, name, module)
-    return module
 
 
 def run_folds(tmp_path: Path, families: list[Any], **options: Any) -> dict[str, list[dict[str, Any]]]:
@@ -123,26 +120,19 @@ def test_an_ensemble_of_other_parameters_than_its_members_is_trained_itself(
 
 
 def test_augmentation_touches_the_training_rows_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[int, str, int]] = []
+    calls: list[tuple[int, str, float, int]] = []
 
-    def augment_frame(frame: pd.DataFrame, name: str, seed: int) -> pd.DataFrame:
-        calls.append((len(frame), name, seed))
+    def augment_frame(frame: pd.DataFrame, recipe: str, *, fraction: float, seed: int) -> pd.DataFrame:
+        calls.append((len(frame), recipe, fraction, seed))
         return pd.concat([frame, frame], ignore_index=True)
 
-    fake_module(crossval.AUGMENT_MODULE, monkeypatch, augment_frame=augment_frame)
-    runs = run_folds(tmp_path, [RulesParams()], augment="twice")
+    monkeypatch.setattr(crossval, "augment_frame", augment_frame)
+    runs = run_folds(tmp_path, [RulesParams()], augmentation=AugmentConfig(recipe="short", fraction=1.0))
     for r in runs["rules"]:
         plain = 48 - r["rows"]["test"]
         assert r["rows"]["refit"] == 2 * plain
         assert r["rows"]["train"] + 2 * r["rows"]["val"] == 2 * plain  # validation is not augmented
-    assert {(name, seed) for _, name, seed in calls} == {("twice", 7), ("twice", 8), ("twice", 9)}
-    assert crossval.augment_train(make_projects(2), "none", seed=1).equals(make_projects(2))
-
-
-def test_an_unknown_augmentation_module_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(crossval, "AUGMENT_MODULE", "tagops.no_such_module")
-    with pytest.raises(SystemExit, match=r"tagops\.no_such_module"):
-        crossval.augment_train(make_projects(2), "synonyms", seed=1)
+    assert {(recipe, seed) for _, recipe, _, seed in calls} == {("short", 7), ("short", 8), ("short", 9)}
 
 
 def test_calibration_is_fitted_on_validation_and_given_to_the_refit_model(
@@ -151,21 +141,19 @@ def test_calibration_is_fitted_on_validation_and_given_to_the_refit_model(
     calibrated: list[tuple[str, int]] = []
     copied: list[tuple[str, str]] = []
 
-    def calibrate_stage(model_dir: Path, val: pd.DataFrame, evaluation: EvalConfig) -> dict[str, Any]:
+    def calibrate_stage(
+        model_dir: Path, val: pd.DataFrame, calibration: CalibrationConfig, evaluation: EvalConfig
+    ) -> dict[str, Any]:
         calibrated.append((model_dir.name, len(val)))
         return {}
 
-    def copy_calibration(source: Path, target: Path) -> None:
-        copied.append((source.name, target.name))
+    def carry_calibration_stage(model_dir: Path, val_model_dir: Path) -> Path:
+        copied.append((val_model_dir.name, model_dir.name))
+        return model_dir
 
-    module = fake_module(
-        crossval.CALIBRATION_MODULE,
-        monkeypatch,
-        calibrate_stage=calibrate_stage,
-        copy_calibration=copy_calibration,
-    )
-    assert crossval.calibration_module() is module
-    runs = run_folds(tmp_path, [LinearParams()], calibration=module)
+    monkeypatch.setattr(crossval, "calibrate_stage", calibrate_stage)
+    monkeypatch.setattr(crossval, "carry_calibration_stage", carry_calibration_stage)
+    runs = run_folds(tmp_path, [LinearParams()])
     assert [r["calibrated"] for r in runs["linear"]] == [True, True, True]
     assert [name for name, _ in calibrated] == ["linear-val"] * 3
     assert [rows for _, rows in calibrated] == [r["rows"]["val"] for r in runs["linear"]]
@@ -205,9 +193,16 @@ def test_summary_gives_mean_spread_and_worst_class() -> None:
 
 
 def test_output_names_the_augmentation() -> None:
-    assert crossval.parse_args([]).output.name == "crossval.json"
-    assert crossval.parse_args(["--augment", "synonyms"]).output.name == "crossval-synonyms.json"
+    cfg = crossval.pipeline_recipe("local")
+    plain = crossval.parse_args([])
+    assert crossval.output_path(plain, crossval.augmentation_of(plain, cfg)).name == (
+        "crossval.json" if cfg.augmentation.recipe == "none" else f"crossval-{cfg.augmentation.recipe}.json"
+    )
+    short = crossval.parse_args(["--augment", "short", "--fraction", "0.3"])
+    augmentation = crossval.augmentation_of(short, cfg)
+    assert (augmentation.recipe, augmentation.fraction) == ("short", 0.3)
+    assert crossval.output_path(short, augmentation).name == "crossval-short.json"
     with pytest.raises(SystemExit):
-        crossval.parse_args(["--augment", "../x"])
+        crossval.parse_args(["--augment", "synonyms"])
     with pytest.raises(SystemExit):
         crossval.parse_args(["--folds", "1"])

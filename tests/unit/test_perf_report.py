@@ -322,7 +322,7 @@ def crossval_result(augment: str, linear_f1: float) -> dict[str, Any]:
         seed=1234,
         dataset_rows=764,
         augment=augment,
-        calibration_applied=augment != "none",
+        calibration={"enabled": augment != "none"},
         transformer_engine="local",
         config="configs/pipeline.yaml",
         results=[
@@ -467,8 +467,8 @@ def test_crossval_shows_each_family_and_each_augmentation_baseline_first(tmp_pat
     section = doc[doc.index("## Cross-validation") : doc.index("## Serving latency")]
     assert section.index("### augment `none`") < section.index("### augment `synonyms`")
     assert "3-fold stratified cross-validation of dataset.csv (764 rows, seed 1234)" in section
-    assert "augmentation `none`, calibration not applied" in section
-    assert "augmentation `synonyms`, calibration applied" in section
+    assert "augmentation `none`, calibration off" in section
+    assert "augmentation `synonyms`, calibration on" in section
     assert (
         "| `linear` | **0.889** ± 0.020 | 0.869–0.909 | 0.874 ± 0.025 | `mlops` 0.789 ± 0.080 | 0.110 "
         "| 22.3 s |" in section
