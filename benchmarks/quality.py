@@ -9,6 +9,10 @@ recipe refit on all of dataset.csv after validation, what ``tagops`` registers b
 table and writes JSON (default benchmarks/results/quality.json). Reads the real data from
 TAGOPS_DATA_MIRROR (or the shared mirror beside the repository), verified against the package manifest.
 
+Each model is also scored for robustness (``tagops.workloads.evaluate.evaluate_robustness``): the holdout
+as-is, transformed copies of it (the same transform seed for every model, so all see the same text) and
+the challenge set, whole and by style; per run in ``runs[].robustness``, medians across seeds per slice.
+
 The transformer keeps its best epoch on the validation split (``split``); its ``refit`` is what
 ``tagops train`` registers: by default (``refit: false``) the same early-stopped model, else a refit for
 that many epochs. ``--engine local`` (default) runs the transformer's training loop in this process
@@ -41,10 +45,13 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.data.ingest import load_manifest, pull_data
+from tagops.data.robustness import describe_transforms
 from tagops.data.stages import DataSnapshot, split_stage, validate_stage
 from tagops.data.stages import snapshot as make_snapshot
+from tagops.inference.loading import load_predictor
 from tagops.models.ensemble import member_dirname, write_descriptor
 from tagops.settings import Settings
+from tagops.workloads.evaluate import evaluate_robustness, load_default_challenge
 from tagops.workloads.fit import fit_stage, refit_stage
 from tagops.workloads.train import evaluate_stage
 
@@ -92,6 +99,40 @@ def load_real_data(data_dir: Path) -> tuple[DataSnapshot, pd.DataFrame, pd.DataF
     return data, dataset, holdout
 
 
+def robustness_medians(runs: list[dict]) -> dict:
+    """Per slice, the median across seeds of weighted and macro F1, and the slice lowest by that median."""
+    slices = list(runs[0]["robustness"]["slices"])
+
+    def median(slice_name: str, key: str) -> float | None:
+        values = [r["robustness"]["slices"][slice_name][key] for r in runs]
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    f1 = {name: median(name, "f1") for name in slices}
+    scored = [(value, name) for name, value in f1.items() if value is not None]
+    return {
+        "robustness_f1_median": f1,
+        "robustness_macro_f1_median": {name: median(name, "macro_f1") for name in slices},
+        "robustness_worst_slice": min(scored, key=lambda pair: pair[0])[1] if scored else None,
+    }
+
+
+def print_robustness(results: list[dict]) -> None:
+    """Median weighted F1 by robustness slice (rows) for each family and recipe (columns)."""
+    columns = [f"{r['family']}/{r['recipe']}" for r in results]
+    slices = list(dict.fromkeys(name for r in results for name in r["robustness_f1_median"]))
+    width = max([len(name) for name in slices] + [5])
+    print("\nRobustness: median weighted F1 by slice (* the family's worst slice)")
+    print(f"{'slice':<{width}} " + " ".join(f"{c:>18}" for c in columns))
+    for name in slices:
+        cells = []
+        for r in results:
+            value = r["robustness_f1_median"].get(name)
+            mark = "*" if r["robustness_worst_slice"] == name else " "
+            cells.append(f"{'–' if value is None else f'{value:.4f}':>17}{mark}")
+        print(f"{name:<{width}} " + " ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +147,7 @@ def main() -> None:
     _, dataset, holdout = load_real_data(workdir / "data")
     evaluation = EvalConfig(bootstrap_samples=1000)
     settings = Settings(home=workdir / "home")  # Ray Train keeps its checkpoints under it
+    challenge = load_default_challenge()
 
     families = dict(FAMILIES)
     families["transformer"] = TransformerParams(engine=args.engine)
@@ -152,6 +194,8 @@ def main() -> None:
                         fit_seconds = split[1]  # the kept model's own training time
                 trained[(family, recipe, seed)] = (model_dir, fit_seconds)
                 report = evaluate_stage(model_dir, holdout, evaluation)
+                predictor = load_predictor(str(model_dir), settings, threshold=evaluation.threshold)
+                robustness = evaluate_robustness(predictor, holdout, evaluation, challenge=challenge)
                 val_f1 = None
                 if recipe == "split":
                     val_f1 = evaluate_stage(model_dir, val, evaluation)["overall"]["f1"]
@@ -164,6 +208,7 @@ def main() -> None:
                         "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
                         "slices_f1": {k: v["f1"] for k, v in report["slices"].items()},
                         "ece": report["calibration"]["ece"],
+                        "robustness": robustness,
                     }
                 )
             f1s = [r["overall"]["f1"] for r in runs]
@@ -186,6 +231,7 @@ def main() -> None:
                     },
                     "min_class_f1_median": statistics.median(min(r["per_class_f1"].values()) for r in runs),
                     "fit_seconds_median": statistics.median(r["fit_seconds"] for r in runs),
+                    **robustness_medians(runs),
                     "runs": runs,
                 }
             )
@@ -209,6 +255,7 @@ def main() -> None:
             + " ".join(f"{r['per_class_f1_median'][lab]:>10.3f}" for lab in labels)
             + f" {r['min_class_f1_median']:>9.3f} {r['fit_seconds_median']:>7.1f}"
         )
+    print_robustness(results)
     print("\nReference system (holdout weighted F1):")
     for name, value in REFERENCE.items():
         print(f"  {name:<46} {value:.3f}")
@@ -219,6 +266,9 @@ def main() -> None:
             {
                 "seeds": args.seeds,
                 "holdout_rows": len(holdout),
+                "challenge_rows": len(challenge),
+                "robustness_seed": evaluation.seed,
+                "robustness_transforms": describe_transforms(),
                 "results": results,
                 "reference": REFERENCE,
                 "cpus": os.cpu_count(),

@@ -72,7 +72,48 @@ def quality_section(data: Result) -> list[str]:
     if reference:
         lines += ["Measured against the reference system (holdout weighted F1):", ""]
         lines += table(["reference", "weighted F1"], [[k, num(v)] for k, v in reference.items()])
-    return lines
+    return lines + robustness_section(data)
+
+
+def robustness_section(data: Result) -> list[str]:
+    """Median weighted F1 by robustness slice (rows) and family (columns), each family's worst marked."""
+    by_family: dict[str, Result] = {}
+    for r in data.get("results", []):
+        if "robustness_f1_median" in r and (r.get("recipe") == "refit" or r["family"] not in by_family):
+            by_family[r["family"]] = r  # the registered recipe where measured
+    if not by_family:
+        return [
+            "Robustness: not in this result; `python benchmarks/quality.py` measures it, then "
+            "`make perf-docs`.",
+            "",
+        ]
+    lines = [
+        "Robustness: weighted F1 (median of the seeds; recipe `refit` unless a column names another) on "
+        f"the holdout as-is, on transformed copies of it (transform seed {data.get('robustness_seed', '?')}) "
+        f"and on the challenge set of {data.get('challenge_rows', '?')} rows, whole and by style. Each "
+        "family's lowest slice is marked *worst*.",
+        "",
+    ]
+    about = {
+        **(data.get("robustness_transforms") or {}),
+        "holdout": "The holdout as-is.",
+        "challenge": "The challenge set.",
+    }
+    slices = list(dict.fromkeys(name for r in by_family.values() for name in r["robustness_f1_median"]))
+    rows = []
+    for name in slices:
+        style = name.partition("challenge.")[2]
+        what = about.get(name) or (f"The challenge set, style `{style}`." if style else "")
+        row = [f"`{name}`", what]
+        for r in by_family.values():
+            value = num(r["robustness_f1_median"].get(name))
+            row.append(f"**{value}** (worst)" if r.get("robustness_worst_slice") == name else value)
+        rows.append(row)
+    columns = [
+        f"`{family}`" + ("" if r.get("recipe") == "refit" else f" ({r.get('recipe')})")
+        for family, r in by_family.items()
+    ]
+    return lines + table(["slice", "what", *columns], rows)
 
 
 def serve_section(data: Result) -> list[str]:

@@ -121,6 +121,39 @@ class EvalReport(TypedDict):
     model: NotRequired[dict[str, Any]]
     #: The labelled file evaluated on (``tagops evaluate``).
     data: NotRequired[str]
+    #: The same model on transformed copies of the data and on the challenge set (``tagops evaluate``).
+    robustness: NotRequired[RobustnessReport]
+
+
+class RobustnessSlice(TypedDict):
+    """One slice of a robustness evaluation: the scores of the report ``evaluate_predictor`` made on it."""
+
+    #: ``holdout`` (the labelled data evaluated, as-is or transformed) or ``challenge``.
+    source: str
+    #: The transform applied (``tagops.data.robustness.TRANSFORMS``), ``None`` for the data as-is.
+    transform: str | None
+    #: The challenge set's style the slice holds, ``None`` for every style.
+    style: str | None
+    num_samples: int
+    #: Rows left out because the transform left them without text.
+    dropped: int
+    #: Weighted F1, its bootstrap interval and macro F1 (``None`` when the slice has no rows).
+    f1: float | None
+    f1_ci95: list[float] | None
+    macro_f1: float | None
+    per_class_f1: dict[str, float]
+    abstained: int
+    ece: float | None
+
+
+class RobustnessReport(TypedDict):
+    """Scores of one model on the data as-is, on transformed copies and on the challenge set."""
+
+    #: Seed of the transforms: the same seed rewrites the same rows the same way.
+    seed: int
+    slices: dict[str, RobustnessSlice]
+    #: The slice with the lowest weighted F1 (``None`` when no slice has rows).
+    worst_slice: str | None
 
 
 def apply_threshold(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
 
 import pandas as pd
 import pytest
@@ -17,10 +20,12 @@ from tagops import LABELS
 from tagops.cli import app, main
 from tagops.config import RulesParams
 from tagops.data.clean import build_text
+from tagops.data.robustness import TRANSFORMS
 from tagops.errors import DataError
 from tagops.models.rules import RulesModel
 
 from .conftest import make_projects, write_csv
+from .test_robustness import patch_load_challenge
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("restore_process_state", "tagops_home")]
 
@@ -261,6 +266,84 @@ def test_evaluate_local_model_without_mlflow(model_dir: Path, tmp_path: Path) ->
         "eval_reliability.png",
     ]
     assert "mlflow" not in {p.name for p in output.parent.iterdir()}
+    assert "robustness" not in report  # a user's file: only when asked
+    assert "Robustness" not in result.stdout
+
+
+def fake_challenge(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the challenge set by four rows in two styles; returns the list each load appends to."""
+    calls: list[str] = []
+
+    def load_challenge() -> pd.DataFrame:
+        calls.append("load_challenge")
+        frame = make_projects(1, start_id=800, offset=7)
+        return frame.assign(style=["package", "package", "readme", "readme"])
+
+    patch_load_challenge(monkeypatch, load_challenge)
+    return calls
+
+
+class RecordingRegistry:
+    """Records what ``tagops evaluate`` logs to MLflow, without MLflow."""
+
+    metrics: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, settings: Any) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def start_run(self, run_name: str, **kwargs: Any) -> Iterator[None]:
+        yield
+
+    def log_metrics(self, metrics: dict[str, Any], *, prefix: str = "") -> None:
+        self.metrics.update({f"{prefix}{k}": v for k, v in metrics.items()})
+
+    def log_artifacts(self, paths: list[Path], artifact_path: str | None = None) -> None:
+        pass
+
+
+def test_evaluate_with_robustness_reports_logs_and_prints_every_slice(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fake_challenge(monkeypatch)
+    monkeypatch.setattr("tagops.registry.client.Registry", RecordingRegistry)
+    monkeypatch.setattr(RecordingRegistry, "metrics", {})
+    data = write_csv(tmp_path / "holdout.csv", make_projects(3, start_id=900, offset=40))
+    output = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model_dir), "--data", str(data), "--output", str(output)]
+    result = runner.invoke(app, [*args, "--robustness"])
+    assert result.exit_code == 0, result.output
+    robustness = json.loads(output.read_text())["robustness"]
+    slices = robustness["slices"]
+    assert set(slices) == {"holdout", *TRANSFORMS, "challenge", "challenge.package", "challenge.readme"}
+    assert slices["holdout"]["num_samples"] == 12 and slices["challenge"]["num_samples"] == 4
+    assert calls == ["load_challenge"]
+    worst = robustness["worst_slice"]
+    assert slices[worst]["f1"] == min(s["f1"] for s in slices.values())
+    assert "Robustness" in result.stdout and f"{worst} (worst)" in result.stdout
+    for name, scores in slices.items():
+        assert f"{scores['f1']:.4f}" in result.stdout
+        assert RecordingRegistry.metrics[f"robust.{name}.f1"] == scores["f1"]
+    assert RecordingRegistry.metrics["eval.f1"] == slices["holdout"]["f1"]
+
+
+@pytest.mark.parametrize(("flag", "expected"), [(None, True), ("--no-robustness", False)])
+def test_robustness_is_on_by_default_for_the_pulled_holdout(
+    flag: str | None, expected: bool, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = fake_challenge(monkeypatch)
+    holdout = write_csv(tmp_path / "holdout.csv", make_projects(2, start_id=900, offset=40))
+    monkeypatch.setattr(
+        "tagops.data.stages.pull_stage", lambda settings, cfg: SimpleNamespace(holdout_path=holdout)
+    )
+    output = tmp_path / "eval.json"
+    args = ["evaluate", "--model", str(model_dir), "--output", str(output), "--no-log-to-mlflow"]
+    result = runner.invoke(app, args + ([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    report = json.loads(output.read_text())
+    assert report["data"] == str(holdout)
+    assert ("robustness" in report) is expected and bool(calls) is expected
+    assert ("Robustness" in result.stdout) is expected
 
 
 def test_explore_writes_html(tmp_path: Path) -> None:

@@ -39,9 +39,29 @@ def stamped(command: str, **data: Any) -> dict[str, Any]:
     return {**data, **STAMP, "command": command}
 
 
+ROBUST_SLICES = ("holdout", "title_only", "terse", "challenge", "challenge.package")
+
+
+def robustness_medians(f1: float, worst: str) -> dict[str, Any]:
+    """The robustness summary benchmarks/quality.py writes per family and recipe."""
+    medians = {name: round(f1 - 0.01 * i, 4) for i, name in enumerate(ROBUST_SLICES)}
+    medians[worst] = round(f1 - 0.3, 4)
+    return {
+        "robustness_f1_median": medians,
+        "robustness_macro_f1_median": {name: value - 0.01 for name, value in medians.items()},
+        "robustness_worst_slice": worst,
+    }
+
+
 def quality_run(family: str, recipe: str, f1: float, fit: float) -> dict[str, Any]:
     per_class = {"computer-vision": f1, "mlops": f1 - 0.02, "natural-language-processing": f1, "other": f1}
+    robust = {
+        ("rules", "refit"): robustness_medians(f1, "terse"),
+        ("linear", "refit"): robustness_medians(f1, "challenge.package"),
+        ("ensemble", "split"): robustness_medians(0.5, "title_only"),
+    }
     return {
+        **robust.get((family, recipe), {}),
         "family": family,
         "recipe": recipe,
         "f1_median": f1,
@@ -71,6 +91,9 @@ QUALITY = stamped(
         quality_run("ensemble", "split", 0.9601, 150.0),
     ],
     reference={"SciBERT fine-tuned (GPU)": 0.905, "rule-based (older split)": 0.29},
+    challenge_rows=40,
+    robustness_seed=1234,
+    robustness_transforms={"title_only": "The title alone.", "terse": "A package name and one short line."},
     cpus=2,
     load_average_before_after=[0.5, 1.0],
     transformer_engine="ray",
@@ -389,6 +412,38 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "| shift: new vocabulary | 1 | 1 | 6e-14 | oov, embedding | pass |" in doc
     assert "0.297 (0.226–0.365)" in doc and "+0.495 (0.412–0.579)" in doc
     assert "**fail**" not in doc
+
+
+def test_robustness_is_a_table_of_slices_by_family_with_the_worst_marked(tmp_path: Path) -> None:
+    _, doc, _ = run(tmp_path, {"quality.json": QUALITY})
+    lines = doc.splitlines()
+    header = lines.index("| slice | what | `rules` | `linear` | `ensemble` (split) |")
+    assert lines[header - 2].startswith(
+        "Robustness: weighted F1 (median of the seeds; recipe `refit` unless a column names another)"
+    )
+    assert "transform seed 1234" in lines[header - 2] and "challenge set of 40 rows" in lines[header - 2]
+    rows = lines[header + 2 : header + 2 + len(ROBUST_SLICES)]
+    assert rows == [
+        "| `holdout` | The holdout as-is. | 0.881 | 0.926 | 0.500 |",
+        "| `title_only` | The title alone. | 0.871 | 0.916 | **0.200** (worst) |",
+        "| `terse` | A package name and one short line. | **0.581** (worst) | 0.906 | 0.480 |",
+        "| `challenge` | The challenge set. | 0.851 | 0.896 | 0.470 |",
+        "| `challenge.package` | The challenge set, style `package`. | 0.841 | **0.626** (worst) | 0.460 |",
+    ]
+    assert lines[header + 2 + len(ROBUST_SLICES)] == ""
+    # families measured without robustness (transformer here) get no column
+    assert "`transformer` |" not in lines[header]
+
+
+def test_a_quality_result_without_robustness_says_how_to_measure_it(tmp_path: Path) -> None:
+    strip = ("robustness_f1_median", "robustness_macro_f1_median", "robustness_worst_slice")
+    older = {
+        **QUALITY,
+        "results": [{k: v for k, v in r.items() if k not in strip} for r in QUALITY["results"]],
+    }
+    _, doc, _ = run(tmp_path, {"quality.json": older})
+    assert "Robustness: not in this result; `python benchmarks/quality.py` measures it" in doc
+    assert "| slice | what |" not in doc
 
 
 def test_missing_results_say_how_to_measure_them(tmp_path: Path) -> None:

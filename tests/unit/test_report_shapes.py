@@ -1,7 +1,8 @@
 """The JSON files users and their tools read keep their shape: every key, at every level, is pinned here.
 
-The reports are typed in the code (``EvalReport``, ``MonitorSummary``, ``GateDecision``, ``RetrainResult``);
-what they write must not change when the types or the modules around them do.
+The reports are typed in the code (``EvalReport`` and its ``RobustnessReport``, ``MonitorSummary``,
+``GateDecision``, ``RetrainResult``); what they write must not change when the types or the modules around
+them do.
 """
 
 from __future__ import annotations
@@ -15,13 +16,20 @@ import numpy as np
 import pytest
 
 from tagops import LABELS
-from tagops.config import EvalConfig, GateConfig
+from tagops.config import EvalConfig, GateConfig, RulesParams
+from tagops.data.clean import build_text
+from tagops.data.robustness import TRANSFORMS
+from tagops.inference.predictor import Predictor
 from tagops.metrics import compute_report
+from tagops.models.rules import RulesModel
 from tagops.monitoring.drift import DriftReport, DriftTest
+from tagops.workloads.evaluate import evaluate_robustness
 from tagops.workloads.monitor import Window, summarize
 from tagops.workloads.promote import decide
 from tagops.workloads.retrain import RetrainResult
 from tagops.workloads.retrain_policy import RetrainDecision
+
+from .conftest import make_projects
 
 pytestmark = pytest.mark.unit
 
@@ -86,6 +94,40 @@ def test_the_evaluation_report_keeps_its_keys(report: dict[str, Any]) -> None:
     }
     assert shape(report["confusion_matrix"]) == {"labels": ["str"], "matrix": [["int"]]}
     assert shape(report["rows"]) == {"truth": ["str"], "predicted": ["str"]}
+
+
+def test_the_robustness_report_keeps_its_keys() -> None:
+    frame = make_projects(4)
+    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
+    predictor = Predictor(RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()))
+    holdout = make_projects(1, start_id=900, offset=40)
+    challenge = holdout.assign(style=["package", "package", "readme", "readme"])
+    cfg = EvalConfig(bootstrap_samples=50, threshold=0.3)
+    computed = {"robustness": evaluate_robustness(predictor, holdout, cfg, challenge=challenge)}
+    loaded = json.loads(json.dumps(computed, indent=2, sort_keys=True))["robustness"]  # as write_report
+    assert set(loaded) == {"seed", "slices", "worst_slice"}
+    assert set(loaded["slices"]) == {
+        "holdout",
+        *TRANSFORMS,
+        "challenge",
+        "challenge.package",
+        "challenge.readme",
+    }
+    assert isinstance(loaded["worst_slice"], str) and isinstance(loaded["seed"], int)
+    assert shape(loaded["slices"]["challenge.readme"]) == {
+        "source": "str",
+        "transform": "NoneType",
+        "style": "str",
+        "num_samples": "int",
+        "dropped": "int",
+        "f1": "float",
+        "f1_ci95": ["float"],
+        "macro_f1": "float",
+        "per_class_f1": dict.fromkeys(LABELS, "float"),
+        "abstained": "int",
+        "ece": "float",
+    }
+    assert shape(loaded["slices"]["terse"])["transform"] == "str"
 
 
 def test_a_gate_decision_keeps_its_keys(report: dict[str, Any]) -> None:

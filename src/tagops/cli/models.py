@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from tagops.cli.context import load_settings
 from tagops.cli.output import print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 from tagops.model_ref import DEFAULT_MODEL_URI
+
+if TYPE_CHECKING:
+    from tagops.metrics import RobustnessReport
 
 models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
 
@@ -94,6 +97,14 @@ def evaluate(
         typer.Option(help="Abstain to 'other' below this confidence (default: the model's own; 0: never)."),
     ] = None,
     log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
+    robustness: Annotated[
+        bool | None,
+        typer.Option(
+            "--robustness/--no-robustness",
+            help="Also score transformed copies of the data and the challenge set "
+            "(default: on for the pulled holdout, off for --data).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
     from tagops.config import DataConfig, EvalConfig
@@ -101,14 +112,18 @@ def evaluate(
     from tagops.data.validate import load_projects
     from tagops.inference.loading import load_predictor
     from tagops.metrics import write_report
-    from tagops.workloads.evaluate import evaluate_predictor
+    from tagops.workloads.evaluate import evaluate_predictor, evaluate_robustness
 
     settings = load_settings()
     path = data or pull_stage(settings, DataConfig()).holdout_path
     cfg = EvalConfig(threshold=threshold)
     predictor = load_predictor(model, settings, threshold=threshold)
-    report = evaluate_predictor(predictor, load_projects(path), cfg)
+    frame = load_projects(path)
+    report = evaluate_predictor(predictor, frame, cfg)
     report["data"] = str(path)
+    with_robustness = data is None if robustness is None else robustness
+    if with_robustness:
+        report["robustness"] = evaluate_robustness(predictor, frame, cfg)
     files = write_report(report, output)
     if log_to_mlflow:
         from tagops.registry.client import Registry
@@ -118,6 +133,9 @@ def evaluate(
             registry.log_metrics(
                 {k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval."
             )
+            if "robustness" in report:
+                slices = report["robustness"]["slices"].items()
+                registry.log_metrics({f"{name}.f1": s["f1"] for name, s in slices}, prefix="robust.")
             registry.log_artifacts(files, artifact_path="evaluation")
     overall = report["overall"]
     raw = report.get("raw")
@@ -128,6 +146,29 @@ def evaluate(
         + (f"raw f1 {raw['f1']:.4f}, ECE {raw['calibration']['ece']:.3f}; " if raw else "")
         + f"n={overall['num_samples']}"
     )
+    if "robustness" in report:
+        print_robustness(report["robustness"])
+
+
+def print_robustness(robustness: RobustnessReport) -> None:
+    """The robustness slices as a table: weighted and macro F1, rows; the worst slice marked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Robustness (weighted F1 by slice)")
+    table.add_column("slice")
+    for column in ("weighted F1", "macro F1", "n"):
+        table.add_column(column, justify="right")
+    for name, scores in robustness["slices"].items():
+        worst = name == robustness["worst_slice"]
+        table.add_row(
+            f"{name} (worst)" if worst else name,
+            "–" if scores["f1"] is None else f"{scores['f1']:.4f}",
+            "–" if scores["macro_f1"] is None else f"{scores['macro_f1']:.4f}",
+            str(scores["num_samples"]),
+            style="bold" if worst else None,
+        )
+    Console(width=max(80, Console().width)).print(table)
 
 
 def tune(
