@@ -28,16 +28,18 @@ CHALLENGE_SLICE = "challenge"
 def evaluate_predictor(predictor: Predictor, frame: pd.DataFrame, cfg: EvalConfig) -> EvalReport:
     """Evaluate a loaded predictor on a validated, labelled frame, as it answers when served.
 
-    The scores use the predictor's calibrated probabilities and its abstention threshold (the model's
-    own unless the caller overrode it); ``raw`` beside them scores the top tag of the model's own
-    probabilities without abstaining, and ``calibration_raw`` their reliability.
+    The scores use the predictor's calibrated probabilities and its abstention threshold: the model's
+    own unless the predictor or ``cfg.threshold`` overrides it (``0``: never abstain). ``raw`` beside
+    them scores the top tag of the model's own probabilities without abstaining, with their
+    reliability before calibration.
     """
     from tagops.metrics import compute_report
 
     texts = predictor.texts(frame["title"].tolist(), frame["description"].tolist())
     raw = predictor.model.predict_proba(texts)
     proba = raw if predictor.calibration is None else predictor.calibration.apply(raw)
-    served = cfg.model_copy(update={"threshold": predictor.threshold})
+    threshold = predictor.threshold if cfg.threshold is None else (cfg.threshold or None)
+    served = cfg.model_copy(update={"threshold": threshold})
     report = compute_report(frame["tag"].tolist(), proba, texts, predictor.model.labels, served, raw=raw)
     report["model"] = predictor.describe()
     return report
