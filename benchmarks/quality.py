@@ -41,9 +41,12 @@ from tagops.config import (
     EnsembleParams,
     EvalConfig,
     LinearParams,
+    PipelineConfig,
     RulesParams,
     TransformerParams,
 )
+from tagops.config.base import load_config
+from tagops.data.augment import RECIPES, augment_frame
 from tagops.data.ingest import load_manifest, pull_data
 from tagops.data.robustness import describe_transforms
 from tagops.data.stages import DataSnapshot, split_stage, validate_stage
@@ -51,6 +54,7 @@ from tagops.data.stages import snapshot as make_snapshot
 from tagops.inference.loading import load_predictor
 from tagops.models.ensemble import member_dirname, write_descriptor
 from tagops.settings import Settings
+from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.evaluate import evaluate_robustness, load_default_challenge
 from tagops.workloads.fit import fit_stage, refit_stage
 from tagops.workloads.train import evaluate_stage
@@ -140,8 +144,16 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1234, 42, 7])
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="transformer training")
+    parser.add_argument("--augment", choices=RECIPES, help="augmentation recipe (default: the pipeline's)")
+    parser.add_argument("--fraction", type=float, help="share of training rows augmented")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     args = parser.parse_args()
+    pipeline = load_config(PipelineConfig, ROOT / "configs" / "pipeline.yaml")
+    overrides = {"recipe": args.augment, "fraction": args.fraction}
+    augmentation = pipeline.augmentation.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    calibration = pipeline.calibration
 
     workdir = Path(tempfile.mkdtemp(prefix="tagops-quality-"))
     _, dataset, holdout = load_real_data(workdir / "data")
@@ -162,6 +174,10 @@ def main() -> None:
             runs = []
             for seed in args.seeds:
                 train, val = split_stage(dataset, DataConfig(seed=seed))
+                rows = {
+                    name: augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
+                    for name, frame in (("train", train), ("dataset", dataset))
+                }
                 started = time.perf_counter()
                 out = workdir / f"{family}-{recipe}-{seed}"
                 members = (
@@ -176,11 +192,11 @@ def main() -> None:
                     split = trained.get((family, "split", seed))
                     if recipe == "split":
                         model_dir = fit_stage(
-                            train, params, seed=seed, output_dir=out, val=val, settings=settings
+                            rows["train"], params, seed=seed, output_dir=out, val=val, settings=settings
                         )
                     elif split is not None:  # as `tagops train` refits (a transformer keeps its model)
                         model_dir = refit_stage(
-                            dataset,
+                            rows["dataset"],
                             params,
                             seed=seed,
                             val_model_dir=split[0],
@@ -188,10 +204,16 @@ def main() -> None:
                             settings=settings,
                         )
                     else:
-                        model_dir = fit_stage(dataset, params, seed=seed, output_dir=out, settings=settings)
+                        model_dir = fit_stage(
+                            rows["dataset"], params, seed=seed, output_dir=out, settings=settings
+                        )
                     fit_seconds = time.perf_counter() - started
                     if split is not None and model_dir == split[0]:
                         fit_seconds = split[1]  # the kept model's own training time
+                if recipe == "split":  # as the pipeline: calibrated on validation, carried to the refit
+                    calibrate_stage(model_dir, val, calibration, evaluation)
+                elif (validated := trained.get((family, "split", seed))) is not None:
+                    carry_calibration_stage(model_dir, validated[0])
                 trained[(family, recipe, seed)] = (model_dir, fit_seconds)
                 report = evaluate_stage(model_dir, holdout, evaluation)
                 predictor = load_predictor(str(model_dir), settings, threshold=evaluation.threshold)
@@ -205,6 +227,8 @@ def main() -> None:
                         "fit_seconds": round(fit_seconds, 3),
                         "val_f1": val_f1,
                         "overall": report["overall"],
+                        "threshold": report.get("threshold"),
+                        "raw": report.get("raw"),
                         "per_class_f1": {k: v["f1"] for k, v in report["per_class"].items()},
                         "slices_f1": {k: v["f1"] for k, v in report["slices"].items()},
                         "ece": report["calibration"]["ece"],
@@ -269,6 +293,8 @@ def main() -> None:
                 "challenge_rows": len(challenge),
                 "robustness_seed": evaluation.seed,
                 "robustness_transforms": describe_transforms(),
+                "augmentation": augmentation.model_dump(mode="json"),
+                "calibration": calibration.model_dump(mode="json"),
                 "results": results,
                 "reference": REFERENCE,
                 "cpus": os.cpu_count(),

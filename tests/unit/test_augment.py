@@ -1,0 +1,60 @@
+"""Training-data augmentation: short-form copies of a share of the rows, labels kept, seeded."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tagops.config import AugmentConfig
+from tagops.data.augment import SHORT_FORMS, augment_frame, augment_stage
+
+from .conftest import make_projects
+
+pytestmark = pytest.mark.unit
+
+
+def test_none_returns_the_rows_as_they_are() -> None:
+    frame = make_projects(4)
+    assert augment_frame(frame, "none", fraction=0.5, seed=1) is frame
+    assert augment_frame(frame, "short", fraction=0.0, seed=1) is frame
+
+
+def test_short_adds_one_labelled_copy_for_a_share_of_the_rows() -> None:
+    frame = make_projects(10)
+    grown = augment_frame(frame, "short", fraction=0.5, seed=3)
+    originals, copies = grown.iloc[: len(frame)], grown.iloc[len(frame) :]
+    pd.testing.assert_frame_equal(originals.reset_index(drop=True), frame)
+    assert len(copies) == len(frame) // 2
+    source = frame.set_index("id")
+    shorter = 0
+    for _, row in copies.iterrows():  # each copy keeps its source's id and tag, in no longer a text
+        assert row["tag"] == source.loc[row["id"], "tag"]
+        length = len(row["title"]) + len(row["description"])
+        original = len(source.loc[row["id"], "title"]) + len(source.loc[row["id"], "description"])
+        assert 0 < length <= original
+        shorter += length < original
+    assert shorter > len(copies) // 2
+
+
+def test_short_forms_are_mixed_and_seeded() -> None:
+    frame = make_projects(25)
+    first = augment_frame(frame, "short", fraction=1.0, seed=11)
+    pd.testing.assert_frame_equal(first, augment_frame(frame, "short", fraction=1.0, seed=11))
+    assert not first.equals(augment_frame(frame, "short", fraction=1.0, seed=12))
+    copies = first.iloc[len(frame) :]
+    assert (copies["description"] == "").any()  # title_only among the forms
+    assert (copies["description"] != "").any()
+    assert len(SHORT_FORMS) >= 3
+
+
+def test_unknown_recipe_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown augmentation recipe 'synonyms'"):
+        augment_frame(make_projects(2), "synonyms", fraction=0.5, seed=1)
+
+
+def test_stage_augments_training_split_and_dataset() -> None:
+    train, dataset = make_projects(4), make_projects(6)
+    rows = augment_stage(train, dataset, AugmentConfig(recipe="short", fraction=0.5), seed=2)
+    assert [len(r) for r in rows] == [len(train) + 8, len(dataset) + 12]
+    plain = augment_stage(train, dataset, AugmentConfig(), seed=2)
+    assert plain[0] is train and plain[1] is dataset
