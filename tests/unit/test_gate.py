@@ -433,3 +433,17 @@ def test_the_retrain_gate_applies_the_same_rule_and_records_the_report(
     assert record["action"] == "reject" and record["trigger"] == "manual"
     assert record["behaviour"] == gate["behaviour"]
     assert gate_world["registry"].tags[2]["gate.behaviour"] == "failed: forecasting"
+
+
+def test_rollback_restores_the_champion_a_promotion_replaced(gate_world: dict[str, Any]) -> None:
+    from tagops.errors import RegistryError
+    from tagops.workloads.promote import rollback
+
+    assert run_gate(gate_world).promote
+    registry = gate_world["registry"]
+    assert rollback(registry, history=gate_world["history"]) == (2, 1)
+    assert registry.aliases["champion"] == 1 and registry.tags[2]["rolled_back"] == "true"
+    last = read_history(gate_world["history"])[-1]
+    assert (last["action"], last["previous_champion"], last["champion"]) == ("rollback", 2, 1)
+    with pytest.raises(RegistryError, match="champion version 1 has no previous champion"):
+        rollback(registry, history=gate_world["history"])
