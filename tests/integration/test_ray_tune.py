@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tagops.config import DataConfig, EvalConfig, TuneConfig
+from tagops.config import DataConfig, EvalConfig, GateConfig, TuneConfig
 from tests.integration.helpers import isolated_home
 from tests.integration.test_ray_train import FIXTURES, short_home
 
@@ -23,7 +23,10 @@ def test_tuning_registers_the_best_trial_and_gates_it() -> None:
     from tagops.workloads.tune import TUNE_RECORD, run_tuning
 
     cfg = TuneConfig(
-        data=DataConfig(source_dir=FIXTURES), evaluation=EvalConfig(bootstrap_samples=50), trials=2
+        data=DataConfig(source_dir=FIXTURES),
+        evaluation=EvalConfig(bootstrap_samples=50),
+        gate=GateConfig(behaviour=()),  # the fixtures do not teach the behavioural cases
+        trials=2,
     )
     with short_home() as home, isolated_home(home) as settings:
         registry = Registry(settings)

@@ -72,18 +72,31 @@ def test_train_prints_a_registered_challenger(flow: Flow) -> None:
     assert [v["version"] for v in registry.list_versions()] == [flow.linear["version"], flow.rules["version"]]
 
 
-def test_promotion_follows_holdout_f1(flow: Flow) -> None:
+def test_promotion_follows_the_behavioural_cases_then_holdout_f1(flow: Flow) -> None:
+    from tagops.workloads.behaviour import behaviour_tag
+
     assert flow.promote_rules.stdout.strip() == "promoted: no champion yet"
-    champion = flow.registry().alias_version("champion")
-    if flow.linear["holdout_f1"] > flow.rules["holdout_f1"]:
+    registry = flow.registry()
+    champion = registry.alias_version("champion")
+    history = [json.loads(line) for line in flow.settings.promotion_history.read_text().splitlines()]
+    assert [r["version"] for r in history] == [flow.rules["version"], flow.linear["version"]]
+    assert history[1]["previous_champion"] == flow.rules["version"]
+    assert history[0]["behaviour"]["passed"] is True
+    behaviour = history[1]["behaviour"]
+    tags = registry.version_info(flow.linear["version"])["tags"]
+    assert tags["gate.behaviour"] == behaviour_tag(behaviour)
+    if not behaviour["passed"]:
+        assert flow.promote_linear.stdout.startswith("not promoted: behaviour: "), (
+            flow.promote_linear.explain()
+        )
+        assert f"case '{behaviour['failed'][0]['name']}'" in flow.promote_linear.stdout
+        assert champion == flow.rules["version"]
+    elif flow.linear["holdout_f1"] > flow.rules["holdout_f1"]:
         assert flow.promote_linear.stdout.startswith("promoted: "), flow.promote_linear.explain()
         assert champion == flow.linear["version"]
     else:
         assert flow.promote_linear.stdout.startswith("not promoted: "), flow.promote_linear.explain()
         assert champion == flow.rules["version"]
-    history = [json.loads(line) for line in flow.settings.promotion_history.read_text().splitlines()]
-    assert [r["version"] for r in history] == [flow.rules["version"], flow.linear["version"]]
-    assert history[1]["previous_champion"] == flow.rules["version"]
 
 
 def test_predict_one_item_prints_json_with_a_tag(flow: Flow) -> None:

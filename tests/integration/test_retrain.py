@@ -62,7 +62,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
             registry,
             holdout=holdout,
             eval_cfg=cfg.evaluation,
-            gate=GateConfig(),
+            gate=GateConfig(behaviour=()),  # the fixtures do not teach the behavioural cases
             history=settings.promotion_history,
             version=first.version,
             trigger="initial",
@@ -127,7 +127,7 @@ def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) ->
     config = env.root / "retrain.yaml"
     config.write_text(
         f"train:\n  data: {{source_dir: {Path(__file__).parents[1] / 'fixtures'}}}\n"
-        "gate: {max_overall_f1_drop: 0.1, max_class_f1_drop: 0.2}\n"
+        "gate: {max_overall_f1_drop: 0.1, max_class_f1_drop: 0.2, behaviour: []}\n"
         "policy: {trigger: on_alert, min_feedback_rows: 20}\n",
         encoding="utf-8",
     )

@@ -19,7 +19,7 @@ def test_simulate_closes_the_loop_without_losing_a_row(tmp_path: Path, fixture_d
         f"""
 retrain:
   train: {{data: {{source_dir: {fixture_dir}}}}}
-  gate: {{max_overall_f1_drop: 0.1, max_class_f1_drop: 0.25}}
+  gate: {{max_overall_f1_drop: 0.1, max_class_f1_drop: 0.25, behaviour: []}}  # fixtures: too small for it
   policy: {{min_feedback_rows: 10}}
 window_rows: 40
 in_distribution_windows: 1

@@ -1,77 +1,83 @@
-"""Behavioural tests of the trained models (the reference system's checks), title only, empty description.
+"""The product's behavioural cases (:data:`tagops.workloads.behaviour.CASES`) on every model family.
 
-Invariance: wording that does not change the topic does not change the prediction. Directional: wording that
-changes the topic changes it. Minimum functionality: plain statements of a topic are recognised.
+Each family is trained on the train split of the real data (``conftest.py``) and checked as the promotion
+gate checks a challenger: :func:`~tagops.workloads.behaviour.check_behaviour`, all cases in one call,
+title only, empty description, through ``Predictor.predict`` (so the model's own threshold applies). One
+test per (family, case) says which case a family fails; a failure the gate would refuse today is listed
+in ``KNOWN_FAILURES`` with its reason, never removed by weakening the case.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tagops.inference.predictor import Predictor
-from tests.model.conftest import FAMILIES
+from tagops.config.training import BEHAVIOUR_KINDS
+from tagops.workloads.behaviour import (
+    CASES,
+    BehaviourCase,
+    BehaviourReport,
+    behaviour_refusal,
+    check_behaviour,
+)
+from tests.model.conftest import ALL_FAMILIES, predictor_of
 
 pytestmark = pytest.mark.model
 
-CV = "computer-vision"
-NLP = "natural-language-processing"
+#: (family, case name) -> why the family fails it. Strict: a case that starts passing must leave the list.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("linear", "ner-legal"): (
+        "tagged computer-vision: in the training data 'recognition' comes almost only from vision projects "
+        "(face, visual, action recognition) and 'named entity' is rare, so the n-grams point to vision"
+    ),
+}
 
-INVARIANCE = [
-    ("revolutionized", "Transformers applied to NLP have revolutionized machine learning.", NLP),
-    ("disrupted", "Transformers applied to NLP have disrupted machine learning.", NLP),
-]
-DIRECTIONAL = [
-    ("text", "ML applied to text classification.", NLP),
-    ("image", "ML applied to image classification.", CV),
-    ("cnn-text", "CNNs for text classification.", NLP),
-]
-MINIMUM_FUNCTIONALITY = [
-    ("nlp", "Natural language processing is the next big wave in machine learning.", NLP),
-    ("mlops", "MLOps is the next big wave in machine learning.", "mlops"),
-    ("graphs", "This is about graph neural networks.", "other"),
-]
-
-# A case a model fails is marked here, one (family, case) at a time, with the reason: never weakened.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+#: Families that need minutes to fit (see conftest.py); their tests are also marked slow.
+SLOW_FAMILIES = ("transformer", "ensemble")
 
 
-def _cases(kind: str, cases: list[tuple[str, str, str]]) -> list[object]:
+def _params() -> list[object]:
     params = []
-    for family in FAMILIES:
-        for name, title, expected in cases:
-            marks = []
-            if (family, name) in KNOWN_FAILURES:
-                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[family, name]))
-            params.append(pytest.param(family, title, expected, id=f"{family}-{kind}-{name}", marks=marks))
+    for family in ALL_FAMILIES:
+        for case in CASES:
+            marks: list[pytest.MarkDecorator] = []
+            if family in SLOW_FAMILIES:
+                marks.append(pytest.mark.slow)
+            if (family, case.name) in KNOWN_FAILURES:
+                marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[family, case.name]))
+            params.append(pytest.param(family, case, id=f"{family}-{case.kind}-{case.name}", marks=marks))
     return params
 
 
-def _tag(predictor: Predictor, title: str) -> str:
-    tag: str = predictor.predict([title], [""])[0]["tag"]
-    return tag
+@pytest.fixture(scope="module")
+def reports() -> dict[str, BehaviourReport]:
+    """Each family's report, computed once (all cases in one call, as the gate does)."""
+    return {}
 
 
-@pytest.mark.parametrize(("family", "title", "expected"), _cases("invariance", INVARIANCE))
-def test_invariance(predictors: dict[str, Predictor], family: str, title: str, expected: str) -> None:
-    assert _tag(predictors[family], title) == expected
+def _report(
+    request: pytest.FixtureRequest, reports: dict[str, BehaviourReport], family: str
+) -> BehaviourReport:
+    if family not in reports:
+        reports[family] = check_behaviour(predictor_of(request, family))
+    return reports[family]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_invariance_pair_agrees(predictors: dict[str, Predictor], family: str) -> None:
-    titles = [title for _, title, _ in INVARIANCE]
-    results = predictors[family].predict(titles, [""] * len(titles))
-    assert results[0]["tag"] == results[1]["tag"]
-
-
-@pytest.mark.parametrize(("family", "title", "expected"), _cases("directional", DIRECTIONAL))
-def test_directional(predictors: dict[str, Predictor], family: str, title: str, expected: str) -> None:
-    assert _tag(predictors[family], title) == expected
+@pytest.mark.parametrize(("family", "case"), _params())
+def test_case(
+    request: pytest.FixtureRequest, reports: dict[str, BehaviourReport], family: str, case: BehaviourCase
+) -> None:
+    misses = [f for f in _report(request, reports, family)["failed"] if f["name"] == case.name]
+    assert misses == [], "; ".join(f"{f['text']!r}: got {f['got']}, expected {f['expected']}" for f in misses)
 
 
 @pytest.mark.parametrize(
-    ("family", "title", "expected"), _cases("minimum-functionality", MINIMUM_FUNCTIONALITY)
+    "family", [pytest.param(f, marks=[pytest.mark.slow] if f in SLOW_FAMILIES else []) for f in ALL_FAMILIES]
 )
-def test_minimum_functionality(
-    predictors: dict[str, Predictor], family: str, title: str, expected: str
+def test_the_gate_verdict_follows_the_known_failures(
+    request: pytest.FixtureRequest, reports: dict[str, BehaviourReport], family: str
 ) -> None:
-    assert _tag(predictors[family], title) == expected
+    """The default gate refuses a family exactly when it fails a case, and only the known ones."""
+    report = _report(request, reports, family)
+    known = {name for (f, name) in KNOWN_FAILURES if f == family}
+    assert {f["name"] for f in report["failed"]} == known
+    assert (behaviour_refusal(report, BEHAVIOUR_KINDS) is None) == (not known)

@@ -1,4 +1,4 @@
-"""The promotion gate (pure ``decide``) and the append-only history."""
+"""The promotion gate (pure ``decide``, behavioural cases first), ``promote`` and the append-only history."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 
 from tagops import LABELS
 from tagops.config import GateConfig
+from tagops.config.training import BEHAVIOUR_KINDS
+from tagops.workloads.behaviour import BehaviourReport, check_behaviour
 from tagops.workloads.promote import GateDecision, append_history, decide, read_history
 
 pytestmark = pytest.mark.unit
@@ -190,3 +192,258 @@ def test_same_reports_same_verdict() -> None:
     first = decide(scored(truth, challenger), scored(truth, champion), GATE)
     again = decide(scored(truth, challenger), scored(truth, champion), GATE)
     assert first == again
+
+
+# ----------------------------------------------------------------------------------- behaviour
+def behaviour(**wrong: str) -> BehaviourReport:
+    """The behavioural report of a model right on every case except the texts of the named cases."""
+    from tests.unit.test_behaviour import FakePredictor, text_of
+
+    return check_behaviour(
+        FakePredictor({text_of(name.replace("_", "-")): tag for name, tag in wrong.items()})
+    )
+
+
+def test_a_challenger_failing_a_minimum_functionality_case_is_refused_naming_it() -> None:
+    decision = decide(report(0.90), report(0.78), GATE, behaviour(rl_atari="computer-vision"))
+    assert not decision.promote
+    assert decision.reason == (
+        "behaviour: minimum_functionality case 'rl-atari' "
+        "('Reinforcement learning agents for Atari games.'): got 'computer-vision', expected 'other'"
+    )
+    # The scores are still compared and kept as evidence.
+    assert (decision.challenger_f1, decision.champion_f1) == (0.90, 0.78)
+    assert decision.class_f1_drops["mlops"] == pytest.approx(0.0)
+
+
+def test_behaviour_refuses_even_without_a_champion() -> None:
+    decision = decide(report(0.9), None, GATE, behaviour(registry_tracker="natural-language-processing"))
+    assert not decision.promote and "'registry-tracker'" in decision.reason
+
+
+def test_a_passing_behaviour_report_leaves_the_scores_to_decide() -> None:
+    passed = behaviour()
+    assert decide(report(0.80), report(0.78), GATE, passed) == decide(report(0.80), report(0.78), GATE)
+    assert not decide(report(0.70), report(0.78), GATE, passed).promote
+
+
+def test_the_gate_config_lists_which_kinds_refuse() -> None:
+    failing = behaviour(revolutionized_disrupted="mlops")
+    assert not decide(report(0.8), report(0.78), GATE, failing).promote  # default: every kind refuses
+    only_minimum = GateConfig(behaviour=["minimum_functionality"])  # type: ignore[list-item]
+    assert decide(report(0.8), report(0.78), only_minimum, failing).promote
+    off = GateConfig(behaviour=[])  # type: ignore[arg-type]
+    assert decide(report(0.8), report(0.78), off, behaviour(rl_atari="mlops")).promote
+
+
+def test_the_behaviour_field_defaults_to_every_kind_and_refuses_unknown_or_repeated_kinds() -> None:
+    assert GateConfig().behaviour == BEHAVIOUR_KINDS
+    assert GateConfig.model_validate({"behaviour": []}).behaviour == ()
+    with pytest.raises(ValueError, match="behaviour") as unknown:
+        GateConfig.model_validate({"behaviour": ["minimum_functionality", "invariant"]})
+    assert "invariant" in str(unknown.value)
+    with pytest.raises(ValueError, match="each behaviour kind may appear once"):
+        GateConfig.model_validate({"behaviour": ["invariance", "invariance"]})
+    with pytest.raises(ValueError, match="behavior"):
+        GateConfig.model_validate({"behavior": []})  # a misspelt key fails too
+
+
+def test_the_shipped_configs_gate_on_every_kind(tmp_path: Path) -> None:
+    from tagops.config import PipelineConfig, RetrainConfig, load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    assert load_config(PipelineConfig, configs / "pipeline.yaml").gate.behaviour == BEHAVIOUR_KINDS
+    loop = load_config(RetrainConfig, configs / "loop.yaml")
+    assert loop.gate.behaviour == BEHAVIOUR_KINDS
+    assert loop.recent_gate.behaviour == () == RetrainConfig().recent_gate.behaviour
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("gate: {behaviour: [directional]}\n")
+    assert load_config(PipelineConfig, path).gate.behaviour == ("directional",)
+
+
+class FakeRegistry:
+    """What the gate uses of :class:`tagops.registry.client.Registry`, in memory."""
+
+    name = "tagops"
+
+    def __init__(self, root: Path, **aliases: int) -> None:
+        self.root = root
+        self.aliases = dict(aliases)
+        self.tags: dict[int, dict[str, str]] = {}
+
+    def alias_version(self, alias: str) -> int | None:
+        return self.aliases.get(alias)
+
+    def set_alias(self, alias: str, version: int) -> None:
+        self.aliases[alias] = version
+
+    def download(self, version: int) -> Path:
+        folder = self.root / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def set_version_tags(self, version: int, tags: dict[str, Any]) -> None:
+        self.tags.setdefault(version, {}).update({k: str(v) for k, v in tags.items()})
+
+
+@pytest.fixture
+def gate_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A registry with champion 1 and challenger 2; holdout F1 0.78 and 0.90; version 2's answers settable.
+
+    The holdout evaluation is replaced by fixed reports; the behavioural check runs for real on a fake
+    predictor loaded (by the gate) from the version's folder.
+    """
+    from tagops.inference.predictor import Predictor
+    from tagops.workloads import promote as promote_module
+    from tests.unit.test_behaviour import FakePredictor
+
+    world: dict[str, Any] = {"wrong": {}, "loaded": []}
+    scores = {1: report(0.78), 2: report(0.90)}
+
+    def evaluate(registry: Any, version: int, holdout: Any, cfg: Any) -> dict[str, Any]:
+        return scores[version]
+
+    def load(directory: Path, **kwargs: Any) -> FakePredictor:
+        world["loaded"].append(directory.name)
+        return FakePredictor(world["wrong"] if directory.name == "2" else {})
+
+    monkeypatch.setattr(promote_module, "_evaluate_version", evaluate)
+    monkeypatch.setattr(Predictor, "from_directory", load)
+    world["registry"] = FakeRegistry(tmp_path / "models", champion=1, challenger=2)
+    world["history"] = tmp_path / "history.jsonl"
+    return world
+
+
+def run_gate(world: dict[str, Any], gate: GateConfig = GATE) -> GateDecision:
+    from tagops.config import EvalConfig
+    from tagops.workloads.promote import promote
+
+    return promote(
+        world["registry"], holdout=None, eval_cfg=EvalConfig(), gate=gate, history=world["history"]
+    )  # type: ignore[arg-type]
+
+
+def test_promote_refuses_a_better_challenger_that_fails_a_case_and_records_why(
+    gate_world: dict[str, Any],
+) -> None:
+    from tests.unit.test_behaviour import text_of
+
+    gate_world["wrong"] = {text_of("detection-satellite"): "other"}
+    decision = run_gate(gate_world)
+    assert not decision.promote and decision.challenger_f1 == 0.90
+    assert "minimum_functionality case 'detection-satellite'" in decision.reason
+    assert "'Object detection in satellite images.'" in decision.reason
+    assert "got 'other', expected 'computer-vision'" in decision.reason
+    registry = gate_world["registry"]
+    assert registry.aliases["champion"] == 1
+    assert registry.tags[2]["gate.decision"] == "reject"
+    assert registry.tags[2]["gate.behaviour"] == "failed: detection-satellite"
+    assert registry.tags[2]["gate.reason"] == decision.reason
+    (record,) = read_history(gate_world["history"])
+    assert record["action"] == "reject" and record["reason"] == decision.reason
+    assert record["gate"]["behaviour"] == list(BEHAVIOUR_KINDS)
+    assert record["behaviour"]["passed"] is False
+    assert record["behaviour"]["failed"] == [
+        {
+            "kind": "minimum_functionality",
+            "name": "detection-satellite",
+            "text": "Object detection in satellite images.",
+            "expected": "computer-vision",
+            "got": "other",
+        }
+    ]
+    assert record["behaviour"]["counts"]["minimum_functionality"]["failed"] == 1
+    assert gate_world["loaded"] == ["2"]  # only the challenger is checked
+
+
+def test_promote_moves_the_champion_when_scores_and_behaviour_pass(gate_world: dict[str, Any]) -> None:
+    decision = run_gate(gate_world)
+    assert decision.promote, decision.reason
+    registry = gate_world["registry"]
+    assert registry.aliases["champion"] == 2
+    assert registry.tags[2]["gate.behaviour"] == "passed"
+    (record,) = read_history(gate_world["history"])
+    assert record["action"] == "promote" and record["behaviour"]["passed"] is True
+
+
+def test_kinds_left_off_the_gate_are_recorded_but_do_not_refuse(gate_world: dict[str, Any]) -> None:
+    from tests.unit.test_behaviour import text_of
+
+    gate_world["wrong"] = {text_of("cnn-text-image"): "computer-vision"}
+    decision = run_gate(gate_world, GateConfig(behaviour=["minimum_functionality"]))  # type: ignore[list-item]
+    assert decision.promote, decision.reason
+    assert gate_world["registry"].tags[2]["gate.behaviour"] == "failed: cnn-text-image"
+    (record,) = read_history(gate_world["history"])
+    assert record["behaviour"]["failed"][0]["kind"] == "directional"
+
+
+def test_an_empty_behaviour_list_skips_the_check(gate_world: dict[str, Any]) -> None:
+    from tests.unit.test_behaviour import text_of
+
+    gate_world["wrong"] = {text_of("nlp"): "mlops"}
+    decision = run_gate(gate_world, GateConfig(behaviour=[]))  # type: ignore[arg-type]
+    assert decision.promote
+    assert gate_world["loaded"] == []
+    assert gate_world["registry"].tags[2]["gate.behaviour"] == "not checked"
+    (record,) = read_history(gate_world["history"])
+    assert record["behaviour"] is None
+
+
+def test_the_retrain_gate_applies_the_same_rule_and_records_the_report(
+    gate_world: dict[str, Any], tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from tagops.config import RetrainConfig
+    from tagops.workloads.retrain import evaluation_stage, record_promotion
+    from tests.unit.test_behaviour import text_of
+
+    gate_world["wrong"] = {text_of("forecasting"): "mlops"}
+    cfg = RetrainConfig()
+    rows = pd.DataFrame({"title": ["x"], "description": [""], "tag": ["other"]})
+    evaluation = evaluation_stage(
+        None,  # type: ignore[arg-type]
+        cfg,
+        2,
+        holdout=rows,
+        recent=rows,
+        registry=gate_world["registry"],
+    )
+    gate = evaluation["gate"]
+    assert gate["promote"] is False
+    assert gate["holdout"]["promote"] is False and gate["recent"]["promote"] is True
+    assert gate["reason"].startswith("holdout: behaviour: minimum_functionality case 'forecasting'")
+    assert gate["reason"].count("behaviour:") == 1  # the recent-window gate does not repeat it
+    assert gate["behaviour"]["failed"][0]["name"] == "forecasting"
+    settings = SimpleNamespace(promotion_history=tmp_path / "retrain-history.jsonl")
+    promoted = record_promotion(
+        gate_world["registry"],
+        settings,  # type: ignore[arg-type]
+        challenger=2,
+        champion=1,
+        gate=gate,
+        cfg=cfg,
+        trigger="manual",
+        holdout_sha256=None,
+    )
+    assert promoted is False
+    (record,) = read_history(settings.promotion_history)
+    assert record["action"] == "reject" and record["trigger"] == "manual"
+    assert record["behaviour"] == gate["behaviour"]
+    assert gate_world["registry"].tags[2]["gate.behaviour"] == "failed: forecasting"
+
+
+def test_rollback_restores_the_champion_a_promotion_replaced(gate_world: dict[str, Any]) -> None:
+    from tagops.errors import RegistryError
+    from tagops.workloads.promote import rollback
+
+    assert run_gate(gate_world).promote
+    registry = gate_world["registry"]
+    assert rollback(registry, history=gate_world["history"]) == (2, 1)
+    assert registry.aliases["champion"] == 1 and registry.tags[2]["rolled_back"] == "true"
+    last = read_history(gate_world["history"])[-1]
+    assert (last["action"], last["previous_champion"], last["champion"]) == ("rollback", 2, 1)
+    with pytest.raises(RegistryError, match="champion version 1 has no previous champion"):
+        rollback(registry, history=gate_world["history"])

@@ -118,8 +118,10 @@ class RetrainConfig(FrozenModel):
     train: TrainConfig = TrainConfig()
     #: Holdout gate: a challenger may give up this much holdout F1 for what the feedback teaches it.
     gate: GateConfig = GateConfig(max_overall_f1_drop=0.01, max_class_f1_drop=0.05)
-    #: Recent-window gate: overall F1 only (a class with a handful of recent rows is noise).
-    recent_gate: GateConfig = GateConfig(max_overall_f1_drop=0.0, max_class_f1_drop=1.0)
+    #: Recent-window gate: overall F1 only (a class with a handful of recent rows is noise). The
+    #: behavioural cases are the holdout gate's (``gate.behaviour``); checking them here too would only
+    #: repeat its verdict.
+    recent_gate: GateConfig = GateConfig(max_overall_f1_drop=0.0, max_class_f1_drop=1.0, behaviour=())
     policy: RetrainPolicy = RetrainPolicy()
     recent_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
     #: The model the challenger is compared with (its version answered the feedback's predictions).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tagops.config.base import FrozenModel
 from tagops.config.models import (
@@ -64,6 +64,11 @@ class CalibrationConfig(FrozenModel):
     threshold_tolerance: Annotated[float, Field(ge=0.0, le=0.2)] = 0.005
 
 
+#: The kinds of behavioural case (:mod:`tagops.workloads.behaviour`).
+BehaviourKind = Literal["minimum_functionality", "invariance", "directional"]
+BEHAVIOUR_KINDS: tuple[BehaviourKind, ...] = ("minimum_functionality", "invariance", "directional")
+
+
 class GateConfig(FrozenModel):
     """Promotion gate: how much worse than the champion a challenger may be and still be promoted."""
 
@@ -77,6 +82,17 @@ class GateConfig(FrozenModel):
     #: Resamples for ``class_drop_confidence`` (seeded: the same reports always get the same verdict).
     bootstrap_samples: Annotated[int, Field(ge=100)] = 2000
     seed: int = 1234
+    #: Kinds of behavioural case (:data:`tagops.workloads.behaviour.CASES`) the challenger must pass: one
+    #: failing case of a listed kind refuses it, whatever its F1 (also with no champion yet). Empty: the
+    #: behavioural check is not run.
+    behaviour: tuple[BehaviourKind, ...] = BEHAVIOUR_KINDS
+
+    @field_validator("behaviour")
+    @classmethod
+    def _each_kind_once(cls, kinds: tuple[BehaviourKind, ...]) -> tuple[BehaviourKind, ...]:
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each behaviour kind may appear once, got {list(kinds)}")
+        return kinds
 
 
 class TrainConfig(FrozenModel):

@@ -1,8 +1,10 @@
 """The promotion gate, promotion and rollback.
 
 ``tagops promote`` evaluates ``challenger`` and ``champion`` on the holdout and moves ``champion`` only if
-overall F1 falls by no more than a margin and no class F1 falls by more than another. Every decision is
-appended to a JSON-lines history (MLflow keeps no alias history) and tagged on the model version.
+overall F1 falls by no more than a margin and no class F1 falls by more than another, and the challenger
+passes the behavioural cases of the kinds the gate lists (:mod:`tagops.workloads.behaviour`). Every
+decision is appended to a JSON-lines history (MLflow keeps no alias history) and tagged on the model
+version.
 ``tagops rollback`` restores the champion that preceded the current one.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from tagops.config import EvalConfig, GateConfig
     from tagops.metrics import EvalReport
     from tagops.registry.client import Registry
+    from tagops.workloads.behaviour import BehaviourReport
 
 
 logger = logging.getLogger(__name__)
@@ -41,8 +44,26 @@ class GateDecision:
     class_drop_confidence: dict[str, float] | None = None
 
 
-def decide(challenger: EvalReport, champion: EvalReport | None, gate: GateConfig) -> GateDecision:
-    """Compare two evaluation reports on the same data; pure, so the rule is tested on its own."""
+def decide(
+    challenger: EvalReport,
+    champion: EvalReport | None,
+    gate: GateConfig,
+    behaviour: BehaviourReport | None = None,
+) -> GateDecision:
+    """Compare two evaluation reports on the same data; pure, so the rule is tested on its own.
+
+    ``behaviour`` (the challenger's :func:`tagops.workloads.behaviour.check_behaviour` report) is
+    applied first: a failing case of a kind in ``gate.behaviour`` refuses the challenger whatever its
+    scores, and the reason names the case; the scores are still compared and kept as evidence.
+    """
+    from tagops.workloads.behaviour import behaviour_refusal
+
+    scores = _compare_scores(challenger, champion, gate)
+    refusal = None if behaviour is None else behaviour_refusal(behaviour, gate.behaviour)
+    return scores if refusal is None else replace(scores, promote=False, reason=refusal)
+
+
+def _compare_scores(challenger: EvalReport, champion: EvalReport | None, gate: GateConfig) -> GateDecision:
     challenger_f1 = float(challenger["overall"]["f1"])
     if champion is None:
         return GateDecision(True, "no champion yet", challenger_f1, None, {})
@@ -142,6 +163,17 @@ def _evaluate_version(registry: Registry, version: int, holdout: pd.DataFrame, c
     return evaluate_predictor(predictor, holdout, cfg)
 
 
+def behaviour_of_version(registry: Registry, version: int, cfg: EvalConfig) -> BehaviourReport:
+    """The behavioural cases on a registered version, loaded as :func:`_evaluate_version` loads it."""
+    from tagops.inference.predictor import Predictor
+    from tagops.workloads.behaviour import check_behaviour
+
+    predictor = Predictor.from_directory(
+        registry.download(version), threshold=cfg.threshold, metadata={"version": version}
+    )
+    return check_behaviour(predictor)
+
+
 def promote(
     registry: Registry,
     *,
@@ -155,7 +187,8 @@ def promote(
 ) -> GateDecision:
     """Run the gate for ``version`` (default: the ``challenger``) and move ``champion`` if it passes.
 
-    ``trigger`` (why this gate runs) is recorded in the promotion history.
+    The challenger's behavioural report (when ``gate.behaviour`` lists any kind) and ``trigger`` (why
+    this gate runs) are recorded in the promotion history.
     """
     from tagops.registry.client import CHALLENGER, CHAMPION
 
@@ -167,7 +200,8 @@ def promote(
         return GateDecision(False, f"version {candidate} is already champion", float("nan"), None, {})
     challenger_report = _evaluate_version(registry, candidate, holdout, eval_cfg)
     champion_report = _evaluate_version(registry, champion, holdout, eval_cfg) if champion else None
-    decision = decide(challenger_report, champion_report, gate)
+    behaviour = behaviour_of_version(registry, candidate, eval_cfg) if gate.behaviour else None
+    decision = decide(challenger_report, champion_report, gate, behaviour)
     record_decision(
         registry,
         decision,
@@ -177,6 +211,7 @@ def promote(
         history=history,
         holdout_sha256=holdout_sha256,
         trigger=trigger,
+        behaviour=behaviour,
     )
     verdict = "champion" if decision.promote else "refused"
     logger.info("gate: version %s %s (%s)", candidate, verdict, decision.reason)
@@ -194,13 +229,17 @@ def record_decision(
     holdout_sha256: str | None = None,
     trigger: str | None = None,
     evidence: dict[str, Any] | None = None,
+    behaviour: BehaviourReport | None = None,
 ) -> dict[str, Any]:
     """Apply a gate decision (move ``champion`` if it passed), append it to the history, tag the version.
 
     ``trigger`` says why the candidate was trained or gated at all ("manual", "schedule", "drift alarm
-    at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain).
+    at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain);
+    ``behaviour`` is the candidate's behavioural report (``None``: not checked), recorded in full and
+    summed up in the ``gate.behaviour`` tag.
     """
     from tagops.registry.client import CHAMPION
+    from tagops.workloads.behaviour import behaviour_tag
 
     if decision.promote:
         registry.set_alias(CHAMPION, candidate)
@@ -213,6 +252,7 @@ def record_decision(
         "holdout_sha256": holdout_sha256,
         "gate": gate.model_dump(),
         **asdict(decision),
+        "behaviour": behaviour,
     }
     if trigger is not None:
         record["trigger"] = trigger
@@ -226,6 +266,7 @@ def record_decision(
             "gate.reason": decision.reason,
             "gate.holdout_f1": f"{decision.challenger_f1:.4f}",
             "gate.compared_with": champion or "none",
+            "gate.behaviour": behaviour_tag(behaviour),
             **({"gate.trigger": trigger} if trigger else {}),
         },
     )

@@ -12,8 +12,10 @@ ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these f
    held out of training; the older rows join dataset.csv as training data.
 3. **Challenger.** :func:`tagops.workloads.train.run_training` with the config's family on the augmented data,
    registered as ``challenger``.
-4. **Evaluate and gate.** Champion and challenger on the holdout and on the recent window; the
-   challenger must pass ``gate`` on the holdout and ``recent_gate`` on the recent window.
+4. **Evaluate and gate.** Champion and challenger on the holdout and on the recent window, and the
+   challenger on the behavioural cases (:mod:`tagops.workloads.behaviour`); the challenger must pass
+   ``gate`` on the holdout and ``recent_gate`` on the recent window, each with the behavioural kinds it
+   lists (the rule of :func:`tagops.workloads.promote.decide`).
 5. **Promote and reload.** On a pass, ``champion`` moves (the promotion history records the trigger: a
    drift alarm and its window, "schedule" or "manual"), and a configured service is told to reload.
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from tagops.data.stages import DataSnapshot
     from tagops.registry.client import Registry
     from tagops.settings import Settings
+    from tagops.workloads.behaviour import BehaviourReport
 
 logger = logging.getLogger(__name__)
 
@@ -141,13 +144,17 @@ def evaluation_stage(
 ) -> dict[str, Any]:
     """Champion and challenger on the holdout and the recent window, and both gates' verdict."""
     from tagops.registry.client import CHAMPION, Registry
+    from tagops.workloads.promote import behaviour_of_version
 
     registry = registry or Registry(settings)
     champion = registry.alias_version(CHAMPION)
     reports = evaluate_versions_stage(
         registry, champion=champion, challenger=challenger, holdout=holdout, recent=recent, cfg=retrain
     )
-    return {"champion": champion, "reports": reports, "gate": gate_stage(reports, retrain)}
+    behaviour = None
+    if retrain.gate.behaviour or retrain.recent_gate.behaviour:
+        behaviour = behaviour_of_version(registry, challenger, retrain.train.evaluation)
+    return {"champion": champion, "reports": reports, "gate": gate_stage(reports, retrain, behaviour)}
 
 
 def evaluate_versions_stage(
@@ -173,15 +180,21 @@ def evaluate_versions_stage(
     return reports
 
 
-def gate_stage(reports: dict[str, Any], cfg: RetrainConfig) -> dict[str, Any]:
-    """Both gates: the holdout's (``gate``) and the recent window's (``recent_gate``); pure."""
+def gate_stage(
+    reports: dict[str, Any], cfg: RetrainConfig, behaviour: BehaviourReport | None = None
+) -> dict[str, Any]:
+    """Both gates: the holdout's (``gate``) and the recent window's (``recent_gate``); pure.
+
+    ``behaviour`` is the challenger's behavioural report (``None``: not checked); each gate refuses on
+    the kinds its ``behaviour`` field lists, as :func:`tagops.workloads.promote.decide` does.
+    """
     from tagops.workloads.promote import decide
 
-    holdout = decide(reports["challenger_holdout"], reports["champion_holdout"], cfg.gate)
-    result: dict[str, Any] = {"holdout": asdict(holdout), "recent": None}
+    holdout = decide(reports["challenger_holdout"], reports["champion_holdout"], cfg.gate, behaviour)
+    result: dict[str, Any] = {"holdout": asdict(holdout), "recent": None, "behaviour": behaviour}
     passed, reason = holdout.promote, f"holdout: {holdout.reason}"
     if reports.get("challenger_recent") is not None:
-        recent = decide(reports["challenger_recent"], reports["champion_recent"], cfg.recent_gate)
+        recent = decide(reports["challenger_recent"], reports["champion_recent"], cfg.recent_gate, behaviour)
         result["recent"] = asdict(recent)
         passed = passed and recent.promote
         reason = f"{reason}; recent window: {recent.reason}"
@@ -261,6 +274,7 @@ def record_promotion(
             "retrained_at": datetime.now(UTC).isoformat(),
             **(evidence or {}),
         },
+        behaviour=gate.get("behaviour"),
     )
     return decision.promote
 
