@@ -45,7 +45,7 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.config.base import load_config
-from tagops.data.augment import RECIPES, augment_frame
+from tagops.data.augment import RECIPES, augment_rows
 from tagops.data.stages import split_stage
 from tagops.models.base import read_model_info
 from tagops.settings import Settings
@@ -101,7 +101,7 @@ def stratified_folds(frame: pd.DataFrame, folds: int, seed: int) -> list[tuple[p
 
 def augment_train(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
     """The training rows as the recipe fits on them (``tagops.data.augment``)."""
-    return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
+    return augment_rows(frame, augmentation, seed=seed)
 
 
 def calibrate_model(
@@ -315,6 +315,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training-row augmentation recipe (default: configs/pipeline.yaml's)",
     )
     parser.add_argument("--fraction", type=float, default=None, help="share of rows augmented")
+    parser.add_argument(
+        "--label-guide",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the label guide's statements as training rows (default: the pipeline's)",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -324,7 +330,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def augmentation_of(args: argparse.Namespace, cfg: PipelineConfig) -> AugmentConfig:
     """The pipeline config's augmentation with the command line's overrides."""
-    update = {"recipe": args.augment, "fraction": args.fraction}
+    update = {"recipe": args.augment, "fraction": args.fraction, "label_guide": args.label_guide}
     return cfg.augmentation.model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
@@ -332,13 +338,20 @@ def output_path(args: argparse.Namespace, augmentation: AugmentConfig) -> Path:
     """``--output``, else crossval.json, or crossval-RECIPE.json for an augmented recipe."""
     if args.output is not None:
         return Path(args.output)
-    recipe = augmentation.recipe
+    name = augmentation_name(augmentation)
     return (
         ROOT
         / "benchmarks"
         / "results"
-        / ("crossval.json" if recipe == NO_AUGMENTATION else f"crossval-{recipe}.json")
+        / ("crossval.json" if name == NO_AUGMENTATION else f"crossval-{name}.json")
     )
+
+
+def augmentation_name(augmentation: AugmentConfig) -> str:
+    """``none``, ``short``, ``guide`` or ``short+guide``: the name a result and its page section carry."""
+    parts = [augmentation.recipe] if augmentation.recipe != NO_AUGMENTATION else []
+    parts += ["guide"] if augmentation.label_guide else []
+    return "+".join(parts) or NO_AUGMENTATION
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -373,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"\n{args.folds}-fold cross-validation of dataset.csv (n={len(dataset)}), seed {args.seed}, "
-        f"augmentation {augmentation.recipe} ({augmentation.fraction:.0%}), calibration "
+        f"augmentation {augmentation_name(augmentation)}, calibration "
         f"{'on' if calibration.enabled else 'off'}; "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before / {os.getloadavg()[0]:.1f} after"
     )
@@ -388,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dataset_rows": len(dataset),
                 "dataset_sha256": data.dataset_sha256,
                 "val_size": cfg.data.val_size,
-                "augment": augmentation.recipe,
+                "augment": augmentation_name(augmentation),
                 "augmentation": augmentation.model_dump(mode="json"),
                 "calibration": calibration.model_dump(mode="json"),
                 "transformer_engine": args.engine,

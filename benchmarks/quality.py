@@ -46,7 +46,7 @@ from tagops.config import (
     TransformerParams,
 )
 from tagops.config.base import load_config
-from tagops.data.augment import RECIPES, augment_frame
+from tagops.data.augment import RECIPES, augment_rows
 from tagops.data.ingest import load_manifest, pull_data
 from tagops.data.robustness import describe_transforms
 from tagops.data.stages import DataSnapshot, split_stage, validate_stage
@@ -146,10 +146,16 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="transformer training")
     parser.add_argument("--augment", choices=RECIPES, help="augmentation recipe (default: the pipeline's)")
     parser.add_argument("--fraction", type=float, help="share of training rows augmented")
+    parser.add_argument(
+        "--label-guide",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the label guide's statements as training rows (default: the pipeline's)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     args = parser.parse_args()
     pipeline = load_config(PipelineConfig, ROOT / "configs" / "pipeline.yaml")
-    overrides = {"recipe": args.augment, "fraction": args.fraction}
+    overrides = {"recipe": args.augment, "fraction": args.fraction, "label_guide": args.label_guide}
     augmentation = pipeline.augmentation.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )
@@ -175,7 +181,7 @@ def main() -> None:
             for seed in args.seeds:
                 train, val = split_stage(dataset, DataConfig(seed=seed))
                 rows = {
-                    name: augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
+                    name: augment_rows(frame, augmentation, seed=seed)
                     for name, frame in (("train", train), ("dataset", dataset))
                 }
                 started = time.perf_counter()

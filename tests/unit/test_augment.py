@@ -58,3 +58,28 @@ def test_stage_augments_training_split_and_dataset() -> None:
     assert [len(r) for r in rows] == [len(train) + 8, len(dataset) + 12]
     plain = augment_stage(train, dataset, AugmentConfig(), seed=2)
     assert plain[0] is train and plain[1] is dataset
+
+
+def test_label_guide_rows_state_every_tag_and_route_exclusions() -> None:
+    from tagops import LABELS
+    from tagops.data.augment import label_guide_rows
+    from tagops.data.labels import load_label_guide
+
+    rows = label_guide_rows(["id", "created_on", "title", "description", "tag"])
+    assert list(rows.columns) == ["id", "created_on", "title", "description", "tag"]
+    assert set(rows["tag"]) == set(LABELS) and (rows["id"] < 0).all() and rows["id"].is_unique
+    assert (rows["description"] == "").all() and rows["title"].str.strip().astype(bool).all()
+    guide = load_label_guide()
+    exclusion = guide.tags["computer-vision"].excludes[0]
+    assert rows.loc[rows["title"] == exclusion.phrase, "tag"].tolist() == [exclusion.goes_to]
+
+
+def test_label_guide_rows_join_the_augmented_rows() -> None:
+    from tagops.data.augment import augment_rows, label_guide_rows
+
+    frame = make_projects(4)
+    guide = len(label_guide_rows(list(frame.columns)))
+    with_guide = augment_rows(frame, AugmentConfig(label_guide=True), seed=1)
+    assert len(with_guide) == len(frame) + guide
+    both = augment_rows(frame, AugmentConfig(recipe="short", fraction=0.5, label_guide=True), seed=1)
+    assert len(both) == len(frame) + len(frame) // 2 + guide

@@ -122,11 +122,11 @@ def test_an_ensemble_of_other_parameters_than_its_members_is_trained_itself(
 def test_augmentation_touches_the_training_rows_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, str, float, int]] = []
 
-    def augment_frame(frame: pd.DataFrame, recipe: str, *, fraction: float, seed: int) -> pd.DataFrame:
-        calls.append((len(frame), recipe, fraction, seed))
+    def augment_rows(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
+        calls.append((len(frame), augmentation.recipe, augmentation.fraction, seed))
         return pd.concat([frame, frame], ignore_index=True)
 
-    monkeypatch.setattr(crossval, "augment_frame", augment_frame)
+    monkeypatch.setattr(crossval, "augment_rows", augment_rows)
     runs = run_folds(tmp_path, [RulesParams()], augmentation=AugmentConfig(recipe="short", fraction=1.0))
     for r in runs["rules"]:
         plain = 48 - r["rows"]["test"]

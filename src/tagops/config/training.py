@@ -52,6 +52,9 @@ class AugmentConfig(FrozenModel):
     recipe: Literal["none", "short"] = "none"
     #: The share of training rows that get one short-form copy.
     fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    #: Add the label guide's statements (each tag's summary, included and excluded phrases) as training
+    #: rows: what each tag means, said in the short form text in the wild takes.
+    label_guide: bool = False
 
 
 class CalibrationConfig(FrozenModel):

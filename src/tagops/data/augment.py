@@ -4,12 +4,16 @@ The training data describes each project with a sentence-case title and a paragr
 often a package name and one line, a title alone, or a summary cut off mid-word (``docs/label-guide.md``).
 Recipe ``short`` adds, for a seeded ``fraction`` of the training rows, one copy of the row rewritten into
 one such short form (chosen per row from :data:`SHORT_FORMS`, with the transforms of
-:mod:`tagops.data.robustness`), labelled as the original. Only training rows are augmented: validation,
-the holdout and every evaluation see the text as it was written.
+:mod:`tagops.data.robustness`), labelled as the original. ``label_guide`` adds the label guide's own
+statements as rows (:func:`label_guide_rows`): each tag's summary, every phrase it includes, and every
+phrase it excludes under the tag it goes to; short, plain statements of exactly what each tag means.
+Only training rows are augmented: validation, the holdout and every evaluation see the text as it was
+written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,12 +47,39 @@ def augment_frame(frame: pd.DataFrame, recipe: str, *, fraction: float, seed: in
     return pd.concat([frame, *copies], ignore_index=True)
 
 
+def label_guide_rows(columns: Sequence[str]) -> pd.DataFrame:
+    """The label guide as labelled rows (title: the statement, description empty), ids below zero."""
+    import pandas as pd
+
+    from tagops.data.labels import load_label_guide
+
+    guide = load_label_guide()
+    pairs: list[tuple[str, str]] = []
+    for tag, rule in guide.tags.items():
+        pairs.append((rule.summary, tag))
+        pairs.extend((phrase, tag) for phrase in rule.includes)
+        pairs.extend((exclusion.phrase, exclusion.goes_to) for exclusion in rule.excludes)
+    rows = [
+        {"id": -index, "title": text, "description": "", "tag": tag}
+        for index, (text, tag) in enumerate(pairs, start=1)
+    ]
+    return pd.DataFrame(rows).reindex(columns=list(columns), fill_value="")
+
+
+def augment_rows(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
+    """``frame`` as models fit on it under ``augmentation``: short-form copies, label guide rows."""
+    grown = augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
+    if not augmentation.label_guide:
+        return grown
+    import pandas
+
+    guide = label_guide_rows([str(column) for column in frame.columns])
+    combined: pd.DataFrame = pandas.concat([grown, guide], ignore_index=True)
+    return combined
+
+
 def augment_stage(
     train: pd.DataFrame, dataset: pd.DataFrame, augmentation: AugmentConfig, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The rows models fit on: the training split and (for the refit) all of dataset.csv, augmented."""
-
-    def grow(frame: pd.DataFrame) -> pd.DataFrame:
-        return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
-
-    return grow(train), grow(dataset)
+    return augment_rows(train, augmentation, seed=seed), augment_rows(dataset, augmentation, seed=seed)
