@@ -315,12 +315,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training-row augmentation recipe (default: configs/pipeline.yaml's)",
     )
     parser.add_argument("--fraction", type=float, default=None, help="share of rows augmented")
-    parser.add_argument(
-        "--label-guide",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="add the label guide's statements as training rows (default: the pipeline's)",
-    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -330,7 +324,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def augmentation_of(args: argparse.Namespace, cfg: PipelineConfig) -> AugmentConfig:
     """The pipeline config's augmentation with the command line's overrides."""
-    update = {"recipe": args.augment, "fraction": args.fraction, "label_guide": args.label_guide}
+    update = {"recipe": args.augment, "fraction": args.fraction}
     return cfg.augmentation.model_copy(update={k: v for k, v in update.items() if v is not None})
 
 
@@ -348,10 +342,8 @@ def output_path(args: argparse.Namespace, augmentation: AugmentConfig) -> Path:
 
 
 def augmentation_name(augmentation: AugmentConfig) -> str:
-    """``none``, ``short``, ``guide`` or ``short+guide``: the name a result and its page section carry."""
-    parts = [augmentation.recipe] if augmentation.recipe != NO_AUGMENTATION else []
-    parts += ["guide"] if augmentation.label_guide else []
-    return "+".join(parts) or NO_AUGMENTATION
+    """The name a result and its page section carry: the recipe (``none``, ``short``)."""
+    return augmentation.recipe
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -146,16 +146,10 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="transformer training")
     parser.add_argument("--augment", choices=RECIPES, help="augmentation recipe (default: the pipeline's)")
     parser.add_argument("--fraction", type=float, help="share of training rows augmented")
-    parser.add_argument(
-        "--label-guide",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="add the label guide's statements as training rows (default: the pipeline's)",
-    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
     args = parser.parse_args()
     pipeline = load_config(PipelineConfig, ROOT / "configs" / "pipeline.yaml")
-    overrides = {"recipe": args.augment, "fraction": args.fraction, "label_guide": args.label_guide}
+    overrides = {"recipe": args.augment, "fraction": args.fraction}
     augmentation = pipeline.augmentation.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )

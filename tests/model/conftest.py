@@ -1,5 +1,8 @@
 """Models trained once for the behavioural and quality tests: the standard split of the real dataset.csv.
 
+Each is trained as the training pipeline trains it (``configs/pipeline.yaml``): on the training rows
+augmented by the pipeline's ``augmentation``, then calibrated on the validation split.
+
 Rules and linear fit in seconds and always run. The transformer (and the ensemble built from it and the
 linear model) costs minutes on a few CPUs, so it is fitted once per run, with a short recipe, only with
 ``TAGOPS_RUN_SLOW=1`` (as CI sets); ``TAGOPS_TEST_TRANSFORMER_DIR=<saved transformer folder>`` uses a
@@ -17,12 +20,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tagops.config import DataConfig, EnsembleParams, LinearParams, RulesParams, TransformerParams
+from tagops.config import (
+    DataConfig,
+    EnsembleParams,
+    LinearParams,
+    PipelineConfig,
+    RulesParams,
+    TransformerParams,
+)
+from tagops.config.base import load_config
+from tagops.data.augment import augment_rows
 from tagops.data.stages import snapshot, split_stage, validate_stage
 from tagops.inference.predictor import Predictor
+from tagops.workloads.calibrate import calibrate_stage
 from tagops.workloads.fit import fit_stage
 
 SEED = 1234
+#: The recipe the pipeline trains with: its augmentation and calibration.
+PIPELINE = load_config(PipelineConfig, Path(__file__).resolve().parents[2] / "configs" / "pipeline.yaml")
 #: The families fitted for every run of the model tests.
 FAMILIES = ("rules", "linear")
 #: Every family the product trains; the behavioural cases run on all of them.
@@ -39,6 +54,16 @@ class RealData:
     train: pd.DataFrame
     val: pd.DataFrame
     holdout: pd.DataFrame
+
+    @property
+    def train_rows(self) -> pd.DataFrame:
+        """The training split as the pipeline fits on it (augmented as configured)."""
+        return augment_rows(self.train, PIPELINE.augmentation, seed=SEED)
+
+    def calibrated(self, model_dir: Path) -> Path:
+        """``model_dir`` calibrated on the validation split, as the pipeline does after fitting."""
+        calibrate_stage(model_dir, self.val, PIPELINE.calibration, PIPELINE.evaluation)
+        return model_dir
 
 
 def params_for(family: str) -> RulesParams | LinearParams:
@@ -58,7 +83,9 @@ def predictors(real_data: RealData, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("models")
     return {
         family: Predictor.from_directory(
-            fit_stage(real_data.train, params_for(family), seed=SEED, output_dir=root / family)
+            real_data.calibrated(
+                fit_stage(real_data.train_rows, params_for(family), seed=SEED, output_dir=root / family)
+            )
         )
         for family in FAMILIES
     }
@@ -78,12 +105,14 @@ def transformer_dir(real_data: RealData, tmp_path_factory: pytest.TempPathFactor
         return folder
     if os.environ.get("TAGOPS_RUN_SLOW") != "1":
         pytest.skip("fits a transformer (minutes): set TAGOPS_RUN_SLOW=1 or TAGOPS_TEST_TRANSFORMER_DIR")
-    return fit_stage(
-        real_data.train,
-        SHORT_TRANSFORMER,
-        seed=SEED,
-        val=real_data.val,
-        output_dir=tmp_path_factory.mktemp("models") / "transformer",
+    return real_data.calibrated(
+        fit_stage(
+            real_data.train_rows,
+            SHORT_TRANSFORMER,
+            seed=SEED,
+            val=real_data.val,
+            output_dir=tmp_path_factory.mktemp("models") / "transformer",
+        )
     )
 
 
@@ -94,7 +123,10 @@ def transformer_predictor(transformer_dir: Path) -> Predictor:
 
 @pytest.fixture(scope="package")
 def ensemble_predictor(
-    transformer_dir: Path, predictors: dict[str, Predictor], tmp_path_factory: pytest.TempPathFactory
+    transformer_dir: Path,
+    predictors: dict[str, Predictor],
+    real_data: RealData,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Predictor:
     """The pipeline's ensemble, assembled as it does from members already trained: transformer + linear."""
     from tagops.models.base import read_model_info
@@ -109,7 +141,7 @@ def ensemble_predictor(
     for index, (member, source) in enumerate(zip(members, sources, strict=True)):
         shutil.copytree(source, output / member_dirname(index, member.family))
     write_descriptor(output, EnsembleParams(members=members))
-    return Predictor.from_directory(output)
+    return Predictor.from_directory(real_data.calibrated(output))
 
 
 def predictor_of(request: pytest.FixtureRequest, family: str) -> Predictor:

@@ -60,26 +60,17 @@ def test_stage_augments_training_split_and_dataset() -> None:
     assert plain[0] is train and plain[1] is dataset
 
 
-def test_label_guide_rows_state_every_tag_and_route_exclusions() -> None:
+def test_label_guide_statements_state_every_tag_and_route_exclusions() -> None:
     from tagops import LABELS
-    from tagops.data.augment import label_guide_rows
+    from tagops.data.augment import label_guide_statements
     from tagops.data.labels import load_label_guide
 
-    rows = label_guide_rows(["id", "created_on", "title", "description", "tag"])
-    assert list(rows.columns) == ["id", "created_on", "title", "description", "tag"]
-    assert set(rows["tag"]) == set(LABELS) and (rows["id"] < 0).all() and rows["id"].is_unique
-    assert (rows["description"] == "").all() and rows["title"].str.strip().astype(bool).all()
+    texts, tags = label_guide_statements()
+    assert len(texts) == len(tags) and set(tags) == set(LABELS)
+    assert all(text.strip() for text in texts)
     guide = load_label_guide()
     exclusion = guide.tags["computer-vision"].excludes[0]
-    assert rows.loc[rows["title"] == exclusion.phrase, "tag"].tolist() == [exclusion.goes_to]
-
-
-def test_label_guide_rows_join_the_augmented_rows() -> None:
-    from tagops.data.augment import augment_rows, label_guide_rows
-
-    frame = make_projects(4)
-    guide = len(label_guide_rows(list(frame.columns)))
-    with_guide = augment_rows(frame, AugmentConfig(label_guide=True), seed=1)
-    assert len(with_guide) == len(frame) + guide
-    both = augment_rows(frame, AugmentConfig(recipe="short", fraction=0.5, label_guide=True), seed=1)
-    assert len(both) == len(frame) + len(frame) // 2 + guide
+    assert [tag for text, tag in zip(texts, tags, strict=True) if text == exclusion.phrase] == [
+        exclusion.goes_to
+    ]
+    assert guide.tags["other"].includes[0] in texts

@@ -128,7 +128,8 @@ def test_unfitted_model_refuses_to_predict_or_save(family: str, tmp_path: Path) 
 def test_linear_model_trained_on_three_classes_gives_zero_to_the_fourth(tmp_path: Path) -> None:
     texts, labels = training_data(6)
     keep = [i for i, label in enumerate(labels) if label != "other"]
-    model = LinearModel(PARAMS["linear"]).fit([texts[i] for i in keep], [labels[i] for i in keep])
+    params = PARAMS["linear"].model_copy(update={"label_guide": False})  # the guide states all four
+    model = LinearModel(params).fit([texts[i] for i in keep], [labels[i] for i in keep])
     proba = model.predict_proba(UNSEEN)
     assert np.all(proba[:, LABELS.index("other")] == 0.0)
     assert np.allclose(proba.sum(axis=1), 1.0)
@@ -213,3 +214,12 @@ def test_rules_file_is_readable_json(tmp_path: Path) -> None:
     rules = json.loads((tmp_path / "m" / "rules.json").read_text())
     assert set(rules) == {"log_prior", "keywords"}
     assert set(rules["keywords"]) == set(LABELS)
+
+
+def test_linear_model_learns_the_label_guide_statements() -> None:
+    texts, labels = training_data(6)
+    with_guide = LinearModel(PARAMS["linear"].model_copy(update={"label_guide": True})).fit(texts, labels)
+    without = LinearModel(PARAMS["linear"].model_copy(update={"label_guide": False})).fit(texts, labels)
+    statement = ["spiking or brain-inspired networks"]  # an `other` statement of the guide, unseen here
+    other = LABELS.index("other")
+    assert with_guide.predict_proba(statement)[0, other] > without.predict_proba(statement)[0, other]

@@ -41,6 +41,10 @@ class LinearParams(FrozenModel):
     C: Annotated[float, Field(gt=0.0)] = 10.0
     class_weight: Literal["balanced"] | None = "balanced"
     max_iter: int = 2000
+    #: Also learn from the label guide's own statements (each tag's summary, included and excluded
+    #: phrases; ``tagops.data.labels``): a prior on what each tag means, in the short form text in the
+    #: wild takes, for words the training projects use rarely or for another topic.
+    label_guide: bool = True
 
 
 class TransformerParams(FrozenModel):

@@ -52,9 +52,6 @@ class AugmentConfig(FrozenModel):
     recipe: Literal["none", "short"] = "none"
     #: The share of training rows that get one short-form copy.
     fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    #: Add the label guide's statements (each tag's summary, included and excluded phrases) as training
-    #: rows: what each tag means, said in the short form text in the wild takes.
-    label_guide: bool = False
 
 
 class CalibrationConfig(FrozenModel):
@@ -62,9 +59,10 @@ class CalibrationConfig(FrozenModel):
 
     #: Fit a temperature and choose an abstention threshold; ``False`` saves models without calibration.
     enabled: bool = True
-    #: The threshold rule: the highest threshold whose validation macro F1 as served is within this of
-    #: the best threshold's. 0 takes the best exactly; larger values abstain more readily.
-    threshold_tolerance: Annotated[float, Field(ge=0.0, le=0.2)] = 0.005
+    #: The threshold rule: the lowest threshold whose validation macro F1 as served is within this of
+    #: the best threshold's. 0 abstains only where validation shows a gain; larger values need a larger
+    #: gain before the model abstains.
+    threshold_tolerance: Annotated[float, Field(ge=0.0, le=0.2)] = 0.0
 
 
 #: The kinds of behavioural case (:mod:`tagops.workloads.behaviour`).

@@ -4,16 +4,16 @@ The training data describes each project with a sentence-case title and a paragr
 often a package name and one line, a title alone, or a summary cut off mid-word (``docs/label-guide.md``).
 Recipe ``short`` adds, for a seeded ``fraction`` of the training rows, one copy of the row rewritten into
 one such short form (chosen per row from :data:`SHORT_FORMS`, with the transforms of
-:mod:`tagops.data.robustness`), labelled as the original. ``label_guide`` adds the label guide's own
-statements as rows (:func:`label_guide_rows`): each tag's summary, every phrase it includes, and every
-phrase it excludes under the tag it goes to; short, plain statements of exactly what each tag means.
+:mod:`tagops.data.robustness`), labelled as the original.
+:func:`label_guide_statements` gives the label guide's own statements as labelled texts (each tag's
+summary, every phrase it includes, every phrase it excludes under the tag it goes to), which the linear
+family learns from as a prior (``LinearParams.label_guide``).
 Only training rows are augmented: validation, the holdout and every evaluation see the text as it was
 written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -47,35 +47,26 @@ def augment_frame(frame: pd.DataFrame, recipe: str, *, fraction: float, seed: in
     return pd.concat([frame, *copies], ignore_index=True)
 
 
-def label_guide_rows(columns: Sequence[str]) -> pd.DataFrame:
-    """The label guide as labelled rows (title: the statement, description empty), ids below zero."""
-    import pandas as pd
-
+def label_guide_statements() -> tuple[list[str], list[str]]:
+    """The label guide as labelled texts: each tag's summary, includes, and excludes under their tag."""
     from tagops.data.labels import load_label_guide
 
-    guide = load_label_guide()
-    pairs: list[tuple[str, str]] = []
-    for tag, rule in guide.tags.items():
-        pairs.append((rule.summary, tag))
-        pairs.extend((phrase, tag) for phrase in rule.includes)
-        pairs.extend((exclusion.phrase, exclusion.goes_to) for exclusion in rule.excludes)
-    rows = [
-        {"id": -index, "title": text, "description": "", "tag": tag}
-        for index, (text, tag) in enumerate(pairs, start=1)
-    ]
-    return pd.DataFrame(rows).reindex(columns=list(columns), fill_value="")
+    texts: list[str] = []
+    tags: list[str] = []
+    for tag, rule in load_label_guide().tags.items():
+        for text, target in [
+            (rule.summary, tag),
+            *((phrase, tag) for phrase in rule.includes),
+            *((exclusion.phrase, exclusion.goes_to) for exclusion in rule.excludes),
+        ]:
+            texts.append(text)
+            tags.append(target)
+    return texts, tags
 
 
 def augment_rows(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
-    """``frame`` as models fit on it under ``augmentation``: short-form copies, label guide rows."""
-    grown = augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
-    if not augmentation.label_guide:
-        return grown
-    import pandas
-
-    guide = label_guide_rows([str(column) for column in frame.columns])
-    combined: pd.DataFrame = pandas.concat([grown, guide], ignore_index=True)
-    return combined
+    """``frame`` as models fit on it under ``augmentation``."""
+    return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
 
 
 def augment_stage(

@@ -86,8 +86,14 @@ class LinearModel:
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, seed: int = 1234) -> Self:
         """Fit features and classifier on raw texts."""
         check_labels(labels)
+        texts, labels = list(texts), list(labels)
+        if self.params.label_guide:
+            from tagops.data.augment import label_guide_statements
+
+            guide_texts, guide_tags = label_guide_statements()
+            texts, labels = texts + guide_texts, labels + guide_tags
         estimator = self._build(seed)
-        estimator.fit(self._clean(texts), list(labels))
+        estimator.fit(self._clean(texts), labels)
         self.estimator_ = estimator
         self._scorer = _Scorer(estimator)
         return self
