@@ -157,7 +157,7 @@ def test_predict_file_csv_to_jsonl_and_jsonl_to_csv(flow: Flow) -> None:
 def test_evaluate_writes_the_report_and_three_plots(flow: Flow) -> None:
     output = flow.root / "reports" / "champion.json"
     result = _ok(run_cli("evaluate", "--output", output))
-    assert result.stdout.startswith(f"{output}: f1 ")
+    assert result.stdout.startswith(f"{output}: as served (threshold ")
     report = json.loads(output.read_text())
     assert {"overall", "per_class", "slices", "calibration", "confusion_matrix"} <= set(report)
     assert report["overall"]["num_samples"] == 191

@@ -98,7 +98,8 @@ def augment_step(
     """The rows models fit on: training split and dataset, with short-form copies when configured."""
     from tagops.data.augment import augment_stage
 
-    return augment_stage(train, dataset, AugmentConfig.model_validate(augmentation), seed)
+    train_rows, dataset_rows = augment_stage(train, dataset, AugmentConfig.model_validate(augmentation), seed)
+    return train_rows, dataset_rows  # a tuple literal: ZenML reads the return statement for two artifacts
 
 
 @step(cache_policy=CACHE)
