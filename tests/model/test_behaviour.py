@@ -24,12 +24,7 @@ from tests.model.conftest import ALL_FAMILIES, predictor_of
 pytestmark = pytest.mark.model
 
 #: (family, case name) -> why the family fails it. Strict: a case that starts passing must leave the list.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("linear", "ner-legal"): (
-        "tagged computer-vision: in the training data 'recognition' comes almost only from vision projects "
-        "(face, visual, action recognition) and 'named entity' is rare, so the n-grams point to vision"
-    ),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 #: Families that need minutes to fit (see conftest.py); their tests are also marked slow.
 SLOW_FAMILIES = ("transformer", "ensemble")
