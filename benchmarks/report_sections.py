@@ -40,7 +40,12 @@ def quality_section(data: Result) -> list[str]:
     lines = [
         f"Holdout of {data.get('holdout_rows', '?')} rows; median of {len(seeds)} seeds {seeds} and their "
         f"range; transformer trained with `--engine {data.get('transformer_engine', '?')}`. `refit` is "
-        "what `tagops train` registers, `split` the model trained on the 80 % train split only.",
+        "what `tagops train` registers, `split` the model trained on the 80 % train split only."
+        + (
+            " Scored as served: calibrated on validation, with each model's own abstention threshold."
+            if (data.get("calibration") or {}).get("enabled")
+            else ""
+        ),
         "",
     ]
     rows = []
