@@ -195,3 +195,15 @@ def test_fit_calibration_refuses_unknown_or_missing_labels() -> None:
         fit_calibration(proba, ["robotics", LABELS[0]], LABELS)
     with pytest.raises(ValueError, match="no"):
         fit_calibration(proba[:0], [], LABELS)
+
+
+def test_a_gain_within_the_tolerance_does_not_make_the_model_abstain() -> None:
+    # 199 sure, right answers; one unsure vision answer that is `other` in truth: abstaining gains one row.
+    proba = np.vstack([np.tile([0.9, 0.04, 0.03, 0.03], (199, 1)), [[0.45, 0.25, 0.15, 0.15]]])
+    truth = [LABELS[0]] * 199 + ["other"]
+    strict, scores = choose_threshold(proba, truth, LABELS, tolerance=0.0)
+    assert strict is not None and 0.45 < strict <= 0.9  # the lowest threshold with the (tiny) gain
+    gain = max(scores.values()) - scores["0.0"]
+    assert 0 < gain < 0.5
+    tolerant, _ = choose_threshold(proba, truth, LABELS, tolerance=gain + 1e-9)
+    assert tolerant is None

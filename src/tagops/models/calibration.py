@@ -120,7 +120,7 @@ def fit_calibration(
     y_true: Sequence[str],
     labels: Sequence[str],
     *,
-    tolerance: float = 0.0,
+    tolerance: float = 0.005,
     bins: int = 10,
 ) -> Calibration:
     """Fit the temperature, then choose the threshold on the calibrated validation probabilities."""
