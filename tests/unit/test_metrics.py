@@ -16,11 +16,10 @@ from tagops.metrics import (
     classification_scores,
     compute_report,
     expected_calibration_error,
-    save_plots,
     slice_masks,
     weighted_f1,
-    write_report,
 )
+from tagops.reports import save_plots, write_report
 
 pytestmark = pytest.mark.unit
 

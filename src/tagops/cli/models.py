@@ -111,7 +111,7 @@ def evaluate(
     from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
     from tagops.inference.loading import load_predictor
-    from tagops.metrics import write_report
+    from tagops.reports import write_report
     from tagops.workloads.evaluate import evaluate_predictor, evaluate_robustness
 
     settings = load_settings()

@@ -68,10 +68,10 @@ def register_stage(
     ``reference`` decides how the reference statistics ``tagops monitor`` compares traffic with are
     recorded (``reference_stats.json`` in the run); ``None`` or ``enabled=False`` records none.
     """
-    from tagops.metrics import write_report
     from tagops.models.base import read_model_info
     from tagops.monitoring.baseline import log_reference
     from tagops.registry.provenance import git_commit, package_versions
+    from tagops.reports import write_report
 
     provenance = {
         "git_commit": git_commit(),
