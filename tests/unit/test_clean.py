@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import re
 import string
+import time
 import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tagops.data.clean import build_text, clean_text, clean_texts, count_words, english_stopwords
+from tagops.data.clean import (
+    URL_PATTERN,
+    _keep_prefix,
+    build_text,
+    clean_text,
+    clean_texts,
+    count_words,
+    english_stopwords,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -175,3 +184,33 @@ def test_count_words(text: str, expected: int) -> None:
 def test_count_words_counts_whitespace_separated_words(words: list[str]) -> None:
     words = [w for w in words if w.split() == [w]]
     assert count_words(" ".join(words)) == len(words)
+
+
+# The pattern URL removal used before it was made linear: the reference for what must be removed.
+QUADRATIC_URL_PATTERN = re.compile(r"(?:[a-z][a-z0-9+.\-]*://|www\.)\S+", re.IGNORECASE)
+url_alphabet = st.sampled_from([*"ab1+.-:/w W\tzK9", "://", "www.", "http://", "\u212a", "\u0130"])
+
+
+@PROPERTY
+@given(parts=st.lists(url_alphabet, max_size=40))
+@example(parts=["9", "http://", "x"])
+@example(parts=["1", "w", "w", "w", ".", "x", "://", "y"])
+@example(parts=["a", "b", ".", "www.", "c"])
+def test_linear_url_removal_removes_what_the_plain_pattern_removes(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert URL_PATTERN.sub(_keep_prefix, text) == QUADRATIC_URL_PATTERN.sub(" ", text)
+
+
+@pytest.mark.parametrize("unit", ["a", "ab1", "a://", "www.", "http://x ", "a.b-c+d", "é"], ids=repr)
+def test_cleaning_time_grows_linearly_with_the_text(unit: str) -> None:
+    """Twenty times the text may not take much more than twenty times as long (quadratic: 400x)."""
+
+    def seconds(repeat: int) -> float:
+        text = unit * repeat
+        started = time.perf_counter()
+        for _ in range(3):
+            clean_text(text)
+        return (time.perf_counter() - started) / 3
+
+    small, large = seconds(1_000), seconds(20_000)
+    assert large < 0.5 and large < 60 * max(small, 1e-5), (small, large)
