@@ -47,6 +47,7 @@ def ray_session(
     if ray.is_initialized():
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
         return
+    send_ray_messages_to_stderr()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -69,3 +70,26 @@ def ray_session(
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
+
+
+def send_ray_messages_to_stderr() -> None:
+    """Print the messages Ray relays to this process (raylet warnings) on stderr, never on stdout.
+
+    Ray prints the raylet's warnings (e.g. "N PYTHON worker processes have been started") to the driver's
+    stdout even with ``log_to_driver=False``; stdout carries a command's result (``tagops train`` prints
+    JSON), which a warning in front of it would break. Ray's printer is replaced by one that marks every
+    message as an error stream message; a Ray without that printer is left as it is.
+    """
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - Ray is a dependency
+        return
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "tagops_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.tagops_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
