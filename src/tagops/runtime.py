@@ -92,4 +92,5 @@ def send_ray_messages_to_stderr() -> None:
         printer({**data, "is_err": True}, ignore_prefix)
 
     to_stderr.tagops_stderr = True  # type: ignore[attr-defined]
+    to_stderr.__wrapped__ = printer  # type: ignore[attr-defined]
     worker.print_to_stdstream = to_stderr

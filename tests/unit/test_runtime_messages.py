@@ -12,7 +12,9 @@ pytestmark = pytest.mark.unit
 def test_raylet_messages_are_printed_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     from ray._private import worker
 
-    original = worker.print_to_stdstream
+    before = worker.print_to_stdstream  # may already be wrapped by a Ray session earlier in this process
+    original = getattr(before, "__wrapped__", before)
+    worker.print_to_stdstream = original
     try:
         send_ray_messages_to_stderr()
         send_ray_messages_to_stderr()  # idempotent: wrapped once
@@ -21,8 +23,6 @@ def test_raylet_messages_are_printed_on_stderr(capsys: pytest.CaptureFixture[str
         captured = capsys.readouterr()
         assert captured.out == ""
         assert "4 PYTHON worker processes" in captured.err
-        assert worker.print_to_stdstream.__closure__ is not None  # type: ignore[attr-defined]
-        inner = worker.print_to_stdstream.__closure__[0].cell_contents  # type: ignore[attr-defined]
-        assert inner is original  # not wrapped twice
+        assert worker.print_to_stdstream.__wrapped__ is original  # type: ignore[attr-defined]  # not wrapped twice
     finally:
-        worker.print_to_stdstream = original
+        worker.print_to_stdstream = before
