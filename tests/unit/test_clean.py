@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tagops.data.clean import (
+    MODEL_TEXT_CHARS,
     URL_PATTERN,
     _keep_prefix,
     build_text,
@@ -214,3 +215,34 @@ def test_cleaning_time_grows_linearly_with_the_text(unit: str) -> None:
 
     small, large = seconds(1_000), seconds(20_000)
     assert large < 0.5 and large < 60 * max(small, 1e-5), (small, large)
+
+
+@PROPERTY
+@given(text=st.text(max_size=300), max_chars=st.integers(min_value=1, max_value=120))
+@example(text="straße " * 20, max_chars=37)
+@example(text="\ufdfa" * 3, max_chars=20)
+def test_a_capped_text_is_short_clean_and_unchanged_by_cleaning_again(text: str, max_chars: int) -> None:
+    cleaned = clean_text(text, max_chars=max_chars)
+    assert len(cleaned) <= max_chars
+    assert cleaned == cleaned.strip()
+    assert clean_text(cleaned, max_chars=max_chars) == cleaned
+    assert clean_text(cleaned) == cleaned
+
+
+@PROPERTY
+@given(text=st.text(max_size=200))
+def test_a_text_within_the_cap_is_cleaned_as_without_it(text: str) -> None:
+    uncapped = clean_text(text)
+    if len(unicodedata.normalize("NFKC", text)) <= 400 and len(uncapped) <= 400:
+        assert clean_text(text, max_chars=400) == uncapped
+
+
+def test_models_read_the_start_of_a_long_text_only() -> None:
+    long = "vision " * 10_000
+    (cleaned,) = clean_texts([long])
+    assert len(cleaned) <= MODEL_TEXT_CHARS and cleaned.startswith("vision vision")
+    expanding = "\ufdfa" * 10_000  # NFKC: eighteen characters each
+    started = time.perf_counter()
+    (cleaned,) = clean_texts([expanding])
+    assert time.perf_counter() - started < 0.05
+    assert 0 < len(cleaned) <= MODEL_TEXT_CHARS

@@ -527,3 +527,19 @@ def test_cors_is_off_unless_configured(tagops_home: Path) -> None:
     with TestClient(app) as client:
         response = client.options("/v1/predict", headers=preflight)
         assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_a_request_with_more_text_than_turn_chars_is_answered_in_turns(tagops_home: Path) -> None:
+    app, predictor, _ = build(tagops_home, turn_chars=300)
+    items = [{"title": f"image {i} " + "x" * 100, "description": "pixels"} for i in range(7)]
+    with TestClient(app) as client:
+        predictor.calls.clear()
+        response = client.post("/v1/predict", json={"items": items})
+        assert response.status_code == 200
+        assert [p["tag"] for p in response.json()["predictions"]] == ["computer-vision"] * 7
+        assert predictor.calls == [2, 2, 2, 1]  # runs of at most 300 characters
+        client.post("/v1/predict", json={"items": [ITEM]})
+        assert predictor.calls[-1] == 1
+        metrics = client.get("/metrics").text
+    assert "tagops_predict_in_turns_total 1.0" in metrics
+    assert len(log_rows(app)) == 8

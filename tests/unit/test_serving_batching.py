@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
 
+from tagops.data.clean import MODEL_TEXT_CHARS
 from tagops.serving import batching
 from tagops.serving.batching import (
     AsyncBatcher,
     BatchAnswer,
     BatchGate,
     BatchRequest,
+    InferenceThread,
     items_in,
+    model_chars,
     predict_batch,
+    predict_in_turns,
+    turns,
 )
 from tagops.serving.metrics import ServingMetrics
 from tagops.serving.model import ServedModel
@@ -284,3 +290,53 @@ def test_batch_gate_settles_after_a_batch_of_one_so_clients_stay_together(
     alone, sizes = closed_loop_with_alone(2, monkeypatch, settle)
     # the first request and the last (its partner is done) go alone; the two share the other batches
     assert alone <= 4 and len(sizes) >= 4 and set(sizes) == {2}, (alone, sizes)
+
+
+def test_turns_cut_items_in_order_by_the_text_a_model_reads() -> None:
+    titles = ["a" * 30, "b" * 30, "c" * 30, "d" * 100_000, "e"]
+    descriptions = ["", "", "", "", ""]
+    runs = turns(titles, descriptions, 70)
+    assert [[t[0] for t in run[0]] for run in runs] == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert all(model_chars(*run) <= 70 or len(run[0]) == 1 for run in runs)
+    assert model_chars(["d" * 100_000], [""]) == MODEL_TEXT_CHARS  # what a model reads of one item
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_a_large_request_in_turns_leaves_the_loop_free_between_runs(in_thread: bool) -> None:
+    served = model(delay_s=0.03)  # each run blocks for 30 ms
+    titles = [f"text {i}" for i in range(6)]
+    ticks: list[float] = []
+
+    async def ticker(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+
+    async def run() -> BatchAnswer:
+        stop = asyncio.Event()
+        task = asyncio.create_task(ticker(stop))
+        answer = await predict_in_turns(
+            served,
+            titles,
+            [""] * 6,
+            turn_chars=2 * model_chars(["text 0"], [""]),
+            thread=InferenceThread() if in_thread else None,
+            metrics=ServingMetrics("r"),
+        )
+        stop.set()
+        await task
+        return answer
+
+    answer = asyncio.run(run())
+    assert served.predictor.calls == [2, 2, 2]  # type: ignore[attr-defined]
+    assert len(answer.results) == 6 and answer.error is None and answer.model is served
+    assert [r["tag"] for r in answer.results] == [
+        r["tag"] for r in predict_batch(served, [(titles, [""] * 6)])[0].results
+    ]
+    # the loop ran while the request went on: between runs (and during them, off the loop)
+    assert sum(1 for a, b in itertools.pairwise(ticks) if b - a < 0.01) >= 5
+
+
+def test_a_failing_run_fails_the_request_in_turns_only() -> None:
+    answer = asyncio.run(predict_in_turns(model(), ["text", "explode", "image"], ["", "", ""], turn_chars=1))
+    assert answer.results == [] and answer.error is not None and "secret" not in answer.error

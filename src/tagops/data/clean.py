@@ -20,6 +20,13 @@ from functools import cache
 URL_PATTERN = re.compile(r"(?<![a-z0-9+.\-])([0-9+.\-]*+)[a-z][a-z0-9+.\-]*+://\S+|www\.\S+", re.IGNORECASE)
 NON_WORD_PATTERN = re.compile(r"[\W_]+")
 
+#: Characters of a project's text that models read (:func:`clean_texts`): the title and the start of the
+#: description. Five times the longest text in the training data, and more than the transformer reads
+#: anyway (128 tokens); the topic is stated long before it. It bounds what one item costs whatever a
+#: client sends: without it, a field at the request limit of characters that NFKC expands eighteenfold
+#: (U+FDFA) becomes 180,000 characters to cut into n-grams (``benchmarks/serve_hostile.py``).
+MODEL_TEXT_CHARS = 2000
+
 
 def _keep_prefix(match: re.Match[str]) -> str:
     """A URL becomes one space; digits or signs before its scheme stay (see :data:`URL_PATTERN`)."""
@@ -45,6 +52,7 @@ def clean_text(
     lower: bool = True,
     remove_urls: bool = True,
     stopwords: Iterable[str] = (),
+    max_chars: int | None = None,
 ) -> str:
     """Normalise ``text`` to space-separated word tokens.
 
@@ -56,7 +64,14 @@ def clean_text(
     of a word gives the same token ("STRASSE" and "straße" both give "strasse"). The two differ on some
     scripts (Cherokee folds to its capital letters), so a cleaned text is not always equal to its
     ``lower()``; it is equal to its own case fold, which is what training and serving both rely on.
+
+    With ``max_chars``, only the start of the text is read: at most that many characters before and
+    after Unicode normalisation (which can expand a character up to eighteen times), and the result is
+    cut to whole tokens within it. Cleaning then costs at most a fixed amount per text, and a cleaned text
+    is still unchanged by cleaning it again.
     """
+    if max_chars is not None:
+        text = unicodedata.normalize("NFKC", text[:max_chars])[:max_chars]
     text = unicodedata.normalize("NFKC", text)
     if remove_urls:
         text = URL_PATTERN.sub(_keep_prefix, text)
@@ -65,15 +80,29 @@ def clean_text(
     text = unicodedata.normalize("NFKC", text)
     tokens = NON_WORD_PATTERN.sub(" ", text).split()
     stop = stopwords if isinstance(stopwords, frozenset | set) else frozenset(stopwords)
-    return " ".join(token for token in tokens if token not in stop)
+    cleaned = " ".join(token for token in tokens if token not in stop)
+    if max_chars is not None and len(cleaned) > max_chars:  # case folding can lengthen a text ("ß": "ss")
+        cleaned = cleaned[:max_chars].rstrip()
+    return cleaned
 
 
 def clean_texts(
-    texts: Iterable[str], *, lower: bool = True, remove_urls: bool = True, remove_stopwords: bool = False
+    texts: Iterable[str],
+    *,
+    lower: bool = True,
+    remove_urls: bool = True,
+    remove_stopwords: bool = False,
+    max_chars: int | None = MODEL_TEXT_CHARS,
 ) -> list[str]:
-    """Clean many texts with one configuration (the form models store in their artifact)."""
+    """Clean many texts with one configuration (the form models store in their artifact).
+
+    Models read the first :data:`MODEL_TEXT_CHARS` characters of each text, in training and in serving.
+    """
     stop = english_stopwords() if remove_stopwords else frozenset()
-    return [clean_text(t, lower=lower, remove_urls=remove_urls, stopwords=stop) for t in texts]
+    return [
+        clean_text(text, lower=lower, remove_urls=remove_urls, stopwords=stop, max_chars=max_chars)
+        for text in texts
+    ]
 
 
 def count_words(text: str) -> int:

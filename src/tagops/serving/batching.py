@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tagops.data.clean import MODEL_TEXT_CHARS
+
 if TYPE_CHECKING:
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.model import ServedModel
@@ -101,6 +103,65 @@ def predict_batch(
     return answers
 
 
+def model_chars(titles: Sequence[str], descriptions: Sequence[str]) -> int:
+    """Characters of the items' text a model reads (each item's is bounded by ``MODEL_TEXT_CHARS``)."""
+    return sum(
+        min(len(title) + len(description) + 1, MODEL_TEXT_CHARS)
+        for title, description in zip(titles, descriptions, strict=True)
+    )
+
+
+def turns(titles: list[str], descriptions: list[str], turn_chars: int) -> list[BatchRequest]:
+    """The items in order, in runs of at most ``turn_chars`` model characters (at least one item each)."""
+    runs: list[BatchRequest] = []
+    size = turn_chars + 1
+    for title, description in zip(titles, descriptions, strict=True):
+        chars = model_chars([title], [description])
+        if size + chars > turn_chars:
+            runs.append(([], []))
+            size = 0
+        runs[-1][0].append(title)
+        runs[-1][1].append(description)
+        size += chars
+    return runs
+
+
+async def predict_in_turns(
+    model: ServedModel,
+    titles: list[str],
+    descriptions: list[str],
+    *,
+    turn_chars: int,
+    thread: InferenceThread | None = None,
+    metrics: ServingMetrics | None = None,
+) -> BatchAnswer:
+    """Predict a large request a run of items at a time, leaving the event loop free between runs.
+
+    After each run the request waits as long as the run took, so the loop is free at least half the
+    time: other clients' requests are batched and answered, and health checks answered, while it goes
+    on. One request with a lot of text then costs other clients at most one run's time (bounded by
+    ``turn_chars``), not the whole request's; it takes about twice as long itself. One model answers
+    every run (a reload meanwhile applies to the next request). With ``thread``, runs are predicted on
+    that inference thread, else on the event loop.
+    """
+    if metrics is not None:
+        metrics.in_turns.inc()
+    results: list[dict[str, Any]] = []
+    runs = turns(titles, descriptions, turn_chars)
+    for index, run in enumerate(runs):
+        started = time.perf_counter()
+        if thread is None:
+            (answer,) = predict_batch(model, [run], metrics)
+        else:
+            (answer,) = await thread.run(predict_batch, model, [run], metrics)
+        if answer.error is not None:
+            return BatchAnswer([], model, error=answer.error)
+        results.extend(answer.results)
+        if index < len(runs) - 1:
+            await asyncio.sleep(time.perf_counter() - started)
+    return BatchAnswer(results, model)
+
+
 class AsyncBatcher:
     """Collect concurrent requests and hand them to a blocking batch function (in a worker thread or not)."""
 
@@ -111,12 +172,13 @@ class AsyncBatcher:
         max_items: int,
         wait_s: float = 0.0,
         in_thread: bool = True,
+        thread: InferenceThread | None = None,
     ) -> None:
         self.handle_batch = handle_batch
         self.max_items = max_items
         self.wait_s = wait_s
         self.in_thread = in_thread
-        self._thread = InferenceThread()
+        self._thread = thread or InferenceThread()
         self._pending: deque[tuple[BatchRequest, asyncio.Future[BatchAnswer]]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

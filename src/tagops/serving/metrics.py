@@ -76,6 +76,11 @@ class ServingMetrics:
             "Requests the batch gate released by themselves and predicted without the batcher.",
             registry=self.registry,
         )
+        self.in_turns = Counter(
+            "tagops_predict_in_turns",
+            "Requests with more text than turn_chars, predicted in runs that take turns with other requests.",
+            registry=self.registry,
+        )
         self.batch_hold_seconds = Histogram(
             "tagops_batch_hold_seconds",
             "Time the batch gate held a release's first request after the previous batch ended.",

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 
 from tagops.model_ref import ModelRef
 from tagops.predlog.log import PredictionLog
-from tagops.serving.batching import AsyncBatcher, BatchAnswer, BatchGate, Infer, predict_batch
+from tagops.serving.batching import (
+    AsyncBatcher,
+    BatchAnswer,
+    BatchGate,
+    Infer,
+    InferenceThread,
+    model_chars,
+    predict_batch,
+    predict_in_turns,
+)
 from tagops.serving.keys import KeyStore
 from tagops.serving.loader import RegistryModelLoader
 from tagops.serving.metrics import ServingMetrics
@@ -50,6 +59,7 @@ def build_replica(
     predictor: PredictorLike | None = None,
     store: PredictionLog | None = None,
     infer: Infer | None = None,
+    inference: InferenceThread | None = None,
     deployment_id: str | None = None,
     replica_id: str | None = None,
 ) -> Replica:
@@ -64,6 +74,8 @@ def build_replica(
         store: the prediction log (default: ``cfg.database_url`` or SQLite under ``TAGOPS_HOME``).
         infer: batched inference (default: an in-process :class:`AsyncBatcher`; Ray Serve passes its
             ``@serve.batch`` method).
+        inference: the thread inference runs on when ``cfg.predict_in_thread`` (default: a new one; Ray
+            Serve passes the one its batch method uses, so that a replica infers on one thread).
         deployment_id: replicas sharing this id follow each other's reloads (default: a new id).
         replica_id: this replica's name in logs, metrics and the database (default: host-pid-random).
 
@@ -99,7 +111,8 @@ def build_replica(
         replica_id=replica_id,
         shadow=_shadow_scorer(cfg, store, replica_id, metrics),
     )
-    return Replica(service, _gated(cfg, service, infer))
+    inference = inference or InferenceThread()
+    return Replica(service, _in_turns(cfg, service, _gated(cfg, service, infer, inference), inference))
 
 
 def _first_model(
@@ -138,7 +151,28 @@ def _shadow_scorer(
     )
 
 
-def _gated(cfg: ServeConfig, service: ServingService, infer: Infer | None) -> Infer:
+def _in_turns(cfg: ServeConfig, service: ServingService, infer: Infer, inference: InferenceThread) -> Infer:
+    """``infer`` for ordinary requests; one with more text than ``turn_chars`` is predicted in turns."""
+    thread = inference if cfg.predict_in_thread else None
+
+    async def routed(titles: list[str], descriptions: list[str]) -> BatchAnswer:
+        if model_chars(titles, descriptions) <= cfg.turn_chars:
+            return await infer(titles, descriptions)
+        return await predict_in_turns(
+            service.model,
+            titles,
+            descriptions,
+            turn_chars=cfg.turn_chars,
+            thread=thread,
+            metrics=service.metrics,
+        )
+
+    return routed
+
+
+def _gated(
+    cfg: ServeConfig, service: ServingService, infer: Infer | None, inference: InferenceThread
+) -> Infer:
     """``infer`` (default: an in-process batcher), behind the batch gate if ``batch_hold_fraction`` > 0."""
     metrics = service.metrics
     if infer is None:
@@ -147,6 +181,7 @@ def _gated(cfg: ServeConfig, service: ServingService, infer: Infer | None) -> In
             max_items=cfg.max_batch_size,
             wait_s=cfg.batch_wait_timeout_s,
             in_thread=cfg.predict_in_thread,
+            thread=inference,
         )
         infer = batcher.submit
     if cfg.batch_hold_fraction <= 0:

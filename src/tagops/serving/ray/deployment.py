@@ -111,6 +111,7 @@ def build_deployment(cfg: ServeConfig) -> Any:
                 self.config,
                 settings,
                 infer=self.infer,
+                inference=self.inference,
                 deployment_id=deployment_id,
                 replica_id=f"{context.deployment}#{context.replica_id.unique_id}",
             )
