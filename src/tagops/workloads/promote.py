@@ -6,13 +6,24 @@ passes the behavioural cases of the kinds the gate lists (:mod:`tagops.workloads
 decision is appended to a JSON-lines history (MLflow keeps no alias history) and tagged on the model
 version.
 ``tagops rollback`` restores the champion that preceded the current one.
+
+Promotion is atomic against other promotions, retrains and rollbacks of the same home: a file lock beside
+the history is held while the champion is read again, the history line is written and fsynced, and the
+alias moves. A gate decided against a champion that has moved since is refused (compare-and-set), so two
+concurrent promotions leave one champion and a history that says why the other was refused. The history
+line goes to disk before the alias moves: a crash between the two leaves a recorded promotion whose alias
+did not move (the alias is the truth; ``rollback`` and the next ``promote`` read it). A line torn by a
+crash is skipped with a warning naming the file and line, and the next record starts on a line of its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,18 +150,52 @@ def _class_drop_confidence(
     return {label: round(shares.get(label, 1.0), 4) for label in labels}
 
 
+@contextmanager
+def promotion_lock(history: Path, timeout_s: float = 600.0) -> Iterator[None]:
+    """Hold the promotion lock of ``history`` (a file lock beside it, across processes) for the block."""
+    from filelock import FileLock
+
+    history.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(history.with_name(history.name + ".lock")), timeout=timeout_s, thread_local=False):
+        yield
+
+
 def append_history(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; the file is never rewritten."""
+    """Append one JSON line and fsync it; the file is never rewritten (call under :func:`promotion_lock`).
+
+    A line left without its newline by a crash is ended first, so the new record is a line of its own.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    with path.open("ab") as handle:
+        if handle.tell() > 0:
+            with path.open("rb") as reader:
+                reader.seek(-1, os.SEEK_END)
+                if reader.read(1) != b"\n":
+                    line = b"\n" + line
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every record of the promotion history, oldest first."""
+    """Every record of the promotion history, oldest first; a torn line is skipped with a warning."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            logger.warning("%s line %d is not a complete record (skipped): %s", path, number, error)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            logger.warning("%s line %d is not a record (skipped)", path, number)
+    return records
 
 
 def _evaluate_version(registry: Registry, version: int, holdout: pd.DataFrame, cfg: EvalConfig) -> EvalReport:
@@ -202,7 +247,7 @@ def promote(
     champion_report = _evaluate_version(registry, champion, holdout, eval_cfg) if champion else None
     behaviour = behaviour_of_version(registry, candidate, eval_cfg) if gate.behaviour else None
     decision = decide(challenger_report, champion_report, gate, behaviour)
-    record_decision(
+    record = record_decision(
         registry,
         decision,
         candidate=candidate,
@@ -213,6 +258,7 @@ def promote(
         trigger=trigger,
         behaviour=behaviour,
     )
+    decision = replace(decision, promote=record["promote"], reason=record["reason"])
     verdict = "champion" if decision.promote else "refused"
     logger.info("gate: version %s %s (%s)", candidate, verdict, decision.reason)
     return decision
@@ -233,6 +279,10 @@ def record_decision(
 ) -> dict[str, Any]:
     """Apply a gate decision (move ``champion`` if it passed), append it to the history, tag the version.
 
+    Under the promotion lock: when ``champion`` is no longer the champion (another promotion or a
+    rollback moved it since the gate ran), a passing decision is recorded as refused, saying so. The
+    returned record holds the decision as applied (``promote``, ``reason``).
+
     ``trigger`` says why the candidate was trained or gated at all ("manual", "schedule", "drift alarm
     at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain);
     ``behaviour`` is the candidate's behavioural report (``None``: not checked), recorded in full and
@@ -241,24 +291,33 @@ def record_decision(
     from tagops.registry.client import CHAMPION
     from tagops.workloads.behaviour import behaviour_tag
 
-    if decision.promote:
-        registry.set_alias(CHAMPION, candidate)
-    record = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "action": "promote" if decision.promote else "reject",
-        "version": candidate,
-        "previous_champion": champion,
-        "champion": candidate if decision.promote else champion,
-        "holdout_sha256": holdout_sha256,
-        "gate": gate.model_dump(),
-        **asdict(decision),
-        "behaviour": behaviour,
-    }
-    if trigger is not None:
-        record["trigger"] = trigger
-    if evidence:
-        record["evidence"] = evidence
-    append_history(history, record)
+    with promotion_lock(history):
+        current = registry.alias_version(CHAMPION)
+        if decision.promote and current != champion:
+            decision = replace(
+                decision,
+                promote=False,
+                reason=f"champion moved from version {champion} to {current} while the gate ran; "
+                "gate again against the new champion",
+            )
+        record = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "action": "promote" if decision.promote else "reject",
+            "version": candidate,
+            "previous_champion": champion,
+            "champion": candidate if decision.promote else current,
+            "holdout_sha256": holdout_sha256,
+            "gate": gate.model_dump(),
+            **asdict(decision),
+            "behaviour": behaviour,
+        }
+        if trigger is not None:
+            record["trigger"] = trigger
+        if evidence:
+            record["evidence"] = evidence
+        append_history(history, record)  # on disk before the alias moves
+        if decision.promote:
+            registry.set_alias(CHAMPION, candidate)
     registry.set_version_tags(
         candidate,
         {
@@ -277,30 +336,33 @@ def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:
     """Point ``champion`` back at the version it replaced; returns (from_version, to_version)."""
     from tagops.registry.client import CHAMPION
 
-    current = registry.alias_version(CHAMPION)
-    if current is None:
-        raise RegistryError("no champion to roll back")
-    previous = next(
-        (
-            r["previous_champion"]
-            for r in reversed(read_history(history))
-            if r["action"] in ("promote",) and r["champion"] == current and r["previous_champion"] is not None
-        ),
-        None,
-    )
-    if previous is None:
-        raise RegistryError(f"champion version {current} has no previous champion in {history}")
-    registry.set_alias(CHAMPION, int(previous))
-    append_history(
-        history,
-        {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "action": "rollback",
-            "version": int(previous),
-            "previous_champion": current,
-            "champion": int(previous),
-            "reason": f"rollback from version {current}",
-        },
-    )
+    with promotion_lock(history):
+        current = registry.alias_version(CHAMPION)
+        if current is None:
+            raise RegistryError("no champion to roll back")
+        previous = next(
+            (
+                r.get("previous_champion")
+                for r in reversed(read_history(history))
+                if r.get("action") == "promote"
+                and r.get("champion") == current
+                and r.get("previous_champion") is not None
+            ),
+            None,
+        )
+        if previous is None:
+            raise RegistryError(f"champion version {current} has no previous champion in {history}")
+        append_history(
+            history,
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "action": "rollback",
+                "version": int(previous),
+                "previous_champion": current,
+                "champion": int(previous),
+                "reason": f"rollback from version {current}",
+            },
+        )
+        registry.set_alias(CHAMPION, int(previous))
     registry.set_version_tags(current, {"rolled_back": "true"})
     return current, int(previous)

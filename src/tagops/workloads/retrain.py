@@ -260,7 +260,7 @@ def record_promotion(
     if champion == challenger:
         logger.info("retrain: version %s is already champion (identical model)", challenger)
         return False
-    record_decision(
+    record = record_decision(
         registry,
         decision,
         candidate=challenger,
@@ -276,7 +276,7 @@ def record_promotion(
         },
         behaviour=gate.get("behaviour"),
     )
-    return decision.promote
+    return bool(record["promote"])
 
 
 def reload_stage(
