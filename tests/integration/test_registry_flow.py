@@ -191,6 +191,32 @@ def test_champion_loads_as_an_mlflow_pyfunc(flow: Flow) -> None:
     assert predicted["confidence"].between(0.0, 1.0).all()
 
 
+def test_downloads_are_verified_against_the_registered_sha256(flow: Flow) -> None:
+    import shutil
+
+    from tagops.errors import RegistryError
+    from tagops.registry.client import MODEL_SHA_TAG, model_sha256
+
+    registry = flow.registry()
+    version = flow.rules["version"]
+    registered = registry.version_info(version)["tags"][MODEL_SHA_TAG]
+    folder = registry.download(version)
+    assert model_sha256(folder) == registered
+    cached = folder / "model.json"
+    cached.write_text(cached.read_text().replace("{", "{ ", 1))  # a corrupted cache entry
+    assert registry.download(version) == folder and model_sha256(folder) == registered  # fetched again
+    assert not list(folder.parents[1].glob(".*.partial"))  # no staging folder left behind
+    registry.set_version_tags(version, {MODEL_SHA_TAG: "0" * 64})  # the artifact is not what was registered
+    try:
+        shutil.rmtree(folder.parent)
+        with pytest.raises(RegistryError, match="is not the registered"):
+            registry.download(version)
+        assert not folder.exists()
+    finally:
+        registry.set_version_tags(version, {MODEL_SHA_TAG: registered})
+    assert model_sha256(registry.download(version)) == registered
+
+
 def test_rollback_restores_the_previous_champion(flow: Flow) -> None:
     registry = flow.registry()
     before = registry.alias_version("champion")

@@ -136,3 +136,27 @@ def test_the_log_joins_feedback_with_the_prediction_it_labels(tmp_path: Path) ->
         ("title 0", "computer-vision"),
     ]
     assert found[0]["feedback_at"].tzinfo is not None and found[0]["model_version"] == 1
+
+
+def test_retrains_started_in_the_same_second_write_folders_of_their_own(tmp_path: Path) -> None:
+    import stat
+
+    from tagops.data.stages import snapshot
+    from tagops.settings import Settings
+    from tagops.workloads.retrain import training_data_stage
+
+    dataset, holdout = frames()
+    dataset_path = write_csv(tmp_path / "dataset.csv", make_projects(10))
+    holdout_path = write_csv(tmp_path / "holdout.csv", make_projects(3, start_id=500, offset=40))
+    original = snapshot(dataset_path, holdout_path)
+    settings = Settings(home=tmp_path / "home")
+    rows = feedback_to_rows(
+        [labelled(f"Wen tcejorp {i}", "mlops", i) for i in range(6)], dataset, holdout, recent_fraction=0.5
+    )
+    first, second = (
+        training_data_stage(settings, original, dataset, rows.train, rows.recent) for _ in range(2)
+    )
+    assert first.dataset_path.parent != second.dataset_path.parent
+    assert first.dataset_path.parent.parent == settings.home / "retrain"
+    assert stat.S_IMODE(first.dataset_path.parent.stat().st_mode) == 0o700  # it holds user text
+    assert first.dataset_sha256 == second.dataset_sha256

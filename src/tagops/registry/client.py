@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -324,28 +325,66 @@ class Registry:
         return run_id
 
     def download(self, version: int) -> Path:
-        """The local folder of a version's tagops model, downloaded once into the cache."""
-        import mlflow
+        """The local folder of a version's tagops model, downloaded once into the cache and verified.
 
+        The folder's content hash must equal the ``model_sha256`` the version was registered with, on
+        download and on every cache hit: a mismatch (a corrupted cache, a tampered artifact store) is
+        refused with :class:`RegistryError`, and a corrupted cache entry is downloaded again once.
+        Each process downloads into a staging folder of its own and renames it into place, so
+        concurrent downloads of one version never see each other's partial files.
+        """
         target = self.settings.models_dir / "registry" / self.name / str(version)
         model_dir = target / MODEL_ARTIFACT
+        expected = self.client.get_model_version(self.name, str(version)).tags.get(MODEL_SHA_TAG)
         if (model_dir / "model.json").is_file():
-            return model_dir
-        staging = target.with_name(f".{version}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        source = self.client.get_model_version(self.name, str(version)).source
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging)))
-        # pyfunc layout: <model>/artifacts/<folder>/model.json (the folder keeps its logged name)
-        found = next((p.parent for p in sorted(local.glob("artifacts/*/model.json"))), None)
-        if found is None:
-            ref = ModelRef.registered(self.name, version)
-            raise RegistryError(f"{ref}: artifact has no tagops model folder")
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        shutil.move(str(found), str(model_dir))
-        shutil.rmtree(staging, ignore_errors=True)
+            if expected is None or model_sha256(model_dir) == expected:
+                return model_dir
+            logger.warning("%s: cached model does not match its sha256; downloading it again", model_dir)
+            shutil.rmtree(target, ignore_errors=True)
+        staged = self._download_staged(version, target)
+        try:
+            actual = model_sha256(staged / MODEL_ARTIFACT)
+            if expected is not None and actual != expected:
+                ref = ModelRef.registered(self.name, version)
+                raise RegistryError(
+                    f"{ref}: downloaded model's sha256 {actual[:12]}… is not the registered "
+                    f"{expected[:12]}… (tag {MODEL_SHA_TAG}); refusing to load it"
+                )
+            if target.exists() and not (model_dir / "model.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)  # an incomplete folder of an older layout
+            try:
+                staged.rename(target)
+            except OSError:  # another process put it there first: use theirs if it is whole and verified
+                if not (model_dir / "model.json").is_file():
+                    raise
+                if expected is not None and model_sha256(model_dir) != expected:
+                    raise RegistryError(f"{model_dir}: model does not match its sha256") from None
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
         return model_dir
+
+    def _download_staged(self, version: int, target: Path) -> Path:
+        """Download a version's artifact into a staging folder of this process; ``<staging>/model``."""
+        import mlflow
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=target.parent))
+        try:
+            source = self.client.get_model_version(self.name, str(version)).source
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staged / "download"))
+            )
+            # pyfunc layout: <model>/artifacts/<folder>/model.json (the folder keeps its logged name)
+            found = next((p.parent for p in sorted(local.glob("artifacts/*/model.json"))), None)
+            if found is None:
+                ref = ModelRef.registered(self.name, version)
+                raise RegistryError(f"{ref}: artifact has no tagops model folder")
+            shutil.move(str(found), str(staged / MODEL_ARTIFACT))
+            shutil.rmtree(staged / "download", ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return staged
 
 
 # --------------------------------------------------------------- runs written from other processes

@@ -25,10 +25,12 @@ ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these f
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagops.config import RetrainConfig
@@ -112,7 +114,9 @@ def training_data_stage(
     """
     from tagops.workloads.feedback import write_training_data
 
-    folder = settings.home / "retrain" / time.strftime("%Y%m%d-%H%M%S")
+    # A new folder per retrain, even for two started in the same second (created 0700: it holds user text).
+    (settings.home / "retrain").mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=settings.home / "retrain"))
     data = write_training_data(dataset, feedback, original.holdout_path, folder)
     recent.to_csv(folder / "recent.csv", index=False)
     return data
