@@ -94,3 +94,22 @@ def test_feedback_is_stored_at_once_and_read_back_for_its_prediction(tmp_path: P
         labelled = log.reader.read_labelled()
         assert [r["feedback_tag"] for r in labelled] == ["nlp", "cv"]
         assert {r["prediction_id"] for r in labelled} == {batch[0]["id"]}
+
+
+def test_the_sqlite_log_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    import stat
+
+    database = tmp_path / "fresh" / "serving" / "predictions.db"
+    log = PredictionLog(f"sqlite:///{database}")
+    log.writer.start()
+    log.writer.submit(rows(2))
+    log.writer.stop()
+    assert log.reader.count_predictions() == 2
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in database.parent.iterdir()}
+    assert modes["predictions.db"] == 0o600
+    assert all(mode == 0o600 for name, mode in modes.items() if name.startswith("predictions.db"))
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.parent.parent.stat().st_mode) == 0o700
+    database.chmod(0o644)  # an older log: tightened when it is opened
+    PredictionLog(f"sqlite:///{database}")
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600

@@ -7,6 +7,7 @@ SQLite under ``TAGOPS_HOME/serving/predictions.db`` by default (WAL mode, so sev
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,20 @@ def safe_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600, its new folders 0700), or tighten it to that.
+
+    The prediction log holds every user's text and the API keys' hashes; SQLite creates its WAL and
+    shared-memory files with the database file's permissions, so they follow.
+    """
+    missing = [parent for parent in (path.parent, *path.parent.parents) if not parent.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def create_log_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
     try:
@@ -59,7 +74,7 @@ def create_log_engine(url: str) -> Engine:
         raise TagopsError(f"{safe_url(url)}: {error}") from None
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     else:  # in-memory: one shared connection, or every connection would see its own empty database
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)

@@ -168,7 +168,7 @@ class Journal:
         return total
 
     def _start_segment(self) -> _Segment:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # rows hold user text
         self._numbers += 1
         path = self.folder / f"{self.name}-{self._tag}-{self._numbers}{SUFFIX}"
         # Created and locked under a name no replayer lists, then renamed (the lock stays with the file):
