@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -543,3 +544,22 @@ def test_a_request_with_more_text_than_turn_chars_is_answered_in_turns(tagops_ho
         metrics = client.get("/metrics").text
     assert "tagops_predict_in_turns_total 1.0" in metrics
     assert len(log_rows(app)) == 8
+
+
+def test_beyond_max_ongoing_requests_the_answer_is_503_with_retry_after(tagops_home: Path) -> None:
+    app, predictor, _ = build(tagops_home, max_ongoing_requests=2, predict_in_thread=True)
+    predictor.delay_s = 0.5
+    with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(client.post, "/v1/predict", json={"items": [ITEM]}) for _ in range(8)]
+        time.sleep(0.2)  # two requests are in flight, the rest were refused
+        probes = [client.get(path).status_code for path in ("/healthz", "/readyz", "/metrics")]
+        answers = [future.result() for future in futures]
+        predictor.delay_s = 0.0
+        after = client.post("/v1/predict", json={"items": [ITEM]})
+    statuses = sorted(a.status_code for a in answers)
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 2
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert "max_ongoing_requests" in refused.json()["detail"] and refused.json()["request_id"]
+    assert probes == [200, 200, 200]
+    assert after.status_code == 200  # the count went back down

@@ -72,6 +72,7 @@ class ServeConfig(FrozenModel):
     autoscaling: AutoscalingParams | None = None
     num_cpus: Annotated[float, Field(gt=0.0)] = 1.0
     num_gpus: Annotated[float, Field(ge=0.0)] = 0.0
+    #: Requests a replica (or the uvicorn process) works on at once; beyond it, 503 with ``Retry-After``.
     max_ongoing_requests: Annotated[int, Field(ge=1)] = 64
     #: Requests queued at the proxy beyond this are answered 503 (``-1``: unbounded).
     max_queued_requests: Annotated[int, Field(ge=-1)] = 1024

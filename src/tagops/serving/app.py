@@ -77,13 +77,22 @@ class RequestGuard:
     """Request ids, the body size bound, metrics for every request, and no stack trace ever leaking.
 
     A pure ASGI middleware: the body is read here, up to ``max_body_bytes`` (413 beyond), before the app
-    parses it, so an oversized body is never buffered whole or parsed.
+    parses it, so an oversized body is never buffered whole or parsed. Beyond ``max_in_flight`` requests
+    at once (health, readiness and metrics not counted), a request is answered 503 with ``Retry-After``
+    before its body is read: overload gets a quick answer instead of a queue that grows memory.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ServingMetrics) -> None:
+    #: Paths that are always answered: a supervisor's probes and the metrics scrape.
+    UNLIMITED = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: ServingMetrics, max_in_flight: int | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +116,20 @@ class RequestGuard:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
+        counted = self.max_in_flight is not None and not scope["path"].startswith(self.UNLIMITED)
         try:
+            if counted:
+                if self.in_flight >= (self.max_in_flight or 0):
+                    await _json_error(
+                        503,
+                        f"the server is at its limit of {self.max_in_flight} requests in flight "
+                        "(max_ongoing_requests); retry shortly",
+                        request_id,
+                        headers={"Retry-After": "1"},
+                    )(scope, receive, send_with_headers)
+                    counted = False
+                    return
+                self.in_flight += 1
             app_receive = await self._bounded_body(scope, receive, headers)
             if app_receive is None:
                 await _json_error(
@@ -125,6 +147,8 @@ class RequestGuard:
             if not status["started"]:
                 await _json_error(500, "internal server error", request_id)(scope, receive, send_with_headers)
         finally:
+            if counted:
+                self.in_flight -= 1
             route, code = self._route(scope), int(status["code"])
             self.metrics.requests.labels(route=route, method=scope["method"], status=str(code)).inc()
             self.metrics.latency.labels(route=route, method=scope["method"]).observe(
@@ -206,7 +230,12 @@ def create_app(service: ServingService, infer: Infer) -> FastAPI:
         responses=_ERRORS,
     )
     app.state.service = service
-    app.add_middleware(RequestGuard, max_body_bytes=cfg.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=cfg.max_body_bytes,
+        metrics=metrics,
+        max_in_flight=cfg.max_ongoing_requests,
+    )
     if cfg.cors_origins:
         app.add_middleware(
             CORSMiddleware,
