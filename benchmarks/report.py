@@ -25,6 +25,7 @@ from report_sections import (
     crossval_section,
     drift_section,
     fuzz_section,
+    hostile_section,
     interval,
     num,
     quality_section,
@@ -44,6 +45,7 @@ COMMANDS = {
     "serve": "python benchmarks/serve.py --family {family}",
     "serve_resilience": "python benchmarks/serve_resilience.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
+    "serve_hostile": "python benchmarks/serve_hostile.py",
     "batch_predict": "python benchmarks/batch_predict.py",
     "drift": "python benchmarks/drift.py",
     "simulate": "python benchmarks/simulate.py --family {family}",
@@ -180,6 +182,13 @@ SECTIONS: list[Section] = [
         "API fuzzing",
         "schemathesis against a live server: valid and invalid requests for every operation.",
         fuzz_section,
+    ),
+    (
+        "serve_hostile",
+        "Worst-case input",
+        "Bodies that fill every request limit with text built to be expensive, sent to a live server while "
+        "other clients predict and `/healthz` is polled (docs/serving.md, Large and hostile input).",
+        hostile_section,
     ),
     (
         "batch_predict",

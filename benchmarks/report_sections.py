@@ -282,6 +282,47 @@ def fuzz_section(data: Result) -> list[str]:
     return lines + table(["operation", "answers by status"], rows) if rows else lines
 
 
+def hostile_section(data: Result) -> list[str]:
+    """Worst-case bodies at every limit: their cost, and what other clients saw meanwhile."""
+    bars = data.get("bars") or {}
+    lines = [
+        f"Model family `{data.get('family', '?')}`; {data.get('rounds')} interleaved rounds of "
+        f"{data.get('block_seconds')} s blocks per kind (quiet: c=8 ordinary predictions and `/healthz` "
+        "every 50 ms; hostile: the same while the body is sent again and again). Bars: the body answered "
+        f"(2xx or 4xx) within {bars.get('hostile_max_s')} s, `/healthz` within {bars.get('healthz_max_ms')} "
+        f"ms, ordinary p99 at most {bars.get('p99_ratio')}x the quiet blocks': {verdict(data.get('pass'))}.",
+        "",
+    ]
+    rows = [
+        [
+            row["engine"],
+            row["kind"],
+            f"{row['body_bytes']:,} B, {row['items']} items",
+            num(row["hostile_p50_s"], ".2f", " s"),
+            num(row["hostile_max_s"], ".2f", " s"),
+            num(row.get("cost_vs_ordinary"), ".2f", "x"),
+            num(row["healthz_max_ms"], ".0f", " ms"),
+            f"{num(row['quiet_p99_ms'], '.1f')} → {num(row['hostile_block_p99_ms'], '.1f')} ms",
+            "{} ({}–{})".format(num(row["p99_ratio"], ".2f", "x"), *row["p99_ratio_spread"]),
+            verdict(row["pass"]),
+        ]
+        for row in data.get("rows") or []
+    ]
+    header = [
+        "engine",
+        "text",
+        "body",
+        "answer p50",
+        "answer max",
+        "cost per byte vs ordinary",
+        "/healthz max",
+        "ordinary p99 quiet → hostile",
+        "ratio (rounds)",
+        "bars",
+    ]
+    return lines + table(header, rows)
+
+
 def batch_section(data: Result) -> list[str]:
     """Batch inference throughput through Ray Data against the raw in-process model."""
     lines = [

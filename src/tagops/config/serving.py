@@ -66,8 +66,8 @@ class ServeConfig(FrozenModel):
     #: ``tagops.data.clean.MODEL_TEXT_CHARS`` per item) is predicted in runs of at most this much text,
     #: each followed by as long a pause for other requests, so one large request holds a replica for one
     #: run at a time, not for its whole length (``tagops.serving.batching.predict_in_turns``;
-    #: benchmarks/serve_hostile.py). Ordinary requests (64 typical items are about 9,000) go in one batch.
-    turn_chars: Annotated[int, Field(ge=1)] = 16_000
+    #: benchmarks/serve_hostile.py). Requests of typical items go in one batch up to about 55 items.
+    turn_chars: Annotated[int, Field(ge=1)] = 8_000
     num_replicas: Annotated[int, Field(ge=1)] = 1
     autoscaling: AutoscalingParams | None = None
     num_cpus: Annotated[float, Field(gt=0.0)] = 1.0
