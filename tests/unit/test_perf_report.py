@@ -215,6 +215,32 @@ FUZZ = stamped(
     ],
     **{"pass": True},
 )
+HOSTILE = stamped(
+    "python benchmarks/serve_hostile.py",
+    benchmark="serve_hostile",
+    family="linear",
+    rounds=3,
+    block_seconds=4.0,
+    bars={"hostile_max_s": 2.0, "healthz_max_ms": 1000, "p99_ratio": 3.0},
+    rows=[
+        {
+            "engine": "ray",
+            "kind": "NFKC x18 (U+FDFA)",
+            "body_bytes": 1020589,
+            "items": 17,
+            "hostile_p50_s": 0.219,
+            "hostile_max_s": 0.273,
+            "cost_vs_ordinary": 0.59,
+            "healthz_max_ms": 64.6,
+            "quiet_p99_ms": 25.96,
+            "hostile_block_p99_ms": 59.65,
+            "p99_ratio": 2.3,
+            "p99_ratio_spread": [2.26, 2.69],
+            "pass": True,
+        }
+    ],
+    **{"pass": True},
+)
 BATCH = stamped(
     "python benchmarks/batch_predict.py",
     rows=10000,
@@ -363,6 +389,7 @@ ALL = {
     "serve-transformer.json": SERVE_TRANSFORMER,
     "serve_resilience.json": RESILIENCE,
     "serve_fuzz.json": FUZZ,
+    "serve_hostile.json": HOSTILE,
     "batch_predict.json": BATCH,
     "drift.json": DRIFT,
     "simulate-linear.json": SIMULATE,
@@ -408,6 +435,10 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "| raw batched (32) | – | – | – | 2100.5 items/s | – |" in doc
     assert "0.051%" in doc and "6.35 s" in doc
     assert "1,482 requests generated" in doc and "POST /v1/predict | 200: 700, 422: 500" in doc
+    assert "| ray | NFKC x18 (U+FDFA) | 1,020,589 B, 17 items | 0.22 s | 0.27 s | 0.59x | 65 ms |" in doc
+    assert "26.0 → 59.6 ms | 2.30x (2.26–2.69) | pass |" in doc | pass |" in doc
+        or "26.0 → 59.6 ms | 2.30x (2.26–2.69) | pass |" in doc
+    )
     assert "| ray data 2x1 | 100.00 s | 100.0 | 0.80x | end to end |" in doc
     assert "| shift: new vocabulary | 1 | 1 | 6e-14 | oov, embedding | pass |" in doc
     assert "0.297 (0.226–0.365)" in doc and "+0.495 (0.412–0.579)" in doc
