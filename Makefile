@@ -38,9 +38,9 @@ test: $(STAMP) ## Run the whole test suite (unit, data, model, integration) with
 
 # Unit tests live in tests/unit; collecting only that folder keeps the integration modules' imports (Ray,
 # MLflow, ZenML) out of the quick loop. Tests there also marked integration (a CLI run in a subprocess) are
-# left to `make test`.
-test-unit: $(STAMP) ## Run the fast unit tests only (no coverage: the quick loop while editing).
-	$(BIN)/python -m pytest -m "unit and not integration" tests/unit
+# left to `make test`. The tests are spread over one worker process per CPU (pytest-xdist).
+test-unit: $(STAMP) ## Run the fast unit tests only (no coverage, on every CPU: the quick loop while editing).
+	$(BIN)/python -m pytest -p xdist -n auto -m "unit and not integration" tests/unit
 
 lint: $(STAMP) ## ruff (lint + format check), mypy and the import layers, exactly as CI and pre-commit run them.
 	$(BIN)/ruff check src tests benchmarks
