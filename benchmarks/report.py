@@ -28,6 +28,7 @@ from report_sections import (
     hostile_section,
     interval,
     num,
+    overload_section,
     quality_section,
     resilience_section,
     serve_section,
@@ -46,6 +47,7 @@ COMMANDS = {
     "serve_resilience": "python benchmarks/serve_resilience.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
     "serve_hostile": "python benchmarks/serve_hostile.py",
+    "serve_overload": "python benchmarks/serve_overload.py",
     "batch_predict": "python benchmarks/batch_predict.py",
     "drift": "python benchmarks/drift.py",
     "simulate": "python benchmarks/simulate.py --family {family}",
@@ -189,6 +191,13 @@ SECTIONS: list[Section] = [
         "Bodies that fill every request limit with text built to be expensive, sent to a live server while "
         "other clients predict and `/healthz` is polled (docs/serving.md, Large and hostile input).",
         hostile_section,
+    ),
+    (
+        "serve_overload",
+        "Overload",
+        "Far more concurrent clients than a server works on at once (`max_ongoing_requests`): quick 503s "
+        "with `Retry-After` instead of a queue that grows memory (docs/serving.md).",
+        overload_section,
     ),
     (
         "batch_predict",

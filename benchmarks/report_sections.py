@@ -323,6 +323,33 @@ def hostile_section(data: Result) -> list[str]:
     return lines + table(header, rows)
 
 
+def overload_section(data: Result) -> list[str]:
+    """Answers by status at a concurrency far above the server's limit, and its memory."""
+    bars = data.get("bars") or {}
+    lines = [
+        "Bars: only 200 and 503 answers, peak resident memory (the server's process tree) at most "
+        f"{bars.get('rss_ratio')}x its idle value: {verdict(data.get('pass'))}.",
+        "",
+    ]
+    rows = [
+        [
+            row["engine"],
+            str(row["concurrency"]),
+            f"{row['requests']:,}",
+            f"{row['answered_200']:,}",
+            f"{row['answered_503']:,}",
+            str(row["other"]),
+            num(row["p99_ms"], ".0f", " ms"),
+            f"{num(row['idle_rss_mb'], '.0f')} → {num(row['peak_rss_mb'], '.0f')} MB",
+            num(row["rss_ratio"], ".2f", "x"),
+            verdict(row["pass"]),
+        ]
+        for row in data.get("rows") or []
+    ]
+    header = ["engine", "clients", "requests", "200", "503", "other", "p99", "memory", "ratio", "bars"]
+    return lines + table(header, rows)
+
+
 def batch_section(data: Result) -> list[str]:
     """Batch inference throughput through Ray Data against the raw in-process model."""
     lines = [

@@ -241,6 +241,27 @@ HOSTILE = stamped(
     ],
     **{"pass": True},
 )
+OVERLOAD = stamped(
+    "python benchmarks/serve_overload.py",
+    benchmark="serve_overload",
+    bars={"statuses": "200 or 503 only", "rss_ratio": 1.5},
+    rows=[
+        {
+            "engine": "uvicorn",
+            "concurrency": 256,
+            "requests": 23590,
+            "answered_200": 7780,
+            "answered_503": 15810,
+            "other": 0,
+            "p99_ms": 506.01,
+            "idle_rss_mb": 310.9,
+            "peak_rss_mb": 318.8,
+            "rss_ratio": 1.025,
+            "pass": True,
+        }
+    ],
+    **{"pass": True},
+)
 BATCH = stamped(
     "python benchmarks/batch_predict.py",
     rows=10000,
@@ -390,6 +411,7 @@ ALL = {
     "serve_resilience.json": RESILIENCE,
     "serve_fuzz.json": FUZZ,
     "serve_hostile.json": HOSTILE,
+    "serve_overload.json": OVERLOAD,
     "batch_predict.json": BATCH,
     "drift.json": DRIFT,
     "simulate-linear.json": SIMULATE,
@@ -437,6 +459,7 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "1,482 requests generated" in doc and "POST /v1/predict | 200: 700, 422: 500" in doc
     assert "| ray | NFKC x18 (U+FDFA) | 1,020,589 B, 17 items | 0.22 s | 0.27 s | 0.59x | 65 ms |" in doc
     assert "26.0 → 59.6 ms | 2.30x (2.26–2.69) | pass |" in doc
+    assert "| uvicorn | 256 | 23,590 | 7,780 | 15,810 | 0 | 506 ms | 311 → 319 MB | 1.02x | pass |" in doc
     assert "| ray data 2x1 | 100.00 s | 100.0 | 0.80x | end to end |" in doc
     assert "| shift: new vocabulary | 1 | 1 | 6e-14 | oov, embedding | pass |" in doc
     assert "0.297 (0.226–0.365)" in doc and "+0.495 (0.412–0.579)" in doc
