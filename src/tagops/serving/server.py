@@ -13,7 +13,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
 
@@ -73,6 +73,25 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def watch_log_writer(service: Any, server: Any, *, interval_s: float = 1.0) -> bool:
+    """Stop ``server`` when the ready service's prediction log writer has died; ``True`` if it did.
+
+    Readiness already fails then (``/readyz``); stopping the process too lets its supervisor restart it
+    with a new writer, which writes the rows the dead one left in the journal. Returns ``False`` when the
+    server stops for another reason first.
+    """
+    while not server.should_exit:
+        await asyncio.sleep(interval_s)
+        if service.ready and not service.store.writer.alive:
+            logger.error(
+                "the prediction log writer has stopped; shutting down so that the server is restarted "
+                "(its rows stay in the journal and are written at the next start)"
+            )
+            server.should_exit = True
+            return True
+    return False
+
+
 def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
     """Serve the app in this process with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
@@ -95,13 +114,19 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
         )
     )
 
+    writer_died = False
+
     async def serve() -> None:
+        nonlocal writer_died
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
             on_ready(base_url(cfg.host, port), app.state.service.model.uri)
+        watchdog = asyncio.create_task(watch_log_writer(app.state.service, server))
         await task
+        watchdog.cancel()
+        writer_died = watchdog.done() and not watchdog.cancelled() and watchdog.result()
 
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; a handler of ours
     # receives it, so a requested stop ends the command normally (exit 0) after the log is flushed.
@@ -116,3 +141,5 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
             signal.signal(sig, handler)
     if not server.started:
         raise ServeError("the server did not start; see the log above")
+    if writer_died:
+        raise ServeError("stopped: the prediction log writer died (its rows stay in the journal); restart it")
