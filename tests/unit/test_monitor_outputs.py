@@ -196,4 +196,20 @@ def test_webhook_failures_are_logged_never_raised(caplog: pytest.LogCaptureFixtu
     with Receiver() as receiver:
         closed = receiver.url
     assert send_alert({"alarm": True}, closed, timeout_s=2) is False
-    assert sum("alert webhook failed" in r.getMessage() for r in caplog.records) >= 1
+    assert sum("failed" in r.getMessage() for r in caplog.records if "alert webhook" in r.getMessage()) >= 1
+
+
+def test_a_webhook_token_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    with Receiver(status=403) as receiver:
+        secret = f"{receiver.url}/services/T0KEN-PATH?token=s3cret-query"
+        with caplog.at_level(logging.INFO):
+            assert send_alert({"alarm": True}, secret, timeout_s=2) is False
+        closed = receiver.url
+    with caplog.at_level(logging.INFO):
+        assert (
+            send_alert({"alarm": True}, f"{closed}/services/T0KEN-PATH?token=s3cret-query", timeout_s=2)
+            is False
+        )
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "alert webhook http://127.0.0.1/*** failed" in logged
+    assert "T0KEN" not in logged and "s3cret" not in logged

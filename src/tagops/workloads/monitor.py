@@ -268,10 +268,31 @@ def send_alert(summary: MonitorSummary, url: str, *, timeout_s: float) -> bool:
         response = requests.post(url, json=summary, timeout=timeout_s)
         response.raise_for_status()
     except requests.RequestException as error:
-        logger.error("monitor: alert webhook failed: %s", error)
+        logger.error("monitor: alert webhook %s failed: %s", redacted_url(url), redact(str(error), url))
         return False
-    logger.info("monitor: alert sent to webhook (HTTP %d)", response.status_code)
+    logger.info("monitor: alert sent to webhook %s (HTTP %d)", redacted_url(url), response.status_code)
     return True
+
+
+def redacted_url(url: str) -> str:
+    """A webhook URL as logs may show it: scheme and host only (its path and query often hold a token)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}/***" if parts.scheme else "***"
+
+
+def redact(message: str, url: str) -> str:
+    """``message`` without ``url`` or any part of it that can carry a secret (path, query, password)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    secrets = {url, parts.path, parts.query, parts.password or "", parts.netloc}
+    if parts.query:
+        secrets.add(f"{parts.path}?{parts.query}")
+    for secret in sorted((s for s in secrets if len(s) > 1), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def raise_alert(summary: MonitorSummary, cfg: MonitorConfig) -> bool | None:
