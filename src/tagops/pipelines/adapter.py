@@ -5,8 +5,11 @@ that runs it; configs travel as JSON parameters, earlier results as ZenML artifa
 the stage's name, so the pipeline run shows exactly the stages of the in-process path.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -23,13 +26,51 @@ def run_settings() -> Settings:
     return Settings()
 
 
+#: Config fields that can hold a secret (a webhook token, a database password). ZenML stores step
+#: parameters with every run, so these never become parameters: the process that runs the pipeline passes
+#: them to its steps in the environment variable :data:`SECRETS_ENV` (:func:`secrets_for_steps`), and
+#: :func:`from_parameter` puts them back. An orchestrator that runs steps elsewhere needs that variable set
+#: there, like ``TAGOPS_SERVE_DATABASE_URL``.
+SECRET_FIELDS = frozenset({"webhook_url", "database_url"})
+SECRETS_ENV = "TAGOPS_STEP_SECRETS"
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def _secret_fields(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in SECRET_FIELDS & set(type(model).model_fields)}
+
+
 def to_parameter(value: Any) -> Any:
-    """A stage parameter as a JSON-ready step parameter (configs become dicts)."""
+    """A stage parameter as a JSON-ready step parameter (configs become dicts, without secrets)."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", exclude=set(_secret_fields(value)))
     if isinstance(value, tuple | list):
         return [to_parameter(item) for item in value]
     return value
+
+
+def from_parameter(kind: type[ConfigT], parameter: Mapping[str, Any]) -> ConfigT:
+    """The config a step parameter came from, its secrets taken from :data:`SECRETS_ENV`."""
+    secrets = json.loads(os.environ.get(SECRETS_ENV) or "{}").get(kind.__name__, {})
+    return kind.model_validate({**parameter, **secrets})
+
+
+@contextmanager
+def secrets_for_steps(*configs: BaseModel) -> Iterator[None]:
+    """Within the block, steps find the secret fields of ``configs`` in :data:`SECRETS_ENV`."""
+    secrets = {
+        type(cfg).__name__: {k: v for k, v in _secret_fields(cfg).items() if v is not None} for cfg in configs
+    }
+    previous = os.environ.get(SECRETS_ENV)
+    os.environ[SECRETS_ENV] = json.dumps({k: v for k, v in secrets.items() if v})
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SECRETS_ENV, None)
+        else:
+            os.environ[SECRETS_ENV] = previous
 
 
 def wire(stages: Sequence[Stage], steps: Mapping[str, Any]) -> dict[str, Any]:

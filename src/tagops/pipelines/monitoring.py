@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from zenml import pipeline, step
 
 from tagops.config import MonitorConfig
-from tagops.pipelines.adapter import run_settings, wire
+from tagops.pipelines.adapter import from_parameter, run_settings, secrets_for_steps, to_parameter, wire
 from tagops.workloads.monitor import monitor_plan
 
 
@@ -24,7 +24,7 @@ def reference_step(
     """The reference statistics stored with the model the config names, and its registry version."""
     from tagops.workloads.monitor import reference_stage
 
-    reference, version = reference_stage(run_settings(), MonitorConfig.model_validate(monitor))
+    reference, version = reference_stage(run_settings(), from_parameter(MonitorConfig, monitor))
     return reference, version
 
 
@@ -35,7 +35,7 @@ def window_step(
     """The window's predictions and feedback from the prediction log (read-only)."""
     from tagops.workloads.monitor import window_stage
 
-    cfg = MonitorConfig.model_validate(monitor)
+    cfg = from_parameter(MonitorConfig, monitor)
     return window_stage(run_settings(), cfg, since, until, model_version).to_json()
 
 
@@ -51,7 +51,7 @@ def monitor_step(
     """Run the drift tests; write the JSON summary and HTML report, log to MLflow, alert on an alarm."""
     from tagops.workloads.monitor import Window, monitor_stage
 
-    cfg = MonitorConfig.model_validate(monitor)
+    cfg = from_parameter(MonitorConfig, monitor)
     result = monitor_stage(
         run_settings(),
         cfg,
@@ -72,7 +72,7 @@ STEPS = {"reference_stage": reference_step, "window_stage": window_step, "monito
 def monitoring_pipeline(config: dict[str, Any], since: str, until: str, output_dir: str) -> None:
     """One monitoring window of the serving model."""
     plan = monitor_plan(
-        MonitorConfig.model_validate(config),
+        from_parameter(MonitorConfig, config),
         since=datetime.fromisoformat(since),
         until=datetime.fromisoformat(until),
         output_dir=Path(output_dir),
@@ -84,12 +84,13 @@ def run_monitoring_pipeline(
     cfg: MonitorConfig, *, since: datetime, until: datetime, output_dir: Path
 ) -> dict[str, Any]:
     """Run the pipeline for ``[since, until)`` and return the window's JSON summary."""
-    run = monitoring_pipeline(
-        config=cfg.model_dump(mode="json"),
-        since=since.isoformat(),
-        until=until.isoformat(),
-        output_dir=str(output_dir),
-    )
+    with secrets_for_steps(cfg):
+        run = monitoring_pipeline(
+            config=to_parameter(cfg),
+            since=since.isoformat(),
+            until=until.isoformat(),
+            output_dir=str(output_dir),
+        )
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
     summary: dict[str, Any] = run.steps["monitor_step"].outputs["summary"][0].load()

@@ -14,7 +14,7 @@ from zenml import pipeline, step
 
 from tagops.config import RetrainConfig
 from tagops.data.stages import DataSnapshot
-from tagops.pipelines.adapter import run_settings, wire
+from tagops.pipelines.adapter import from_parameter, run_settings, secrets_for_steps, to_parameter, wire
 from tagops.workloads.retrain import retrain_plan, retrain_result
 from tagops.workloads.retrain_policy import RetrainDecision
 
@@ -34,7 +34,7 @@ def feedback_step(
     from tagops.workloads.retrain import feedback_stage
 
     original, dataset, holdout, feedback, recent, counts = feedback_stage(
-        run_settings(), RetrainConfig.model_validate(retrain)
+        run_settings(), from_parameter(RetrainConfig, retrain)
     )
     return original.to_json(), dataset, holdout, feedback, recent, counts
 
@@ -55,7 +55,7 @@ def challenger_step(retrain: dict[str, Any], training_data: dict[str, str]) -> A
     """Train the configured family on the augmented data; register it as ``challenger``."""
     from tagops.workloads.retrain import challenger_stage
 
-    cfg = RetrainConfig.model_validate(retrain)
+    cfg = from_parameter(RetrainConfig, retrain)
     return challenger_stage(run_settings(), cfg, DataSnapshot.from_json(training_data))
 
 
@@ -67,7 +67,7 @@ def evaluate_step(
     from tagops.workloads.retrain import evaluation_stage
 
     return evaluation_stage(
-        run_settings(), RetrainConfig.model_validate(retrain), challenger, holdout, recent
+        run_settings(), from_parameter(RetrainConfig, retrain), challenger, holdout, recent
     )
 
 
@@ -86,7 +86,7 @@ def promote_step(
 
     return promote_stage(
         run_settings(),
-        RetrainConfig.model_validate(retrain),
+        from_parameter(RetrainConfig, retrain),
         challenger,
         evaluation,
         DataSnapshot.from_json(training_data),
@@ -103,7 +103,7 @@ def reload_step(
     """Tell the configured service to reload; an empty dict when there was nothing to reload."""
     from tagops.workloads.retrain import reload_stage
 
-    return reload_stage(run_settings(), RetrainConfig.model_validate(retrain), promoted, promote) or {}
+    return reload_stage(run_settings(), from_parameter(RetrainConfig, retrain), promoted, promote) or {}
 
 
 #: The step that runs each stage function of the retraining plan.
@@ -120,7 +120,7 @@ STEPS = {
 @pipeline(enable_cache=False)
 def retraining_pipeline(config: dict[str, Any], trigger: str, promote: bool) -> None:
     """Retrain with feedback, gate on holdout and recent window, promote, reload."""
-    wire(retrain_plan(RetrainConfig.model_validate(config), trigger=trigger, promote=promote), STEPS)
+    wire(retrain_plan(from_parameter(RetrainConfig, config), trigger=trigger, promote=promote), STEPS)
 
 
 def run_retraining_pipeline(cfg: RetrainConfig, *, trigger: str, promote: bool = True) -> dict[str, Any]:
@@ -128,7 +128,8 @@ def run_retraining_pipeline(cfg: RetrainConfig, *, trigger: str, promote: bool =
     import time
 
     started = time.perf_counter()
-    run = retraining_pipeline(config=cfg.model_dump(mode="json"), trigger=trigger, promote=promote)
+    with secrets_for_steps(cfg):
+        run = retraining_pipeline(config=to_parameter(cfg), trigger=trigger, promote=promote)
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
     results = {}
