@@ -335,20 +335,25 @@ class Registry:
         """
         target = self.settings.models_dir / "registry" / self.name / str(version)
         model_dir = target / MODEL_ARTIFACT
-        expected = self.client.get_model_version(self.name, str(version)).tags.get(MODEL_SHA_TAG)
+        registered = self.client.get_model_version(self.name, str(version))
+        expected = registered.tags.get(MODEL_SHA_TAG)
+
+        def verified(folder: Path) -> bool:
+            return expected is None or model_sha256(folder) == expected
+
         if (model_dir / "model.json").is_file():
-            if expected is None or model_sha256(model_dir) == expected:
+            if verified(model_dir):
                 return model_dir
             logger.warning("%s: cached model does not match its sha256; downloading it again", model_dir)
             shutil.rmtree(target, ignore_errors=True)
-        staged = self._download_staged(version, target)
+        staged = self._download_staged(version, str(registered.source), target)
         try:
-            actual = model_sha256(staged / MODEL_ARTIFACT)
-            if expected is not None and actual != expected:
+            if not verified(staged / MODEL_ARTIFACT):
                 ref = ModelRef.registered(self.name, version)
+                actual = model_sha256(staged / MODEL_ARTIFACT)
                 raise RegistryError(
                     f"{ref}: downloaded model's sha256 {actual[:12]}… is not the registered "
-                    f"{expected[:12]}… (tag {MODEL_SHA_TAG}); refusing to load it"
+                    f"{(expected or '')[:12]}… (tag {MODEL_SHA_TAG}); refusing to load it"
                 )
             if target.exists() and not (model_dir / "model.json").is_file():
                 shutil.rmtree(target, ignore_errors=True)  # an incomplete folder of an older layout
@@ -357,20 +362,22 @@ class Registry:
             except OSError:  # another process put it there first: use theirs if it is whole and verified
                 if not (model_dir / "model.json").is_file():
                     raise
-                if expected is not None and model_sha256(model_dir) != expected:
+                if not verified(model_dir):
                     raise RegistryError(f"{model_dir}: model does not match its sha256") from None
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         return model_dir
 
-    def _download_staged(self, version: int, target: Path) -> Path:
-        """Download a version's artifact into a staging folder of this process; ``<staging>/model``."""
+    def _download_staged(self, version: int, source: str, target: Path) -> Path:
+        """Download a version's artifact (``source``) into a staging folder of this process.
+
+        Returns the staging folder; the model is its ``model`` subfolder.
+        """
         import mlflow
 
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=target.parent))
         try:
-            source = self.client.get_model_version(self.name, str(version)).source
             local = Path(
                 mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staged / "download"))
             )

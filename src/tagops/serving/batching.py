@@ -103,12 +103,14 @@ def predict_batch(
     return answers
 
 
+def item_chars(title: str, description: str) -> int:
+    """Characters of one item's text a model reads (title and description; at most ``MODEL_TEXT_CHARS``)."""
+    return min(len(title) + len(description) + 1, MODEL_TEXT_CHARS)
+
+
 def model_chars(titles: Sequence[str], descriptions: Sequence[str]) -> int:
-    """Characters of the items' text a model reads (each item's is bounded by ``MODEL_TEXT_CHARS``)."""
-    return sum(
-        min(len(title) + len(description) + 1, MODEL_TEXT_CHARS)
-        for title, description in zip(titles, descriptions, strict=True)
-    )
+    """Characters of the items' text a model reads."""
+    return sum(item_chars(t, d) for t, d in zip(titles, descriptions, strict=True))
 
 
 def turns(titles: list[str], descriptions: list[str], turn_chars: int) -> list[BatchRequest]:
@@ -116,7 +118,7 @@ def turns(titles: list[str], descriptions: list[str], turn_chars: int) -> list[B
     runs: list[BatchRequest] = []
     size = turn_chars + 1
     for title, description in zip(titles, descriptions, strict=True):
-        chars = model_chars([title], [description])
+        chars = item_chars(title, description)
         if size + chars > turn_chars:
             runs.append(([], []))
             size = 0

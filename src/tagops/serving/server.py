@@ -125,8 +125,8 @@ def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str
             on_ready(base_url(cfg.host, port), app.state.service.model.uri)
         watchdog = asyncio.create_task(watch_log_writer(app.state.service, server))
         await task
+        writer_died = watchdog.done() and watchdog.result()
         watchdog.cancel()
-        writer_died = watchdog.done() and not watchdog.cancelled() and watchdog.result()
 
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal; a handler of ours
     # receives it, so a requested stop ends the command normally (exit 0) after the log is flushed.

@@ -167,12 +167,11 @@ def append_history(path: Path, record: dict[str, Any]) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-    with path.open("ab") as handle:
-        if handle.tell() > 0:
-            with path.open("rb") as reader:
-                reader.seek(-1, os.SEEK_END)
-                if reader.read(1) != b"\n":
-                    line = b"\n" + line
+    with path.open("a+b") as handle:  # writes always go to the end; reads may look back
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = b"\n" + line
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
@@ -247,7 +246,7 @@ def promote(
     champion_report = _evaluate_version(registry, champion, holdout, eval_cfg) if champion else None
     behaviour = behaviour_of_version(registry, candidate, eval_cfg) if gate.behaviour else None
     decision = decide(challenger_report, champion_report, gate, behaviour)
-    record = record_decision(
+    decision = record_decision(
         registry,
         decision,
         candidate=candidate,
@@ -258,7 +257,6 @@ def promote(
         trigger=trigger,
         behaviour=behaviour,
     )
-    decision = replace(decision, promote=record["promote"], reason=record["reason"])
     verdict = "champion" if decision.promote else "refused"
     logger.info("gate: version %s %s (%s)", candidate, verdict, decision.reason)
     return decision
@@ -276,12 +274,12 @@ def record_decision(
     trigger: str | None = None,
     evidence: dict[str, Any] | None = None,
     behaviour: BehaviourReport | None = None,
-) -> dict[str, Any]:
+) -> GateDecision:
     """Apply a gate decision (move ``champion`` if it passed), append it to the history, tag the version.
 
     Under the promotion lock: when ``champion`` is no longer the champion (another promotion or a
-    rollback moved it since the gate ran), a passing decision is recorded as refused, saying so. The
-    returned record holds the decision as applied (``promote``, ``reason``).
+    rollback moved it since the gate ran), a passing decision is recorded as refused, saying so. Returns
+    the decision as applied.
 
     ``trigger`` says why the candidate was trained or gated at all ("manual", "schedule", "drift alarm
     at <window>"); ``evidence`` keeps what else decided it (e.g. the recent-window gate of a retrain);
@@ -329,7 +327,7 @@ def record_decision(
             **({"gate.trigger": trigger} if trigger else {}),
         },
     )
-    return record
+    return decision
 
 
 def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:

@@ -264,7 +264,7 @@ def record_promotion(
     if champion == challenger:
         logger.info("retrain: version %s is already champion (identical model)", challenger)
         return False
-    record = record_decision(
+    applied = record_decision(
         registry,
         decision,
         candidate=challenger,
@@ -280,7 +280,7 @@ def record_promotion(
         },
         behaviour=gate.get("behaviour"),
     )
-    return bool(record["promote"])
+    return applied.promote
 
 
 def reload_stage(
