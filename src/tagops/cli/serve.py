@@ -1,4 +1,4 @@
-"""Serving commands: serve, `tagops keys` and log-replay."""
+"""Serving commands: serve, `tagops keys`, log-replay and log-prune."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from tagops.cli.context import load_settings
+from tagops.cli.output import print_json
 from tagops.errors import TagopsError
 
 keys_app = typer.Typer(help="Manage the API keys of the prediction API.", no_args_is_help=True)
@@ -146,3 +147,55 @@ def log_replay(
         typer.echo(f"{left} segments held by running servers, left to them", err=True)
     if bad:
         typer.echo(f"{bad} segments set aside as unreadable (*.bad): inspect them by hand", err=True)
+
+
+def log_prune(
+    config: Annotated[
+        Path | None, typer.Option(help="Serving config YAML: its database and log_retention_* limits.")
+    ] = None,
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Delete predictions older than this (default: the config's)."),
+    ] = None,
+    keep_rows: Annotated[
+        int | None, typer.Option(min=0, help="Keep only the newest this many (default: the config's).")
+    ] = None,
+) -> None:
+    """Delete old predictions from the prediction log now; prints what was deleted as JSON.
+
+    A running server does this once an hour with its config's limits. Predictions that received feedback
+    are kept whatever their age (retraining needs their text); shadow answers go with their prediction.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagops.config import ServeConfig, load_config
+    from tagops.predlog.engine import safe_url
+    from tagops.predlog.log import PredictionLog
+    from tagops.predlog.retention import RetentionPolicy
+
+    cfg = load_config(ServeConfig, config)
+    try:
+        policy = RetentionPolicy(
+            max_age_days=cfg.log_retention_days if older_than_days is None else older_than_days,
+            max_rows=cfg.log_retention_rows if keep_rows is None else keep_rows,
+        )
+    except ValueError as error:
+        raise TagopsError(f"--older-than-days: {error}") from None
+    log = PredictionLog.from_config(cfg, load_settings(), journal=False)
+    try:
+        log.create_tables()
+        result = log.prune(policy)
+    except SQLAlchemyError as error:
+        reason = error.args[0] if error.args else error
+        raise TagopsError(f"{safe_url(log.url)}: {type(error).__name__}: {reason}") from None
+    finally:
+        log.dispose()
+    print_json(
+        {
+            "database": safe_url(log.url),
+            "max_age_days": policy.max_age_days,
+            "max_rows": policy.max_rows,
+            "deleted_predictions": result.predictions,
+            "deleted_shadow_predictions": result.shadow_predictions,
+        }
+    )

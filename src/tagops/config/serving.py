@@ -102,6 +102,11 @@ class ServeConfig(FrozenModel):
     #: if the database is still down after the writer's tries, are counted ``failed``, instead of the
     #: journal filling the disk that TAGOPS_HOME shares. ``None``: no cap.
     log_journal_max_mb: Annotated[float, Field(gt=0.0)] | None = 1024.0
+    #: Retention of the prediction log, applied by the server once an hour and by `tagops log-prune`:
+    #: predictions older than this many days, and beyond the newest ``log_retention_rows``, are deleted
+    #: with their shadow answers, except those that received feedback (training data). ``None``: no limit.
+    log_retention_days: Annotated[float, Field(gt=0.0)] | None = 90.0
+    log_retention_rows: Annotated[int, Field(ge=0)] | None = 10_000_000
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0

@@ -16,12 +16,18 @@ from sqlalchemy.engine import Engine
 
 from tagops.predlog.engine import create_log_engine, database_url_for, journal_folder
 from tagops.predlog.reader import LogReader
+from tagops.predlog.retention import PruneResult, RetentionPolicy, prune
 from tagops.predlog.schema import create_tables, feedback, shadow_predictions, utcnow
 from tagops.predlog.writer import LogWriter, WriterOptions
 
 if TYPE_CHECKING:
     from tagops.config import MonitorConfig, RetrainConfig, ServeConfig
     from tagops.settings import Settings
+
+
+def retention_of(cfg: ServeConfig) -> RetentionPolicy:
+    """The retention policy of a serving config's ``log_retention_*`` fields."""
+    return RetentionPolicy(max_age_days=cfg.log_retention_days, max_rows=cfg.log_retention_rows)
 
 
 class PredictionLog:
@@ -70,11 +76,16 @@ class PredictionLog:
                 batch_rows=cfg.log_batch_rows,
                 flush_interval_s=cfg.log_flush_interval_s,
                 journal_max_bytes=cfg.log_journal_max_bytes,
+                retention=retention_of(cfg),
             )
             journal = cfg.log_journal if journal is None else journal
         if journal:
             options = replace(options, journal_dir=journal_folder(settings, url))
         return cls(url, options=options, on_rows=on_rows)
+
+    def prune(self, policy: RetentionPolicy) -> PruneResult:
+        """Delete what ``policy`` no longer keeps (see :mod:`tagops.predlog.retention`)."""
+        return prune(self.engine, policy)
 
     def shadow_writer(self) -> LogWriter:
         """A writer of the shadow model's rows: same database, options and journal folder as :attr:`writer`.

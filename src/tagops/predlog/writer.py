@@ -33,6 +33,7 @@ from sqlalchemy.exc import (
 )
 
 from tagops.predlog.journal import Journal
+from tagops.predlog.retention import RetentionPolicy, prune
 from tagops.predlog.schema import UTCDateTime, create_tables, predictions
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,11 @@ class WriterOptions:
     journal_max_bytes: int | None = None
     #: How often the writer replays journal segments that no live writer holds.
     recover_interval_s: float = 30.0
+    #: What the prediction table's writer deletes from the log (``None``: nothing); shadow writers never
+    #: prune, the predictions' pass takes their shadow rows with them.
+    retention: RetentionPolicy | None = None
+    #: How often the retention pass runs (the first one when the writer starts).
+    retention_interval_s: float = 3600.0
 
 
 class LogWriter:
@@ -115,6 +121,7 @@ class LogWriter:
         self.failed_rows = 0
         self.recovered_rows = 0
         self.unjournaled_rows = 0
+        self.pruned_rows = 0
         self._queue: queue.Queue[Any] = queue.Queue()
         #: Set by flush() and stop(): the writer ends its collection window at once. Rows never set it.
         self._hurry = threading.Event()
@@ -232,6 +239,8 @@ class LogWriter:
             self.recovered_rows += count
         elif outcome == "unjournaled":
             self.unjournaled_rows += count
+        elif outcome == "pruned":
+            self.pruned_rows += count
         else:
             self.failed_rows += count
         if self.on_rows is not None:
@@ -240,8 +249,12 @@ class LogWriter:
     def _run(self) -> None:
         self._recover_logged()
         next_recovery = time.monotonic() + self.recover_interval_s
+        next_prune = time.monotonic()
         stopping = False
         while not stopping:
+            if self._prunes and time.monotonic() >= next_prune:
+                self._prune_logged()
+                next_prune = time.monotonic() + self.options.retention_interval_s
             if self.journal is not None:
                 self.journal.refresh_size()  # the cap's view of the folder (at most once a second)
                 if time.monotonic() >= next_recovery:
@@ -356,6 +369,30 @@ class LogWriter:
                 self._count("recovered", count)
             added += count
         return added
+
+    @property
+    def _prunes(self) -> bool:
+        policy = self.options.retention
+        return self.table is predictions and policy is not None and policy.active
+
+    def _prune_logged(self) -> None:
+        """One retention pass between batches; a failed pass is logged and tried again next time."""
+        assert self.options.retention is not None
+        try:
+            result = prune(self.engine, self.options.retention)
+        except SQLAlchemyError as error:
+            logger.error("prediction log: retention pass failed, will retry: %s", error)
+            return
+        except Exception:  # the writer thread must outlive any retention problem
+            logger.exception("prediction log: retention pass failed, will retry")
+            return
+        if result.predictions:
+            logger.info(
+                "prediction log: retention deleted %d predictions (%d shadow answers)",
+                result.predictions,
+                result.shadow_predictions,
+            )
+            self._count("pruned", result.predictions)
 
     def _recover_logged(self) -> None:
         try:

@@ -108,7 +108,7 @@ class ServingMetrics:
         self.log_rows = Counter(
             "tagops_prediction_log_rows",
             "Prediction log rows by outcome (written; dropped: queue full or stopped; failed: DB error; "
-            "recovered: written later from the journal).",
+            "recovered: written later from the journal; pruned: deleted by the log's retention).",
             ["outcome"],
             registry=self.registry,
         )
@@ -144,7 +144,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.replica = replica
-        for outcome in ("written", "dropped", "failed", "recovered"):
+        for outcome in ("written", "dropped", "failed", "recovered", "pruned"):
             self.log_rows.labels(outcome=outcome)
         for reason in ("target", "full", "deadline"):
             self.batch_gate_releases.labels(reason=reason)
