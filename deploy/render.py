@@ -39,18 +39,24 @@ SERVE_CONFIG_HEADER = """\
 """
 
 RAYSERVICE_HEADER = """\
-# KubeRay RayService for the tagops prediction API (KubeRay >= 1.3, Ray 2.60). Written by
-# deploy/render.py; do not edit by hand.
+# KubeRay RayService for the tagops prediction API (KubeRay >= 1.5.1 for authOptions, Ray 2.60). Written
+# by deploy/render.py; do not edit by hand.
 #   kubectl create secret generic tagops-serving --from-literal=database-url='postgresql+psycopg://...'
 #   kubectl apply -f deploy/rayservice.yaml
-# serveConfigV2 is deploy/serve-config.yaml with two changes for a cluster: the proxy listens on the pod
+#   TAGOPS_SERVE_DATABASE_URL='postgresql+psycopg://...' tagops keys create --name my-client   # per client
+# serveConfigV2 is deploy/serve-config.yaml with three changes for a cluster: the proxy listens on the pod
 # network (0.0.0.0: reached only through the Kubernetes Service KubeRay creates; restrict it with a
-# NetworkPolicy) on every node, and there are 2 replicas. It keeps Ray's Python proxy (ingress: proxy):
-# Ray 2.60's HAProxy ingress is experimental and its stats/metrics ports are fixed per node; on nodes with
-# spare cores the proxy's per-request cost matters less than on a 2-core laptop. TAGOPS_HOME, the
-# registry and the prediction-log database come from the pod environment below. The log's journal
-# (log_journal) lies under TAGOPS_HOME: a replica restarted in the same pod writes a killed replica's
-# rows; mount a volume there if rows of a lost pod must survive too.
+# NetworkPolicy) on every node, there are 2 replicas, and /v1/predict needs an API key (the keys live in
+# the prediction-log database). It keeps Ray's Python proxy (ingress: proxy): Ray 2.60's HAProxy ingress
+# is experimental and its stats/metrics ports are fixed per node; on nodes with spare cores the proxy's
+# per-request cost matters less than on a 2-core laptop.
+# Ray's own control plane: token authentication is on (authOptions: KubeRay generates the token into a
+# Secret and gives it to every Ray container), because Ray's dashboard and job API run code for whoever
+# reaches them. The dashboard and the GCS listen on the pod network only, for the operator and the
+# workers; no port of theirs is published beyond the cluster, and the Ray Client port is not opened.
+# TAGOPS_HOME, the registry and the prediction-log database come from the pod environment below. The
+# log's journal (log_journal) lies under TAGOPS_HOME: a replica restarted in the same pod writes a killed
+# replica's rows; mount a volume there if rows of a lost pod must survive too.
 # The image is Ray 2.60 (Python 3.11) with tagops installed: FROM rayproject/ray:2.60.0-py311, then
 # `pip install tagops==0.1.0` (the same pins as pyproject.toml). Use PostgreSQL for the log: SQLite
 # files are per pod, so replicas on different pods would neither share the log nor follow reloads.
@@ -59,10 +65,12 @@ RAYSERVICE_HEADER = """\
 CLUSTER = """\
   rayClusterConfig:
     rayVersion: "2.60.0"
+    authOptions:
+      mode: token                       # RAY_AUTH_MODE=token and a generated RAY_AUTH_TOKEN in every pod
     enableInTreeAutoscaling: true
     headGroupSpec:
       rayStartParams:
-        dashboard-host: "0.0.0.0"
+        dashboard-host: "0.0.0.0"       # the pod network (the operator deploys through it); token-guarded
         num-cpus: "0"                   # no replicas on the head: it runs the controller and proxy
       template:
         spec:
@@ -84,7 +92,6 @@ CLUSTER = """\
               ports:
                 - {{containerPort: 6379, name: gcs-server}}
                 - {{containerPort: 8265, name: dashboard}}
-                - {{containerPort: 10001, name: client}}
                 - {{containerPort: 8000, name: serve}}
               resources:
                 requests: {{cpu: "1", memory: 2Gi}}
@@ -121,7 +128,7 @@ def render() -> dict[Path, str]:
     """The two files' text."""
     local = serve_deploy_config(ServeConfig())
     local["applications"][0]["runtime_env"] = {"env_vars": {"TAGOPS_HOME": "/var/lib/tagops"}}
-    cluster = serve_deploy_config(ServeConfig(num_replicas=2, ingress="proxy"))
+    cluster = serve_deploy_config(ServeConfig(num_replicas=2, ingress="proxy", require_key_for_predict=True))
     cluster["proxy_location"] = "EveryNode"
     cluster["http_options"]["host"] = "0.0.0.0"
     v2 = yaml.safe_dump(cluster, sort_keys=False)

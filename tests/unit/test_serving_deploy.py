@@ -106,7 +106,12 @@ def test_rayservice_serves_the_same_application() -> None:
     local = serve_deploy_config(ServeConfig())["applications"][0]
     remote = v2["applications"][0]
     assert remote["import_path"] == local["import_path"]
-    assert remote["args"]["config"] == {**local["args"]["config"], "num_replicas": 2, "ingress": "proxy"}
+    assert remote["args"]["config"] == {
+        **local["args"]["config"],
+        "num_replicas": 2,
+        "ingress": "proxy",
+        "require_key_for_predict": True,
+    }
     env = {
         e["name"]
         for e in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0][
@@ -114,6 +119,23 @@ def test_rayservice_serves_the_same_application() -> None:
         ]
     }
     assert {"TAGOPS_SERVE_DATABASE_URL", "MLFLOW_TRACKING_URI", "TAGOPS_HOME"} <= env
+
+
+def test_the_cluster_manifest_guards_rays_control_plane_and_keys_predict() -> None:
+    """Ray's dashboard and job API run code for whoever reaches them: token auth on, no Ray Client port."""
+    service = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    pods = [cluster["headGroupSpec"]["template"]["spec"]]
+    pods += [group["template"]["spec"] for group in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        for container in pod["containers"]:
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env.get("RAY_AUTH_MODE") in (None, "token"), "authOptions sets the mode; never disable it"
+            ports = {p["containerPort"] for p in container.get("ports", [])}
+            assert 10001 not in ports, "the Ray Client port runs code: it is not opened"
+    v2 = yaml.safe_load(service["spec"]["serveConfigV2"])
+    assert v2["applications"][0]["args"]["config"]["require_key_for_predict"] is True
 
 
 def test_app_builder_builds_the_application_from_the_shipped_args() -> None:
