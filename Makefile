@@ -33,8 +33,11 @@ install: $(STAMP) ## Create .venv and install tagops with its dev tools (once; a
 run: $(STAMP) ## Main job: the ZenML training pipeline on the embedded default; ends with a champion.
 	$(BIN)/tagops pipeline train --config $(CONFIG)
 
+# The suite is spread over one worker process per CPU (pytest-xdist). `--dist loadgroup` keeps the tests that
+# share an expensive fixture (a module's trained home or server, the Ray cluster) on one worker: see
+# worker_scope in tests/conftest.py.
 test: $(STAMP) ## Run the whole test suite (unit, data, model, integration) with coverage (fails under 85 %).
-	$(BIN)/python -m pytest --cov=tagops --cov-report=term-missing:skip-covered
+	$(BIN)/python -m pytest -p xdist -n auto --dist loadgroup --cov=tagops --cov-report=term-missing:skip-covered
 
 # Unit tests live in tests/unit; collecting only that folder keeps the integration modules' imports (Ray,
 # MLflow, ZenML) out of the quick loop. Tests there also marked integration (a CLI run in a subprocess) are

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -57,6 +58,45 @@ def hypothesis_profile(environ: Mapping[str, str]) -> str:
 
 
 settings.load_profile(hypothesis_profile(os.environ))
+
+
+def worker_scope(nodeid: str) -> str:
+    """The unit of work ``make test`` hands to one xdist worker: tests that share an expensive fixture.
+
+    - a unit test is a unit of its own (they are spread one by one);
+    - the model tests are one unit (their fitted families are package fixtures);
+    - the integration modules that start Ray (named ``test_ray_*``) are one unit, since two embedded
+      Ray clusters at once would only fight over the same CPUs;
+    - any other test module is one unit: its tests share what its module fixtures built (a trained
+      home, a running server) and run in file order, as some of them rely on.
+    """
+    path = PurePosixPath(nodeid.split("::", 1)[0])
+    folder = path.parts[1] if len(path.parts) > 2 else ""
+    if folder == "unit":
+        return nodeid
+    if folder == "model":
+        return "tests/model"
+    if folder == "integration" and path.stem.startswith("test_ray_"):
+        return "tests/integration/test_ray_*"
+    return str(path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` hands out work by :func:`worker_scope` (biggest units first).
+
+    xdist's own loadgroup reads ``xdist_group`` marks by renaming test ids, which this pytest no longer
+    allows; the scopes are derived from the test ids instead, so no test needs a mark.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
+import functools
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,12 +24,38 @@ COLUMNS = ("id", "created_on", "title", "description", "tag")
 _FOREIGN_SERVERS = ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS")
 
 
+@functools.cache
+def _blank_mlflow_store() -> Path:
+    """An embedded MLflow store with every schema migration applied and nothing in it, built once per process.
+
+    MLflow creates a new SQLite store by running its whole migration history, several seconds of work that
+    every fresh ``TAGOPS_HOME`` would otherwise repeat; a copy of this file is the same store, ready.
+    """
+    from mlflow.tracking import MlflowClient
+
+    folder = Path(tempfile.mkdtemp(prefix="tagops-blank-mlflow-"))
+    atexit.register(shutil.rmtree, folder, True)
+    store = folder / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{store}").search_experiments()
+    return store
+
+
+def seed_mlflow_store(settings: Settings) -> None:
+    """Give ``settings``' embedded tracking store its schema now (a copy of the blank store)."""
+    target = settings.mlflow_dir / "mlflow.db"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_blank_mlflow_store(), target)
+
+
 @contextmanager
-def isolated_home(home: Path, *, mirror: Path | None = None) -> Iterator[Settings]:
+def isolated_home(home: Path, *, mirror: Path | None = None, seed_mlflow: bool = True) -> Iterator[Settings]:
     """Point every library's state at ``home`` for the duration (a module-scoped ``tagops_home``).
 
     The quiet environment is set through the monkeypatch (not by ``prepare_environment``'s ``setdefault``)
-    so that nothing leaks into later tests once the context closes.
+    so that nothing leaks into later tests once the context closes. ``seed_mlflow`` starts the embedded
+    tracking store from the blank one (:func:`seed_mlflow_store`); turn it off to check that a command left
+    the embedded store alone.
     """
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAGOPS_HOME", str(home))
@@ -41,6 +71,8 @@ def isolated_home(home: Path, *, mirror: Path | None = None) -> Iterator[Setting
         settings = Settings()
         assert settings.home == home.resolve()
         prepare_environment(settings)
+        if seed_mlflow:
+            seed_mlflow_store(settings)
         yield settings
 
 

@@ -21,6 +21,7 @@ import pytest
 from tagops.config import DataConfig, LinearParams, RulesParams, ServeConfig, TrainConfig
 from tagops.serving.server import free_port
 from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
+from tests.integration.helpers import seed_mlflow_store
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,7 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
         settings = Settings()
         prepare_environment(settings)
+        seed_mlflow_store(settings)
         from tagops.predlog.engine import default_database_url
         from tagops.predlog.log import PredictionLog
         from tagops.registry.client import CHAMPION, Registry

@@ -80,7 +80,7 @@ def test_training_and_promotion_use_the_team_server(
     home = tmp_path / "home"
     config = tmp_path / "train.yaml"
     config.write_text(f"data:\n  source_dir: {fixture_dir}\nmodel:\n  family: linear\n", encoding="utf-8")
-    with isolated_home(home):
+    with isolated_home(home, seed_mlflow=False):
         env = {"MLFLOW_TRACKING_URI": mlflow_server}
         trained = run_cli("train", "--config", config, env=env)
         assert trained.returncode == 0, trained.explain()

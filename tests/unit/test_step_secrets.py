@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +40,22 @@ def test_configs_without_secrets_pass_unchanged() -> None:
     with secrets_for_steps(plain):
         assert json.loads(os.environ[SECRETS_ENV]) == {}
         assert from_parameter(MonitorConfig, to_parameter(plain)) == plain
+
+
+def test_a_process_without_a_main_file_gets_the_current_folder_as_zenml_source_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook, ``python -c`` or a test worker: ZenML would refuse to run a pipeline there."""
+    import types
+
+    from zenml.utils import source_utils
+
+    from tagops.pipelines.adapter import ensure_source_root
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(source_utils, "_CUSTOM_SOURCE_ROOT", None)
+    with pytest.raises(RuntimeError, match="main module does not have an associated file"):
+        source_utils.get_source_root()
+    ensure_source_root()
+    assert source_utils.get_source_root() == str(tmp_path)

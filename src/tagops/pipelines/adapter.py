@@ -7,8 +7,10 @@ the stage's name, so the pipeline run shows exactly the stages of the in-process
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -24,6 +26,23 @@ def run_settings() -> Settings:
     local one), so it cannot be handed the CLI's object; the environment carries the same values.
     """
     return Settings()
+
+
+def ensure_source_root() -> None:
+    """Give ZenML a source root in a process where it finds none (before a pipeline runs).
+
+    ZenML resolves step sources against the ``zenml init`` repository, else the folder of the main
+    module's file. A process whose main module has no file (a notebook, ``python -c``, a test worker)
+    has neither and ZenML refuses to run; tagops' steps import from the installed package, so the current
+    folder serves. Where either exists, ZenML's own choice stands.
+    """
+    if getattr(sys.modules.get("__main__"), "__file__", None):
+        return
+    from zenml.client import Client
+    from zenml.utils import source_utils
+
+    if Client.find_repository() is None:
+        source_utils.set_custom_source_root(str(Path.cwd()))
 
 
 #: Config fields that can hold a secret (a webhook token, a database password). ZenML stores step

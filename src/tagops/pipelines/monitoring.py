@@ -13,7 +13,14 @@ from typing import Annotated, Any
 from zenml import pipeline, step
 
 from tagops.config import MonitorConfig
-from tagops.pipelines.adapter import from_parameter, run_settings, secrets_for_steps, to_parameter, wire
+from tagops.pipelines.adapter import (
+    ensure_source_root,
+    from_parameter,
+    run_settings,
+    secrets_for_steps,
+    to_parameter,
+    wire,
+)
 from tagops.workloads.monitor import monitor_plan
 
 
@@ -84,6 +91,7 @@ def run_monitoring_pipeline(
     cfg: MonitorConfig, *, since: datetime, until: datetime, output_dir: Path
 ) -> dict[str, Any]:
     """Run the pipeline for ``[since, until)`` and return the window's JSON summary."""
+    ensure_source_root()
     with secrets_for_steps(cfg):
         run = monitoring_pipeline(
             config=to_parameter(cfg),

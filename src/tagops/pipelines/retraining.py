@@ -14,7 +14,14 @@ from zenml import pipeline, step
 
 from tagops.config import RetrainConfig
 from tagops.data.stages import DataSnapshot
-from tagops.pipelines.adapter import from_parameter, run_settings, secrets_for_steps, to_parameter, wire
+from tagops.pipelines.adapter import (
+    ensure_source_root,
+    from_parameter,
+    run_settings,
+    secrets_for_steps,
+    to_parameter,
+    wire,
+)
 from tagops.workloads.retrain import retrain_plan, retrain_result
 from tagops.workloads.retrain_policy import RetrainDecision
 
@@ -127,6 +134,7 @@ def run_retraining_pipeline(cfg: RetrainConfig, *, trigger: str, promote: bool =
     """Run the pipeline and return what it did (the JSON of the in-process path, with the run's name)."""
     import time
 
+    ensure_source_root()
     started = time.perf_counter()
     with secrets_for_steps(cfg):
         run = retraining_pipeline(config=to_parameter(cfg), trigger=trigger, promote=promote)

@@ -27,7 +27,7 @@ from tagops.config import (
     PipelineConfig,
     TrainConfig,
 )
-from tagops.pipelines.adapter import run_settings, wire
+from tagops.pipelines.adapter import ensure_source_root, run_settings, wire
 from tagops.workloads.train import training_plan
 
 if TYPE_CHECKING:
@@ -236,6 +236,7 @@ def training_pipeline(config: dict[str, Any]) -> None:
 
 def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> dict[str, Any]:
     """Run the pipeline and return what it decided: versions, holdout F1 per family, the champion."""
+    ensure_source_root()
     run = training_pipeline.with_options(enable_cache=enable_cache)(config=cfg.model_dump(mode="json"))
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
