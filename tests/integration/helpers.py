@@ -1,18 +1,22 @@
-"""Helpers for integration tests: an isolated TAGOPS_HOME shared by a module, and the CLI in a subprocess."""
+"""Helpers for integration tests: an isolated TAGOPS_HOME shared by a module, and the command line."""
 
 from __future__ import annotations
 
 import atexit
 import csv
 import functools
+import io
+import logging
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
+import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,13 +103,28 @@ class CliResult:
 
 
 def run_cli(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+    *args: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
+    fresh_process: bool = False,
 ) -> CliResult:
-    """Run ``tagops ARGS`` in a fresh interpreter, as a user would, in the current (isolated) environment."""
+    """Run ``tagops ARGS`` in the current (isolated) environment and return what it printed and its exit code.
+
+    By default the command runs in this process, through the same entry point as the console script
+    (:func:`tagops.cli.main`), with the process state it changes put back afterwards
+    (:func:`_cli_process_state`): a fresh interpreter would spend most of a short command importing MLflow,
+    ZenML and torch again. ``fresh_process`` runs it in a new interpreter instead, as a user's terminal
+    does, for tests whose subject is the process (concurrent commands, signals, what a new interpreter
+    prints); ``timeout`` applies there only.
+    """
     argv = tuple(str(a) for a in args)
+    environment = {"COLUMNS": "200", **(env or {})}
+    if not fresh_process:
+        return _run_in_process(argv, environment, cwd)
     proc = subprocess.run(
         [sys.executable, "-m", "tagops.cli", *argv],
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, **environment},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -113,6 +132,92 @@ def run_cli(
         check=False,
     )
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+#: One in-process command at a time: the standard streams, the environment and the working folder are the
+#: process's own.
+_IN_PROCESS = threading.Lock()
+
+
+def _run_in_process(argv: tuple[str, ...], env: dict[str, str], cwd: Path | None) -> CliResult:
+    from tagops.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _IN_PROCESS, _cli_process_state(argv, env, cwd), redirect_stdout(out), redirect_stderr(err):
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = _exit_status(exit_.code, err)
+        except BaseException:  # what the interpreter does with an exception nobody caught
+            traceback.print_exc(file=err)
+            code = 1
+    return CliResult(argv, code, out.getvalue(), err.getvalue())
+
+
+def _exit_status(code: object, err: io.StringIO) -> int:
+    """The status ``sys.exit(code)`` gives a process (a message is printed and counts as 1)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=err)
+    return 1
+
+
+@contextmanager
+def _cli_process_state(argv: tuple[str, ...], env: dict[str, str], cwd: Path | None) -> Iterator[None]:
+    """Give a command the process a console script would, and undo afterwards what the command changed.
+
+    The command line, the working folder, the environment (``prepare_environment`` sets library variables),
+    the root logger's handlers and level (``tagops.cli.logs`` adds a console and a file handler), an MLflow
+    run left open, and ZenML's process-wide configuration and client (read from ``ZENML_CONFIG_PATH`` once).
+    """
+    environ, old_argv, old_cwd = dict(os.environ), sys.argv, Path.cwd()
+    loggers = [logging.getLogger(), logging.getLogger("tagops")]
+    handlers = list(loggers[0].handlers)
+    levels = [logger.level for logger in loggers]
+    os.environ.update(env)
+    sys.argv = ["tagops", *argv]
+    if cwd is not None:
+        os.chdir(cwd)
+    _reset_zenml()
+    try:
+        yield
+    finally:
+        _end_mlflow_run()
+        _reset_zenml()
+        for handler in list(loggers[0].handlers):
+            if handler not in handlers:
+                loggers[0].removeHandler(handler)
+                handler.close()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        os.chdir(old_cwd)
+        sys.argv = old_argv
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _reset_zenml() -> None:
+    """Make ZenML read its configuration again from the current ``ZENML_CONFIG_PATH`` (if it is imported)."""
+    if "zenml.client" not in sys.modules:
+        return
+    from zenml.client import Client
+    from zenml.config.global_config import GlobalConfiguration
+
+    GlobalConfiguration._reset_instance()
+    Client._reset_instance()
+
+
+def _end_mlflow_run() -> None:
+    """End an MLflow run a command left active, as MLflow does when a process exits."""
+    if "mlflow" not in sys.modules:
+        return
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
 
 
 def registry_counts(settings: Settings) -> dict[str, int]:

@@ -2,8 +2,8 @@
 
 Each case corrupts a temporary copy of the synthetic fixtures and points `tagops train --config` at it with
 ``data: {source_dir: ...}``, so no real data is needed (except to make the checksum case more realistic).
-`tagops data validate` must report the same problem. The `tagops` calls are independent, so they run a few
-at a time against one shared, pre-created MLflow store; afterwards the store must hold no model and no run.
+`tagops data validate` must report the same problem. The `tagops` calls share one pre-created MLflow store;
+afterwards the store must hold no model and no run.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-WORKERS = 3
 
 
 # ------------------------------------------------------------------------------------ corruptions
@@ -163,9 +161,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iter
 
         Registry(settings)  # create the MLflow store once, before the concurrent `tagops` calls read it
         assert registry_counts(settings) == {"registered_models": 0, "model_versions": 0, "runs": 0}
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            futures = {name: pool.submit(_run_case, *args) for name, args in prepared.items()}
-            outcomes = {name: future.result() for name, future in futures.items()}
+        outcomes = {name: _run_case(*args) for name, args in prepared.items()}
         yield Results(settings, outcomes, registry_counts(settings))
 
 
@@ -233,7 +229,8 @@ def test_checksum_mismatch_on_pull_stores_and_registers_nothing(
         "nothing was stored"
     )
     with isolated_home(tmp_path / "home") as settings, ThreadPoolExecutor(max_workers=2) as pool:
-        pulled = pool.submit(run_cli, "data", "pull", "--mirror", tampered_mirror)
+        # Two interpreters at once, as two terminals would run them.
+        pulled = pool.submit(run_cli, "data", "pull", "--mirror", tampered_mirror, fresh_process=True)
         # `tagops train` pulls through TAGOPS_DATA_MIRROR; run in its own home so the two cannot interfere.
         train_home = tmp_path / "train-home"
         trained = pool.submit(
@@ -246,6 +243,7 @@ def test_checksum_mismatch_on_pull_stores_and_registers_nothing(
                 "ZENML_CONFIG_PATH": str(train_home / "zenml"),
                 "TAGOPS_DATA_MIRROR": str(tampered_mirror),
             },
+            fresh_process=True,
         )
         for result in (pulled.result(), trained.result()):
             assert result.returncode == 1, result.explain()

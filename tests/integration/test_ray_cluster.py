@@ -142,6 +142,7 @@ def test_ddp_training_spans_a_two_node_loopback_cluster(tmp_path: Path) -> None:
             "--no-register",
             env={"RAY_ADDRESS": address, **NODE_ENV},
             timeout=900,
+            fresh_process=True,
         )
         assert result.returncode == 0, result.explain()
         model_dir = Path(json.loads(result.stdout)["model_dir"])

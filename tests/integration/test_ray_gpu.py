@@ -37,7 +37,14 @@ def test_gpus_per_worker_trains_on_the_gpu(tmp_path: Path) -> None:
     config_path.write_text(yaml.safe_dump(tiny_config(encoder, epochs=2).model_dump(mode="json")))
     with short_home() as home, isolated_home(home):
         result = run_cli(
-            "train", "--config", config_path, "--gpus-per-worker", "1", "--no-register", timeout=900
+            "train",
+            "--config",
+            config_path,
+            "--gpus-per-worker",
+            "1",
+            "--no-register",
+            timeout=900,
+            fresh_process=True,
         )
         assert result.returncode == 0, result.explain()
         model_dir = Path(json.loads(result.stdout)["model_dir"])

@@ -55,7 +55,9 @@ def test_killed_after_epoch_two_resumes_and_matches_an_uninterrupted_run(tmp_pat
     config_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     with short_home() as home, isolated_home(home) as settings:
         results = settings.home / "ray_results"
-        reference = run_cli("train", "--config", config_path, "--no-register", timeout=900)
+        reference = run_cli(
+            "train", "--config", config_path, "--no-register", timeout=900, fresh_process=True
+        )
         assert reference.returncode == 0, reference.explain()
         reference_f1 = json.loads(reference.stdout)["holdout_f1"]
         before = {p.name for p in results.iterdir()}
@@ -79,7 +81,7 @@ def test_killed_after_epoch_two_resumes_and_matches_an_uninterrupted_run(tmp_pat
         assert record["status"] == "running"
         time.sleep(2)  # let Ray's processes notice their driver is gone
 
-        resumed = run_cli("train", "--resume", run_name, "--no-register", timeout=900)
+        resumed = run_cli("train", "--resume", run_name, "--no-register", timeout=900, fresh_process=True)
         assert resumed.returncode == 0, resumed.explain()
         output = json.loads(resumed.stdout)
         from tagops.models import read_model_info

@@ -1,7 +1,7 @@
 """The registry workflow a user drives from the command line, on the real data mirror.
 
 train rules → promote → train linear → promote → predict / evaluate / load from MLflow → rollback.
-One isolated TAGOPS_HOME for the module; every `tagops` call is a fresh subprocess, as in a terminal.
+One isolated TAGOPS_HOME for the module; every `tagops` call goes through the console entry point.
 The tests run in file order: the rollback tests come last because they move the champion.
 """
 

@@ -17,14 +17,20 @@ def print_json(data: Any) -> None:
 
 @contextlib.contextmanager
 def stdout_to_stderr() -> Any:
-    """Point fd 1 at stderr while ZenML runs: it echoes step logs to stdout, which carries our JSON."""
+    """Send to stderr what libraries print on stdout while they run: stdout carries our JSON alone.
+
+    Both levels are moved: file descriptor 1 (ZenML echoes step logs, Ray's C++ core writes there) and
+    ``sys.stdout`` (Ray Tune prints its tables through Python), which need not be descriptor 1 where the
+    command is called from Python (a notebook, a test).
+    """
     import os
 
     sys.stdout.flush()
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        yield
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
