@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,50 +50,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path, P
         yield settings, model_dir, input_path
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def assert_same_predictions(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
-    assert len(ours) == len(theirs)
-    for a, b in zip(ours, theirs, strict=True):
-        assert a.keys() == b.keys()
-        assert {k: v for k, v in a.items() if k not in ("confidence", "probabilities")} == {
-            k: v for k, v in b.items() if k not in ("confidence", "probabilities")
-        }
-        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-6)
-        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=2e-6)
-
-
-def test_ray_data_actor_pool_matches_the_in_process_path(env: tuple[Any, Path, Path], tmp_path: Path) -> None:
-    from tagops.inference.predictor import Predictor, predict_file
-    from tagops.workloads import batch
-
-    settings, model_dir, input_path = env
-    predictor = Predictor.from_directory(model_dir, threshold=0.4)
-    count = predict_file(predictor, input_path, tmp_path / "local.jsonl")
-    ray_count = batch.predict_file(
-        predictor, input_path, tmp_path / "ray.jsonl", settings, batch_size=32, actors=2
-    )
-    assert count == ray_count == 400
-    local, ray_rows = read_jsonl(tmp_path / "local.jsonl"), read_jsonl(tmp_path / "ray.jsonl")
-    assert [int(r["id"]) for r in ray_rows] == list(range(1, 401))  # input order kept
-    assert any(r["abstained"] for r in local)  # the threshold travels to the actors
-    assert_same_predictions(ray_rows, local)
-
-
-def test_cli_engine_ray_writes_the_same_csv(env: tuple[Any, Path, Path], tmp_path: Path) -> None:
+def test_ray_data_actor_pool_writes_what_the_in_process_path_writes(
+    env: tuple[Any, Path, Path], tmp_path: Path
+) -> None:
+    """`tagops predict --engine ray`: the input order is kept and the threshold reaches the actors."""
     from tagops.inference.predictor import Predictor, predict_file
 
     _, model_dir, input_path = env
     result = run_cli(
         "predict", "--model", model_dir, "--input", input_path, "--output", tmp_path / "ray.csv",
-        "--engine", "ray", timeout=600,
+        "--engine", "ray", "--threshold", "0.4", timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.explain()
     assert "400 predictions" in result.stdout
-    predict_file(Predictor.from_directory(model_dir), input_path, tmp_path / "local.csv")
+    predict_file(Predictor.from_directory(model_dir, threshold=0.4), input_path, tmp_path / "local.csv")
     ours, theirs = pd.read_csv(tmp_path / "ray.csv"), pd.read_csv(tmp_path / "local.csv")
+    assert ours["id"].tolist() == list(range(1, 401))
+    assert theirs["abstained"].any()  # so the threshold is tested
     assert list(ours.columns) == list(theirs.columns)
     pd.testing.assert_frame_equal(ours, theirs, check_exact=False, atol=2e-6)
 

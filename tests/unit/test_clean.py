@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-import time
+import timeit
 import unicodedata
 
 import pytest
@@ -204,14 +204,15 @@ def test_linear_url_removal_removes_what_the_plain_pattern_removes(parts: list[s
 
 @pytest.mark.parametrize("unit", ["a", "ab1", "a://", "www.", "http://x ", "a.b-c+d", "é"], ids=repr)
 def test_cleaning_time_grows_linearly_with_the_text(unit: str) -> None:
-    """Twenty times the text may not take much more than twenty times as long (quadratic: 400x)."""
+    """Twenty times the text may not take much more than twenty times as long (quadratic: 400x).
+
+    Each size counts its fastest of five runs: a test process that loses the CPU for a moment on a busy
+    machine makes single runs slower, never faster.
+    """
 
     def seconds(repeat: int) -> float:
         text = unit * repeat
-        started = time.perf_counter()
-        for _ in range(3):
-            clean_text(text)
-        return (time.perf_counter() - started) / 3
+        return min(timeit.repeat(lambda: clean_text(text), number=1, repeat=5))
 
     small, large = seconds(1_000), seconds(20_000)
     assert large < 0.5 and large < 60 * max(small, 1e-5), (small, large)
@@ -242,7 +243,6 @@ def test_models_read_the_start_of_a_long_text_only() -> None:
     (cleaned,) = clean_texts([long])
     assert len(cleaned) <= MODEL_TEXT_CHARS and cleaned.startswith("vision vision")
     expanding = "\ufdfa" * 10_000  # NFKC: eighteen characters each
-    started = time.perf_counter()
     (cleaned,) = clean_texts([expanding])
-    assert time.perf_counter() - started < 0.05
     assert 0 < len(cleaned) <= MODEL_TEXT_CHARS
+    assert min(timeit.repeat(lambda: clean_texts([expanding]), number=1, repeat=3)) < 0.05
