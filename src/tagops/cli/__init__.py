@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from tagops.cli import data, logs, loop, models, pipeline, predict, serve
+from tagops.cli.output import command_group
 from tagops.errors import DataError, TagopsError
 
-app = typer.Typer(
-    help="tagops: tag ML projects with their topic, end to end.",
-    no_args_is_help=True,
+app = command_group(
+    "tagops: tag ML projects with their topic, end to end.",
     add_completion=False,
     pretty_exceptions_enable=False,
 )

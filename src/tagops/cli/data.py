@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
+from tagops.cli.output import command_group
 
-data_app = typer.Typer(help="Get, validate and explore the data.", no_args_is_help=True)
+data_app = command_group("Get, validate and explore the data.")
 
 
 @data_app.command("pull")

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import print_json, stdout_to_stderr
+from tagops.cli.output import command_group, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 
-shadow_app = typer.Typer(help="Compare the champion with the model it runs in shadow.", no_args_is_help=True)
+shadow_app = command_group("Compare the champion with the model it runs in shadow.")
 #: `tagops monitor --fail-on-alarm` exits with this when the window alarms (1 and 2 are errors and usage).
 ALARM_EXIT_CODE = 3
 

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import print_json, stdout_to_stderr
+from tagops.cli.output import command_group, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 from tagops.model_ref import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
     from tagops.metrics import RobustnessReport
 
-models_app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+models_app = command_group("Inspect the model registry.")
 
 
 def train(

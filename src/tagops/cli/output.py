@@ -1,4 +1,4 @@
-"""What the commands print: JSON results on stdout, and stdout held aside while libraries print."""
+"""What the commands print: plain help, JSON results on stdout, stdout held aside while libraries print."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import sys
 from typing import Any
 
 import typer
+
+
+def command_group(help_text: str, **options: Any) -> typer.Typer:
+    """A group of commands whose help and usage errors are plain text (Rich still draws the tables).
+
+    Typer draws help with Rich when it is installed; importing Rich's help renderers (Markdown, panels,
+    tracebacks) would be most of the time `tagops --help` takes.
+    """
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, **options)
 
 
 def print_json(data: Any) -> None:

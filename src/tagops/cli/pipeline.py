@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
+from tagops.cli.output import command_group
 
-pipeline_app = typer.Typer(help="Run ZenML pipelines.", no_args_is_help=True)
+pipeline_app = command_group("Run ZenML pipelines.")
 
 
 @pipeline_app.command("train")

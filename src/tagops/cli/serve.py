@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import print_json
+from tagops.cli.output import command_group, print_json
 from tagops.errors import TagopsError
 
-keys_app = typer.Typer(help="Manage the API keys of the prediction API.", no_args_is_help=True)
+keys_app = command_group("Manage the API keys of the prediction API.")
 
 
 def serve(
