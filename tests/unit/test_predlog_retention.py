@@ -99,8 +99,10 @@ def test_no_limit_deletes_nothing_and_bad_limits_are_refused() -> None:
         RetentionPolicy(max_rows=-1)
 
 
-def test_the_prediction_writer_prunes_when_it_starts_and_counts_what_it_deleted() -> None:
-    log = stored(PredictionLog("sqlite://"), aged(4, days=1000))  # years before today
+def test_the_prediction_writer_prunes_when_it_starts_and_counts_what_it_deleted(tmp_path: Path) -> None:
+    # A database file: an in-memory one is a single connection, which this test's reads, made while the
+    # writer's thread prunes, would share (and roll back) with it.
+    log = stored(PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}"), aged(4, days=1000))
     counted: list[tuple[str, int]] = []
     options = WriterOptions(retention=RetentionPolicy(max_age_days=30), flush_interval_s=0.01)
     writer = LogWriter(log.engine, options=options, on_rows=lambda outcome, n: counted.append((outcome, n)))
