@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tagops.predlog.log import PredictionLog
-from tagops.predlog.retention import BATCH_ROWS, RetentionPolicy, prune
+from tagops.predlog.retention import BATCH_ROWS, RetentionPolicy, measure, prune
 from tagops.predlog.schema import predictions, shadow_predictions
 from tagops.predlog.writer import LogWriter, WriterOptions
 from tests.unit.test_predlog_writer import rows
@@ -118,6 +118,20 @@ def test_the_prediction_writer_prunes_when_it_starts_and_counts_what_it_deleted(
     writer.stop()
     assert len(ids(log)) == 2 and shadow_count(log) == 0
     assert ("pruned", 4) in counted and writer.pruned_rows == 4
+    # measured after the start's pass, before the two new rows
+    assert writer.size is not None and (writer.size.predictions, writer.size.shadow_predictions) == (0, 0)
+    assert writer.size.bytes is not None and writer.size.bytes > 0
+
+
+def test_measure_counts_both_tables_and_reads_the_database_size(tmp_path: Path) -> None:
+    log = stored(PredictionLog(f"sqlite:///{tmp_path / 'predictions.db'}"), aged(30, days=1))
+    before = measure(log.engine)
+    assert (before.predictions, before.shadow_predictions) == (30, 30)
+    assert before.bytes is not None and before.bytes >= 4096
+    log.prune(RetentionPolicy(max_rows=10))
+    after = measure(log.engine)
+    assert (after.predictions, after.shadow_predictions) == (10, 10)
+    log.dispose()
 
 
 def test_a_serving_config_gives_its_writer_the_retention_policy(tmp_path: Path) -> None:
@@ -151,6 +165,7 @@ def test_log_prune_deletes_with_the_given_limits_and_prints_json(
     printed = json.loads(result.stdout)
     assert printed["deleted_predictions"] == 4 and printed["deleted_shadow_predictions"] == 4
     assert printed["max_rows"] == 2 and printed["max_age_days"] == 90
+    assert printed["predictions"] == printed["shadow_predictions"] == 2 and printed["bytes"] > 0
     with PredictionLog(url) as reopened:
         assert reopened.reader.count_predictions() == 2
     refused = CliRunner().invoke(app, ["log-prune", "--older-than-days", "0"])

@@ -563,3 +563,21 @@ def test_beyond_max_ongoing_requests_the_answer_is_503_with_retry_after(tagops_h
     assert "max_ongoing_requests" in refused.json()["detail"] and refused.json()["request_id"]
     assert probes == [200, 200, 200]
     assert after.status_code == 200  # the count went back down
+
+
+def test_metrics_report_the_size_of_the_prediction_log(tagops_home: Path) -> None:
+    store = make_store(tagops_home, flush_interval_s=0.05, retention_interval_s=0.05)
+    app = serve_app(FakePredictor(1), settings_for(tagops_home), serve_config(), store=store)
+    with TestClient(app) as client:
+        assert client.post("/v1/predict", json={"items": [ITEM, ITEM]}).status_code == 200
+        store.writer.flush(10)
+        deadline = time.monotonic() + 10
+        while (
+            store.writer.size is None or store.writer.size.predictions < 2
+        ) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = client.get("/metrics").text
+    assert 'tagops_prediction_log_size_rows{table="predictions"} 2.0' in text
+    assert 'tagops_prediction_log_size_rows{table="shadow_predictions"} 0.0' in text
+    (size,) = [line for line in text.splitlines() if line.startswith("tagops_prediction_log_size_bytes ")]
+    assert float(size.split()[1]) > 0

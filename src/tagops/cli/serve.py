@@ -161,7 +161,7 @@ def log_prune(
         int | None, typer.Option(min=0, help="Keep only the newest this many (default: the config's).")
     ] = None,
 ) -> None:
-    """Delete old predictions from the prediction log now; prints what was deleted as JSON.
+    """Delete old predictions from the prediction log now; prints what was deleted and what is left as JSON.
 
     A running server does this once an hour with its config's limits. Predictions that received feedback
     are kept whatever their age (retraining needs their text); shadow answers go with their prediction.
@@ -171,7 +171,7 @@ def log_prune(
     from tagops.config import ServeConfig, load_config
     from tagops.predlog.engine import safe_url
     from tagops.predlog.log import PredictionLog
-    from tagops.predlog.retention import RetentionPolicy
+    from tagops.predlog.retention import RetentionPolicy, measure
 
     cfg = load_config(ServeConfig, config)
     try:
@@ -185,6 +185,7 @@ def log_prune(
     try:
         log.create_tables()
         result = log.prune(policy)
+        size = measure(log.engine)
     except SQLAlchemyError as error:
         reason = error.args[0] if error.args else error
         raise TagopsError(f"{safe_url(log.url)}: {type(error).__name__}: {reason}") from None
@@ -197,5 +198,8 @@ def log_prune(
             "max_rows": policy.max_rows,
             "deleted_predictions": result.predictions,
             "deleted_shadow_predictions": result.shadow_predictions,
+            "predictions": size.predictions,
+            "shadow_predictions": size.shadow_predictions,
+            "bytes": size.bytes,
         }
     )

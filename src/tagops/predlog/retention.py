@@ -4,7 +4,8 @@ Every prediction is logged with its full text, so without a limit the log grows 
 A prediction that received feedback is training data (retraining joins the label to the prediction's
 text), so it is never deleted by retention, whatever its age; its shadow answers go with it only when
 it goes. Deletes run in bounded batches (short transactions, bounded ``IN`` lists) and are idempotent:
-two replicas pruning the same database at once delete each row once.
+two replicas pruning the same database at once delete each row once. :func:`measure` reports how much
+the log holds, so that an operator sees the stock the limits keep, not only the flow through them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, delete, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy.engine import Connection, Engine
 
 from tagops.predlog.schema import feedback, predictions, shadow_predictions
 
@@ -95,3 +96,40 @@ def _delete_while(engine: Engine, query: Select[tuple[str]]) -> PruneResult:
             ).rowcount
             gone = connection.execute(delete(predictions).where(predictions.c.id.in_(ids))).rowcount
         total += PruneResult(int(gone), int(shadow))
+
+
+@dataclass(frozen=True)
+class LogSize:
+    """How much the prediction log holds.
+
+    ``bytes`` is what the database reports: for SQLite the whole database file (its other tables, keys
+    and feedback, are small beside the predictions), for PostgreSQL the two tables with their indexes and
+    TOAST; ``None`` for other databases.
+    """
+
+    predictions: int
+    shadow_predictions: int
+    bytes: int | None
+
+
+def measure(engine: Engine) -> LogSize:
+    """Count the log's rows and ask the database for its size (a full count: hourly, not per request)."""
+    with engine.connect() as connection:
+        rows = [
+            int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+            for table in (predictions, shadow_predictions)
+        ]
+        return LogSize(rows[0], rows[1], _database_bytes(connection))
+
+
+def _database_bytes(connection: Connection) -> int | None:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        pages = connection.exec_driver_sql("PRAGMA page_count").scalar_one()
+        page_size = connection.exec_driver_sql("PRAGMA page_size").scalar_one()
+        return int(pages) * int(page_size)
+    if dialect == "postgresql":
+        query = text("SELECT pg_total_relation_size(:a) + pg_total_relation_size(:b)")
+        names = {"a": predictions.name, "b": shadow_predictions.name}
+        return int(connection.execute(query, names).scalar_one())
+    return None

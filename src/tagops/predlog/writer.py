@@ -33,7 +33,7 @@ from sqlalchemy.exc import (
 )
 
 from tagops.predlog.journal import Journal
-from tagops.predlog.retention import RetentionPolicy, prune
+from tagops.predlog.retention import LogSize, RetentionPolicy, measure, prune
 from tagops.predlog.schema import UTCDateTime, create_tables, predictions
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class WriterOptions:
     #: What the prediction table's writer deletes from the log (``None``: nothing); shadow writers never
     #: prune, the predictions' pass takes their shadow rows with them.
     retention: RetentionPolicy | None = None
-    #: How often the retention pass runs (the first one when the writer starts).
+    #: How often the retention pass runs and the log's size is measured (the first time when the
+    #: prediction table's writer starts).
     retention_interval_s: float = 3600.0
 
 
@@ -122,6 +123,8 @@ class LogWriter:
         self.recovered_rows = 0
         self.unjournaled_rows = 0
         self.pruned_rows = 0
+        #: The log's size at the last retention pass (the prediction table's writer only; ``None`` before).
+        self.size: LogSize | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         #: Set by flush() and stop(): the writer ends its collection window at once. Rows never set it.
         self._hurry = threading.Event()
@@ -252,8 +255,10 @@ class LogWriter:
         next_prune = time.monotonic()
         stopping = False
         while not stopping:
-            if self._prunes and time.monotonic() >= next_prune:
-                self._prune_logged()
+            if self.table is predictions and time.monotonic() >= next_prune:
+                if self._prunes:
+                    self._prune_logged()
+                self._measure_logged()
                 next_prune = time.monotonic() + self.options.retention_interval_s
             if self.journal is not None:
                 self.journal.refresh_size()  # the cap's view of the folder (at most once a second)
@@ -393,6 +398,12 @@ class LogWriter:
                 result.shadow_predictions,
             )
             self._count("pruned", result.predictions)
+
+    def _measure_logged(self) -> None:
+        try:
+            self.size = measure(self.engine)
+        except Exception as error:  # the writer thread must outlive any measuring problem
+            logger.warning("prediction log: could not measure its size: %s", error)
 
     def _recover_logged(self) -> None:
         try:

@@ -473,6 +473,11 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
     )
     async def prometheus_metrics() -> Response:
         metrics.log_queue_rows.set(service.store.writer.pending_rows)
+        if (size := service.store.writer.size) is not None:
+            metrics.log_size_rows.labels(table="predictions").set(size.predictions)
+            metrics.log_size_rows.labels(table="shadow_predictions").set(size.shadow_predictions)
+            if size.bytes is not None:
+                metrics.log_size_bytes.set(size.bytes)
         if service.store.writer.journal is not None:
             for kind, count in service.store.writer.journal.files().items():
                 metrics.log_journal_files.labels(kind=kind).set(count)

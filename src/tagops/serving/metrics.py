@@ -117,6 +117,19 @@ class ServingMetrics:
             "Rows waiting to be written to the prediction log.",
             registry=self.registry,
         )
+        self.log_size_rows = Gauge(
+            "tagops_prediction_log_size_rows",
+            "Rows the prediction log holds by table (predictions, shadow_predictions), counted at start "
+            "and at each retention pass (hourly).",
+            ["table"],
+            registry=self.registry,
+        )
+        self.log_size_bytes = Gauge(
+            "tagops_prediction_log_size_bytes",
+            "Size of the prediction log as its database reports it (SQLite: the database file; "
+            "PostgreSQL: the two tables with indexes), measured with the row counts.",
+            registry=self.registry,
+        )
         self.log_journal_files = Gauge(
             "tagops_prediction_log_journal_files",
             "Files in this machine's prediction-log journal (segment: rows not yet known written, of any "
