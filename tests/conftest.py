@@ -15,8 +15,10 @@ checks would make the suite flaky. Tests may still set their own ``max_examples`
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -97,6 +99,27 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return worker_scope(nodeid)
 
     return SharedFixtureScheduling(config, log)
+
+
+@contextmanager
+def restored_process_state() -> Iterator[None]:
+    """Undo what a CLI entry point does to the process: environment variables, root logging handlers (closed)
+    and the levels of the root and ``tagops`` loggers."""
+    environ = dict(os.environ)
+    loggers = [logging.getLogger(), logging.getLogger("tagops")]
+    handlers = list(loggers[0].handlers)
+    levels = [logger.level for logger in loggers]
+    try:
+        yield
+    finally:
+        for handler in list(loggers[0].handlers):
+            if handler not in handlers:
+                loggers[0].removeHandler(handler)
+                handler.close()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.fixture(scope="session")

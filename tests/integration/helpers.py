@@ -6,7 +6,6 @@ import atexit
 import csv
 import functools
 import io
-import logging
 import os
 import shutil
 import sqlite3
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
+from tests.conftest import restored_process_state
 
 COLUMNS = ("id", "created_on", "title", "description", "tag")
 _FOREIGN_SERVERS = ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS")
@@ -169,34 +169,25 @@ def _exit_status(code: object, err: io.StringIO) -> int:
 def _cli_process_state(argv: tuple[str, ...], env: dict[str, str], cwd: Path | None) -> Iterator[None]:
     """Give a command the process a console script would, and undo afterwards what the command changed.
 
-    The command line, the working folder, the environment (``prepare_environment`` sets library variables),
-    the root logger's handlers and level (``tagops.cli.logs`` adds a console and a file handler), an MLflow
-    run left open, and ZenML's process-wide configuration and client (read from ``ZENML_CONFIG_PATH`` once).
+    The command line, the working folder, the environment and logging (``restored_process_state``:
+    ``prepare_environment`` sets library variables, ``tagops.cli.logs`` adds a console and a file handler),
+    an MLflow run left open, and ZenML's process-wide configuration and client (read from
+    ``ZENML_CONFIG_PATH`` once).
     """
-    environ, old_argv, old_cwd = dict(os.environ), sys.argv, Path.cwd()
-    loggers = [logging.getLogger(), logging.getLogger("tagops")]
-    handlers = list(loggers[0].handlers)
-    levels = [logger.level for logger in loggers]
-    os.environ.update(env)
-    sys.argv = ["tagops", *argv]
-    if cwd is not None:
-        os.chdir(cwd)
-    _reset_zenml()
-    try:
-        yield
-    finally:
-        _end_mlflow_run()
+    old_argv, old_cwd = sys.argv, Path.cwd()
+    with restored_process_state():
+        os.environ.update(env)
+        sys.argv = ["tagops", *argv]
+        if cwd is not None:
+            os.chdir(cwd)
         _reset_zenml()
-        for handler in list(loggers[0].handlers):
-            if handler not in handlers:
-                loggers[0].removeHandler(handler)
-                handler.close()
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-        os.chdir(old_cwd)
-        sys.argv = old_argv
-        os.environ.clear()
-        os.environ.update(environ)
+        try:
+            yield
+        finally:
+            _end_mlflow_run()
+            _reset_zenml()
+            os.chdir(old_cwd)
+            sys.argv = old_argv
 
 
 def _reset_zenml() -> None:

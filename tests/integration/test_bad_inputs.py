@@ -159,7 +159,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iter
     with isolated_home(root / "home") as settings:
         from tagops.registry.client import Registry
 
-        Registry(settings)  # create the MLflow store once, before the concurrent `tagops` calls read it
+        Registry(settings)  # the MLflow store exists before the first `tagops` call
         assert registry_counts(settings) == {"registered_models": 0, "model_versions": 0, "runs": 0}
         outcomes = {name: _run_case(*args) for name, args in prepared.items()}
         yield Results(settings, outcomes, registry_counts(settings))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tagops import LABELS
+from tests.conftest import restored_process_state
 
 COLUMNS = ["id", "created_on", "title", "description", "tag"]
 
@@ -76,14 +75,6 @@ def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def restore_process_state() -> Iterator[None]:
-    """Undo what CLI entry points do to the process: environment variables and root logging handlers."""
-    environ = dict(os.environ)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    os.environ.clear()
-    os.environ.update(environ)
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
+    """Undo what CLI entry points do to the process (:func:`tests.conftest.restored_process_state`)."""
+    with restored_process_state():
+        yield

@@ -171,7 +171,7 @@ def log_prune(
     from tagops.config import ServeConfig, load_config
     from tagops.predlog.engine import safe_url
     from tagops.predlog.log import PredictionLog
-    from tagops.predlog.retention import RetentionPolicy, measure
+    from tagops.predlog.retention import RetentionPolicy
 
     cfg = load_config(ServeConfig, config)
     try:
@@ -185,7 +185,7 @@ def log_prune(
     try:
         log.create_tables()
         result = log.prune(policy)
-        size = measure(log.engine)
+        size = log.measure()
     except SQLAlchemyError as error:
         reason = error.args[0] if error.args else error
         raise TagopsError(f"{safe_url(log.url)}: {type(error).__name__}: {reason}") from None

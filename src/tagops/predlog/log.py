@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from tagops.predlog.engine import create_log_engine, database_url_for, journal_folder
 from tagops.predlog.reader import LogReader
-from tagops.predlog.retention import PruneResult, RetentionPolicy, prune
+from tagops.predlog.retention import LogSize, PruneResult, RetentionPolicy, measure, prune
 from tagops.predlog.schema import create_tables, feedback, shadow_predictions, utcnow
 from tagops.predlog.writer import LogWriter, WriterOptions
 
@@ -86,6 +86,10 @@ class PredictionLog:
     def prune(self, policy: RetentionPolicy) -> PruneResult:
         """Delete what ``policy`` no longer keeps (see :mod:`tagops.predlog.retention`)."""
         return prune(self.engine, policy)
+
+    def measure(self) -> LogSize:
+        """How much the log holds (see :func:`tagops.predlog.retention.measure`)."""
+        return measure(self.engine)
 
     def shadow_writer(self) -> LogWriter:
         """A writer of the shadow model's rows: same database, options and journal folder as :attr:`writer`.
