@@ -3,16 +3,18 @@
     python benchmarks/serve.py [--family linear|transformer] [--home /tmp/tagops-serve-bench]
                                [--requests 1000] [--levels 1 8 32]
                                [--output benchmarks/results/serve-FAMILY.json]
+    python benchmarks/serve.py --as-built [...]    # make run's champion as a user serves it, beside
+                                                   # `mlflow models serve` (benchmarks/serve_defaults.py)
 
-Trains and promotes a linear model into ``--home`` on first use (about 30 s). Each engine is started with
-`tagops serve` (the defaults of configs/serve.yaml: one replica, one CPU, dynamic batching) on a free
+Trains and promotes a model of ``--family`` into ``--home`` on first use. Each engine is started with
+`tagops serve` (its defaults, which choose batching and CPUs for the model's family) on a free
 loopback port; the load generator (aiohttp, same machine) sends one real holdout item per request from
 ``concurrency`` connections. "raw" calls ``predictor.predict`` for one item from ``concurrency`` threads
 in this process. At concurrency 1 the raw predictor and each engine are also measured in alternating
 blocks, so both see the same background load; for ``transformer``, so are the raw batched predictor and
 each engine at concurrency 32. The bars use the alternating figures. Prints tables and writes JSON.
 The bars: for ``linear``, Ray Serve's p50 at concurrency 1 is at most 5 ms above the raw predictor's;
-for ``transformer`` (served with both CPUs per replica, as configs/serve-transformer.yaml does), Ray
+for ``transformer`` (served with both CPUs per replica, as its defaults choose on 2 CPUs), Ray
 Serve's p50 at concurrency 1 is at most 1.3 x the raw single-item p50, and its requests/s at concurrency
 32 at least 0.8 x the raw batched predictor's items/s on batches of 32 items: the largest batch that 32
 clients with one single-item request each can make (batches of ``max_batch_size`` are reported too).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,16 +54,8 @@ TRANSFORMER_P50_RATIO_BAR = 1.3
 TRANSFORMER_THROUGHPUT_RATIO_BAR = 0.8
 #: The concurrency of the transformer's throughput bar.
 BAR_CONCURRENCY = 32
-#: How each family is served in this benchmark (the rest: ServeConfig's defaults, as configs/serve.yaml).
-FAMILY_CONFIG: dict[str, dict[str, Any]] = {
-    "linear": {},
-    "transformer": {
-        "predict_in_thread": False,
-        "num_cpus": 2.0,
-        "max_batch_size": 64,
-        "batch_hold_fraction": 0.25,
-    },
-}
+#: How each family is served in this benchmark beyond `tagops serve`'s defaults (which fit the model).
+FAMILY_CONFIG: dict[str, dict[str, Any]] = {"linear": {}, "transformer": {}}
 
 
 def run_raw_batched(predictor: Any, items: list[dict[str, str]], batch_size: int, seconds: float) -> float:
@@ -168,6 +163,11 @@ def measure_paired_throughput(
 
 
 def main() -> None:
+    if "--as-built" in sys.argv:  # what a user gets: make run's champion, default flags, beside MLflow
+        import serve_defaults
+
+        serve_defaults.main([arg for arg in sys.argv[1:] if arg != "--as-built"])
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -211,9 +211,10 @@ def main() -> None:
     bodies = request_bodies(items)
     workdir = Path(tempfile.mkdtemp(prefix="serve-bench-", dir=args.home))
     overrides = {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in args.set)}
-    config = ServeConfig(**{**FAMILY_CONFIG[args.family], **overrides}).model_dump(
-        mode="json", exclude={"database_url"}
-    )
+    chosen = ServeConfig(**{**FAMILY_CONFIG[args.family], **overrides})
+    config = chosen.model_dump(mode="json", exclude={"database_url"})
+    # The servers' config file holds only what was set, so `tagops serve` fits the rest to the model.
+    written = chosen.model_dump(mode="json", exclude={"database_url"}, exclude_unset=True)
     before = machine()
     rows: list[dict[str, Any]] = []
 
@@ -239,7 +240,7 @@ def main() -> None:
         with serve(
             args.home,
             engine,
-            config,
+            written,
             database=workdir / f"{engine}.db",
             log=workdir / f"{engine}.log",
             env=dict(pair.split("=", 1) for pair in args.env),

@@ -94,6 +94,11 @@ def test_serves_on_loopback_and_flushes_the_log_on_sigterm(
         assert model["family"] == "linear" and model["version"] is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
+    assert proc.stderr is not None
+    chosen = [line for line in proc.stderr.read().splitlines() if line.lstrip().startswith("model: ")]
+    # Chosen for the linear model (the config sets none of them); num_cpus is Ray Serve's only.
+    assert [line.split("=")[0].split()[-1] for line in chosen] == ["batch_hold_fraction", "predict_in_thread"]
+    assert "batch_hold_fraction=0.0 (linear model:" in chosen[0]
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tagops.config import EnsembleParams, LinearParams, RulesParams, TrainConfig, TransformerParams
+from tagops.inference.predictor import Predictor
 from tagops.models import create_model, load_model, read_model_info
 from tagops.models.ensemble import EnsembleModel
 
@@ -50,6 +51,9 @@ def test_probabilities_are_the_weighted_member_mean(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         load_model(tmp_path / "ensemble").predict_proba(texts), model.predict_proba(texts)
     )
+    # What serving chooses its settings by (tagops.serving.profile): the members' families too.
+    described = Predictor.from_directory(tmp_path / "ensemble").describe()
+    assert (described["family"], described["members"]) == ("ensemble", ["rules", "linear"])
 
 
 def test_transformer_member_round_trip(encoder_dir: Path, tmp_path: Path) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.output import command_group, print_json
 from tagops.errors import TagopsError
+
+if TYPE_CHECKING:
+    from tagops.serving.profile import Choice
 
 keys_app = command_group("Manage the API keys of the prediction API.")
 
@@ -53,9 +56,13 @@ def serve(
     def ready(url: str, uri: str) -> None:
         typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
 
+    def fitted(choices: list[Choice]) -> None:
+        for choice in choices:
+            typer.echo(f"{choice.source:>6}: {choice.line()}", err=True)
+
     settings = load_settings()
     runner = run_ray if cfg.engine == "ray" else run_uvicorn
-    runner(cfg, settings, on_ready=ready)
+    runner(cfg, settings, on_ready=ready, on_fitted=fitted)
 
 
 def _key_store(config: Path | None) -> Any:

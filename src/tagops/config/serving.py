@@ -54,9 +54,10 @@ class ServeConfig(FrozenModel):
     #: After a batch, hold new requests for at most this fraction of its duration until the clients it
     #: answered are back, so that clients sending one request after another stay in one batch rather than
     #: splitting into two half-size batches that take turns (:class:`tagops.serving.batching.BatchGate`);
-    #: 0 turns the gate off. It steadies a transformer's throughput at concurrency 32; off by default
-    #: because for a model whose batches are short next to handling their requests (``linear``), waiting
-    #: for clients only idles the replica (benchmarks/serve.py). configs/serve-transformer.yaml sets 0.25.
+    #: 0 turns the gate off. It steadies a transformer's throughput at concurrency 32; for a model whose
+    #: batches are short next to handling their requests (``linear``), waiting for clients only idles the
+    #: replica (benchmarks/serve.py). Left out of the config, ``tagops serve`` chooses it, ``num_cpus``
+    #: and ``predict_in_thread`` for the served model's family (:mod:`tagops.serving.profile`).
     batch_hold_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     #: Run ``predictor.predict`` in a worker thread; ``False`` runs it on the event loop, which serves
     #: millisecond models and a transformer on Ray Serve faster: in a thread, batches form while the

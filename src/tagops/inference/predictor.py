@@ -73,8 +73,14 @@ class Predictor:
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
             "temperature": None if self.calibration is None else self.calibration.temperature,
+            **self._members(),
             **self.metadata,
         }
+
+    def _members(self) -> dict[str, list[str]]:
+        """An ensemble's member families (``{"members": [...]}``); nothing for a single model."""
+        members = getattr(self.model, "members_", None)
+        return {"members": [member.family for member in members]} if members else {}
 
     def proba(self, texts: Sequence[str]) -> np.ndarray:
         """The probabilities the model answers with: its own, rescaled by its calibration when it has one."""

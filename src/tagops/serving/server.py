@@ -19,6 +19,7 @@ from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
+    from tagops.serving.profile import Choice
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -92,14 +93,34 @@ async def watch_log_writer(service: Any, server: Any, *, interval_s: float = 1.0
     return False
 
 
-def run_uvicorn(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
-    """Serve the app in this process with uvicorn until SIGINT/SIGTERM."""
+def run_uvicorn(
+    cfg: ServeConfig,
+    settings: Settings,
+    *,
+    on_ready: Callable[[str, str], None],
+    on_fitted: Callable[[list[Choice]], None] | None = None,
+) -> None:
+    """Serve the app in this process with uvicorn until SIGINT/SIGTERM.
+
+    The model is loaded first (a missing champion fails here, in one line); the config's unset tuned
+    fields are then chosen for it (:func:`tagops.serving.profile.fit_to_model`) and passed to
+    ``on_fitted``. Inference uses this process's CPUs, so ``num_cpus`` does not apply.
+    """
     import uvicorn
 
+    from tagops.runtime import available_cpus
     from tagops.serving.app import create_app
+    from tagops.serving.loader import RegistryModelLoader
+    from tagops.serving.profile import TUNED_FIELDS, fit_to_model
     from tagops.serving.wiring import build_replica
 
-    replica = build_replica(cfg, settings)  # loads the model: a missing champion fails here, in one line
+    loader = RegistryModelLoader(settings, threshold=cfg.threshold)
+    predictor = loader.load(cfg.model_uri)
+    fields = [name for name in TUNED_FIELDS if name != "num_cpus"]
+    cfg, choices = fit_to_model(cfg, predictor.describe(), cpus=available_cpus(), fields=fields)
+    if on_fitted is not None:
+        on_fitted(choices)
+    replica = build_replica(cfg, settings, loader=loader, predictor=predictor)
     app = create_app(replica.service, replica.infer)
     sock = bind_socket(cfg.host, cfg.port)
     port = sock.getsockname()[1]

@@ -17,6 +17,7 @@ from tagops.serving.server import ServeError, base_url, bind_socket
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
+    from tagops.serving.profile import Choice
     from tagops.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -57,18 +58,29 @@ def start_ray_serve(cfg: ServeConfig) -> Any:
         raise ServeError(f"Ray Serve could not start the tagops replicas: {error}") from error
 
 
-def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, str], None]) -> None:
-    """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed)."""
+def run_ray(
+    cfg: ServeConfig,
+    settings: Settings,
+    *,
+    on_ready: Callable[[str, str], None],
+    on_fitted: Callable[[list[Choice]], None] | None = None,
+) -> None:
+    """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed).
+
+    The model is loaded here first: a missing champion fails before Ray starts, the model is in the local
+    cache before replicas load it, and the config's unset tuned fields are chosen for it
+    (:func:`tagops.serving.profile.fit_to_model`, with the cluster's CPUs) and passed to ``on_fitted``.
+    """
     from tagops.runtime import ray_session
     from tagops.serving.loader import RegistryModelLoader
     from tagops.serving.model import concrete_uri
+    from tagops.serving.profile import fit_to_model
 
     if cfg.port == 0:
         raise ServeError("the Ray Serve engine needs an explicit --port (0 works only with --engine uvicorn)")
-    # Load once here: a missing champion fails before Ray starts, and the model is in the local cache
-    # before replicas load it.
     predictor = RegistryModelLoader(settings, threshold=cfg.threshold).load(cfg.model_uri)
     uri = concrete_uri(predictor, cfg.model_uri)
+    description = predictor.describe()
     del predictor
     probe = bind_socket(cfg.host, cfg.port)  # a taken port fails here, not deep inside Serve's proxy
     probe.close()
@@ -83,6 +95,10 @@ def run_ray(cfg: ServeConfig, settings: Settings, *, on_ready: Callable[[str, st
 
             if cfg.ingress == "haproxy" and not settings.ray_address:  # the embedded cluster's HAProxy
                 node_id = ray.get_runtime_context().get_node_id()
+            cpus = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
+            cfg, choices = fit_to_model(cfg, description, cpus=cpus)
+            if on_fitted is not None:
+                on_fitted(choices)
             try:
                 start_ray_serve(cfg)
                 on_ready(base_url(cfg.host, cfg.port), uri)
