@@ -69,6 +69,11 @@ def test_train_prints_a_registered_challenger(flow: Flow) -> None:
     assert flow.linear["version"] != flow.rules["version"]
     registry = flow.registry()
     assert registry.alias_version("challenger") == flow.linear["version"]
+    # Serving reads an alias from MLflow's SQLite store directly (no MLflow import): the same answer.
+    from tagops.registry.aliases import alias_version
+
+    assert alias_version(flow.settings.tracking_uri, "tagops", "challenger") == flow.linear["version"]
+    assert alias_version(flow.settings.tracking_uri, "tagops", "no-such-alias") is None
     assert [v["version"] for v in registry.list_versions()] == [flow.linear["version"], flow.rules["version"]]
 
 

@@ -94,6 +94,11 @@ def test_training_and_promotion_use_the_team_server(
         f"{mlflow_server}/api/2.0/mlflow/registered-models/alias?name=tagops&alias=champion", timeout=10
     ) as response:
         assert int(json.load(response)["model_version"]["version"]) == version
+    # ...which is what serving reads at start without importing MLflow.
+    from tagops.registry.aliases import alias_version
+
+    assert alias_version(mlflow_server, "tagops", "champion") == version
+    assert alias_version(mlflow_server, "tagops", "no-such-alias") is None
     # ...and nothing was tracked in the embedded store.
     assert not (home / "mlflow" / "mlflow.db").exists()
 

@@ -98,12 +98,23 @@ def test_registry_versions_load_from_the_local_cache_without_mlflow(
 
     monkeypatch.setattr("tagops.inference.loading.load_predictor", from_registry)
     monkeypatch.setattr(RegistryModelLoader, "_holdout_metrics", lambda self, run_id: {"overall.f1": 0.9})
+    resolved: list[str] = []
+
+    def resolve(self: RegistryModelLoader, uri: str) -> str:  # the one registry query an alias costs
+        resolved.append(uri)
+        return uri.replace("@champion", "/3")
+
+    monkeypatch.setattr(RegistryModelLoader, "resolve", resolve)
     loader = RegistryModelLoader(settings, threshold=0.4)
-    first = loader.load("models:/tagops@champion")
-    assert calls == ["models:/tagops@champion"]
+    assert loader.prefetch("models:/tagops@champion")[0] == "models:/tagops/3"
+    assert calls == ["models:/tagops/3"]  # not cached yet: loaded (downloaded) once
     assert (folder.parent / SERVING_METADATA).is_file()
+    assert loader.prefetch("models:/tagops@champion") == ("models:/tagops/3", {"family": "rules"})
+    first = loader.load("models:/tagops@champion")
+    assert calls == ["models:/tagops/3"]  # the alias resolved, then from the cache
+    assert resolved == ["models:/tagops@champion"] * 3
     again = loader.load("models:/tagops/3")
-    assert calls == ["models:/tagops@champion"]  # from the cache
+    assert calls == ["models:/tagops/3"]  # from the cache
     assert again.metadata["run_id"] == "r3" and again.metadata["holdout_metrics"] == {"overall.f1": 0.9}
     assert again.metadata["uri"] == "models:/tagops/3"
     assert again.predict(["image segmentation"], [""]) == first.predict(["image segmentation"], [""])

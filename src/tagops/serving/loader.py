@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tagops.model_ref import ModelRef
 
@@ -51,6 +51,12 @@ class RegistryModelLoader:
         ref = ModelRef.parse(uri)
         if not ref.in_registry:
             return uri
+        if ref.alias is not None and ref.name == self.settings.registered_model:
+            from tagops.registry.aliases import alias_version
+
+            version = alias_version(self.settings.tracking_uri, ref.name, ref.alias)  # without MLflow
+            if version is not None:
+                return str(ModelRef.registered(ref.name, version))
         from tagops.registry.client import Registry
 
         version, info = Registry(self.settings).resolve(ref)
@@ -65,6 +71,8 @@ class RegistryModelLoader:
         """
         from tagops.inference.loading import load_predictor
 
+        if ModelRef.parse(uri).alias is not None:  # one registry query, then most likely the cache
+            uri = self.resolve(uri)
         cached = self._from_cache(uri)
         if cached is not None:
             return cached
@@ -73,6 +81,32 @@ class RegistryModelLoader:
         predictor.metadata["holdout_metrics"] = self._holdout_metrics(predictor.metadata.get("run_id"))
         self._write_cache(predictor)
         return predictor
+
+    def prefetch(self, uri: str) -> tuple[str, dict[str, Any]]:
+        """Make sure the model ``uri`` names is in this host's cache, without loading it if it is.
+
+        Returns the URI naming exactly that model and what the model is made of (``family`` and, for an
+        ensemble, ``members``: the families :mod:`tagops.serving.profile` chooses settings by). A model
+        that is not cached yet is loaded once (downloaded, verified, cached); a model that cannot be
+        loaded fails here.
+        """
+        from tagops.models import read_model_info
+
+        concrete = self.resolve(uri) if ModelRef.parse(uri).alias is not None else uri
+        ref = ModelRef.parse(concrete)
+        if ref.folder is not None:
+            folder, ready = Path(ref.folder), True
+        else:
+            entry = self._cache_dir(str(ref.name), str(ref.version))
+            folder, ready = entry / "model", (entry / SERVING_METADATA).is_file()
+        if not (ready and (folder / "model.json").is_file()):
+            predictor = self.load(concrete)
+            from tagops.serving.model import concrete_uri
+
+            return concrete_uri(predictor, uri), predictor.describe()
+        info = read_model_info(folder)
+        members = [str(read_model_info(folder / name)["family"]) for name in info.get("members", [])]
+        return concrete, {"family": info["family"], **({"members": members} if members else {})}
 
     def _cache_dir(self, name: str, version: int | str) -> Path:
         # The folder Registry.download fills: <models>/registry/<name>/<version>/model

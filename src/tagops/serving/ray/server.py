@@ -67,21 +67,18 @@ def run_ray(
 ) -> None:
     """Serve on Ray Serve until SIGINT/SIGTERM, then shut Serve down (the log is flushed).
 
-    The model is loaded here first: a missing champion fails before Ray starts, the model is in the local
-    cache before replicas load it, and the config's unset tuned fields are chosen for it
+    The model is fetched here first (not loaded when this host has it already): a missing champion fails
+    before Ray starts, the model is in the local cache before replicas load it, and the config's unset
+    tuned fields are chosen for it
     (:func:`tagops.serving.profile.fit_to_model`, with the cluster's CPUs) and passed to ``on_fitted``.
     """
     from tagops.runtime import ray_session
     from tagops.serving.loader import RegistryModelLoader
-    from tagops.serving.model import concrete_uri
     from tagops.serving.profile import fit_to_model
 
     if cfg.port == 0:
         raise ServeError("the Ray Serve engine needs an explicit --port (0 works only with --engine uvicorn)")
-    predictor = RegistryModelLoader(settings, threshold=cfg.threshold).load(cfg.model_uri)
-    uri = concrete_uri(predictor, cfg.model_uri)
-    description = predictor.describe()
-    del predictor
+    uri, description = RegistryModelLoader(settings, threshold=cfg.threshold).prefetch(cfg.model_uri)
     probe = bind_socket(cfg.host, cfg.port)  # a taken port fails here, not deep inside Serve's proxy
     probe.close()
     # Set before the embedded cluster starts (its processes inherit them); a user's own values win.
