@@ -375,3 +375,85 @@ def test_loading_runs_torch_single_threaded_and_restores_the_thread_count() -> N
     with ThreadPoolExecutor(1) as loader:
         before, during, after = loader.submit(load_like).result()
     assert during == before and after == 2
+
+
+# ------------------------------------------------------------------------------------ the trace cache
+def test_fast_tokenizer_gives_transformers_arrays(encoder_dir: Path, tmp_path: Path) -> None:
+    from tagops.models.transformer.network import FastTokenizer
+
+    saved = tmp_path / "tokenizer"
+    load_tokenizer(str(encoder_dir)).save_pretrained(str(saved))
+    texts = [
+        "",
+        "Object detection",
+        "ÉCOLE naïve façade — über 東京 emoji 🚀 tabs\tand\nnewlines",
+        " ".join(["a long text that is cut"] * 40),
+        *training_data(2)[0],
+    ]
+    options = {"padding": "max_length", "truncation": True, "return_token_type_ids": False}
+    for width in (8, 32, 64):
+        expected = load_tokenizer(str(saved))(texts, max_length=width, return_tensors="np", **options)
+        got = FastTokenizer(saved)(texts, max_length=width, **options)
+        for key in ("input_ids", "attention_mask"):
+            np.testing.assert_array_equal(got[key], expected[key].astype(np.int64))
+    with pytest.raises(ValueError, match="max_length"):
+        FastTokenizer(saved)(texts, padding="longest", truncation=True, max_length=8)
+
+
+def test_a_served_transformer_reloads_from_its_cached_trace(
+    fitted: TransformerModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import torch
+
+    from tagops.models.trace_cache import traced_networks_in
+
+    fitted.save(tmp_path / "model")
+    texts, _ = training_data(2, offset=3)
+    expected = fitted.predict_proba(texts)
+    cache = tmp_path / "traced"
+    with traced_networks_in(cache):
+        first = load_model(tmp_path / "model")
+        assert not list(cache.glob("*.pt"))  # traced on the first CPU prediction, then saved
+        np.testing.assert_allclose(first.predict_proba(texts), expected, atol=1e-6)
+    (trace,) = cache.glob("*.pt")
+    assert trace.stat().st_mode & 0o077 == 0  # this user's only
+
+    def no_transformers(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a cached trace loads without transformers' modelling code")
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # importing it now fails
+    monkeypatch.setattr(torch, "load", no_transformers)
+    with traced_networks_in(cache):
+        again = load_model(tmp_path / "model")
+    assert isinstance(again, TransformerModel) and again.inference_only
+    assert isinstance(again.module_, torch.jit.ScriptModule)
+    np.testing.assert_allclose(again.predict_proba(texts), expected, atol=1e-6)
+    assert len(list(cache.glob("*.pt"))) == 1
+    with pytest.raises(RuntimeError, match="inference only"):
+        again.save(tmp_path / "resaved")
+
+
+def test_a_damaged_trace_is_ignored_and_other_weights_trace_anew(
+    fitted: TransformerModel, encoder_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tagops.models.trace_cache import traced_networks_in
+
+    fitted.save(tmp_path / "model")
+    texts, labels = training_data(2, offset=3)
+    cache = tmp_path / "traced"
+    with traced_networks_in(cache):
+        load_model(tmp_path / "model").predict_proba(texts)
+        (trace,) = cache.glob("*.pt")
+        trace.write_bytes(b"not a trace")
+        with caplog.at_level(logging.WARNING):
+            rebuilt = load_model(tmp_path / "model")
+        assert "ignoring the cached trace" in caplog.text
+        assert isinstance(rebuilt, TransformerModel) and not rebuilt.inference_only
+        np.testing.assert_allclose(rebuilt.predict_proba(texts), fitted.predict_proba(texts), atol=1e-6)
+        other = TransformerModel(tiny_params(encoder_dir, epochs=1)).fit(texts, labels, seed=5)
+        other.save(tmp_path / "other")
+        load_model(tmp_path / "other").predict_proba(texts)
+    assert len(list(cache.glob("*.pt"))) == 2  # keyed by the weights: one per model
+    assert not load_model(tmp_path / "model").inference_only  # no cache set: loaded as saved

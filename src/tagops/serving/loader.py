@@ -67,17 +67,21 @@ class RegistryModelLoader:
 
         A registry version is immutable, so once loaded here its folder and provenance are cached under
         ``TAGOPS_HOME/models``: a restarted replica, or one following a reload, loads ``models:/NAME/N``
-        from that cache without importing MLflow (seconds saved on every replica start).
+        from that cache without importing MLflow (seconds saved on every replica start). A transformer's
+        traced network is cached there too (``models/traced``, :mod:`tagops.models.trace_cache`), so a
+        restart does not import transformers' modelling code either.
         """
         from tagops.inference.loading import load_predictor
+        from tagops.models.trace_cache import traced_networks_in
 
         if ModelRef.parse(uri).alias is not None:  # one registry query, then most likely the cache
             uri = self.resolve(uri)
-        cached = self._from_cache(uri)
-        if cached is not None:
-            return cached
-        with _host_lock(self.settings.models_dir / ".serving-download.lock"):
-            predictor = load_predictor(uri, self.settings, threshold=self.threshold)
+        with traced_networks_in(self.settings.models_dir / "traced"):
+            cached = self._from_cache(uri)
+            if cached is not None:
+                return cached
+            with _host_lock(self.settings.models_dir / ".serving-download.lock"):
+                predictor = load_predictor(uri, self.settings, threshold=self.threshold)
         predictor.metadata["holdout_metrics"] = self._holdout_metrics(predictor.metadata.get("run_id"))
         self._write_cache(predictor)
         return predictor

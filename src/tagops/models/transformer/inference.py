@@ -8,6 +8,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,27 @@ def trace_classifier(module: Any, encoder: TextEncoder) -> Any | None:
     return traced
 
 
+def save_traced(network: Any, path: Path) -> None:
+    """Write a trace to ``path`` (atomically, readable by this user only); a failure is only logged."""
+    import os
+    import tempfile
+
+    import torch
+
+    partial: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(handle)
+        partial = Path(name)
+        torch.jit.save(network, str(partial))  # type: ignore[no-untyped-call]
+        partial.replace(path)
+    except Exception as error:  # a cache: the next start traces again
+        logger.warning("could not cache the traced network in %s: %s", path, error)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+
+
 def _one_torch_thread() -> None:
     """Worker initializer: this thread runs torch single-threaded (the workers are the parallelism)."""
     import torch
@@ -170,12 +192,21 @@ class CpuInference:
     (``benchmarks/serve.py`` measures batches served beside a busy event loop).
     """
 
-    def __init__(self, module: Any, encoder: TextEncoder, threads: int) -> None:
+    def __init__(
+        self, module: Any, encoder: TextEncoder, threads: int, *, save_trace: Path | None = None
+    ) -> None:
+        import torch
+
         self.module = module
         self.threads = threads
         module.eval()  # a trace keeps the mode it was made in: never dropout
-        self.network = on_team(threads, trace_classifier, module, encoder) or module
-        self.traced = self.network is not module
+        if isinstance(module, torch.jit.ScriptModule):  # a trace already (loaded from the trace cache)
+            self.network, self.traced = module, True
+        else:
+            self.network = on_team(threads, trace_classifier, module, encoder) or module
+            self.traced = self.network is not module
+            if self.traced and save_trace is not None:
+                save_traced(self.network, save_trace)
         self._pool: Any = None
 
     def logits(self, arrays: dict[str, np.ndarray], order: np.ndarray) -> np.ndarray:

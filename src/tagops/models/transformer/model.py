@@ -22,6 +22,7 @@ from tagops.models.base import check_labels, read_model_info, write_model_info
 from tagops.models.transformer.inference import CpuInference, single_threaded_torch
 from tagops.models.transformer.network import (
     PREDICT_BATCH_SIZE,
+    FastTokenizer,
     TextEncoder,
     array_batches,
     build_classifier,
@@ -87,6 +88,10 @@ class TransformerModel:
         self.training_: dict[str, Any] = {}
         self._inference: CpuInference | None = None
         self._inference_lock = threading.Lock()
+        #: Where this network's first trace is saved for the next load (:mod:`tagops.models.trace_cache`).
+        self.trace_file: Path | None = None
+        #: Loaded from a cached trace: predicts, but has no Python network to train or save.
+        self.inference_only = False
 
     # ------------------------------------------------------------------ training (in process)
     def fit(
@@ -203,7 +208,10 @@ class TransformerModel:
             if current is None or current.module is not self.module_ or current.threads != threads:
                 if current is not None:
                     current.close()
-                current = self._inference = CpuInference(self.module_, encoder, threads)
+                current = self._inference = CpuInference(
+                    self.module_, encoder, threads, save_trace=self.trace_file
+                )
+                self.trace_file = None  # saved (or failed to): once is enough
         return current
 
     # ------------------------------------------------------------------ persistence
@@ -213,6 +221,8 @@ class TransformerModel:
 
         if self.module_ is None:
             raise RuntimeError("TransformerModel is not fitted")
+        if self.inference_only:
+            raise RuntimeError("this TransformerModel was loaded from a cached trace, for inference only")
         directory.mkdir(parents=True, exist_ok=True)
         write_model_info(
             directory,
@@ -228,18 +238,64 @@ class TransformerModel:
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        """Rebuild the network from its config and load the safetensors weights (no pickle, no hub)."""
+        """Rebuild the network from its config and load the safetensors weights (no pickle, no hub).
+
+        Inside :func:`tagops.models.trace_cache.traced_networks_in` (serving), a trace of this network
+        made by an earlier load is read instead, with the tokenizer through ``tokenizers`` alone, and
+        transformers is not imported; without one, the first CPU prediction's trace is saved there.
+        """
+        info = read_model_info(directory)
+        model = cls(TransformerParams.model_validate(info["params"]))
+        model.labels = tuple(info["labels"])
+        trace = _trace_path(directory)
+        if trace is not None and trace.is_file():
+            try:
+                return model._adopt_trace(trace, directory, info)
+            except Exception as error:  # a damaged or foreign file: rebuild the network and trace again
+                logger.warning("ignoring the cached trace %s: %s", trace, error)
+        model.trace_file = trace
         from safetensors.torch import load_file
 
         quiet_transformers()
         from transformers import AutoConfig, AutoModel
 
-        info = read_model_info(directory)
-        model = cls(TransformerParams.model_validate(info["params"]))
-        model.labels = tuple(info["labels"])
         config = AutoConfig.from_pretrained(str(directory / ENCODER_DIR))
         with single_threaded_torch():  # loading makes no OpenMP team on this thread (see _team_thread)
             encoder = AutoModel.from_config(config)  # type: ignore[no-untyped-call]
             module = build_classifier(encoder, model.params, len(model.labels))
             module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
         return model.adopt(module, load_tokenizer(str(directory / TOKENIZER_DIR)), info.get("training", {}))
+
+    def _adopt_trace(self, trace: Path, directory: Path, info: dict[str, Any]) -> Self:
+        """Adopt the traced network in ``trace`` (for inference only: the model cannot be saved)."""
+        import torch
+
+        with single_threaded_torch():
+            module = torch.jit.load(str(trace), map_location="cpu")  # type: ignore[no-untyped-call]
+        self.inference_only = True
+        return self.adopt(module, FastTokenizer(directory / TOKENIZER_DIR), info.get("training", {}))
+
+
+def _trace_path(directory: Path) -> Path | None:
+    """Where the trace of the model saved in ``directory`` is cached, when a cache is set and no GPU is.
+
+    Keyed by the weights, the encoder configuration and the torch version (a trace is code for one).
+    """
+    from tagops.models.trace_cache import trace_cache_dir
+
+    folder = trace_cache_dir()
+    if folder is None:
+        return None
+    import hashlib
+
+    import torch
+
+    if torch.cuda.is_available():  # traces are made and read for the CPU
+        return None
+    digest = hashlib.sha256(torch.__version__.encode())
+    for name in (WEIGHTS_FILE, f"{ENCODER_DIR}/config.json", "model.json"):
+        with (directory / name).open("rb") as handle:
+            digest.update(name.encode())
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return folder / f"{digest.hexdigest()[:32]}.pt"
