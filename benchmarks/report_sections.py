@@ -210,6 +210,48 @@ def serve_bars(data: Result) -> list[str]:
     ]
 
 
+def serve_defaults_section(data: Result) -> list[str]:
+    """`make run`'s champion served with default flags, beside `mlflow models serve`, over several starts."""
+    model = data.get("model") or {}
+    families = "+".join([str(model.get("family", "?")), *map(str, model.get("members") or [])])
+    lines = [
+        f"Model `{model.get('uri')}` (version {model.get('version')}, {families}); {data.get('rounds')} "
+        f"rounds, each starting every server once from a warm model cache, with "
+        f"{data.get('blocks_per_start')} blocks alternating with the raw predictor per start. Median over "
+        "rounds (min–max).",
+        "",
+    ]
+
+    def cell(figures: dict[str, Any], key: str, spec: str, suffix: str = "") -> str:
+        value = figures.get(key) or {}
+        return (
+            f"{num(value.get('median'), spec, suffix)} "
+            f"({num(value.get('min'), spec)}–{num(value.get('max'), spec)})"
+        )
+
+    rows = [
+        [
+            f"`{server}`" if server == "mlflow" else f"`tagops serve` ({server})",
+            cell(figures, "cold_start_s", ".1f", " s"),
+            cell(figures, "p50_ms", ".1f", " ms"),
+            cell(figures, "p50_ratio_to_raw", ".2f", "x"),
+            cell(figures, "requests_per_s", ".0f"),
+            cell(figures, "throughput_ratio_to_raw", ".2f", "x"),
+        ]
+        for server, figures in (data.get("summary") or {}).items()
+    ]
+    header = ["server", "cold start to ready", "p50 at c=1", "vs raw", "requests/s at c=32", "vs raw"]
+    lines += table(header, rows)
+    checks = [
+        [engine, name, num(check.get("value"), ".3g"), str(check.get("bar")), verdict(check.get("met"))]
+        for engine, named in (data.get("bar") or {}).items()
+        for name, check in named.items()
+    ]
+    if checks:
+        lines += table(["engine", "check", "measured", "bar", "verdict"], checks)
+    return lines
+
+
 def resilience_section(data: Result) -> list[str]:
     """The prediction log under load, a killed replica, a reload under load."""
     log, kill, reload = data.get("log") or {}, data.get("kill") or {}, data.get("reload") or {}

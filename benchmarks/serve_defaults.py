@@ -69,7 +69,7 @@ def start(engine: str, home: Path, workdir: Path) -> Iterator[tuple[str, float, 
     if engine == "mlflow":
         from tagops.settings import Settings
 
-        env["MLFLOW_TRACKING_URI"] = Settings(home=home).mlflow_tracking_uri
+        env["MLFLOW_TRACKING_URI"] = Settings(home=home).tracking_uri
         command = [
             *(str(Path(sys.executable).with_name("mlflow")), "models", "serve"),
             *("-m", "models:/tagops@champion", "--env-manager", "local", "-h", "127.0.0.1"),

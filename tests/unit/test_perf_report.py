@@ -402,8 +402,47 @@ def crossval_result(augment: str, linear_f1: float) -> dict[str, Any]:
     )
 
 
+def spread(median: float, low: float, high: float) -> dict[str, float]:
+    return {"median": median, "min": low, "max": high}
+
+
+SERVE_DEFAULTS = stamped(
+    "python benchmarks/serve.py --as-built",
+    benchmark="serve-defaults",
+    model={
+        "uri": "models:/tagops@champion",
+        "version": 4,
+        "family": "ensemble",
+        "members": ["transformer", "linear"],
+    },
+    rounds=3,
+    blocks_per_start=2,
+    summary={
+        "uvicorn": {
+            "cold_start_s": spread(4.1, 3.4, 4.6),
+            "p50_ms": spread(14.0, 13.8, 17.9),
+            "p50_ratio_to_raw": spread(1.22, 1.2, 1.28),
+            "requests_per_s": spread(144.8, 142.1, 150.2),
+            "throughput_ratio_to_raw": spread(0.88, 0.83, 0.92),
+        },
+        "mlflow": {
+            "cold_start_s": spread(9.9, 9.5, 10.4),
+            "p50_ms": spread(19.6, 19.0, 21.0),
+            "p50_ratio_to_raw": spread(1.7, 1.6, 1.8),
+            "requests_per_s": spread(48.7, 47.0, 50.0),
+            "throughput_ratio_to_raw": spread(0.3, 0.29, 0.31),
+        },
+    },
+    bar={
+        "uvicorn": {
+            "cold_start_s": {"value": 4.1, "bar": "<= 5", "met": True},
+            "throughput_ratio_to_mlflow": {"value": 2.97, "bar": ">= 2.5", "met": True},
+        }
+    },
+)
 CROSSVAL = crossval_result("none", 0.8888)
 ALL = {
+    "serve-defaults.json": SERVE_DEFAULTS,
     "crossval.json": CROSSVAL,
     "quality.json": QUALITY,
     "serve-linear.json": SERVE_LINEAR,
@@ -463,6 +502,10 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "| ray data 2x1 | 100.00 s | 100.0 | 0.80x | end to end |" in doc
     assert "| shift: new vocabulary | 1 | 1 | 6e-14 | oov, embedding | pass |" in doc
     assert "0.297 (0.226–0.365)" in doc and "+0.495 (0.412–0.579)" in doc
+    assert "Model `models:/tagops@champion` (version 4, ensemble+transformer+linear); 3 rounds" in doc
+    assert "| `tagops serve` (uvicorn) | 4.1 s (3.4–4.6) | 14.0 ms (13.8–17.9) | 1.22x (1.20–1.28) |" in doc
+    assert "| `mlflow` | 9.9 s (9.5–10.4) |" in doc
+    assert "| uvicorn | throughput_ratio_to_mlflow | 2.97 | >= 2.5 | pass |" in doc
     assert "**fail**" not in doc
 
 
