@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -176,3 +177,46 @@ def test_start_up_problems_are_one_line_errors(tmp_path: Path, model_dir: Path) 
         )
     assert busy.returncode == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in busy.stderr
+
+
+def test_a_ray_server_stopped_while_it_starts_shuts_down_cleanly(model_dir: Path) -> None:
+    # A supervisor may stop a server during its start (Serve's controller, proxy and replicas take
+    # seconds): the start completes, Serve and the embedded cluster shut down, and the command exits 0
+    # instead of Ray's signal handler aborting the driver and leaving the cluster's processes behind.
+    import psutil
+
+    from tagops.serving.server import free_port
+    from tests.integration.test_ray_train import short_home
+
+    with short_home() as home:
+        proc = subprocess.Popen(
+            [*SERVE[:-2], "--engine", "ray", "--port", str(free_port()), "--model", str(model_dir)],
+            env=environment(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None and proc.stdout is not None
+            # The settings are chosen once the cluster is up, just before Serve starts.
+            for line in proc.stderr:
+                if line.strip().startswith("model: predict_in_thread="):
+                    break
+            else:
+                pytest.fail(f"no settings printed; exit code {proc.wait(30)}")
+            children = proc_children(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(120) == 0, proc.stderr.read()[-3000:]
+            assert "serving " not in proc.stdout.read()  # stopped before it said it was ready
+            _, alive = psutil.wait_procs(children, timeout=30)
+            assert [p.pid for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+def proc_children(pid: int) -> list[Any]:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tagops.serving.ray.ingress import ray_serving_environment, release_haproxy
@@ -23,12 +24,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _wait_for_signal() -> None:
+@contextlib.contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """An event SIGINT and SIGTERM set from here on, instead of their handlers (Ray's aborts the driver).
+
+    Installed as soon as the cluster is up, so that a supervisor stopping a server that is still starting
+    (Serve's start takes seconds) gets a clean stop: the start completes, then Serve and the cluster shut
+    down and the command exits 0. Outside the main thread (an embedding program) signals are left alone.
+    """
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(0.5):
-            pass
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -86,7 +95,7 @@ def run_ray(
         os.environ.setdefault(key, value)
     node_id: str | None = None
     try:
-        with ray_session(settings):
+        with ray_session(settings), _stop_on_signal() as stop:
             import ray
             from ray import serve
 
@@ -98,8 +107,10 @@ def run_ray(
                 on_fitted(choices)
             try:
                 start_ray_serve(cfg)
-                on_ready(base_url(cfg.host, cfg.port), uri)
-                _wait_for_signal()
+                if not stop.is_set():
+                    on_ready(base_url(cfg.host, cfg.port), uri)
+                while not stop.wait(0.5):
+                    pass
             finally:
                 serve.shutdown()  # type: ignore[no-untyped-call]
     finally:
