@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -179,10 +180,13 @@ def test_start_up_problems_are_one_line_errors(tmp_path: Path, model_dir: Path) 
     assert f"error: cannot listen on 127.0.0.1:{port}" in busy.stderr
 
 
-def test_a_ray_server_stopped_while_it_starts_shuts_down_cleanly(model_dir: Path) -> None:
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_a_ray_server_stopped_while_it_starts_shuts_down_cleanly(model_dir: Path, target: str) -> None:
     # A supervisor may stop a server during its start (Serve's controller, proxy and replicas take
     # seconds): the start completes, Serve and the embedded cluster shut down, and the command exits 0
     # instead of Ray's signal handler aborting the driver and leaving the cluster's processes behind.
+    # Signalled to its process group (`kill -TERM -PGID`), only the server gets it: the cluster's node
+    # processes run in a session of their own, so they are stopped in order, not killed under it.
     import psutil
 
     from tagops.serving.server import free_port
@@ -195,6 +199,7 @@ def test_a_ray_server_stopped_while_it_starts_shuts_down_cleanly(model_dir: Path
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its own process group, to signal as a supervisor would
         )
         try:
             assert proc.stderr is not None and proc.stdout is not None
@@ -205,11 +210,18 @@ def test_a_ray_server_stopped_while_it_starts_shuts_down_cleanly(model_dir: Path
             else:
                 pytest.fail(f"no settings printed; exit code {proc.wait(30)}")
             children = proc_children(proc.pid)
-            proc.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            if target == "group":
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                proc.send_signal(signal.SIGTERM)
             assert proc.wait(120) == 0, proc.stderr.read()[-3000:]
+            stopped_s = time.monotonic() - began
             assert "serving " not in proc.stdout.read()  # stopped before it said it was ready
             _, alive = psutil.wait_procs(children, timeout=30)
             assert [p.pid for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+            # The start it let finish plus the stop: nothing waited on a peer the signal had killed.
+            assert stopped_s < 60, stopped_s
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -25,6 +25,42 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
+def _node_processes_in_own_session(*, enabled: bool) -> Iterator[None]:
+    """Start the embedded cluster's node processes (GCS, raylet, agents) in a session of their own.
+
+    Otherwise they share this process's group, and a stop signalled to the group (``kill -TERM -PGID``,
+    supervisord's ``stopasgroup``) kills the cluster under the running server: Serve's controller can no
+    longer drain and stop replicas and every shutdown step waits for a dead peer. In their own session
+    only this process gets the signal and stops the cluster in order; they still die with it (Ray's
+    kernel fate sharing). Ray 2.60 starts them through ``ray._private.services.ConsolePopen``; another
+    Ray without it is left as it is.
+    """
+    if not enabled:
+        yield
+        return
+    try:
+        from ray._private import services
+    except ImportError:
+        yield
+        return
+    original = getattr(services, "ConsolePopen", None)
+    if original is None:
+        yield
+        return
+
+    class OwnSession(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    setattr(services, "ConsolePopen", OwnSession)  # noqa: B010 (a class attribute mypy sees as a type)
+    try:
+        yield
+    finally:
+        setattr(services, "ConsolePopen", original)  # noqa: B010
+
+
+@contextlib.contextmanager
 def _stop_on_signal() -> Iterator[threading.Event]:
     """An event SIGINT and SIGTERM set from here on, instead of their handlers (Ray's aborts the driver).
 
@@ -117,8 +153,12 @@ def run_ray(
         os.environ.setdefault(key, value)
     node_id: str | None = None
     try:
-        with ray_session(settings), _stop_on_signal() as stop:
+        with contextlib.ExitStack() as stack:
+            with _node_processes_in_own_session(enabled=not settings.ray_address):
+                stack.enter_context(ray_session(settings))
+            stop = stack.enter_context(_stop_on_signal())
             import ray
+
             if cfg.ingress == "haproxy" and not settings.ray_address:  # the embedded cluster's HAProxy
                 node_id = ray.get_runtime_context().get_node_id()
             cpus = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
