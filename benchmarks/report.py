@@ -27,6 +27,7 @@ from report_sections import (
     fuzz_section,
     hostile_section,
     interval,
+    lifecycle_section,
     num,
     overload_section,
     quality_section,
@@ -47,6 +48,7 @@ COMMANDS = {
     "serve": "python benchmarks/serve.py --family {family}",
     "serve-defaults": "python benchmarks/serve.py --as-built",
     "serve_resilience": "python benchmarks/serve_resilience.py",
+    "serve_lifecycle": "python benchmarks/serve_lifecycle.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
     "serve_hostile": "python benchmarks/serve_hostile.py",
     "serve_overload": "python benchmarks/serve_overload.py",
@@ -182,6 +184,13 @@ SECTIONS: list[Section] = [
         "with `mlflow models serve` (what a user would try first): cold start, latency and throughput "
         "(docs/serving.md, Settings chosen for the model).",
         serve_defaults_section,
+    ),
+    (
+        "serve_lifecycle",
+        "Stop and restart under a supervisor",
+        "Each engine stopped with SIGTERM and restarted on the same port, the signal sent to the process "
+        "or to its process group (docs/serving.md, Stopping under a supervisor).",
+        lifecycle_section,
     ),
     (
         "serve_resilience",

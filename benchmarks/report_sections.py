@@ -252,6 +252,46 @@ def serve_defaults_section(data: Result) -> list[str]:
     return lines
 
 
+def lifecycle_section(data: Result) -> list[str]:
+    """Stops and restarts on one port, by engine and by whom the SIGTERM was sent to."""
+    lines = [
+        f"{data.get('cycles_per_engine')} stops per engine on one port, alternating SIGTERM to the process "
+        f"and to its process group, with {data.get('clients')} clients predicting through each. Bars: every "
+        f"stop exits 0 within {num(data.get('exit_bar_s'), 'g')} s and leaves no process and no listening "
+        "port, every restart is ready, no request sent before the signal goes unanswered, and every "
+        "answered prediction is in the log (after `tagops log-replay`).",
+        "",
+    ]
+    rows = [
+        [
+            row["engine"],
+            row["signal_to"],
+            f"{row['ready']}/{row['cycles']}",
+            f"{row['exit_0']}/{row['cycles']}",
+            f"{num(row.get('exit_s_median'), '.1f', ' s')} ({num(row.get('exit_s_max'), '.1f', ' s')})",
+            str(row["with_processes_left"]),
+            str(row["with_port_left"]),
+            str(row["dropped_in_flight"]),
+            f"{row.get('log_rows', '–')} / {row.get('log_rows_of_answered', '–').split('/')[-1]}",
+            verdict(row.get("pass")),
+        ]
+        for row in data.get("summary") or []
+    ]
+    header = [
+        "engine",
+        "SIGTERM to",
+        "ready",
+        "exit 0",
+        "exit median (max)",
+        "stops leaving processes",
+        "stops leaving the port",
+        "dropped in flight",
+        "log rows / answered",
+        "bars",
+    ]
+    return lines + table(header, rows)
+
+
 def resilience_section(data: Result) -> list[str]:
     """The prediction log under load, a killed replica, a reload under load."""
     log, kill, reload = data.get("log") or {}, data.get("kill") or {}, data.get("reload") or {}

@@ -440,8 +440,38 @@ SERVE_DEFAULTS = stamped(
         }
     },
 )
+
+
+def lifecycle_row(engine: str, target: str, exit_median: float, exit_max: float) -> dict[str, Any]:
+    return {
+        "engine": engine,
+        "signal_to": target,
+        "cycles": 10,
+        "ready": 10,
+        "exit_0": 10,
+        "exit_s_median": exit_median,
+        "exit_s_max": exit_max,
+        "with_processes_left": 0,
+        "with_port_left": 0,
+        "dropped_in_flight": 0,
+        "answered": 1200,
+        "log_rows": 2410,
+        "log_rows_of_answered": "2410/2400",
+        "pass": True,
+    }
+
+
+LIFECYCLE = stamped(
+    "python benchmarks/serve_lifecycle.py",
+    benchmark="serve_lifecycle",
+    cycles_per_engine=20,
+    clients=4,
+    exit_bar_s=10.0,
+    summary=[lifecycle_row("uvicorn", "process", 1.4, 1.6), lifecycle_row("ray", "group", 5.3, 6.1)],
+)
 CROSSVAL = crossval_result("none", 0.8888)
 ALL = {
+    "serve_lifecycle.json": LIFECYCLE,
     "serve-defaults.json": SERVE_DEFAULTS,
     "crossval.json": CROSSVAL,
     "quality.json": QUALITY,
@@ -505,6 +535,7 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "Model `models:/tagops@champion` (version 4, ensemble+transformer+linear); 3 rounds" in doc
     assert "| `tagops serve` (uvicorn) | 4.1 s (3.4–4.6) | 14.0 ms (13.8–17.9) | 1.22x (1.20–1.28) |" in doc
     assert "| `mlflow` | 9.9 s (9.5–10.4) |" in doc
+    assert "| ray | group | 10/10 | 10/10 | 5.3 s (6.1 s) | 0 | 0 | 0 | 2410 / 2400 | pass |" in doc
     assert "| uvicorn | throughput_ratio_to_mlflow | 2.97 | >= 2.5 | pass |" in doc
     assert "**fail**" not in doc
 
