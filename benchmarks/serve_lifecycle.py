@@ -53,6 +53,8 @@ class Load:
         self.signalled_at: float | None = None
         self.answered = 0
         self.dropped_in_flight = 0
+        #: What each dropped request got instead of an answer (status or exception), counted.
+        self.dropped_how: dict[str, int] = {}
         self.refused_after = 0
         self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
@@ -62,14 +64,16 @@ class Load:
             while not self.stop.is_set():
                 sent = time.perf_counter()
                 try:
-                    ok = http.post(self.url, json=BODY).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    status = http.post(self.url, json=BODY).status_code
+                    ok, why = status == 200, str(status)
+                except httpx.HTTPError as error:
+                    ok, why = False, type(error).__name__
                 with self._lock:
                     if ok:
                         self.answered += 1
                     elif self.signalled_at is not None and sent < self.signalled_at:
                         self.dropped_in_flight += 1
+                        self.dropped_how[why] = self.dropped_how.get(why, 0) + 1
                     else:
                         self.refused_after += 1
                 if not ok:
@@ -140,6 +144,7 @@ def cycle(engine: str, target: str, port: int, env: dict[str, str], log: Path) -
         port_left=listening(port),
         answered=load.answered,
         dropped_in_flight=load.dropped_in_flight,
+        dropped_how=load.dropped_how,
     )
     for p in left:  # clean up for the next cycle, after recording them
         with contextlib.suppress(psutil.Error):
