@@ -404,3 +404,39 @@ def test_log_replay_writes_what_a_stopped_server_left(tagops_home: Path) -> None
     assert all(reader.prediction_exists(row["id"]) for row in left)
     again = CliRunner().invoke(cli, ["log-replay"])
     assert again.stdout.startswith("0 prediction rows")  # nothing twice
+
+
+@pytest.mark.parametrize("finishes", [True, False])
+def test_haproxy_is_soft_stopped_before_serve_kills_it(tmp_path: Path, finishes: bool) -> None:
+    # SIGUSR1 is HAProxy's soft stop: it closes its listener and exits once the requests in progress are
+    # answered. A stand-in that exits on SIGUSR1 after a short "last request", or one that does not.
+    import time
+
+    import psutil
+
+    from tagops.serving.ray.ingress import drain_haproxy, haproxy_folders
+    from tagops.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    folder, _ = haproxy_folders(settings)
+    node = "c" * 56
+    (folder / node).mkdir(parents=True)
+    (folder / node / "haproxy.cfg").write_text("global\n")
+    fake = tmp_path / "haproxy"
+    fake.symlink_to(sys.executable)
+    on_usr1 = "lambda *_: (time.sleep(0.3), sys.exit(0))" if finishes else "lambda *_: None"
+    script = f"import signal, sys, time; signal.signal(signal.SIGUSR1, {on_usr1}); time.sleep(120)"
+    proc = subprocess.Popen([str(fake), "-c", script, "-f", str(folder / node / "haproxy.cfg")])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and psutil.Process(proc.pid).name() != "haproxy":
+            time.sleep(0.05)
+        time.sleep(0.3)  # its handler is installed
+        began = time.monotonic()
+        assert drain_haproxy(settings, node, timeout=2.0) is finishes
+        waited = time.monotonic() - began
+        assert (proc.poll() is not None) is finishes
+        assert waited < 1.5 if finishes else 1.9 < waited < 4
+    finally:
+        proc.kill()
+        proc.wait(10)

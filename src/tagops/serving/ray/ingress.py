@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tagops.serving.server import ServeError, free_port
 
@@ -45,6 +46,38 @@ def haproxy_folders(settings: Settings) -> tuple[Path, Path]:
     return folder, Path(tempfile.gettempdir()) / f"tgh-{digest}"
 
 
+def _haproxy_processes(settings: Settings, node_id: str) -> list[Any]:
+    """The HAProxy processes serving ``node_id`` of the embedded cluster (found by their config file)."""
+    import psutil
+
+    folder, _ = haproxy_folders(settings)
+    config = str(folder / node_id / "haproxy.cfg")
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        args = process.info.get("cmdline") or []
+        named = (process.info.get("name") or "").startswith("haproxy")
+        if named and any(a == "-f" and b == config for a, b in itertools.pairwise(args)):
+            found.append(process)
+    return found
+
+
+def drain_haproxy(settings: Settings, node_id: str, *, timeout: float) -> bool:
+    """Soft-stop the embedded cluster's HAProxy and wait up to ``timeout`` for its requests to finish.
+
+    Serve's shutdown stops HAProxy with SIGKILL, cutting the requests passing through it. Before that,
+    SIGUSR1 (HAProxy's soft stop) closes its listener and idle connections and lets the requests in
+    progress be answered; HAProxy exits when the last one is. Returns whether it exited in time.
+    """
+    import psutil
+
+    processes = _haproxy_processes(settings, node_id)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGUSR1)
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return not alive
+
+
 def release_haproxy(settings: Settings, node_id: str, *, timeout: float = 5.0) -> list[int]:
     """Stop any HAProxy still running for ``node_id`` of the embedded cluster and delete its files.
 
@@ -59,13 +92,7 @@ def release_haproxy(settings: Settings, node_id: str, *, timeout: float = 5.0) -
     import psutil
 
     folder, sockets = haproxy_folders(settings)
-    config = str(folder / node_id / "haproxy.cfg")
-    left: list[psutil.Process] = []
-    for process in psutil.process_iter(["name", "cmdline"]):
-        args = process.info.get("cmdline") or []
-        named = (process.info.get("name") or "").startswith("haproxy")
-        if named and any(a == "-f" and b == config for a, b in itertools.pairwise(args)):
-            left.append(process)
+    left = _haproxy_processes(settings, node_id)
     for process in left:
         with contextlib.suppress(psutil.Error):
             process.terminate()

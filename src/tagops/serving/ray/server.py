@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from tagops.serving.ray.ingress import ray_serving_environment, release_haproxy
+from tagops.serving.ray.ingress import drain_haproxy, ray_serving_environment, release_haproxy
 from tagops.serving.server import ServeError, base_url, bind_socket
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ def _stop_on_signal() -> Iterator[threading.Event]:
 #: which a stop signalled to the whole process group (systemd's default) always used up: the controller
 #: had the signal too, so its graceful shutdown never answered.
 SERVE_STOP_TIMEOUT_S = 5.0
+#: How long a stop lets HAProxy finish the requests passing through it before Serve's shutdown kills it.
+HAPROXY_DRAIN_TIMEOUT_S = 3.0
 
 
 def _shutdown_serve(timeout_s: float) -> None:
@@ -172,6 +174,8 @@ def run_ray(
                 while not stop.wait(0.5):
                     pass
             finally:
+                if node_id is not None and stop.is_set():  # requests in flight are answered first
+                    drain_haproxy(settings, node_id, timeout=HAPROXY_DRAIN_TIMEOUT_S)
                 _shutdown_serve(SERVE_STOP_TIMEOUT_S)
     finally:
         if node_id is not None:
