@@ -70,6 +70,8 @@ def start(engine: str, home: Path, workdir: Path) -> Iterator[tuple[str, float, 
         from tagops.settings import Settings
 
         env["MLFLOW_TRACKING_URI"] = Settings(home=home).tracking_uri
+        # MLflow starts its scoring server as `uvicorn` from PATH: this interpreter's, even unactivated.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         command = [
             *(str(Path(sys.executable).with_name("mlflow")), "models", "serve"),
             *("-m", "models:/tagops@champion", "--env-manager", "local", "-h", "127.0.0.1"),
