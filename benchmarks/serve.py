@@ -26,8 +26,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,6 @@ import yaml
 from serving_common import (
     DEFAULT_HOME,
     RESULTS,
-    LoadResult,
     ensure_models,
     holdout_items,
     machine,
@@ -44,6 +41,8 @@ from serving_common import (
     print_table,
     request_bodies,
     run_load,
+    run_raw,
+    run_raw_batched,
     serve,
     write_json,
 )
@@ -56,39 +55,6 @@ TRANSFORMER_THROUGHPUT_RATIO_BAR = 0.8
 BAR_CONCURRENCY = 32
 #: How each family is served in this benchmark beyond `tagops serve`'s defaults (which fit the model).
 FAMILY_CONFIG: dict[str, dict[str, Any]] = {"linear": {}, "transformer": {}}
-
-
-def run_raw_batched(predictor: Any, items: list[dict[str, str]], batch_size: int, seconds: float) -> float:
-    """Items per second of ``predictor.predict`` on batches of ``batch_size`` (at least ``seconds``)."""
-    done, started, position = 0, time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        batch = [items[(position + i) % len(items)] for i in range(batch_size)]
-        position += batch_size
-        predictor.predict([b["title"] for b in batch], [b["description"] for b in batch])
-        done += batch_size
-    return done / (time.perf_counter() - started)
-
-
-def run_raw(predictor: Any, items: list[dict[str, str]], concurrency: int, requests: int) -> LoadResult:
-    """``requests`` single-item predict calls from ``concurrency`` threads."""
-    result = LoadResult(concurrency)
-
-    def call(index: int) -> float:
-        item = items[index % len(items)]
-        started = time.perf_counter()
-        predictor.predict([item["title"]], [item["description"]])
-        return (time.perf_counter() - started) * 1000
-
-    started = time.perf_counter()
-    if concurrency == 1:
-        latencies = [call(i) for i in range(requests)]
-    else:
-        with ThreadPoolExecutor(concurrency) as pool:
-            latencies = list(pool.map(call, range(requests)))
-    result.seconds = time.perf_counter() - started
-    result.latencies_ms = latencies
-    result.statuses = {"ok": requests}
-    return result
 
 
 def measure_paired(

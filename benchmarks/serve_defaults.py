@@ -46,6 +46,8 @@ from serving_common import (
     print_table,
     request_bodies,
     run_load,
+    run_raw,
+    run_raw_batched,
     write_json,
 )
 from stamp import stamp
@@ -118,24 +120,7 @@ def mlflow_bodies(items: list[dict[str, str]]) -> list[bytes]:
 
 def raw_p50(predictor: Any, items: list[dict[str, str]], requests: int) -> float:
     """p50 ms of single-item ``predict`` calls, one after another."""
-    latencies = []
-    for index in range(requests):
-        item = items[index % len(items)]
-        began = time.perf_counter()
-        predictor.predict([item["title"]], [item["description"]])
-        latencies.append((time.perf_counter() - began) * 1000)
-    return percentile(sorted(latencies), 50)
-
-
-def raw_items_per_s(predictor: Any, items: list[dict[str, str]], batch: int, seconds: float) -> float:
-    """Items/s of ``predict`` on batches of ``batch`` items, for at least ``seconds``."""
-    done, began, position = 0, time.perf_counter(), 0
-    while time.perf_counter() - began < seconds:
-        chunk = [items[(position + i) % len(items)] for i in range(batch)]
-        position += batch
-        predictor.predict([c["title"] for c in chunk], [c["description"] for c in chunk])
-        done += batch
-    return done / (time.perf_counter() - began)
+    return percentile(sorted(run_raw(predictor, items, 1, requests).latencies_ms), 50)
 
 
 def measure(
@@ -160,7 +145,7 @@ def measure(
             one = run_load(url, bodies, concurrency=1, requests=100)
             assert one.errors == 0, one.failures[:3]
             served_c1.append(percentile(sorted(one.latencies_ms), 50))
-            raw_rps.append(raw_items_per_s(predictor, items, CONCURRENCY, 3.0))
+            raw_rps.append(run_raw_batched(predictor, items, CONCURRENCY, 3.0))
             many = run_load(url, bodies, concurrency=CONCURRENCY, requests=max(100, int(raw_rps[-1] * 3)))
             assert many.errors == 0, many.failures[:3]
             served_rps.append(many.requests / many.seconds)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,6 +258,39 @@ def run_load(
             keep_bodies=keep_bodies,
         )
     )
+
+
+def run_raw_batched(predictor: Any, items: list[dict[str, str]], batch_size: int, seconds: float) -> float:
+    """Items per second of ``predictor.predict`` on batches of ``batch_size`` (at least ``seconds``)."""
+    done, started, position = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        batch = [items[(position + i) % len(items)] for i in range(batch_size)]
+        position += batch_size
+        predictor.predict([b["title"] for b in batch], [b["description"] for b in batch])
+        done += batch_size
+    return done / (time.perf_counter() - started)
+
+
+def run_raw(predictor: Any, items: list[dict[str, str]], concurrency: int, requests: int) -> LoadResult:
+    """``requests`` single-item predict calls from ``concurrency`` threads."""
+    result = LoadResult(concurrency)
+
+    def call(index: int) -> float:
+        item = items[index % len(items)]
+        started = time.perf_counter()
+        predictor.predict([item["title"]], [item["description"]])
+        return (time.perf_counter() - started) * 1000
+
+    started = time.perf_counter()
+    if concurrency == 1:
+        latencies = [call(i) for i in range(requests)]
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            latencies = list(pool.map(call, range(requests)))
+    result.seconds = time.perf_counter() - started
+    result.latencies_ms = latencies
+    result.statuses = {"ok": requests}
+    return result
 
 
 def machine() -> dict[str, Any]:

@@ -41,49 +41,39 @@ class Choice:
         return f"{self.field}={self.value} ({self.reason})"
 
 
-@dataclass(frozen=True)
-class Profile:
-    """The best measured settings for one kind of model, with the reason for each."""
-
-    name: str
-    settings: dict[str, tuple[Any, str]]
+#: The best measured settings for one kind of model: field -> (value, reason).
+Profile = dict[str, tuple[Any, str]]
 
 
 def _light() -> Profile:
-    return Profile(
-        "light",
-        {
-            "batch_hold_fraction": (
-                0.0,
-                "batches take about a millisecond: holding them for returning clients only idles the replica",
-            ),
-            "num_cpus": (1.0, "a millisecond model needs one CPU per replica; more replicas scale it"),
-            "predict_in_thread": (False, "inference on the event loop: no hand-off per batch"),
-        },
-    )
+    return {
+        "batch_hold_fraction": (
+            0.0,
+            "batches take about a millisecond: holding them for returning clients only idles the replica",
+        ),
+        "num_cpus": (1.0, "a millisecond model needs one CPU per replica; more replicas scale it"),
+        "predict_in_thread": (False, "inference on the event loop: no hand-off per batch"),
+    }
 
 
 def _transformer(cpus: float) -> Profile:
     threads = max(1.0, min(float(int(cpus)), TRANSFORMER_MAX_CPUS))
-    return Profile(
-        "transformer",
-        {
-            "batch_hold_fraction": (
-                0.25,
-                "batches take tens of milliseconds: clients that send one request after another are "
-                "held together in one full batch instead of two half-size ones",
-            ),
-            "num_cpus": (
-                threads,
-                f"torch threads on up to {TRANSFORMER_MAX_CPUS:g} of the node's {cpus:g} CPUs per replica",
-            ),
-            "predict_in_thread": (
-                False,
-                "inference on the event loop: in a worker thread batches form while the previous one runs "
-                "and stay small",
-            ),
-        },
-    )
+    return {
+        "batch_hold_fraction": (
+            0.25,
+            "batches take tens of milliseconds: clients that send one request after another are "
+            "held together in one full batch instead of two half-size ones",
+        ),
+        "num_cpus": (
+            threads,
+            f"torch threads on up to {TRANSFORMER_MAX_CPUS:g} of the node's {cpus:g} CPUs per replica",
+        ),
+        "predict_in_thread": (
+            False,
+            "inference on the event loop: in a worker thread batches form while the previous one runs "
+            "and stay small",
+        ),
+    }
 
 
 def profile_for(families: Iterable[str], *, cpus: float) -> Profile:
@@ -116,7 +106,7 @@ def fit_to_model(
         if name in cfg.model_fields_set:
             choices.append(Choice(name, getattr(cfg, name), "config", "set in the serving config"))
             continue
-        value, why = profile.settings[name]
+        value, why = profile[name]
         chosen[name] = value
         choices.append(Choice(name, value, "model", f"{'+'.join(dict.fromkeys(families))} model: {why}"))
     if not chosen:

@@ -35,15 +35,12 @@ def _node_processes_in_own_session(*, enabled: bool) -> Iterator[None]:
     kernel fate sharing). Ray 2.60 starts them through ``ray._private.services.ConsolePopen``; another
     Ray without it is left as it is.
     """
-    if not enabled:
-        yield
-        return
     try:
         from ray._private import services
+
+        original = getattr(services, "ConsolePopen", None) if enabled else None
     except ImportError:
-        yield
-        return
-    original = getattr(services, "ConsolePopen", None)
+        original = None
     if original is None:
         yield
         return
