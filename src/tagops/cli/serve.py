@@ -78,11 +78,18 @@ _KEYS_CONFIG = typer.Option(help="Serving config YAML whose database holds the k
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    admin: Annotated[bool, typer.Option(help="Also allow POST /v1/admin/reload.")] = False,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="client: predict and feedback that waits for review; labeller: feedback trusted for "
+            "training; admin: also reload."
+        ),
+    ] = "client",
+    admin: Annotated[bool, typer.Option(help="Shorthand for --role admin.")] = False,
     config: Annotated[Path | None, _KEYS_CONFIG] = None,
 ) -> None:
     """Create an API key; prints it once (only a salted hash is stored)."""
-    record, token = _key_store(config).create(name, "admin" if admin else "client")
+    record, token = _key_store(config).create(name, "admin" if admin else role)  # type: ignore[arg-type]
     typer.echo(f"created key {record.key_id} ({record.role}) for {record.name!r}; store it now:", err=True)
     typer.echo(token)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tagops.config.base import FrozenModel
 from tagops.model_ref import DEFAULT_MODEL_URI
@@ -26,6 +26,29 @@ class AutoscalingParams(FrozenModel):
                 f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
             )
         return self
+
+
+class FeedbackLimit(FrozenModel):
+    """How much feedback one key of a role may send: a burst-tolerant rate and a daily cap (``None``: none).
+
+    Past either, ``POST /v1/feedback`` answers 429 with ``Retry-After``. The rate is kept by each replica
+    (a key spread over ``n`` replicas may reach ``n`` times it for a moment); the daily cap counts the
+    key's stored feedback since 00:00 UTC in the database, so it holds across replicas and restarts.
+    """
+
+    per_minute: Annotated[int, Field(ge=1)] | None = None
+    per_day: Annotated[int, Field(ge=1)] | None = None
+
+
+KeyRole = Literal["client", "labeller", "admin"]
+
+
+def _default_feedback_limits() -> dict[KeyRole, FeedbackLimit]:
+    return {
+        "client": FeedbackLimit(per_minute=30, per_day=500),
+        "labeller": FeedbackLimit(per_minute=600, per_day=20_000),
+        "admin": FeedbackLimit(),
+    }
 
 
 class ServeConfig(FrozenModel):
@@ -89,6 +112,10 @@ class ServeConfig(FrozenModel):
     access_log: bool = False
     #: How long a verified API key is trusted without looking again (revocation delay at most this).
     key_cache_ttl_s: Annotated[float, Field(ge=0.0)] = 5.0
+    #: Feedback each key may send, by its role (``client``, ``labeller``, ``admin``); a role left out
+    #: keeps its default, ``{}`` lifts its limits. Client feedback waits for review anyway; the limits
+    #: keep one key from flooding the review queue and the database.
+    feedback_limits: dict[KeyRole, FeedbackLimit] = Field(default_factory=_default_feedback_limits)
     #: SQLAlchemy URL of the prediction log and key store; ``None``: SQLite under TAGOPS_HOME/serving.
     database_url: str | None = Field(default=None, repr=False)
     log_queue_rows: Annotated[int, Field(ge=1)] = 100_000
@@ -125,6 +152,13 @@ class ServeConfig(FrozenModel):
     def log_journal_max_bytes(self) -> int | None:
         """``log_journal_max_mb`` in bytes (``None``: no cap)."""
         return None if self.log_journal_max_mb is None else int(self.log_journal_max_mb * 1024 * 1024)
+
+    @field_validator("feedback_limits", mode="before")
+    @classmethod
+    def _limits_over_defaults(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {**_default_feedback_limits(), **value}
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeConfig:

@@ -46,6 +46,15 @@ def build_text(title: str, description: str) -> str:
     return f"{title or ''} {description or ''}".strip()
 
 
+def match_key(title: str, description: str) -> str:
+    """What two labelled texts must share to count as the same text: title and description cleaned.
+
+    Unicode form, case, punctuation and runs of spaces do not tell texts apart ("Deep  Learning!" is
+    "deep learning"); URLs are kept as their words. Linear in the text's length.
+    """
+    return clean_text(build_text(title, description), remove_urls=False)
+
+
 def clean_text(
     text: str,
     *,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Engine
 
-from tagops.predlog.schema import feedback, predictions, shadow_predictions
+from tagops.predlog.schema import api_keys, feedback, feedback_reviews, predictions, shadow_predictions
 
 
 class LogReader:
@@ -87,6 +87,17 @@ class LogReader:
                     found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
         return found
 
+    def count_feedback(self, key_id: str, *, since: datetime) -> int:
+        """Feedback rows one key sent since ``since`` (the daily cap of :mod:`tagops.serving.limits`)."""
+        f = feedback.c
+        query = (
+            select(func.count())
+            .select_from(feedback)
+            .where(f.created_at >= since.astimezone(UTC), f.key_id == key_id)
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def count_rows(self, table: Table) -> int:
         """Rows in one of the log's tables (``predictions``, ``feedback``, ``shadow_predictions``)."""
         with self.engine.connect() as connection:
@@ -141,11 +152,13 @@ class LogReader:
         """Every feedback row with the prediction it labels (read-only, oldest feedback first).
 
         Each row: ``feedback_id``, ``feedback_at``, ``feedback_tag``, ``prediction_id``, ``predicted_at``,
-        ``title``, ``description``, ``tag`` (what the model answered) and ``model_version``. Feedback whose
+        ``title``, ``description``, ``tag`` (what the model answered), ``model_version``, and who sent it:
+        ``key_id``, ``key_name``, ``key_role``, ``key_revoked_at`` (``None`` where the key is unknown), and
+        a reviewer's ``review`` (``accepted``, ``rejected`` or ``None``) with ``reviewer``. Feedback whose
         prediction is not in the log is left out (the API refuses it; a restored backup might not).
         ``since``/``until`` bound the feedback's time.
         """
-        f, c = feedback.c, predictions.c
+        f, c, k, r = feedback.c, predictions.c, api_keys.c, feedback_reviews.c
         query = (
             select(
                 f.id.label("feedback_id"),
@@ -157,8 +170,16 @@ class LogReader:
                 c.description,
                 c.tag,
                 c.model_version,
+                f.key_id,
+                k.name.label("key_name"),
+                k.role.label("key_role"),
+                k.revoked_at.label("key_revoked_at"),
+                r.decision.label("review"),
+                r.reviewer,
             )
             .join(predictions, c.id == f.prediction_id)
+            .outerjoin(api_keys, k.id == f.key_id)
+            .outerjoin(feedback_reviews, r.feedback_id == f.id)
             .order_by(f.created_at, f.id)
         )
         if since is not None:

@@ -1,14 +1,16 @@
-"""The prediction log's tables: predictions, shadow predictions and feedback, with UTC timestamps.
+"""The prediction log's tables: predictions, shadow predictions, feedback and its reviews, API keys.
 
-Every backend reads timestamps back timezone-aware in UTC (:class:`UTCDateTime`). The serving process's
-own bookkeeping (API keys, the model each deployment serves, replica heartbeats) lives in the same
-database but is not the log: :mod:`tagops.serving.state` defines those tables.
+Every backend reads timestamps back timezone-aware in UTC (:class:`UTCDateTime`). API keys are here, not
+in serving, because feedback is attributed to the key that sent it and retraining weighs a label by its
+key's role and revocation. The serving process's own bookkeeping (the model each deployment serves,
+replica heartbeats) lives in the same database but is not the log: :mod:`tagops.serving.state` defines
+those tables.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -75,7 +77,41 @@ feedback = Table(
     Column("created_at", UTCDateTime(), nullable=False, index=True),
     Column("prediction_id", String(32), nullable=False, index=True),
     Column("tag", String(100), nullable=False),
+    #: The API key that sent it (``api_keys.id``); a label is trusted by its key's role, not by itself.
     Column("key_id", String(32), nullable=True),
+)
+
+#: A person's decision on a label from an untrusted key (``tagops feedback accept|reject``): only an
+#: accepted one can enter training. One row per feedback row; a later decision replaces it.
+feedback_reviews = Table(
+    "feedback_reviews",
+    metadata,
+    Column("feedback_id", String(32), primary_key=True),
+    Column("decision", String(16), nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("reviewed_at", UTCDateTime(), nullable=False),
+    Column("note", Text, nullable=True),
+)
+
+Role = Literal["client", "labeller", "admin"]
+#: What a key may do, least first; each role may also do what the roles before it may. ``client``:
+#: predict and send feedback, which waits for review before training may use it. ``labeller``: its
+#: feedback is trusted. ``admin``: also reload the model.
+ROLES: tuple[Role, ...] = ("client", "labeller", "admin")
+#: Roles whose feedback enters training without a review.
+TRUSTED_ROLES: frozenset[str] = frozenset({"labeller", "admin"})
+
+#: API keys (:mod:`tagops.serving.keys` creates and checks them): the secret only as a salted digest.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("digest", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 #: The shadow model's answers to copies of live requests (never returned to a client). A table of its

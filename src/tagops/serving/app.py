@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tagops.config import ServeConfig
 from tagops.serving.batching import Infer
 from tagops.serving.keys import ApiKey, Role
+from tagops.serving.limits import FeedbackLimiter
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
 from tagops.serving.schemas import (
     ErrorResponse,
@@ -310,6 +311,9 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         return check_key
 
     require_client, require_admin = require("client"), require("admin")
+    limiter = FeedbackLimiter(
+        cfg.feedback_limits, lambda key_id, since: service.store.reader.count_feedback(key_id, since=since)
+    )
     predict_request = predict_request_model(max_items=cfg.max_items, max_text_length=cfg.max_text_length)
 
     @app.get("/healthz", response_model=Status, tags=["health"], summary="The process is alive.")
@@ -414,7 +418,11 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         status_code=201,
         tags=["predict"],
         summary="Record the correct tag for a prediction (API key).",
-        responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse, "description": "Unknown prediction id."}},
+        responses={
+            **_AUTH_ERRORS,
+            404: {"model": ErrorResponse, "description": "Unknown prediction id."},
+            429: {"model": ErrorResponse, "description": "The key's feedback rate or daily cap is reached."},
+        },
     )
     async def feedback(
         body: FeedbackRequest, key: Annotated[ApiKey, Depends(require_client)]
@@ -425,6 +433,10 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
                 [{"loc": ("body", "tag"), "msg": f"tag must be one of {labels}", "type": "enum"}]
             )
         try:
+            refusal = await asyncio.to_thread(limiter.check, key.key_id, key.role)
+            if refusal is not None:
+                metrics.feedback_refused.labels(role=key.role).inc()
+                raise HTTPException(429, refusal.reason, {"Retry-After": str(refusal.retry_after_s)})
             known = await asyncio.to_thread(service.find_prediction, body.prediction_id)
             if not known:
                 raise HTTPException(404, f"no prediction with id {body.prediction_id} (field prediction_id)")
@@ -438,7 +450,11 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             raise HTTPException(
                 503, "the prediction log is unavailable; feedback not stored, try again"
             ) from error
-        return FeedbackResponse(feedback_id=feedback_id, prediction_id=body.prediction_id, tag=body.tag)
+        status = "trusted" if key.trusted else "pending_review"
+        metrics.feedback.labels(role=key.role, status=status).inc()
+        return FeedbackResponse(
+            feedback_id=feedback_id, prediction_id=body.prediction_id, tag=body.tag, status=status
+        )
 
     @app.post(
         "/v1/admin/reload",

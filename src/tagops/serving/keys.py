@@ -1,8 +1,10 @@
 """API keys: created once, shown once, stored only as a salted scrypt digest in the serving database.
 
 A key reads ``tagops_<key id>_<secret>``; the id finds the row, the secret is checked against the digest
-in constant time. Roles: ``client`` (predict and feedback) and ``admin`` (also reload). ``tagops keys
-create|list|revoke`` manage them; a revoked key stops working within ``key_cache_ttl_s``.
+in constant time. Roles (:data:`~tagops.predlog.schema.ROLES`): ``client`` (predict and feedback, which
+waits for review), ``labeller`` (feedback trusted for training) and ``admin`` (also reload). ``tagops keys
+create|list|revoke`` manage them; a revoked key stops working within ``key_cache_ttl_s``, and its
+feedback leaves the next training data.
 """
 
 from __future__ import annotations
@@ -15,21 +17,20 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from tagops.errors import TagopsError
-from tagops.predlog.schema import utcnow
-from tagops.serving.state import ServingState, api_keys
+from tagops.predlog.schema import ROLES, TRUSTED_ROLES, Role, api_keys, utcnow
+from tagops.serving.state import ServingState
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
     from tagops.settings import Settings
 
-Role = Literal["client", "admin"]
-ROLES: tuple[Role, ...] = ("client", "admin")
+__all__ = ["ROLES", "ApiKey", "ApiKeyError", "KeyStore", "Role"]
 KEY_PREFIX = "tagops"
 _TOKEN = re.compile(rf"^{KEY_PREFIX}_(?P<id>[0-9a-f]{{12}})_(?P<secret>[A-Za-z0-9_-]{{43}})$")
 #: scrypt cost: 16 MiB and tens of milliseconds of CPU per check, so guessing is slow; verified keys
@@ -57,8 +58,13 @@ class ApiKey:
         return self.revoked_at is None
 
     def allows(self, role: Role) -> bool:
-        """Whether this key may do what ``role`` may do."""
-        return self.active and (self.role == "admin" or self.role == role)
+        """Whether this key may do what ``role`` may do (a role may do what the roles below it may)."""
+        return self.active and self.role in ROLES and ROLES.index(self.role) >= ROLES.index(role)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether its feedback enters training without a review."""
+        return self.role in TRUSTED_ROLES
 
 
 def digest_secret(secret: str, salt: bytes) -> str:

@@ -143,6 +143,18 @@ class ServingMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "tagops_feedback",
+            "Feedback stored, by the sending key's role and whether it waits for review.",
+            ["role", "status"],
+            registry=self.registry,
+        )
+        self.feedback_refused = Counter(
+            "tagops_feedback_refused",
+            "Feedback answered 429: the key's rate or daily cap was reached.",
+            ["role"],
+            registry=self.registry,
+        )
         self.log_unjournaled_rows = Counter(
             "tagops_prediction_log_unjournaled_rows",
             "Prediction log rows queued without a journal line (journal at its cap, or not writable): "

@@ -7,7 +7,7 @@ the server enforces.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -116,6 +116,9 @@ class FeedbackResponse(BaseModel):
     feedback_id: str
     prediction_id: str
     tag: str
+    #: ``trusted``: training may use it; ``pending_review``: it waits until a person accepts it
+    #: (``tagops feedback review``), as every label from a ``client`` key does.
+    status: Literal["trusted", "pending_review"]
 
 
 class ModelInfo(BaseModel):

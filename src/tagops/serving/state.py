@@ -1,8 +1,8 @@
 """What serving replicas share in the serving database besides the prediction log.
 
-API keys (:mod:`tagops.serving.keys` creates and checks them), the model every replica of a deployment
-should serve (set by a reload, followed by the others) and each live replica's heartbeat. These tables
-sit in the prediction log's database and use its engine, but only serving reads or writes them.
+The model every replica of a deployment should serve (set by a reload, followed by the others) and each
+live replica's heartbeat. These tables sit in the prediction log's database and use its engine, but only
+serving reads or writes them. API keys are in the log's schema (feedback is attributed to them).
 """
 
 from __future__ import annotations
@@ -16,21 +16,9 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tagops.predlog.schema import UTCDateTime
+from tagops.predlog.schema import create_tables as create_log_tables
 
 metadata = MetaData()
-
-api_keys = Table(
-    "api_keys",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("salt", String(64), nullable=False),
-    Column("digest", String(128), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("revoked_at", UTCDateTime(), nullable=True),
-)
 
 #: The model every replica of one deployment should serve (set by a reload, followed by the others).
 model_targets = Table(
@@ -76,6 +64,7 @@ class ServingState:
 
     def create_tables(self) -> None:
         """Create the tables that do not exist yet (idempotent)."""
+        create_log_tables(self.engine)  # the API keys' table
         metadata.create_all(self.engine)
 
     def claim_target(self, deployment_id: str, model_uri: str, version: int | None) -> tuple[str, int | None]:

@@ -1,22 +1,38 @@
-"""Feedback from the prediction log as training rows: validated, de-duplicated, split by time.
+"""Feedback from the prediction log as training rows: trusted, one vote per key, resolved, split by time.
 
-A prediction labelled twice with different tags, and a text labelled differently on different
-predictions, are conflicts and dropped; repeated texts are kept once; a text whose title is already in
-dataset.csv or holdout.csv is dropped (no duplicates, no leakage into the holdout); the rest must pass
-the data contract (:func:`tagops.data.validate.validate_frame`), row by row. The newest
-``recent_fraction`` of the rows is the recent labelled window, held out of training.
+A label enters training only if someone trusted stands behind it:
+
+1. **Trust.** A label from a ``labeller`` or ``admin`` key is trusted; one from a ``client`` key (or from
+   a key the database does not know) waits in the review queue (``tagops feedback review``) until a person
+   accepts it. Rejected labels and every label of a revoked key are left out, so revoking a key takes its
+   labels out of the next training data.
+2. **One vote per key and text.** Texts are compared by :func:`~tagops.data.clean.match_key` (case,
+   punctuation and spacing do not make a new text); a key's latest label for a text is its vote, and its
+   earlier ones are superseded. A thousand labels from one key are one vote.
+3. **Conflicts resolve by trust, then agreement.** For each text the votes of the highest trust present
+   decide (``admin`` over ``labeller`` over a reviewed ``client`` label); among those the tag with the most
+   keys wins. A tie is left out of training (``unresolved``) and shown in the review queue; nothing is
+   deleted.
+
+Then a text whose title is already in dataset.csv or holdout.csv is dropped (no duplicates, no leakage
+into the holdout); the rest must pass the data contract (:func:`tagops.data.validate.validate_frame`), row
+by row. The newest ``recent_fraction`` of the rows is the recent labelled window, held out of training,
+so the recent-window gate is measured on trusted labels only.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tagops.data.clean import match_key
 from tagops.errors import DataError, TagopsError
+from tagops.predlog.schema import ROLES, TRUSTED_ROLES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FEEDBACK_FILE = "feedback"
+#: The weight of a reviewed (accepted) label from a key that is not trusted: below every trusted role.
+_REVIEWED_RANK = -1
 
 
 # -------------------------------------------------------------------------------- feedback → rows
@@ -39,7 +57,69 @@ class FeedbackRows:
 
 
 def _text_key(title: str, description: str) -> str:
-    return f"{title.strip()} {description.strip()}".lower()
+    return match_key(title, description)
+
+
+def standing(row: dict[str, Any]) -> tuple[str, int | None]:
+    """Where a labelled row stands, and its rank among votes (``None``: it cannot vote).
+
+    The state is ``trusted``, ``accepted``, ``pending_review``, ``rejected`` or ``revoked_key``.
+    """
+    if row.get("key_revoked_at") is not None:
+        return "revoked_key", None
+    review = row.get("review")
+    if review == "rejected":
+        return "rejected", None
+    role = row.get("key_role")
+    if role in TRUSTED_ROLES:
+        return "trusted", ROLES.index(role)
+    if review == "accepted":
+        return "accepted", _REVIEWED_RANK
+    return "pending_review", None
+
+
+def resolve_votes(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Trusted votes → one labelled row per text that has a winner, and counts of what did not count.
+
+    ``rows`` are :meth:`~tagops.predlog.reader.LogReader.read_labelled` rows. Each returned row is the
+    latest of the winning votes (its text and time), with ``votes`` and ``voters`` added.
+    """
+    counts = Counter({"revoked_key": 0, "rejected": 0, "pending_review": 0})
+    ranked: list[tuple[int, dict[str, Any]]] = []
+    for row in rows:
+        state, rank = standing(row)
+        if rank is None:
+            counts[state] += 1
+        else:
+            ranked.append((rank, row))
+    latest: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    for rank, row in ranked:
+        vote_key = (str(row.get("key_id") or ""), _text_key(str(row["title"]), str(row["description"])))
+        held = latest.get(vote_key)
+        if held is None or (row["feedback_at"], str(row["feedback_id"])) > (
+            held[1]["feedback_at"],
+            str(held[1]["feedback_id"]),
+        ):
+            latest[vote_key] = (rank, row)
+    counts["superseded"] = len(ranked) - len(latest)
+    by_text: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for (_, text), vote in latest.items():
+        by_text.setdefault(text, []).append(vote)
+    winners: list[dict[str, Any]] = []
+    counts["outvoted"] = counts["agreeing"] = counts["unresolved"] = 0
+    for votes in by_text.values():
+        top = max(rank for rank, _ in votes)
+        tally = Counter(str(row["feedback_tag"]) for rank, row in votes if rank == top).most_common()
+        if len(tally) > 1 and tally[0][1] == tally[1][1]:
+            counts["unresolved"] += len(votes)
+            continue
+        tag = tally[0][0]
+        agreeing = [row for _, row in votes if str(row["feedback_tag"]) == tag]
+        counts["outvoted"] += len(votes) - len(agreeing)
+        counts["agreeing"] += len(agreeing) - 1
+        chosen = max(agreeing, key=lambda r: (r["feedback_at"], str(r["feedback_id"])))
+        winners.append({**chosen, "votes": len(agreeing), "voters": len(votes)})
+    return winners, dict(counts)
 
 
 def feedback_to_rows(
@@ -52,39 +132,15 @@ def feedback_to_rows(
     """Turn feedback joined with its predictions into contract-valid rows, split by time.
 
     ``labelled`` rows are :meth:`~tagops.predlog.reader.LogReader.read_labelled` rows. Counts of every
-    row dropped, and why, are returned with the rows.
+    row left out, and why, are returned with the rows.
     """
     import pandas as pd
 
     from tagops.data.validate import validate_frame
 
-    counts = {"feedback": len(labelled)}
-    by_prediction: dict[str, list[dict[str, Any]]] = {}
-    for row in labelled:
-        by_prediction.setdefault(str(row["prediction_id"]), []).append(row)
-    candidates = []
-    conflicting_predictions = repeated = 0
-    for rows in by_prediction.values():
-        if len({str(r["feedback_tag"]) for r in rows}) > 1:
-            conflicting_predictions += 1
-            continue
-        repeated += len(rows) - 1
-        candidates.append(max(rows, key=lambda r: r["feedback_at"]))  # the latest of identical labels
-    counts["conflicting_predictions"] = conflicting_predictions
-    counts["repeated_feedback"] = repeated
-    by_text: dict[str, list[dict[str, Any]]] = {}
-    for row in candidates:
-        by_text.setdefault(_text_key(str(row["title"]), str(row["description"])), []).append(row)
-    unique, conflicting_texts, duplicates = [], 0, 0
-    for rows in by_text.values():
-        if len({str(r["feedback_tag"]) for r in rows}) > 1:
-            conflicting_texts += len(rows)
-            continue
-        duplicates += len(rows) - 1
-        unique.append(max(rows, key=lambda r: r["feedback_at"]))
-    counts["conflicting_texts"] = conflicting_texts
-    counts["duplicate_texts"] = duplicates
-    known_titles = {str(t).strip().lower() for t in [*dataset["title"], *holdout["title"]]}
+    unique, resolved = resolve_votes(labelled)
+    counts = {"feedback": len(labelled), **resolved}
+    known_titles = {match_key(str(t), "") for t in [*dataset["title"], *holdout["title"]]}
     known_texts = {
         _text_key(str(t), str(d))
         for frame in (dataset, holdout)
@@ -93,7 +149,7 @@ def feedback_to_rows(
     fresh = [
         r
         for r in unique
-        if str(r["title"]).strip().lower() not in known_titles
+        if match_key(str(r["title"]), "") not in known_titles
         and _text_key(str(r["title"]), str(r["description"])) not in known_texts
     ]
     counts["known_titles"] = len(unique) - len(fresh)
