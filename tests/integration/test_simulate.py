@@ -53,7 +53,7 @@ monitor: {{min_window_rows: 20, min_feedback_rows: 20, permutations: 500}}
     assert outcome["reload_for_shadow"]["shadow"]["version"] == outcome["retrain"]["challenger_version"]
     shadow = outcome["shadow_report"]["comparisons"][0]
     assert shadow["rows"] == 24 and shadow["feedback_rows"] == 24
-    assert outcome["retrain"]["counts"]["conflicting_predictions"] == 5
+    assert outcome["retrain"]["counts"]["pending_review"] == 5  # the client key's labels wait for review
     rows = outcome["rows"]
     assert verdict["no_row_lost"], rows
     assert rows["items_sent"] == 40 * 3 + 24 * 2 and rows["prediction_rows"] == rows["items_sent"]

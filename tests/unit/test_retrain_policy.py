@@ -64,7 +64,7 @@ def test_an_alarm_triggers_with_its_window_in_the_reason() -> None:
         ({"summary": summary(model_version=2)}, "the champion is 3"),
         ({"summary": summary(created_at=(NOW - timedelta(hours=30)).isoformat())}, "older than 24 h"),
         ({"last_retrain_at": NOW - timedelta(minutes=10)}, "was handled by the retrain"),
-        ({"feedback_rows": 5}, "only 5 validated feedback rows"),
+        ({"feedback_rows": 5}, "only 5 trusted feedback rows"),
     ],
 )
 def test_an_alarm_does_not_trigger_when(kwargs: dict[str, Any], why: str) -> None:

@@ -296,6 +296,54 @@ def test_feedback_needs_a_valid_key_and_a_known_prediction(
     assert bad_id.status_code == 422
 
 
+def test_feedback_says_whether_it_waits_for_review_and_a_labeller_may_not_reload(
+    served: tuple[TestClient, FastAPI, FakePredictor, FakeLoader],
+) -> None:
+    client, app, _, loader = served
+    prediction_id = client.post("/v1/predict", json={"items": [ITEM]}).json()["predictions"][0][
+        "prediction_id"
+    ]
+    body = {"prediction_id": prediction_id, "tag": "mlops"}
+    statuses = {
+        role: client.post("/v1/feedback", json=body, headers=key(app, role)).json()["status"]
+        for role in ("client", "labeller", "admin")
+    }
+    assert statuses == {"client": "pending_review", "labeller": "trusted", "admin": "trusted"}
+    assert client.post("/v1/admin/reload", headers=key(app, "labeller")).status_code == 403
+    assert loader.loaded == []
+    metrics = client.get("/metrics").text
+    assert 'tagops_feedback_total{role="client",status="pending_review"} 1.0' in metrics
+
+
+def test_feedback_past_a_keys_rate_or_daily_cap_is_429_with_retry_after(tagops_home: Path) -> None:
+    app, _, _ = build(
+        tagops_home,
+        feedback_limits={"client": {"per_minute": 3}, "labeller": {"per_day": 2}},
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        prediction_id = client.post("/v1/predict", json={"items": [ITEM]}).json()["predictions"][0][
+            "prediction_id"
+        ]
+        body = {"prediction_id": prediction_id, "tag": "mlops"}
+        sender, other = key(app, "client"), key(app, "client")
+        codes = [client.post("/v1/feedback", json=body, headers=sender).status_code for _ in range(5)]
+        assert codes == [201, 201, 201, 429, 429]  # a burst of per_minute, then refused
+        refused = client.post("/v1/feedback", json=body, headers=sender)
+        assert 1 <= int(refused.headers["retry-after"]) <= 20
+        assert "3 per minute" in refused.json()["detail"]
+        assert client.post("/v1/feedback", json=body, headers=other).status_code == 201  # per key
+        labeller = key(app, "labeller")
+        codes = [client.post("/v1/feedback", json=body, headers=labeller).status_code for _ in range(3)]
+        assert codes == [201, 201, 429]
+        capped = client.post("/v1/feedback", json=body, headers=labeller)
+        assert "2 per day" in capped.json()["detail"]
+        assert 1 <= int(capped.headers["retry-after"]) <= 86_400
+        assert client.post("/v1/feedback", json=body, headers=key(app, "admin")).status_code == 201
+        assert 'tagops_feedback_refused_total{role="client"} 3.0' in client.get("/metrics").text
+    with app.state.service.store.engine.connect() as connection:
+        assert len(list(connection.execute(select(feedback)))) == 3 + 1 + 2 + 1  # refused ones not stored
+
+
 def test_revoked_keys_stop_working(served: tuple[TestClient, FastAPI, FakePredictor, FakeLoader]) -> None:
     client, app, _, _ = served
     record, token = app.state.service.keys.create("temporary", "admin")

@@ -101,7 +101,9 @@ class RetrainPolicy(FrozenModel):
     trigger: Literal["on_alert", "schedule", "manual"] = "on_alert"
     interval_hours: Annotated[float, Field(gt=0.0)] = 168.0
     max_summary_age_hours: Annotated[float, Field(gt=0.0)] = 24.0
-    #: Fewer validated feedback rows than this: nothing to learn from, so no retrain on a trigger.
+    #: Fewer trusted feedback rows than this (labeller and admin keys' labels and reviewed client labels,
+    #: after one vote per key and text and the data contract): nothing to learn from, so no retrain and no
+    #: automatic promotion on a trigger. Client labels waiting for review never count.
     min_feedback_rows: Annotated[int, Field(ge=0)] = 20
 
 
@@ -162,7 +164,8 @@ class SimulateConfig(FrozenModel):
     feedback_delay_s: Annotated[float, Field(ge=0.0)] = 1.0
     port: Annotated[int, Field(ge=0, le=65535)] = 0
     engine: Literal["uvicorn", "ray"] = "uvicorn"
-    #: Predictions that receive a second, different label (users who disagree): conflicts to drop.
+    #: Predictions that receive a second, different label from a client key (users who disagree): they
+    #: wait for review and do not train.
     conflicting_feedback: Annotated[int, Field(ge=0)] = 5
     #: Run the retrain as the ZenML pipeline (as ``tagops retrain`` does), else its stages in-process.
     pipeline: bool = True

@@ -37,7 +37,7 @@ def feedback_step(
     Annotated[pd.DataFrame, "recent"],
     Annotated[dict[str, int], "counts"],
 ]:
-    """The original data and the validated feedback rows from the prediction log."""
+    """The original data and the trusted feedback rows from the prediction log."""
     from tagops.workloads.retrain import feedback_stage
 
     original, dataset, holdout, feedback, recent, counts = feedback_stage(

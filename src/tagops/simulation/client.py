@@ -39,11 +39,14 @@ class Sent:
 class ServiceClient:
     """Requests to the running service: batches of predictions and single feedback posts, concurrently."""
 
-    def __init__(self, url: str, admin_key: str, *, concurrency: int, request_items: int) -> None:
+    def __init__(
+        self, url: str, admin_key: str, *, concurrency: int, request_items: int, labeller_key: str | None = None
+    ) -> None:
         import httpx
 
         self.url = url
         self.key = admin_key
+        self.labeller_key = labeller_key or admin_key
         self.concurrency = concurrency
         self.request_items = request_items
         self.http: httpx.Client = httpx.Client(
@@ -101,14 +104,13 @@ class ServiceClient:
         sent.until = datetime.now(UTC)
         return sent
 
-    def feedback(self, pairs: list[tuple[str, str]]) -> int:
-        """POST each (prediction id, tag); returns how many were stored (201)."""
+    def feedback(self, pairs: list[tuple[str, str]], *, key: str | None = None) -> int:
+        """POST each (prediction id, tag) with ``key`` (default: the labeller's); returns how many were stored."""
+        headers = {"Authorization": f"Bearer {key or self.labeller_key}"}
 
         def post(pair: tuple[str, str]) -> bool:
             response = self.http.post(
-                "/v1/feedback",
-                json={"prediction_id": pair[0], "tag": pair[1]},
-                headers={"Authorization": f"Bearer {self.key}"},
+                "/v1/feedback", json={"prediction_id": pair[0], "tag": pair[1]}, headers=headers
             )
             if response.status_code != 201:
                 logger.error(

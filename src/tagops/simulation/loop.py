@@ -149,6 +149,8 @@ def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: 
 
     keys = KeyStore.from_config(None, sim)
     _, admin_key = keys.create("tagops simulate", "admin")
+    _, labeller_key = keys.create("tagops simulate labeller", "labeller")
+    _, user_key = keys.create("tagops simulate user", "client")
     keys.engine.dispose()
     loop = Loop(cfg, retrain_cfg, sim, registry, dataset, holdout, data.holdout_sha256, timings)
     with running_service(sim, cfg, write_serve_config(sim.home / "serve.yaml", cfg), env) as (url, _):
@@ -157,8 +159,13 @@ def _simulate(cfg: SimulateConfig, sim: Settings, env: dict[str, str], started: 
         loop.sim = sim.model_copy(update={"retrain": RetrainSettings(service_url=url, admin_key=admin_key)})
         loop.env = service_environment(sim, url, admin_key)
         loop.client = ServiceClient(
-            url, admin_key, concurrency=cfg.concurrency, request_items=cfg.request_items
+            url,
+            admin_key,
+            concurrency=cfg.concurrency,
+            request_items=cfg.request_items,
+            labeller_key=labeller_key,
         )
+        loop.user_key = user_key
         try:
             loop.run()
         finally:
@@ -189,6 +196,8 @@ class Loop:
         self.holdout_sha256 = holdout_sha256
         self.timings = timings
         self.client: ServiceClient | None = None
+        #: A client key: its labels wait for review (the users who disagree send with it).
+        self.user_key: str | None = None
         #: The environment of a process that works on the simulation's state (set once the service runs).
         self.env: dict[str, str] = {}
         self.rng = np.random.default_rng(cfg.seed)
@@ -254,7 +263,8 @@ class Loop:
                 : cfg.conflicting_feedback
             ]
         ]
-        self.http.feedback(disagree)  # users who disagree: conflicting labels retraining must drop
+        # Users who disagree, with a client key: their labels wait for review and do not train.
+        self.http.feedback(disagree, key=self.user_key)
         self.result["windows"] = self.windows
         self.mark = _timed(self.timings, "windows", self.mark)
         if self.retrain_and_shadow():

@@ -3,9 +3,10 @@
 ``tagops retrain [--if-needed] [--summary FILE] [--no-promote] [--config configs/loop.yaml]`` runs the
 ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these functions in-process):
 
-1. **Feedback rows.** Every feedback row joined with the prediction it labels (the input the model saw).
-   A prediction labelled twice with different tags, and a text labelled differently on different
-   predictions, are conflicts and dropped; repeated texts are kept once; a text whose title is already in
+1. **Feedback rows.** Every feedback row joined with the prediction it labels (the input the model saw)
+   and the key that sent it. Only trusted labels count (a ``labeller`` or ``admin`` key's, or a client
+   label a person accepted; never a revoked key's), one vote per key and text, conflicts resolved by
+   trust then agreement (:mod:`tagops.workloads.feedback`); a text whose title is already in
    dataset.csv or holdout.csv is dropped (no duplicates, no leakage into the holdout); the rest must pass
    the data contract (:func:`tagops.data.validate.validate_frame`), row by row.
 2. **Split by time.** The newest ``recent_fraction`` of those rows is the *recent labelled window*,
@@ -422,7 +423,7 @@ def decide(
 
 
 def usable_rows(counts: Mapping[str, int]) -> int:
-    """Feedback rows that survived validation (training rows + the recent window)."""
+    """Trusted feedback rows that survived validation (training rows + the recent window)."""
     return int(counts.get("train", 0)) + int(counts.get("recent", 0))
 
 

@@ -52,8 +52,8 @@ def decide_retrain(
 ) -> RetrainDecision:
     """The policy: a pure function of the latest monitor summary, the last retrain and the feedback.
 
-    Without ``if_needed`` the answer is always yes ("manual"). ``feedback_rows`` (validated rows
-    available) is checked only once a trigger fired.
+    Without ``if_needed`` the answer is always yes ("manual"). ``feedback_rows`` (trusted rows available,
+    see :mod:`tagops.workloads.feedback`) is checked only once a trigger fired.
     """
     if not if_needed:
         return RetrainDecision(True, "manual")
@@ -92,7 +92,7 @@ def decide_retrain(
     if feedback_rows is not None and feedback_rows < policy.min_feedback_rows:
         return RetrainDecision(
             False,
-            f"{decision.reason}, but only {feedback_rows} validated feedback rows "
+            f"{decision.reason}, but only {feedback_rows} trusted feedback rows "
             f"(min_feedback_rows {policy.min_feedback_rows})",
         )
     return decision
