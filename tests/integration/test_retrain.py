@@ -3,8 +3,10 @@ champion → the service reloads and serves it; the promotion history records wh
 
 A linear champion is trained on the synthetic fixtures and served (uvicorn, loopback, challenger in
 shadow). Traffic in a new vocabulary (the fixture projects with every word spelled backwards) is sent
-through the service, labelled through /v1/feedback (plus a conflicting label and a duplicate of a known
-title), then `tagops retrain --if-needed` (the ZenML pipeline) runs with a monitor summary that alarms.
+through the service, labelled through /v1/feedback with an admin key (plus a labeller's contrary label,
+which the admin's outranks, and a duplicate of a known title). A client key sends 1,000 wrong labels for
+one phrase, in case and spacing variants; a labeller labels five texts and is then revoked. Then
+`tagops retrain --if-needed` (the ZenML pipeline) runs with a monitor summary that alarms.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Env:
     admin_key: str
     champion: int
     sent: int
+    phrase: dict[str, str]
+    phrase_tag: str
+    revoked_titles: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +74,16 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
         )
         store = PredictionLog(default_database_url(settings))
         ServingState(store.engine).create_tables()
-        _, admin_key = KeyStore(store.engine).create("test", "admin")
-        store.dispose()
+        keys = KeyStore(store.engine)
+        _, admin_key = keys.create("test", "admin")
+        _, labeller_key = keys.create("second opinion", "labeller")
+        _, mallory_key = keys.create("mallory", "client")
+        leaving, leaving_key = keys.create("leaving", "labeller")
         serve_yaml = root / "serve.yaml"
         serve_yaml.write_text(
-            "engine: uvicorn\nshadow_model_uri: models:/tagops@challenger\nlog_flush_interval_s: 0.05\n",
+            "engine: uvicorn\nshadow_model_uri: models:/tagops@challenger\nlog_flush_interval_s: 0.05\n"
+            # limits that let every one of the attacker's labels be stored: trust alone must hold
+            "feedback_limits: {client: {per_minute: 100000, per_day: 100000}}\n",
             encoding="utf-8",
         )
         proc = subprocess.Popen(
@@ -106,14 +116,82 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
                     ]
                 known = http.post("/v1/predict", json={"items": [{"title": str(dataset["title"][0])}]}).json()
                 labels = [*zip(ids, shifted["tag"], strict=True)]
-                labels.append((ids[0], "other" if shifted["tag"][0] != "other" else "mlops"))  # a conflict
                 labels.append((known["predictions"][0]["prediction_id"], str(dataset["tag"][0])))
                 for prediction_id, tag in labels:
                     answer = http.post(
                         "/v1/feedback", json={"prediction_id": prediction_id, "tag": tag}, headers=headers
                     )
                     assert answer.status_code == 201, answer.text
-            yield Env(settings, root, url, admin_key, int(first.version or 0), len(ids) + 1)
+                contrary = "other" if shifted["tag"][0] != "other" else "mlops"
+                answer = http.post(
+                    "/v1/feedback",
+                    json={"prediction_id": ids[0], "tag": contrary},
+                    headers={"Authorization": f"Bearer {labeller_key}"},
+                )
+                assert answer.status_code == 201 and answer.json()["status"] == "trusted", answer.text
+                # The attack: one phrase in the champion's vocabulary, 1,000 wrong labels from one key.
+                phrase = {
+                    "title": f"{dataset['title'][1]} toolkit",
+                    "description": str(dataset["description"][1]),
+                }
+                phrase_tag = http.post("/v1/predict", json={"items": [phrase]}).json()["predictions"][0][
+                    "tag"
+                ]
+                wrong = next(t for t in sorted(set(dataset["tag"])) if t != phrase_tag)
+                variants = [
+                    {
+                        "title": f"{phrase['title'].upper() if i % 2 else phrase['title']}{'  ' * i}",
+                        "description": phrase["description"],
+                    }
+                    for i in range(10)
+                ]
+                attacked = [
+                    p["prediction_id"]
+                    for p in http.post("/v1/predict", json={"items": variants}).json()["predictions"]
+                ]
+                attacker = {"Authorization": f"Bearer {mallory_key}"}
+                for i in range(1000):
+                    answer = http.post(
+                        "/v1/feedback",
+                        json={"prediction_id": attacked[i % 10], "tag": wrong},
+                        headers=attacker,
+                    )
+                    assert answer.status_code == 201 and answer.json()["status"] == "pending_review", (
+                        answer.text
+                    )
+                # A labeller labels five new texts, then its key is revoked.
+                revoked_titles = [f"Tsal sdrow {i} gnivael" for i in range(5)]
+                departed = [
+                    p["prediction_id"]
+                    for p in http.post(
+                        "/v1/predict",
+                        json={"items": [{"title": t, "description": "ylno"} for t in revoked_titles]},
+                    ).json()["predictions"]
+                ]
+                for prediction_id in departed:
+                    answer = http.post(
+                        "/v1/feedback",
+                        json={"prediction_id": prediction_id, "tag": "mlops"},
+                        headers={"Authorization": f"Bearer {leaving_key}"},
+                    )
+                    assert answer.status_code == 201, answer.text
+                keys.revoke(leaving.key_id)
+                store.dispose()
+            yield Env(
+                settings,
+                root,
+                url,
+                admin_key,
+                int(first.version or 0),
+                len(ids)
+                + 1
+                + 1
+                + 10
+                + 5,  # labelled, the known title, the phrase, its variants, the departed
+                phrase,
+                phrase_tag,
+                revoked_titles,
+            )
         finally:
             proc.terminate()
             proc.wait(30)
@@ -161,9 +239,11 @@ def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) ->
     assert result.returncode == 0, result.explain()
     outcome = json.loads(result.stdout)
     counts = outcome["counts"]
-    assert counts["feedback"] == env.sent + 1
-    assert counts["conflicting_predictions"] == 1 and counts["known_titles"] == 1
-    assert counts["train"] + counts["recent"] == env.sent - 2  # one conflict, one known title
+    labelled = env.sent - 1 - 10 - 5
+    assert counts["feedback"] == labelled + 1 + 1000 + 5
+    assert counts["outvoted"] == 1 and counts["known_titles"] == 1  # the admin outranks the labeller
+    assert counts["pending_review"] == 1000 and counts["revoked_key"] == 5
+    assert counts["train"] + counts["recent"] == labelled - 1  # all but the known title
     reports = outcome["reports"]
     assert reports["challenger_recent"]["f1"] > reports["champion_recent"]["f1"]
     assert outcome["promoted"] is True, outcome["gate"]
@@ -173,7 +253,19 @@ def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) ->
     record = read_history(env.settings.promotion_history)[-1]
     assert record["action"] == "promote" and record["version"] == challenger
     assert record["trigger"].startswith("drift alarm at 2026-11-26T10:00:00+00:00")
-    assert record["evidence"]["feedback"]["conflicting_predictions"] == 1
+    assert record["evidence"]["feedback"]["pending_review"] == 1000
     store = PredictionLog(default_database_url(env.settings))
     assert store.reader.count_predictions() == env.sent
     store.dispose()
+    # The attacker's thousand labels did not move the champion's answer for the phrase ...
+    answer = httpx.post(f"{env.url}/v1/predict", json={"items": [env.phrase]}, timeout=30).json()
+    assert answer["model"]["version"] == challenger
+    assert answer["predictions"][0]["tag"] == env.phrase_tag
+    # ... and neither they nor the revoked labeller's labels are in the training snapshot.
+    (folder,) = (env.settings.home / "retrain").iterdir()
+    trained = pd.concat(
+        [pd.read_csv(folder / "dataset.csv", dtype=str), pd.read_csv(folder / "recent.csv", dtype=str)]
+    )
+    titles = {t.strip().lower() for t in trained["title"]}
+    assert env.phrase["title"].lower() not in titles
+    assert not titles & {t.lower() for t in env.revoked_titles}

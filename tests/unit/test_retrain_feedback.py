@@ -144,7 +144,10 @@ def test_a_thousand_labels_from_one_key_are_one_vote_and_trust_outranks_numbers(
     ]
     decided = feedback_to_rows(votes, dataset, holdout, recent_fraction=0.3)
     kept = pd.concat([decided.train, decided.recent], ignore_index=True)
-    assert dict(zip(kept["title"], kept["tag"], strict=True)) == {"Sloot gnileba": "mlops", "Rehtona": "mlops"}
+    assert dict(zip(kept["title"], kept["tag"], strict=True)) == {
+        "Sloot gnileba": "mlops",
+        "Rehtona": "mlops",
+    }
     assert decided.counts["outvoted"] == 3
 
 

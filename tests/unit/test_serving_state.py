@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tagops.serving.keys import ApiKeyError, KeyStore
 from tagops.predlog.schema import api_keys
+from tagops.serving.keys import ApiKeyError, KeyStore
 from tagops.serving.state import ServingState
 from tests.unit.serving_fakes import make_store, settings_for
 

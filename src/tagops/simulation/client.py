@@ -40,7 +40,13 @@ class ServiceClient:
     """Requests to the running service: batches of predictions and single feedback posts, concurrently."""
 
     def __init__(
-        self, url: str, admin_key: str, *, concurrency: int, request_items: int, labeller_key: str | None = None
+        self,
+        url: str,
+        admin_key: str,
+        *,
+        concurrency: int,
+        request_items: int,
+        labeller_key: str | None = None,
     ) -> None:
         import httpx
 
@@ -105,7 +111,10 @@ class ServiceClient:
         return sent
 
     def feedback(self, pairs: list[tuple[str, str]], *, key: str | None = None) -> int:
-        """POST each (prediction id, tag) with ``key`` (default: the labeller's); returns how many were stored."""
+        """POST each (prediction id, tag) with ``key`` (default: the labeller's); returns how many are stored.
+
+        A labeller's labels train; a client key's wait for review.
+        """
         headers = {"Authorization": f"Bearer {key or self.labeller_key}"}
 
         def post(pair: tuple[str, str]) -> bool:
