@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
-from tagops.serving.batching import Infer
+from tagops.serving.batching import BatchAnswer, Infer, InferenceThread, predict_batch
 from tagops.serving.keys import ApiKey, Role
 from tagops.serving.limits import FeedbackLimiter
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -41,10 +41,12 @@ from tagops.serving.schemas import (
     PredictResponse,
     ReloadResponse,
     ReplicaSync,
+    RolloutRequest,
+    RolloutState,
     Status,
     predict_request_model,
 )
-from tagops.serving.service import ReloadError, ServingService
+from tagops.serving.service import ReloadError, RolloutError, ServingService
 
 logger = logging.getLogger(__name__)
 
@@ -355,15 +357,27 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             loaded_at=model.loaded_at.isoformat(),
             replica=service.replica_id,
             shadow=_shadow_ref(service),
+            canary=_canary_ref(service),
+            canary_weight=service.canary_weight if service.canary is not None else 0.0,
         )
 
     predict_dependencies = [Depends(require_client)] if cfg.require_key_for_predict else []
+
+    canary_thread = InferenceThread()  # the canary's batches: off the loop, one thread (see InferenceThread)
+
+    async def routed_infer(titles: list[str], descriptions: list[str]) -> tuple[str, BatchAnswer]:
+        canary = service.canary_for(titles, descriptions)
+        if canary is None:
+            return "champion", await infer(titles, descriptions)
+        answers = await canary_thread.run(predict_batch, canary, [(titles, descriptions)], metrics)
+        return "canary", answers[0]
 
     async def predict(request: Request, body: PredictRequest) -> Response:
         started = time.perf_counter()
         titles = [item.title for item in body.items]
         descriptions = [item.description for item in body.items]
-        answer = await infer(titles, descriptions)
+        side, answer = await routed_infer(titles, descriptions)
+        service.count_answer(side, failed=answer.error is not None)
         if answer.error is not None:
             raise HTTPException(500, f"prediction failed: {answer.error}")
         model = answer.model
@@ -378,7 +392,8 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             model=model,
             latency_ms=latency_ms,
         )
-        service.shadow_copy(ids, titles, descriptions)  # a queue append: the answer does not wait for it
+        if side == "champion":  # a queue append: the answer does not wait for it
+            service.shadow_copy(ids, titles, descriptions)
         version = str(model.version or "")
         for result in answer.results:
             metrics.predictions.labels(
@@ -480,6 +495,56 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             shadow=_shadow_ref(service),
         )
 
+    @app.post(
+        "/v1/admin/rollout",
+        response_model=RolloutState,
+        tags=["admin"],
+        summary="Start a canary rollout or change its share (admin key); every replica follows.",
+        responses={
+            **_AUTH_ERRORS,
+            409: {"model": ErrorResponse, "description": "The model cannot be rolled out."},
+        },
+    )
+    async def start_rollout(
+        body: RolloutRequest, _: Annotated[ApiKey, Depends(require_admin)]
+    ) -> RolloutState:
+        uri = body.model_uri or _challenger_uri(cfg.model_uri)
+        try:
+            record = await asyncio.to_thread(service.start_rollout, uri, body.weight)
+        except RolloutError as error:
+            raise HTTPException(409, str(error)) from error
+        return _rollout_state(record)
+
+    @app.get(
+        "/v1/admin/rollout",
+        response_model=RolloutState,
+        tags=["admin"],
+        summary="The deployment's canary rollout (admin key).",
+        responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse, "description": "No rollout yet."}},
+    )
+    async def rollout_state(_: Annotated[ApiKey, Depends(require_admin)]) -> RolloutState:
+        await asyncio.to_thread(service.sync_rollout_counts)
+        record = await asyncio.to_thread(service.state.get_rollout, service.deployment_id)
+        if record is None:
+            raise HTTPException(404, "this deployment has had no rollout")
+        return _rollout_state(record)
+
+    @app.delete(
+        "/v1/admin/rollout",
+        response_model=RolloutState,
+        tags=["admin"],
+        summary="Abort the canary rollout: every request to the champion again (admin key).",
+        responses={**_AUTH_ERRORS, 409: {"model": ErrorResponse, "description": "No rollout is active."}},
+    )
+    async def abort_rollout(
+        _: Annotated[ApiKey, Depends(require_admin)], reason: str = "aborted by an admin"
+    ) -> RolloutState:
+        try:
+            record = await asyncio.to_thread(service.abort_rollout, reason[:500])
+        except RolloutError as error:
+            raise HTTPException(409, str(error)) from error
+        return _rollout_state(record)
+
     @app.get(
         "/metrics",
         tags=["health"],
@@ -503,6 +568,39 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
 def _shadow_ref(service: ServingService) -> ModelRef | None:
     shadow = service.shadow.model if service.shadow is not None else None
     return None if shadow is None else ModelRef(**shadow.ref())
+
+
+def _canary_ref(service: ServingService) -> ModelRef | None:
+    canary = service.canary
+    return None if canary is None else ModelRef(**canary.ref())
+
+
+def _challenger_uri(model_uri: str) -> str:
+    """``models:/NAME@challenger`` for the registered model ``model_uri`` names."""
+    from tagops.model_ref import ModelRef as Reference
+
+    ref = Reference.parse(model_uri)
+    if ref.name is None:
+        raise HTTPException(409, f"{model_uri} is not a registry model: name the model to roll out")
+    return f"models:/{ref.name}@challenger"
+
+
+def _rollout_state(record: Any) -> RolloutState:
+    return RolloutState(
+        state=record.state,
+        champion_uri=record.champion_uri,
+        champion_version=record.champion_version,
+        canary_uri=record.model_uri,
+        canary_version=record.model_version,
+        weight=record.weight,
+        started_at=record.started_at.isoformat(),
+        ended_at=record.ended_at.isoformat() if record.ended_at else None,
+        reason=record.reason,
+        champion_answered=record.champion_answered,
+        champion_failed=record.champion_failed,
+        canary_answered=record.canary_answered,
+        canary_failed=record.canary_failed,
+    )
 
 
 def dump_openapi(app: FastAPI) -> str:

@@ -155,6 +155,22 @@ class ServingMetrics:
             ["role"],
             registry=self.registry,
         )
+        self.canary_weight = Gauge(
+            "tagops_canary_weight_percent",
+            "Share of requests a canary rollout sends to the challenger (0: no rollout).",
+            registry=self.registry,
+        )
+        self.canary_version = Gauge(
+            "tagops_canary_model_version",
+            "Registry version of the canary (-1: none, or not a registry model).",
+            registry=self.registry,
+        )
+        self.routed = Counter(
+            "tagops_routed_requests",
+            "Prediction requests by the side of a rollout that answered them and the outcome.",
+            ["side", "outcome"],
+            registry=self.registry,
+        )
         self.log_unjournaled_rows = Counter(
             "tagops_prediction_log_unjournaled_rows",
             "Prediction log rows queued without a journal line (journal at its cap, or not writable): "
@@ -190,6 +206,11 @@ class ServingMetrics:
             replica=self.replica,
         ).set(1)
         self.model_version.set(-1 if version is None else version)
+
+    def set_canary(self, version: int | None, weight: float) -> None:
+        """Record the canary now in rollout (``weight`` 0: none)."""
+        self.canary_weight.set(weight)
+        self.canary_version.set(-1 if version is None else version)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -143,6 +143,41 @@ class ModelInfo(BaseModel):
     shadow: ModelRef | None = Field(
         default=None, description="The model scoring copies of requests in shadow (never returned)."
     )
+    canary: ModelRef | None = Field(
+        default=None, description="The challenger answering `canary_weight` % of requests in a rollout."
+    )
+    canary_weight: float = Field(default=0.0, description="The canary's share of requests, in percent.")
+
+
+class RolloutRequest(BaseModel):
+    """Start a canary rollout, or change the share of the running one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="The model to roll out (default: the served model's `challenger` alias).",
+    )
+    weight: float = Field(gt=0.0, le=100.0, description="Percent of requests the canary answers.")
+
+
+class RolloutState(BaseModel):
+    """A canary rollout as stored: the two models, the share, and each side's requests."""
+
+    state: Literal["active", "promoted", "aborted"]
+    champion_uri: str
+    champion_version: int | None
+    canary_uri: str
+    canary_version: int | None
+    weight: float
+    started_at: str
+    ended_at: str | None
+    reason: str | None
+    champion_answered: int
+    champion_failed: int
+    canary_answered: int
+    canary_failed: int
 
 
 class ReplicaSync(BaseModel):

@@ -8,14 +8,24 @@ for a load or sees a half-loaded model.
 Replicas of one deployment stay on one model through the serving database: a reload records the new
 model as the deployment's target, every replica reports what it serves every ``sync_interval_s`` and
 switches when its model differs from the target (a restarted replica starts on the target directly).
+
+A canary rollout works the same way: :meth:`ServingService.start_rollout` loads and warms the
+challenger beside the champion, records the rollout in the database, and every replica follows it.
+:meth:`ServingService.canary_for` routes a request to the canary when the hash of its text falls in the
+rollout's share, so a request sent again gets the same model (sticky) and the share holds across
+replicas. A reload to the canary's own version (a promotion) reuses the loaded canary and ends the
+rollout; an abort drops the canary. Neither fails a request: each request reads the model references
+once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +40,7 @@ if TYPE_CHECKING:
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
-    from tagops.serving.state import ServingState
+    from tagops.serving.state import RolloutRecord, ServingState
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +49,21 @@ WARM_UP_TITLE = "Warm-up request"
 
 class ReloadError(TagopsError):
     """The new model could not be loaded; the old one is still served."""
+
+
+class RolloutError(TagopsError):
+    """A rollout cannot start or change (no such model, it is the champion, nothing to abort)."""
+
+
+def canary_bucket(titles: Sequence[str], descriptions: Sequence[str]) -> float:
+    """Where a request's text falls in ``[0, 100)``: a stable hash, so a request sent again routes alike."""
+    digest = hashlib.blake2b(digest_size=8)
+    for title, description in zip(titles, descriptions, strict=True):
+        digest.update(title.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1e")
+        digest.update(description.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1f")
+    return int.from_bytes(digest.digest(), "big") % 10_000 / 100
 
 
 class ServingService:
@@ -81,6 +106,14 @@ class ServingService:
         self._alias = ModelRef.parse(config.model_uri).alias
         shadow_uri = config.shadow_model_uri
         self._shadow_alias = None if shadow_uri is None else ModelRef.parse(shadow_uri).alias
+        #: The challenger answering ``canary_weight`` % of requests during a rollout (``None``: none).
+        self.canary: ServedModel | None = None
+        self.canary_weight = 0.0
+        self._rollout_lock = threading.Lock()
+        self._failed_canary: tuple[str, float] | None = None
+        #: Requests answered and failed per side since the last sync wrote them to the rollout's row.
+        self._rollout_counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
         metrics.set_model(**model.ref())
 
     @property
@@ -132,9 +165,13 @@ class ServingService:
             uri = self.config.model_uri
             try:
                 target = self.loader.resolve(uri)
+                canary = self.canary
                 if target == previous.uri:  # registry versions are immutable: nothing to load
                     current = previous
                     self.metrics.reloads.labels(trigger="admin", outcome="unchanged").inc()
+                elif canary is not None and canary.uri == target:  # a promoted canary: already warm
+                    current = ServedModel(canary.predictor, target, self._alias)
+                    self._activate(current, trigger="admin")
                 else:
                     predictor = self.loader.load(target)
                     current = ServedModel(predictor, concrete_uri(predictor, target), self._alias)
@@ -146,9 +183,150 @@ class ServingService:
                 raise ReloadError(message) from error
             self.state.set_target(self.deployment_id, current.uri, current.version)
             self._failed_target = None
+        if self.canary is not None and self.canary.uri == current.uri:
+            self._end_rollout("promoted", f"version {current.version} is the served model now")
         if self.shadow is not None:
             self.reload_shadow(trigger="admin")
         return previous, current
+
+    # -------------------------------------------------------------------------------------- rollout
+    def canary_for(self, titles: Sequence[str], descriptions: Sequence[str]) -> ServedModel | None:
+        """The canary if this request falls in the rollout's share, else ``None`` (the champion answers)."""
+        canary, weight = self.canary, self.canary_weight
+        if canary is None or weight <= 0:
+            return None
+        return canary if canary_bucket(titles, descriptions) < weight else None
+
+    def count_answer(self, side: str, *, failed: bool) -> None:
+        """Count one request for the rollout's comparison (``side``: ``champion`` or ``canary``)."""
+        self.metrics.routed.labels(side=side, outcome="failed" if failed else "answered").inc()
+        if self.canary is None and side == "champion":
+            return
+        with self._counts_lock:
+            self._rollout_counts[f"{side}_{'failed' if failed else 'answered'}"] += 1
+
+    def start_rollout(self, uri: str, weight: float) -> RolloutRecord:
+        """Serve ``uri`` to ``weight`` % of requests on every replica (a running rollout of it: new weight).
+
+        Raises:
+            RolloutError: ``uri`` is the served model, or cannot be loaded (the service is unchanged).
+
+        """
+        with self._rollout_lock:
+            try:
+                target = self.loader.resolve(uri)
+            except Exception as error:
+                raise RolloutError(f"cannot resolve {uri}: {error}") from error
+            if target == self.model.uri:
+                raise RolloutError(f"{uri} is {target}, the served model: nothing to roll out")
+            current = self.state.get_rollout(self.deployment_id)
+            if (
+                self.canary is not None
+                and self.canary.uri == target
+                and current is not None
+                and current.active
+            ):
+                self.state.set_rollout_weight(self.deployment_id, weight)
+                self.canary_weight = weight
+                logger.info("rollout of %s now at %.1f %%", target, weight)
+                return self.state.get_rollout(self.deployment_id) or current
+            try:
+                canary = self._load_canary(target)
+            except Exception as error:
+                raise RolloutError(f"cannot load {target}: {error}") from error
+            self._flush_rollout_counts()
+            record = self.state.start_rollout(
+                self.deployment_id,
+                model_uri=canary.uri,
+                version=canary.version,
+                champion_uri=self.model.uri,
+                champion_version=self.model.version,
+                weight=weight,
+            )
+            with self._counts_lock:
+                self._rollout_counts.clear()
+            self.canary, self.canary_weight = canary, weight
+            self.metrics.set_canary(canary.version, weight)
+            logger.info("rollout: %s answers %.1f %% of requests", canary.uri, weight)
+            return record
+
+    def abort_rollout(self, reason: str = "aborted by an admin") -> RolloutRecord:
+        """Send every request to the champion again and mark the rollout aborted.
+
+        Raises:
+            RolloutError: no rollout is active.
+
+        """
+        with self._rollout_lock:
+            current = self.state.get_rollout(self.deployment_id)
+            if current is None or not current.active:
+                raise RolloutError("no rollout is active")
+            record = self._end_rollout("aborted", reason)
+        assert record is not None
+        return record
+
+    def _end_rollout(self, state: str, reason: str) -> RolloutRecord | None:
+        self._flush_rollout_counts()
+        record = self.state.end_rollout(self.deployment_id, state, reason)
+        self._drop_canary(state)
+        return record
+
+    def _drop_canary(self, why: str) -> None:
+        if self.canary is not None:
+            logger.info("rollout of %s ended (%s); every request to %s", self.canary.uri, why, self.model.uri)
+        self.canary, self.canary_weight = None, 0.0
+        self.metrics.set_canary(None, 0.0)
+
+    def _load_canary(self, target: str) -> ServedModel:
+        canary = self.canary
+        if canary is not None and canary.uri == target:
+            return canary
+        predictor = self.loader.load(target)
+        model = ServedModel(predictor, concrete_uri(predictor, target), ModelRef.parse(target).alias)
+        self.warm(model)
+        return model
+
+    def sync_rollout_counts(self) -> None:
+        """Write this replica's counts to the rollout's row now (a status read should see them)."""
+        self._flush_rollout_counts()
+
+    def _flush_rollout_counts(self) -> None:
+        with self._counts_lock:
+            counts, self._rollout_counts = dict(self._rollout_counts), Counter()
+        try:
+            self.state.add_rollout_counts(self.deployment_id, counts)
+        except Exception:
+            with self._counts_lock:
+                self._rollout_counts.update(counts)  # kept for the next sync
+            raise
+
+    def _sync_rollout(self) -> None:
+        """Follow the deployment's rollout: load its canary, take its weight, or drop the canary."""
+        if self.canary is not None or self._rollout_counts:
+            self._flush_rollout_counts()
+        record = self.state.get_rollout(self.deployment_id)
+        if record is None or not record.active:
+            if self.canary is not None:
+                self._drop_canary(record.state if record is not None else "no rollout")
+            return
+        if self.canary is not None and self.canary.uri == record.model_uri:
+            self.canary_weight = record.weight
+            return
+        failed = self._failed_canary
+        if failed is not None and failed[0] == record.model_uri and time.monotonic() < failed[1]:
+            return
+        if not self._rollout_lock.acquire(blocking=False):
+            return
+        try:
+            canary = self._load_canary(record.model_uri)
+            self.canary, self.canary_weight = canary, record.weight
+            self.metrics.set_canary(canary.version, record.weight)
+            logger.info("replica %s follows the rollout of %s", self.replica_id, canary.uri)
+        except Exception:
+            self._failed_canary = (record.model_uri, time.monotonic() + 30.0)
+            logger.exception("could not load the canary %s", record.model_uri)
+        finally:
+            self._rollout_lock.release()
 
     # --------------------------------------------------------------------------------------- shadow
     @property
@@ -229,9 +407,13 @@ class ServingService:
         self.state.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
 
     def sync_once(self) -> None:
-        """Report this replica's model and follow the deployment's targets (model, shadow) if they moved."""
+        """Report this replica's model and follow the deployment's targets (model, shadow, canary)."""
         self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
         self._sync_shadow()
+        self._sync_target()
+        self._sync_rollout()
+
+    def _sync_target(self) -> None:
         target = self.state.get_target(self.deployment_id)
         if target is None:
             self.state.claim_target(self.deployment_id, self.model.uri, self.model.version)
@@ -245,8 +427,12 @@ class ServingService:
         if not self._reload_lock.acquire(blocking=False):
             return  # a reload is running here; it sets the target itself
         try:
-            predictor = self.loader.load(uri)
-            self._activate(ServedModel(predictor, uri, self._alias), trigger="sync")
+            canary = self.canary
+            if canary is not None and canary.uri == uri:  # another replica promoted the canary
+                self._activate(ServedModel(canary.predictor, uri, self._alias), trigger="sync")
+            else:
+                predictor = self.loader.load(uri)
+                self._activate(ServedModel(predictor, uri, self._alias), trigger="sync")
         except Exception:
             self.metrics.reloads.labels(trigger="sync", outcome="failed").inc()
             self._failed_target = (uri, time.monotonic() + 30.0)
