@@ -13,6 +13,8 @@ from tagops.config.loop import (
     ReferenceConfig,
     RetrainConfig,
     RetrainPolicy,
+    RolloutConfig,
+    RolloutPolicy,
     SimulateConfig,
 )
 from tagops.config.models import (
@@ -65,6 +67,8 @@ __all__ = [
     "ReferenceConfig",
     "RetrainConfig",
     "RetrainPolicy",
+    "RolloutConfig",
+    "RolloutPolicy",
     "RulesParams",
     "ServeConfig",
     "SimulateConfig",

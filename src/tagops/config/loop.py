@@ -136,6 +136,55 @@ class RetrainConfig(FrozenModel):
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 120.0
 
 
+class RolloutPolicy(FrozenModel):
+    """When ``tagops rollout check`` promotes or aborts a running canary.
+
+    Promote: each side has at least ``min_labelled`` predictions with a trusted label and the canary is
+    no worse at 95 % confidence: the lower end of the bootstrap interval of (canary − champion) weighted
+    F1 is above ``-f1_margin``. Abort: after ``min_requests`` canary requests, its error rate is above
+    ``max_error_rate`` with 95 % confidence (Wilson interval) and above the champion's interval, or its
+    p95 latency is above ``max_latency_ratio`` times the champion's; or, with enough labels, it is worse
+    by more than the margin at 95 % confidence. Otherwise: keep measuring.
+
+    The two sides answer different requests, so the F1 interval is unpaired: with 400 labelled
+    predictions a side at 95 % accuracy it is about ±0.03 wide. The margin is therefore a guard against a
+    challenger that is clearly worse on live traffic; the fine comparison is the holdout gate, paired on
+    the same rows, which ``promote`` runs as well.
+    """
+
+    min_requests: Annotated[int, Field(ge=1)] = 200
+    min_labelled: Annotated[int, Field(ge=1)] = 30
+    f1_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    max_error_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    max_latency_ratio: Annotated[float, Field(gt=1.0)] = 1.5
+
+
+class RolloutConfig(FrozenModel):
+    """``tagops rollout``: a canary share of live traffic for the challenger, its evidence and the policy.
+
+    ``promote`` runs the holdout ``gate`` too (as ``tagops promote`` does) before it moves ``champion``,
+    records the live evidence in the promotion history, and reloads the service, which keeps the warm
+    canary as its new champion.
+    """
+
+    yaml_section: ClassVar[str | None] = "rollout"
+
+    #: The model to roll out; ``None``: the served model's ``challenger`` alias.
+    model_uri: str | None = None
+    weight: Annotated[float, Field(gt=0.0, le=100.0)] = 10.0
+    policy: RolloutPolicy = RolloutPolicy()
+    train: TrainConfig = TrainConfig()
+    gate: GateConfig = GateConfig()
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+    seed: int = 1234
+    #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
+    database_url: str | None = Field(default=None, repr=False)
+    #: The running service (``TAGOPS_RETRAIN_SERVICE_URL`` wins); its admin key comes from
+    #: ``TAGOPS_RETRAIN_ADMIN_KEY`` only, never from a file.
+    service_url: str | None = None
+    timeout_s: Annotated[float, Field(gt=0.0)] = 120.0
+
+
 class SimulateConfig(FrozenModel):
     """``tagops simulate``: the stream replayed through a running service, and the loop's settings.
 

@@ -21,7 +21,7 @@ from tagops.predlog.schema import create_tables, feedback, shadow_predictions, u
 from tagops.predlog.writer import LogWriter, WriterOptions
 
 if TYPE_CHECKING:
-    from tagops.config import MonitorConfig, RetrainConfig, ServeConfig
+    from tagops.config import MonitorConfig, RetrainConfig, RolloutConfig, ServeConfig
     from tagops.settings import Settings
 
 
@@ -54,7 +54,7 @@ class PredictionLog:
     @classmethod
     def from_config(
         cls,
-        cfg: ServeConfig | MonitorConfig | RetrainConfig | None,
+        cfg: ServeConfig | MonitorConfig | RetrainConfig | RolloutConfig | None,
         settings: Settings,
         *,
         on_rows: Callable[[str, int], None] | None = None,

@@ -87,6 +87,23 @@ class LogReader:
                     found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
         return found
 
+    def read_answers(
+        self, *, since: datetime, until: datetime, model_uris: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Answers of these models in ``[since, until)``: ``id``, ``model_uri``, ``tag``, ``latency_ms``."""
+        c = predictions.c
+        query = (
+            select(c.id, c.model_uri, c.tag, c.latency_ms, c.request_id)
+            .where(
+                c.created_at >= since.astimezone(UTC),
+                c.created_at < until.astimezone(UTC),
+                c.model_uri.in_(list(model_uris)),
+            )
+            .order_by(c.created_at, c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
     def count_feedback(self, key_id: str, *, since: datetime) -> int:
         """Feedback rows one key sent since ``since`` (the daily cap of :mod:`tagops.serving.limits`)."""
         f = feedback.c
