@@ -22,6 +22,7 @@ from pathlib import Path
 from report_sections import (
     Result,
     batch_section,
+    canary_section,
     crossval_section,
     drift_section,
     fuzz_section,
@@ -48,6 +49,7 @@ COMMANDS = {
     "serve": "python benchmarks/serve.py --family {family}",
     "serve-defaults": "python benchmarks/serve.py --as-built",
     "serve_resilience": "python benchmarks/serve_resilience.py",
+    "serve_canary": "python benchmarks/serve_canary.py",
     "serve_lifecycle": "python benchmarks/serve_lifecycle.py",
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
     "serve_hostile": "python benchmarks/serve_hostile.py",
@@ -197,6 +199,13 @@ SECTIONS: list[Section] = [
         "Serving under failure",
         "The prediction log under load, a replica killed with SIGKILL, a model reload under load.",
         resilience_section,
+    ),
+    (
+        "serve_canary",
+        "Canary rollout",
+        "A challenger answering a sticky share of live requests, then aborted and promoted under load "
+        "(docs/loop.md, Canary rollout).",
+        canary_section,
     ),
     (
         "serve_fuzz",

@@ -292,6 +292,43 @@ def lifecycle_section(data: Result) -> list[str]:
     return lines + table(header, rows)
 
 
+def canary_section(data: Result) -> list[str]:
+    """The share a canary weight routes, stickiness, and abort and promotion under load."""
+    lines = [
+        "The rules version rolled out as a canary beside the linear champion: distinct two-item requests "
+        "at the weight, 200 of them sent twice more (sticky: none should change model), then an abort and "
+        "a promotion each under 8 s of load. Bars: the share within 3 points of the weight, no failed "
+        "request, every answer afterwards from the expected model.",
+        "",
+    ]
+    rows = [
+        [
+            row["engine"],
+            f"{row['requests']} at {num(row['weight'], 'g')} %",
+            num(row["canary_share"] * 100, ".1f", " %"),
+            str(row["sticky_changed"]),
+            f"{row['abort']['failed']} / {row['abort']['requests']}",
+            f"{row['promote']['failed']} / {row['promote']['requests']}",
+            " / ".join(
+                ", ".join(f"v{v}" for v in row[step]["versions_after"]) for step in ("abort", "promote")
+            ),
+            verdict(row.get("pass")),
+        ]
+        for row in data.get("engines") or []
+    ]
+    header = [
+        "engine",
+        "requests at weight",
+        "canary share",
+        "changed when resent",
+        "abort: failed / requests",
+        "promote: failed / requests",
+        "served after (abort / promote)",
+        "bars",
+    ]
+    return lines + table(header, rows)
+
+
 def resilience_section(data: Result) -> list[str]:
     """The prediction log under load, a killed replica, a reload under load."""
     log, kill, reload = data.get("log") or {}, data.get("kill") or {}, data.get("reload") or {}
