@@ -1,5 +1,5 @@
 """`tagops simulate` end to end on the fixtures, small: a service on loopback, drift, retrain with feedback,
-shadow, promotion, reload, and the row accounting (under two minutes on 2 cores)."""
+shadow, a canary window, promotion, reload, and the row accounting (under two minutes on 2 cores)."""
 
 from __future__ import annotations
 
@@ -56,12 +56,17 @@ monitor: {{min_window_rows: 20, min_feedback_rows: 20, permutations: 500}}
     assert outcome["retrain"]["counts"]["pending_review"] == 5  # the client key's labels wait for review
     rows = outcome["rows"]
     assert verdict["no_row_lost"], rows
-    assert rows["items_sent"] == 40 * 3 + 24 * 2 and rows["prediction_rows"] == rows["items_sent"]
-    assert rows["shadow_rows"] == 24
-    assert rows["feedback_rows"] == rows["feedback_accepted"] == 40 * 3 + 5 + 24
+    assert rows["items_sent"] == 40 * 4 + 24 * 2 and rows["prediction_rows"] == rows["items_sent"]
+    canary = outcome["canary"]  # one shifted window with the challenger answering half the requests
+    assert canary["items"] == 40 and 0 < canary["canary_items"] < 40, canary
+    assert canary["report"]["canary"]["predictions"] == canary["canary_items"]
+    assert canary["report"]["canary"]["labelled"] == canary["canary_items"]
+    assert canary["ended"]["state"] == "promoted"  # the promotion kept the warm canary as champion
+    assert rows["shadow_rows"] == 24 + canary["items"] - canary["canary_items"]
+    assert rows["feedback_rows"] == rows["feedback_accepted"] == 40 * 4 + 5 + 24
     assert verdict["promoted"] and verdict["reloaded_to_new_champion"], outcome["promotion"]
     before_after = outcome["before_after"]["served"]
     assert before_after["rows"] == 24
     assert before_after["new"]["f1"] > before_after["old"]["f1"]
     assert outcome["shadow_vs_served"]["agreement"] == 1.0  # the shadow answered as the champion now does
-    assert "before/after on the shifted holdout" in result.stderr
+    assert "before/after on the shifted holdout" in result.stderr and "canary at 50 %" in result.stderr

@@ -216,6 +216,12 @@ class SimulateConfig(FrozenModel):
     #: Predictions that receive a second, different label from a client key (users who disagree): they
     #: wait for review and do not train.
     conflicting_feedback: Annotated[int, Field(ge=0)] = 5
+    #: The canary step: after the shadow window the challenger answers this share (percent) of one more
+    #: shifted window, labelled; the rollout's evidence joins the promotion decision (an ``abort`` from
+    #: ``rollout.policy`` refuses it). Large, because a simulation's window is small.
+    canary_weight: Annotated[float, Field(gt=0.0, le=100.0)] = 50.0
+    #: Its policy: thresholds for a window of a few dozen requests, not a day of production traffic.
+    rollout: RolloutConfig = RolloutConfig(policy=RolloutPolicy(min_requests=10, min_labelled=20))
     #: Run the retrain as the ZenML pipeline (as ``tagops retrain`` does), else its stages in-process.
     pipeline: bool = True
     bootstrap_samples: Annotated[int, Field(ge=100)] = 1000

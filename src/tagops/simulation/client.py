@@ -133,6 +133,18 @@ class ServiceClient:
         self.feedback_failed += len(pairs) - stored
         return stored
 
+    def rollout(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``POST`` (start), ``GET`` or ``DELETE`` (abort) ``/v1/admin/rollout`` with the admin key."""
+        response = self.http.request(
+            method, "/v1/admin/rollout", json=body, headers={"Authorization": f"Bearer {self.key}"}
+        )
+        if response.status_code != 200:
+            raise TagopsError(
+                f"simulate: rollout {method} answered {response.status_code}: {response.text[:300]}"
+            )
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def reload(self) -> dict[str, Any]:
         """POST /v1/admin/reload with the admin key."""
         response = self.http.post("/v1/admin/reload", headers={"Authorization": f"Bearer {self.key}"})

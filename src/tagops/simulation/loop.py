@@ -205,6 +205,9 @@ class Loop:
         self.result: dict[str, Any] = {"family": cfg.family, "config": cfg.model_dump(mode="json")}
         self.pending: list[tuple[str, str]] = []
         self.shadowed_items = 0
+        #: dataset.csv rewritten in the shifted vocabulary, and the rows of it already sent.
+        self.pool: pd.DataFrame | None = None
+        self.used: set[int] = set()
         self.embedder: Any = None
         self.mark = time.perf_counter()
 
@@ -247,11 +250,12 @@ class Loop:
             self.send_window(
                 f"in-{index + 1}", "in-distribution", self.holdout.iloc[picks].reset_index(drop=True)
             )
-        used: set[int] = set()
-        pool = shifted_frame(self.dataset)
+        self.pool = shifted_frame(self.dataset)
         shifted = [
             self.send_window(
-                f"shift-{i + 1}", "shifted", draw_mix(pool, cfg.shifted_mix, cfg.window_rows, self.rng, used)
+                f"shift-{i + 1}",
+                "shifted",
+                draw_mix(self.pool, cfg.shifted_mix, cfg.window_rows, self.rng, self.used),
             )
             for i in range(cfg.shifted_windows)
         ]
@@ -268,6 +272,7 @@ class Loop:
         self.result["windows"] = self.windows
         self.mark = _timed(self.timings, "windows", self.mark)
         if self.retrain_and_shadow():
+            self.canary_step()
             self.promote_and_compare()
 
     def retrain_in_pipeline(self) -> dict[str, Any]:
@@ -340,6 +345,39 @@ class Loop:
         self.mark = _timed(self.timings, "shadow", self.mark)
         return True
 
+    def canary_step(self) -> None:
+        """The challenger answers ``canary_weight`` % of one more shifted window; its evidence is recorded.
+
+        The window's items are labelled (labeller key) so the rollout's report has F1 on both sides.
+        """
+        from tagops.workloads.rollout import current_rollout, rollout_decision
+
+        cfg = self.cfg
+        challenger = int(self.result["retrain"]["challenger_version"])
+        started = self.http.rollout(
+            "POST",
+            {"model_uri": f"models:/{self.sim.registered_model}/{challenger}", "weight": cfg.canary_weight},
+        )
+        assert self.pool is not None
+        frame = draw_mix(self.pool, cfg.shifted_mix, cfg.window_rows, self.rng, self.used)
+        sent = self.http.predict("canary", frame)
+        champion_items = sum(1 for v in sent.versions if v is not None and v != challenger)
+        self.shadowed_items += champion_items  # the champion's answers are copied to the shadow too
+        wait_for_rows(self.sim, "predictions", self.http.items_sent)
+        wait_for_rows(self.sim, "shadow", self.shadowed_items)
+        self.http.feedback(list(zip(sent.prediction_ids, sent.truth, strict=True)))
+        report = current_rollout(cfg.rollout.model_copy(update={"seed": cfg.seed}), self.sim)
+        action, reason = rollout_decision(report, cfg.rollout.policy)
+        self.result["canary"] = {
+            "started": started,
+            "items": len(sent.titles),
+            "canary_items": len(sent.titles) - champion_items,
+            "report": report,
+            "decision": {"action": action, "reason": reason},
+        }
+        logger.info("simulate: canary at %.0f %%: %s (%s)", cfg.canary_weight, action, reason)
+        self.mark = _timed(self.timings, "canary", self.mark)
+
     def promote_and_compare(self) -> None:
         """Both gates and the shadow window decide; reload; the final window; the before/after table."""
         from tagops.registry.client import CHALLENGER
@@ -353,10 +391,15 @@ class Loop:
             None,
         )
         margin = None if comparison is None else comparison["f1_margin"]
+        canary = self.result.get("canary") or {}
+        canary_decision = (canary.get("decision") or {}).get("action")
         gate = dict(retrained["gate"])
-        if comparison is None or (margin is not None and margin < 0):
+        if comparison is None or (margin is not None and margin < 0) or canary_decision == "abort":
             gate["promote"] = False
-        gate["reason"] = f"{gate['reason']}; shadow window: F1 margin {margin}"
+        gate["reason"] = (
+            f"{gate['reason']}; shadow window: F1 margin {margin}; canary: {canary_decision} "
+            f"({(canary.get('decision') or {}).get('reason')})"
+        )
         self.result["promoted"] = record_promotion(
             self.registry,
             self.sim,
@@ -367,11 +410,21 @@ class Loop:
             trigger=self.result["policy"]["reason"],
             holdout_sha256=self.holdout_sha256,
             evidence={
-                "shadow": {"f1_margin": margin, "rows": None if comparison is None else comparison["rows"]}
+                "shadow": {"f1_margin": margin, "rows": None if comparison is None else comparison["rows"]},
+                "canary": {
+                    "decision": canary_decision,
+                    "f1_difference": (canary.get("report") or {}).get("f1_difference"),
+                    "canary_items": canary.get("canary_items"),
+                },
             },
         )
         self.result["promotion"] = read_history(self.sim.promotion_history)[-1]
         self.result["reload_after_promotion"] = self.http.reload()
+        # A promotion made the warm canary the champion (the rollout ends "promoted"); a refusal aborts it.
+        rollout = self.http.rollout("GET")
+        if rollout["state"] == "active":
+            rollout = self.http.rollout("DELETE")
+        self.result["canary"]["ended"] = {"state": rollout["state"], "reason": rollout["reason"]}
         self.result["challenger_alias"] = self.registry.alias_version(CHALLENGER)
         final = self.http.predict("final", self.shifted_holdout)
         wait_for_rows(self.sim, "predictions", self.http.items_sent)

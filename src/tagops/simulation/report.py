@@ -127,5 +127,15 @@ def print_tables(result: dict[str, Any]) -> None:
                 _ci(c["margin_ci95"]),
             )
         console.print(table)
+    canary = result.get("canary")
+    if canary:
+        report = canary["report"]
+        console.print(
+            f"canary at {report['weight']:g} %: {canary['canary_items']} of {canary['items']} items answered "
+            f"by v{report['canary']['version']}; F1 canary {_fmt(report['canary']['f1'])} vs champion "
+            f"{_fmt(report['champion']['f1'])} (difference {_fmt(report['f1_difference'], '+.4f')} "
+            f"{_ci(report['f1_difference_ci95'])}); policy: {canary['decision']['action']}; rollout "
+            f"{(canary.get('ended') or {}).get('state', 'active')}"
+        )
     console.print(f"rows: {result.get('rows')}")
     console.print(f"verdict: {result.get('verdict')}")
