@@ -108,3 +108,96 @@ def _pipeline_config(tmp_path: Path, fixture_dir: Path) -> Path:
     # The fixtures do not teach the behavioural cases; where the registry lives is the subject here.
     path.write_text(f"data:\n  source_dir: {fixture_dir}\ngate:\n  behaviour: []\n", encoding="utf-8")
     return path
+
+
+#: One machine's promotion of ``version`` against the team server, with its own TAGOPS_HOME (its own
+#: history file and file lock). The holdout evaluation is a fixed report; both contenders finish it
+#: before either records anything (a barrier of files), so both gates compare with champion 1.
+CONTENDER = """
+import json, sys, time
+from pathlib import Path
+from tagops.config import EvalConfig
+from tagops.registry.client import Registry
+from tagops.settings import Settings, prepare_environment
+from tagops.workloads import promote as steps
+from tests.unit.test_gate import GATE, report
+
+version, barrier = int(sys.argv[1]), Path(sys.argv[2])
+settings = Settings()
+prepare_environment(settings)
+registry = Registry(settings)
+
+def evaluate(registry, evaluated, holdout, cfg):
+    if evaluated != 1:
+        (barrier / str(version)).touch()
+        deadline = time.monotonic() + 60
+        while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return report(0.78 if evaluated == 1 else 0.90)
+
+steps._evaluate_version = evaluate
+history, cfg = settings.promotion_history, EvalConfig()
+decision = steps.promote(registry, holdout=None, eval_cfg=cfg, gate=GATE, history=history, version=version)
+print(json.dumps({"promote": decision.promote, "reason": decision.reason}))
+"""
+
+
+@pytest.fixture(scope="module")
+def contested(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Versions 1 to 3 of the model on the team server (their files do not matter here)."""
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("contested")
+    with isolated_home(root / "setup", seed_mlflow=False), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+        from tagops.registry.client import Registry
+        from tagops.settings import Settings
+
+        Registry(Settings())  # the experiment, before two processes race to create it
+        client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+        if not client.search_registered_models(filter_string="name = 'contest'"):
+            client.create_registered_model("contest")
+            for number in (1, 2, 3):
+                (root / f"m{number}").mkdir()
+                client.create_model_version("contest", source=str(root / f"m{number}"))
+        yield {"client": client, "root": root}
+
+
+@pytest.mark.parametrize("run", range(20))
+def test_two_machines_promoting_through_one_server_leave_one_champion(
+    mlflow_server: str, contested: dict[str, object], run: int
+) -> None:
+    client, root = contested["client"], contested["root"]
+    assert isinstance(root, Path)
+    client.set_registered_model_alias("contest", "champion", "1")  # type: ignore[attr-defined]
+    barrier = root / f"barrier-{run}"
+    barrier.mkdir()
+    contenders = {}
+    for version in (2, 3):
+        home = root / f"run-{run}-machine-{version}"
+        env = {
+            **os.environ,
+            "TAGOPS_HOME": str(home),
+            "ZENML_CONFIG_PATH": str(home / "zenml"),
+            "MLFLOW_TRACKING_URI": mlflow_server,
+            "TAGOPS_REGISTERED_MODEL": "contest",
+        }
+        contenders[version] = subprocess.Popen(
+            [sys.executable, "-c", CONTENDER, str(version), str(barrier)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    outcomes = {}
+    for version, proc in contenders.items():
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+        outcomes[version] = json.loads(out.strip().splitlines()[-1])
+    winners = [v for v, o in outcomes.items() if o["promote"]]
+    assert len(winners) == 1, outcomes
+    (loser,) = {2, 3} - set(winners)
+    assert "champion moved from version 1" in outcomes[loser]["reason"], outcomes
+    champion = client.get_model_version_by_alias("contest", "champion").version  # type: ignore[attr-defined]
+    assert int(champion) == winners[0]
+    assert not client.search_registered_models(filter_string="name = 'contest.lease.promotion'")  # type: ignore[attr-defined]

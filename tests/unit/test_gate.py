@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +286,10 @@ class FakeRegistry:
 
     def set_version_tags(self, version: int, tags: dict[str, Any]) -> None:
         self.tags.setdefault(version, {}).update({k: str(v) for k, v in tags.items()})
+
+    @contextlib.contextmanager
+    def lease(self, purpose: str) -> Iterator[None]:  # one process: the file lock is the lock
+        yield
 
 
 @pytest.fixture

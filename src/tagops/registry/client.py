@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import random
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,6 +228,79 @@ class Registry:
                 description="tagops: topic of a machine-learning project from title and description",
             )
         return self.name
+
+    @property
+    def shared(self) -> bool:
+        """Whether the registry is a server other machines use too (not the embedded store)."""
+        from urllib.parse import urlparse
+
+        return urlparse(self.settings.tracking_uri).scheme in ("http", "https", "databricks")
+
+    @contextmanager
+    def lease(self, purpose: str, *, ttl_s: float = 900.0, timeout_s: float = 600.0) -> Iterator[None]:
+        """Hold a lock that every machine using this registry honours, for the block (shared registries).
+
+        MLflow has no conditional update, but creating a registered model is one: the server refuses a
+        name that exists. The lease is a registered model named ``<model>.lease.<purpose>``, created to
+        take it and deleted to give it back; its tags name the holder and when the lease expires, so a
+        lease whose holder died (killed before it could delete it) is taken over after ``ttl_s``. On the
+        embedded store this is a no-op: one machine, and the file lock beside the history covers it.
+
+        Raises:
+            RegistryError: another holder kept the lease for ``timeout_s``.
+
+        """
+        if not self.shared:
+            yield
+            return
+        import socket
+        import uuid
+
+        from mlflow.exceptions import MlflowException
+
+        name = f"{self.name}.lease.{purpose}"
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.client.create_registered_model(
+                    name,
+                    tags={"holder": holder, "expires_at": f"{time.time() + ttl_s:.3f}"},
+                    description=f"tagops: the {purpose} lease of {self.name}; deleted when released",
+                )
+                break
+            except MlflowException as error:
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            self._expire_lease(name)
+            if time.monotonic() > deadline:
+                raise RegistryError(f"the {purpose} lease ({name}) is held by another process; try again")
+            time.sleep(0.1 + random.random() * 0.2)
+        try:
+            yield
+        finally:
+            self._release_lease(name, holder)
+
+    def _expire_lease(self, name: str) -> None:
+        """Delete a lease past its expiry (its holder died); another may take it first, which is fine."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(name).tags
+            if float(tags.get("expires_at", "inf")) < time.time():
+                logger.warning("lease %s of %s expired; taking it over", name, tags.get("holder"))
+                self.client.delete_registered_model(name)
+        except MlflowException:
+            pass  # released or taken over meanwhile
+
+    def _release_lease(self, name: str, holder: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if self.client.get_registered_model(name).tags.get("holder") == holder:
+                self.client.delete_registered_model(name)
+        except MlflowException as error:
+            logger.warning("could not release lease %s: %s", name, error)
 
     def set_alias(self, alias: str, version: int) -> None:
         """Point ``alias`` at ``version``."""

@@ -152,7 +152,12 @@ def _class_drop_confidence(
 
 @contextmanager
 def promotion_lock(history: Path, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the promotion lock of ``history`` (a file lock beside it, across processes) for the block."""
+    """Hold the promotion lock of ``history`` (a file lock beside it, across processes) for the block.
+
+    Promotions through a shared registry also hold the registry's ``promotion`` lease
+    (:meth:`tagops.registry.client.Registry.lease`), so machines that share a team MLflow server, each
+    with its own history file, still take turns.
+    """
     from filelock import FileLock
 
     history.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +294,7 @@ def record_decision(
     from tagops.registry.client import CHAMPION
     from tagops.workloads.behaviour import behaviour_tag
 
-    with promotion_lock(history):
+    with promotion_lock(history), registry.lease("promotion"):
         current = registry.alias_version(CHAMPION)
         if decision.promote and current != champion:
             decision = replace(
@@ -334,7 +339,7 @@ def rollback(registry: Registry, *, history: Path) -> tuple[int, int]:
     """Point ``champion`` back at the version it replaced; returns (from_version, to_version)."""
     from tagops.registry.client import CHAMPION
 
-    with promotion_lock(history):
+    with promotion_lock(history), registry.lease("promotion"):
         current = registry.alias_version(CHAMPION)
         if current is None:
             raise RegistryError("no champion to roll back")
