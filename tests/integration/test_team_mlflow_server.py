@@ -136,8 +136,8 @@ def evaluate(registry, evaluated, holdout, cfg):
     return report(0.78 if evaluated == 1 else 0.90)
 
 steps._evaluate_version = evaluate
-history, cfg = settings.promotion_history, EvalConfig()
-decision = steps.promote(registry, holdout=None, eval_cfg=cfg, gate=GATE, history=history, version=version)
+history, cfg, gate = settings.promotion_history, EvalConfig(), GATE.model_copy(update={"behaviour": ()})
+decision = steps.promote(registry, holdout=None, eval_cfg=cfg, gate=gate, history=history, version=version)
 print(json.dumps({"promote": decision.promote, "reason": decision.reason}))
 """
 
@@ -153,13 +153,15 @@ def contested(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
         from tagops.registry.client import Registry
         from tagops.settings import Settings
 
-        Registry(Settings())  # the experiment, before two processes race to create it
+        registry = Registry(Settings())  # the experiment, before two processes race to create it
         client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
-        if not client.search_registered_models(filter_string="name = 'contest'"):
-            client.create_registered_model("contest")
-            for number in (1, 2, 3):
-                (root / f"m{number}").mkdir()
-                client.create_model_version("contest", source=str(root / f"m{number}"))
+        client.create_registered_model("contest")
+        run = client.create_run(registry.experiment_id)
+        for number in (1, 2, 3):
+            client.log_text(run.info.run_id, "stand-in", f"m{number}/MLmodel")
+            client.create_model_version(
+                "contest", source=f"{run.info.artifact_uri}/m{number}", run_id=run.info.run_id
+            )
         yield {"client": client, "root": root}
 
 
