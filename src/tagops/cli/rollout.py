@@ -94,7 +94,15 @@ def _print_report(report: dict[str, Any]) -> None:
         title=f"rollout {report['state']} since {report['started_at'][:19]}: weight {report['weight']:g} %, "
         f"canary share {report['canary_share']:.1%}"
     )
-    for column in ("", "model", "requests", "error rate (95 %)", "p50 / p95 ms", "labelled", "F1 (95 %)"):
+    for column in (
+        "",
+        "model",
+        "requests",
+        "error rate (95 %)",
+        "p50 / p95 ms (95 %)",
+        "labelled",
+        "F1 (95 %)",
+    ):
         table.add_column(column)
     for side in ("champion", "canary"):
         row = report[side]
@@ -103,7 +111,8 @@ def _print_report(report: dict[str, Any]) -> None:
             f"v{row['version']}" if row["version"] is not None else row["model_uri"],
             str(row["requests"]),
             f"{number(row['error_rate'], '.2%')} {interval(row['error_rate_ci95'], '.2%')}",
-            f"{number(row['latency_ms']['p50'], '.1f')} / {number(row['latency_ms']['p95'], '.1f')}",
+            f"{number(row['latency_ms']['p50'], '.1f')} / {number(row['latency_ms']['p95'], '.1f')} "
+            f"{interval(row['latency_ms']['p95_ci95'], '.1f')}",
             str(row["labelled"]),
             f"{number(row['f1'], '.4f')} {interval(row['f1_ci95'], '.4f')}",
         )

@@ -62,9 +62,28 @@ def _unpaired_f1_difference(
     return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
 
 
-def _latency(values: list[float]) -> dict[str, float | None]:
+def _latency(values: list[float], *, samples: int, seed: int) -> dict[str, Any]:
+    """p50, p95 and p99, and a percentile bootstrap interval of the p95."""
     array = np.asarray(values, dtype=float)
-    return {f"p{p}": float(np.quantile(array, p / 100)) if array.size else None for p in (50, 95, 99)}
+    summary: dict[str, Any] = {
+        f"p{p}": float(np.quantile(array, p / 100)) if array.size else None for p in (50, 95, 99)
+    }
+    summary["p95_ci95"] = None
+    if array.size and samples > 0:
+        rng = np.random.default_rng(seed)
+        chunk = max(1, 2_000_000 // array.size)  # resamples per step: memory bounded by rows, not samples
+        resampled = np.concatenate(
+            [
+                np.quantile(
+                    array[rng.integers(0, array.size, size=(min(chunk, samples - i), array.size))],
+                    0.95,
+                    axis=1,
+                )
+                for i in range(0, samples, chunk)
+            ]
+        )
+        summary["p95_ci95"] = [float(np.quantile(resampled, 0.025)), float(np.quantile(resampled, 0.975))]
+    return summary
 
 
 def trusted_labels(labelled: list[dict[str, Any]]) -> dict[str, str]:
@@ -119,7 +138,9 @@ def rollout_report(
             "error_rate": failed / requests if requests else None,
             "error_rate_ci95": wilson_interval(failed, requests),
             "predictions": len(rows),
-            "latency_ms": _latency([float(r["latency_ms"]) for r in rows]),
+            "latency_ms": _latency(
+                [float(r["latency_ms"]) for r in rows], samples=bootstrap_samples, seed=seed
+            ),
             "labelled": len(labelled),
             "f1": weighted_f1(truth, predicted) if truth else None,
             "f1_ci95": bootstrap_ci(truth, predicted, samples=bootstrap_samples, seed=seed),
@@ -144,6 +165,9 @@ def rollout_report(
             *truths["champion"], *truths["canary"], samples=bootstrap_samples, seed=seed
         ),
         "agreement": agreement,
+        "agreement_ci95": None
+        if agreement is None
+        else wilson_interval(round(agreement * agreement_rows), agreement_rows),
         "agreement_rows": agreement_rows,
     }
 
