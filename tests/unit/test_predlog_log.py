@@ -42,7 +42,7 @@ def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.Monkey
     with pytest.raises(
         TagopsError, match=r"u:\*\*\*@db/x: its database driver is not installed \(psycopg2\)"
     ):
-        PredictionLog("postgresql://u:secret@db/x")
+        PredictionLog("postgresql+psycopg2://u:secret@db/x")
     monkeypatch.undo()
     with pytest.raises(TagopsError, match=r"nonsense://x: Can.t load plugin"):
         PredictionLog("nonsense://x")

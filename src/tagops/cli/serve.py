@@ -217,3 +217,45 @@ def log_prune(
             "bytes": size.bytes,
         }
     )
+
+
+def log_migrate(
+    to: Annotated[
+        str,
+        typer.Option(
+            envvar="TAGOPS_LOG_MIGRATE_TO",
+            help="SQLAlchemy URL of the database to move the log to, e.g. postgresql://user@host/tagops "
+            "(or TAGOPS_LOG_MIGRATE_TO, which keeps a password out of the shell's history).",
+        ),
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="Serving config YAML whose database is the source.")
+    ] = None,
+) -> None:
+    """Copy the prediction log (predictions, feedback, reviews, shadow answers, API keys) to another database.
+
+    Rows the target already holds are kept, so an interrupted migration is run again to finish it; each
+    table's row count and checksum must then match, or the command fails naming the table. The source
+    is only read. Point the servers at the target afterwards (``TAGOPS_SERVE_DATABASE_URL``).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagops.config import ServeConfig, load_config
+    from tagops.predlog.engine import create_log_engine, safe_url
+    from tagops.predlog.log import PredictionLog
+    from tagops.predlog.migrate import migrate_log
+
+    source = PredictionLog.from_config(load_config(ServeConfig, config), load_settings(), journal=False)
+    if source.url == to:
+        raise typer.BadParameter("the target is the source database", param_hint="--to")
+    target = create_log_engine(to)
+    try:
+        source.create_tables()
+        summary = migrate_log(source.engine, target)
+    except SQLAlchemyError as error:
+        reason = error.args[0] if error.args else error
+        raise TagopsError(f"{type(error).__name__}: {reason}") from None
+    finally:
+        source.dispose()
+        target.dispose()
+    print_json({"source": safe_url(source.url), "target": safe_url(to), "tables": summary})

@@ -63,11 +63,17 @@ def private_file(path: Path) -> None:
 
 
 def create_log_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and its folder created.
+
+    A plain ``postgresql://`` URL uses psycopg 3 (installed with tagops), not SQLAlchemy's default
+    psycopg2; a URL naming its driver (``postgresql+psycopg2://``) keeps it.
+    """
     try:
         parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
         if parsed.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True)
     except ImportError as error:  # e.g. postgresql:// without psycopg2 installed
         raise TagopsError(f"{safe_url(url)}: its database driver is not installed ({error.name})") from None
     except ArgumentError as error:  # not a URL, or a dialect SQLAlchemy does not know
