@@ -94,6 +94,9 @@ def test_the_serving_app_keeps_its_log_keys_feedback_and_rollouts_on_postgresql(
         assert state["canary_answered"] == versions.count(2) > 0
         assert state["champion_answered"] == versions.count(1) > 0
         assert client.delete("/v1/admin/rollout", headers=headers).json()["state"] == "aborted"
+    from tagops.predlog.schema import schema_revision
+
+    assert schema_revision(store.engine) == "0002"  # made by the migrations, as on SQLite
     reader = store.reader
     assert reader.count_predictions() == 260
     dataset, holdout = frames()

@@ -469,8 +469,33 @@ LIFECYCLE = stamped(
     exit_bar_s=10.0,
     summary=[lifecycle_row("uvicorn", "process", 1.4, 1.6), lifecycle_row("ray", "group", 5.3, 6.1)],
 )
+CANARY = stamped(
+    "python benchmarks/serve_canary.py",
+    benchmark="serve_canary",
+    engines=[
+        {
+            "engine": "uvicorn",
+            "weight": 10.0,
+            "requests": 2000,
+            "errors": 0,
+            "canary_share": 0.1045,
+            "share_pass": True,
+            "sticky_changed": 0,
+            "abort": {"requests": 3570, "failed": 0, "state": "aborted", "versions_after": [1]},
+            "promote": {
+                "requests": 5402,
+                "failed": 0,
+                "reload_current": 2,
+                "versions_after": [2],
+                "state": "promoted",
+            },
+            "pass": True,
+        }
+    ],
+)
 CROSSVAL = crossval_result("none", 0.8888)
 ALL = {
+    "serve_canary.json": CANARY,
     "serve_lifecycle.json": LIFECYCLE,
     "serve-defaults.json": SERVE_DEFAULTS,
     "crossval.json": CROSSVAL,
@@ -513,6 +538,7 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     # the one result not given: a family of a per-family benchmark
     assert doc.count("Not measured yet") == 1
     assert "Not measured yet: run `python benchmarks/simulate.py --family transformer`" in doc
+    assert "| uvicorn | 2000 at 10 % | 10.4 % | 0 | 0 / 3570 | 0 / 5402 | v1 / v2 | pass |" in doc
     assert doc.count("- Measured: 2026-12-01 10:20 UTC") == len(ALL)
     assert (
         "- Command: `python benchmarks/serve.py --family transformer --engines raw ray --levels 1 32`" in doc

@@ -150,7 +150,9 @@ def test_database_failures_are_retried_then_counted(tmp_path: Path, caplog: pyte
     assert store.flush(10)
     assert store.failed_rows == 4
     assert "4 rows not written after 2 attempts" in caplog.text
-    store.create_tables()  # the database is back: later rows are written
+    from tagops.predlog.schema import predictions
+
+    predictions.create(store.engine)  # the table is back: later rows are written
     store.submit(rows(2))
     store.stop()
     assert log.reader.count_predictions() == 2

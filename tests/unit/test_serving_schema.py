@@ -54,7 +54,7 @@ def test_no_generated_request_gets_a_server_error(api: tuple[Any, dict[str, str]
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     statuses: Counter[tuple[str, int]] = Counter()
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 7
+    assert len(operations) == 10
     for operation in operations:
         cases = st.one_of(
             operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE)

@@ -9,7 +9,12 @@ those tables.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -142,6 +147,57 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Alembic's scripts for this schema (``alembic`` reads them from this folder; no alembic.ini).
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: Engines whose database this process brought up to date: a second call costs nothing.
+_current: weakref.WeakSet[Engine] = weakref.WeakSet()
+_current_lock = threading.Lock()
+
+
 def create_tables(engine: Engine) -> None:
-    """Create the log's tables that do not exist yet (idempotent)."""
-    metadata.create_all(engine)
+    """Bring the database's schema to the newest revision (idempotent; at most once per process).
+
+    Every table of the log and of serving's bookkeeping is created by the migrations in
+    :data:`MIGRATIONS` (Alembic), which also upgrade a log made by an earlier release, or before
+    migrations existed, without touching its rows. Processes starting together take turns: a file lock
+    beside a SQLite database, an advisory lock on PostgreSQL.
+    """
+    with _current_lock:
+        if engine in _current:
+            return
+        upgrade(engine)
+        _current.add(engine)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the schema's migrations up to ``revision`` on ``engine``'s database."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with _schema_lock(engine), engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7467616) /* tagops schema */")
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    from filelock import FileLock
+
+    with FileLock(f"{database}.schema.lock", timeout=120, mode=0o600):
+        yield
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The revision the database's schema is at (``None``: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()  # type: ignore[no-any-return]

@@ -117,8 +117,7 @@ class ServingState:
 
     def create_tables(self) -> None:
         """Create the tables that do not exist yet (idempotent)."""
-        create_log_tables(self.engine)  # the API keys' table
-        metadata.create_all(self.engine)
+        create_log_tables(self.engine)  # the migrations create serving's tables too
 
     def claim_target(self, deployment_id: str, model_uri: str, version: int | None) -> tuple[str, int | None]:
         """Set the deployment's model if none is set yet; return the one in force."""
