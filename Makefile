@@ -14,7 +14,7 @@ ifneq ($(wildcard $(MIRROR_DIR)/dataset.csv),)
 export TAGOPS_DATA_MIRROR ?= $(MIRROR_DIR)
 endif
 
-.PHONY: help install run test test-unit lint format benchmark perf-docs explore mlflow-ui clean
+.PHONY: help install run test test-unit lint format benchmark perf-docs explore mlflow-ui team-up team-down clean
 
 help: ## Show this help.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +66,12 @@ explore: $(STAMP) ## HTML report of the data (class balance, lengths, top terms)
 
 mlflow-ui: $(STAMP) ## Browse runs and the registry of the embedded store on http://127.0.0.1:5000.
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath .tagops)/mlflow/mlflow.db --host 127.0.0.1
+
+team-up: $(STAMP) ## The team stack here: MLflow and the prediction log on PostgreSQL (TAGOPS_TEAM_POSTGRES); prints its env.
+	$(BIN)/tagops team up
+
+team-down: $(STAMP) ## Stop the team stack's MLflow server (databases and artifacts stay).
+	$(BIN)/tagops team down
 
 clean: ## Remove the embedded state (.tagops) and caches; keeps .venv.
 	rm -rf .tagops .pytest_cache .mypy_cache .ruff_cache

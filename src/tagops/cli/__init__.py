@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve
+from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve, team
 from tagops.cli.output import command_group
 from tagops.errors import DataError, TagopsError
 
@@ -40,6 +40,7 @@ app.add_typer(serve.keys_app, name="keys")
 app.add_typer(loop.shadow_app, name="shadow")
 app.add_typer(feedback.feedback_app, name="feedback")
 app.add_typer(rollout.rollout_app, name="rollout")
+app.add_typer(team.team_app, name="team")
 
 
 @app.callback()
