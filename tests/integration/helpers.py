@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,3 +236,41 @@ def write_rows(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...] 
         writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         writer.writerows([{c: row[c] for c in columns} for row in rows])
+
+
+@contextmanager
+def serving(config: Path) -> Iterator[str]:
+    """`tagops serve --port 0 --config CONFIG` in a process of its own (this environment); yields its URL.
+
+    Stopped with SIGTERM afterwards.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tagops.cli", "serve", "--port", "0", "--config", str(config)],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the server prints its URL (or exits)
+        assert line.startswith("serving "), line
+        yield line.split(" at ")[1].split(" ")[0]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def predict_frame(http: Any, frame: Any, *, per_request: int = 8) -> list[str]:
+    """POST ``frame``'s titles and descriptions to /v1/predict with ``http`` (an httpx client), a few
+    items a request; the prediction ids in order."""
+    ids: list[str] = []
+    for start in range(0, len(frame), per_request):
+        chunk = frame.iloc[start : start + per_request]
+        items = [
+            {"title": t, "description": d} for t, d in zip(chunk["title"], chunk["description"], strict=True)
+        ]
+        answer = http.post("/v1/predict", json={"items": items})
+        assert answer.status_code == 200, answer.text
+        ids += [p["prediction_id"] for p in answer.json()["predictions"]]
+    return ids

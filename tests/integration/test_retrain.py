@@ -12,8 +12,6 @@ one phrase, in case and spacing variants; a labeller labels five texts and is th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli
+from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +42,6 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
-    import os
 
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.engine import default_database_url
@@ -86,34 +83,12 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
             "feedback_limits: {client: {per_minute: 100000, per_day: 100000}}\n",
             encoding="utf-8",
         )
-        proc = subprocess.Popen(
-            [*(sys.executable, "-m", "tagops.cli", "serve"), *("--port", "0", "--config", str(serve_yaml))],
-            env={**os.environ},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.startswith("serving "), line
-            url = line.split(" at ")[1].split(" ")[0]
+        with serving(serve_yaml) as url:
             dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
             shifted = shifted_frame(dataset)
             headers = {"Authorization": f"Bearer {admin_key}"}
             with httpx.Client(base_url=url, timeout=60) as http:
-                ids: list[str] = []
-                for start in range(0, len(shifted), 8):
-                    chunk = shifted.iloc[start : start + 8]
-                    body = {
-                        "items": [
-                            {"title": t, "description": d}
-                            for t, d in zip(chunk["title"], chunk["description"], strict=True)
-                        ]
-                    }
-                    ids += [
-                        p["prediction_id"] for p in http.post("/v1/predict", json=body).json()["predictions"]
-                    ]
+                ids = predict_frame(http, shifted)
                 known = http.post("/v1/predict", json={"items": [{"title": str(dataset["title"][0])}]}).json()
                 labels = [*zip(ids, shifted["tag"], strict=True)]
                 labels.append((known["predictions"][0]["prediction_id"], str(dataset["tag"][0])))
@@ -192,9 +167,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
                 phrase_tag,
                 revoked_titles,
             )
-        finally:
-            proc.terminate()
-            proc.wait(30)
 
 
 def test_retrain_if_needed_learns_the_feedback_promotes_and_reloads(env: Env) -> None:

@@ -9,9 +9,6 @@ the canary's and the champion's answers with the fixtures' tags.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli
+from tests.integration.helpers import isolated_home, run_cli, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,21 +78,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
         config.write_text(
             f"rollout:\n  train:\n    data: {{source_dir: {fixture_dir}}}\n"
             "  gate: {max_overall_f1_drop: 0.1, max_class_f1_drop: 0.2, behaviour: []}\n"
-            "  policy: {min_requests: 100, min_labelled: 50}\n",
+            # the subject is the decisions on labels: latency on a busy test machine is not
+            "  policy: {min_requests: 100, min_labelled: 50, latency_slack_ms: 10000}\n",
             encoding="utf-8",
         )
-        proc = subprocess.Popen(
-            [*(sys.executable, "-m", "tagops.cli", "serve"), *("--port", "0", "--config", str(serve_yaml))],
-            env={**os.environ},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.startswith("serving "), line
-            url = line.split(" at ")[1].split(" ")[0]
+        with serving(serve_yaml) as url:
             dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
             yield Env(
                 settings,
@@ -106,9 +93,6 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
                 dataset,
                 config,
             )
-        finally:
-            proc.terminate()
-            proc.wait(30)
 
 
 def item(dataset: pd.DataFrame, i: int) -> dict[str, Any]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli
+from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -94,31 +92,11 @@ def _loop(root: Path, fixture_dir: Path, team: dict[str, str]) -> None:
     _, labeller_key = keys.create("ann", "labeller")
     serve_yaml = root / "serve.yaml"
     serve_yaml.write_text("engine: uvicorn\nlog_flush_interval_s: 0.05\n", encoding="utf-8")
-    proc = subprocess.Popen(
-        [*(sys.executable, "-m", "tagops.cli", "serve"), *("--port", "0", "--config", str(serve_yaml))],
-        env={**os.environ},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("serving "), line
-        url = line.split(" at ")[1].split(" ")[0]
+    with serving(serve_yaml) as url:
         dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
         shifted = shifted_frame(dataset)
         with httpx.Client(base_url=url, timeout=60) as http:
-            ids: list[str] = []
-            for start in range(0, len(shifted), 8):
-                chunk = shifted.iloc[start : start + 8]
-                body = {
-                    "items": [
-                        {"title": t, "description": d}
-                        for t, d in zip(chunk["title"], chunk["description"], strict=True)
-                    ]
-                }
-                ids += [p["prediction_id"] for p in http.post("/v1/predict", json=body).json()["predictions"]]
+            ids = predict_frame(http, shifted)
             for prediction_id, tag in zip(ids, shifted["tag"], strict=True):
                 stored = http.post(
                     "/v1/feedback",
@@ -162,9 +140,6 @@ def _loop(root: Path, fixture_dir: Path, team: dict[str, str]) -> None:
         challenger = outcome["challenger_version"]
         assert outcome["reload"]["current"]["version"] == challenger
         assert httpx.get(f"{url}/v1/model", timeout=30).json()["version"] == challenger
-    finally:
-        proc.terminate()
-        proc.wait(30)
     # The rows are in PostgreSQL, and the champion in the team's MLflow (read as serving reads it).
     assert log.reader.count_predictions() == len(ids)
     assert len(log.reader.read_labelled()) == len(ids)

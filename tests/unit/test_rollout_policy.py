@@ -105,6 +105,8 @@ def test_errors_and_latency_breaches_abort() -> None:
     slow = report(canary_wrong=20, canary_latency=40.0)
     action, reason = rollout_decision(slow, RolloutPolicy())
     assert action == "abort" and "latency" in reason
+    # 3x the champion's p95 but only some milliseconds more: within the slack, not a breach
+    assert rollout_decision(report(canary_wrong=20, canary_latency=30.0), RolloutPolicy())[0] == "promote"
     # too few canary requests to judge errors or latency: keep measuring
     early = report(canary_wrong=20, canary_latency=40.0, canary_answered=50)
     assert rollout_decision(early, RolloutPolicy())[0] == "continue"

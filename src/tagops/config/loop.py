@@ -143,8 +143,9 @@ class RolloutPolicy(FrozenModel):
     no worse at 95 % confidence: the lower end of the bootstrap interval of (canary − champion) weighted
     F1 is above ``-f1_margin``. Abort: after ``min_requests`` canary requests, its error rate is above
     ``max_error_rate`` with 95 % confidence (Wilson interval) and above the champion's interval, or its
-    p95 latency is above ``max_latency_ratio`` times the champion's; or, with enough labels, it is worse
-    by more than the margin at 95 % confidence. Otherwise: keep measuring.
+    p95 latency is above ``max_latency_ratio`` times the champion's and ``latency_slack_ms`` above it;
+    or, with enough labels, it is worse by more than the margin at 95 % confidence. Otherwise: keep
+    measuring.
 
     The two sides answer different requests, so the F1 interval is unpaired: with 400 labelled
     predictions a side at 95 % accuracy it is about ±0.03 wide. The margin is therefore a guard against a
@@ -157,6 +158,9 @@ class RolloutPolicy(FrozenModel):
     f1_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     max_error_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
     max_latency_ratio: Annotated[float, Field(gt=1.0)] = 1.5
+    #: A p95 difference below this many milliseconds is never a breach, whatever the ratio: a model
+    #: answering in a few milliseconds doubles its p95 with a thread switch or a busy neighbour.
+    latency_slack_ms: Annotated[float, Field(ge=0.0)] = 25.0
 
 
 class RolloutConfig(FrozenModel):

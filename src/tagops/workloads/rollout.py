@@ -185,7 +185,12 @@ def rollout_decision(report: dict[str, Any], policy: RolloutPolicy) -> tuple[str
                 f"{champion['error_rate'] or 0:.2%}"
             )
         c95, h95 = canary["latency_ms"]["p95"], champion["latency_ms"]["p95"]
-        if c95 is not None and h95 and c95 > policy.max_latency_ratio * h95:
+        if (
+            c95 is not None
+            and h95
+            and c95 > policy.max_latency_ratio * h95
+            and c95 - h95 > policy.latency_slack_ms
+        ):
             return "abort", (
                 f"canary p95 latency {c95:.1f} ms is over {policy.max_latency_ratio}x the champion's "
                 f"{h95:.1f} ms"
