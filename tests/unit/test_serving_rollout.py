@@ -160,3 +160,18 @@ def test_a_second_replica_follows_the_rollout_and_its_end(tagops_home: Path) -> 
         # the second replica's own counts reach the shared row at its sync
         state = one.get("/v1/admin/rollout", headers=headers).json()
         assert state["canary_answered"] == versions.count(2)
+
+
+def test_a_reload_to_another_champion_ends_the_rollout(tagops_home: Path) -> None:
+    loader = FakeLoader(3)
+    app = build(tagops_home, loader=loader)
+    with TestClient(app) as client:
+        headers = admin(app)
+        started = client.post(
+            "/v1/admin/rollout", json={"model_uri": "models:/tagops/2", "weight": 20}, headers=headers
+        )
+        assert started.status_code == 200, started.text
+        assert client.post("/v1/admin/reload", headers=headers).json()["current"]["version"] == 3
+        state = client.get("/v1/admin/rollout", headers=headers).json()
+        assert state["state"] == "aborted" and "champion changed" in state["reason"]
+        assert client.get("/v1/model").json()["canary"] is None

@@ -185,6 +185,9 @@ class ServingService:
             self._failed_target = None
         if self.canary is not None and self.canary.uri == current.uri:
             self._end_rollout("promoted", f"version {current.version} is the served model now")
+        elif self.canary is not None and current.uri != previous.uri:
+            # The comparison was against the champion that is gone: it no longer measures anything.
+            self._end_rollout("aborted", f"the champion changed to {current.uri} during the rollout")
         if self.shadow is not None:
             self.reload_shadow(trigger="admin")
         return previous, current
