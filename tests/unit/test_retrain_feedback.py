@@ -295,8 +295,9 @@ def test_the_review_queue_lists_waiting_labels_and_decisions_let_them_train(tago
     shown = runner.invoke(cli, ["feedback", "review"])
     assert shown.exit_code == 0, shown.output
     assert "Wen tcejorp a" in shown.stdout and "label guide" in shown.stdout and "mlops:" in shown.stdout
+    assert f"user ({user.key_id}): 4" in shown.stdout
     listed = json.loads(runner.invoke(cli, ["feedback", "review", "--json"]).stdout)
-    assert listed["waiting"] == 4 and listed["per_key"] == {user.key_id: 4}
+    assert listed["waiting"] == 4 and listed["per_key"] == {user.key_id: {"name": "user", "waiting": 4}}
     accepted = runner.invoke(cli, ["feedback", "accept", other, "--reviewer", "ann", "--note", "per guide"])
     assert accepted.exit_code == 0, accepted.output
     rejected = runner.invoke(cli, ["feedback", "reject", "--key", user.key_id])

@@ -55,8 +55,8 @@ def review(
     if as_json:
         print_json(
             {
-                "waiting": sum(per_key.values()),
-                "per_key": dict(per_key),
+                "waiting": sum(entry["waiting"] for entry in per_key.values()),
+                "per_key": per_key,
                 "texts": [i.as_dict() for i in items[:limit]],
             }
         )
@@ -67,7 +67,7 @@ def review(
         return
     guide = load_label_guide()
     table = Table(
-        title=f"review queue: {sum(per_key.values())} labels on {len(items)} texts "
+        title=f"review queue: {sum(e['waiting'] for e in per_key.values())} labels on {len(items)} texts "
         f"(showing {min(limit, len(items))})"
     )
     for column in ("text", "model", "trusted", "proposed (labels, keys)"):
@@ -82,7 +82,7 @@ def review(
         )
         trusted = "tie" if item.tied else (item.trusted_tag or "")
         table.add_row(text, item.model_tag, trusted, proposed)
-        in_play |= {*item.proposals, item.model_tag}
+        in_play |= {*item.proposals, item.model_tag, *([item.trusted_tag] if item.trusted_tag else [])}
     console.print(table)
     console.print("[b]label guide[/b] (docs/label-guide.md)")
     for tag in sorted(in_play & set(guide.tags)):
@@ -91,6 +91,10 @@ def review(
         for exclusion in rule.excludes:
             console.print(f"    not {exclusion.phrase} → {exclusion.goes_to}")
     console.print(f"  tie rule: {guide.tie_rule}")
+    waiting = ", ".join(
+        f"{e['name']} ({key_id or 'no key'}): {e['waiting']}" for key_id, e in per_key.items()
+    )
+    console.print(f"waiting per key: {waiting}")
     console.print(
         "decide with `tagops feedback accept|reject ID...` (ids: `--json`) or `--key KEY_ID` for all of a key"
     )

@@ -12,7 +12,6 @@ no feedback row is ever deleted.
 from __future__ import annotations
 
 import getpass
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -100,11 +99,15 @@ def review_queue(reader: LogReader, *, limit: int | None = None) -> list[QueueIt
     return items[:limit] if limit is not None else items
 
 
-def pending_by_key(reader: LogReader) -> Counter[str]:
-    """Labels waiting for review, per key id (``""`` for unkeyed rows)."""
-    return Counter(
-        str(r.get("key_id") or "") for r in reader.read_labelled() if standing(r)[0] == "pending_review"
-    )
+def pending_by_key(reader: LogReader) -> dict[str, dict[str, Any]]:
+    """Labels waiting for review per key id (``""`` for unkeyed rows): the key's name and the count."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in reader.read_labelled():
+        if standing(row)[0] == "pending_review":
+            key_id = str(row.get("key_id") or "")
+            entry = found.setdefault(key_id, {"name": row.get("key_name") or "unkeyed", "waiting": 0})
+            entry["waiting"] += 1
+    return found
 
 
 def decide(
