@@ -118,6 +118,9 @@ def write_serve_config(path: Path, cfg: SimulateConfig) -> Path:
         "log_flush_interval_s": 0.05,
         "sync_interval_s": 0.5,
         "key_cache_ttl_s": 60.0,
+        # The simulated labelling team replays hours of labels in seconds: no rate limit on its key
+        # (the disagreeing users' client key keeps the default limits).
+        "feedback_limits": {"labeller": {}},
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
