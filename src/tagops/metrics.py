@@ -306,6 +306,33 @@ def bootstrap_f1_difference(
     return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
 
 
+def bootstrap_f1_difference_unpaired(
+    truth_a: Sequence[str],
+    pred_a: Sequence[str],
+    truth_b: Sequence[str],
+    pred_b: Sequence[str],
+    *,
+    samples: int,
+    seed: int,
+    level: float = 0.95,
+) -> list[float] | None:
+    """Percentile bootstrap interval of weighted F1(b) − F1(a) for two models scored on different rows.
+
+    Each side is resampled on its own rows (a canary and the champion answer different requests), so the
+    interval is wider than :func:`bootstrap_f1_difference`'s paired one. ``None`` without rows or samples.
+    """
+    if not truth_a or not truth_b or samples <= 0:
+        return None
+    code, (ta, pa, tb, pb) = _encode(truth_a, pred_a, truth_b, pred_b)
+    rng = np.random.default_rng(seed)
+    k = len(code)
+    f1_a = _resampled_weighted_f1(ta, pa, rng.integers(0, len(ta), size=(samples, len(ta))), k)
+    f1_b = _resampled_weighted_f1(tb, pb, rng.integers(0, len(tb), size=(samples, len(tb))), k)
+    alpha = (1.0 - level) / 2
+    values = f1_b - f1_a
+    return [float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))]
+
+
 def weighted_f1(y_true: Sequence[str], y_pred: Sequence[str]) -> float:
     """Sklearn's weighted F1 (labels present in ``y_true``)."""
     from sklearn.metrics import f1_score

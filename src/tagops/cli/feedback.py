@@ -50,8 +50,9 @@ def review(
     from tagops.workloads.feedback_review import pending_by_key, review_queue
 
     with _log(config) as log:
-        items = review_queue(log.reader)
-        per_key = pending_by_key(log.reader)
+        labelled = log.reader.read_labelled()  # once, for both views
+        items = review_queue(log.reader, labelled=labelled)
+        per_key = pending_by_key(log.reader, labelled=labelled)
     if as_json:
         print_json(
             {

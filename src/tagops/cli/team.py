@@ -27,7 +27,7 @@ from tagops.cli.context import load_settings
 from tagops.cli.output import command_group
 from tagops.errors import TagopsError
 
-team_app = command_group("The team stack on this machine: MLflow on PostgreSQL and the prediction log there.")
+team_app = command_group("A team stack on one host: MLflow on PostgreSQL, and the prediction log there.")
 
 
 def _folder() -> Path:

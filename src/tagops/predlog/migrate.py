@@ -64,14 +64,19 @@ def _rows(engine: Engine, table: Table, batch_rows: int) -> Iterator[list[dict[s
         last = batch[-1][key.name]
 
 
+def _add_rows(digest: Any, batch: list[dict[str, Any]]) -> None:
+    """Add rows to a running SHA-256, each as one line of canonical JSON."""
+    for row in batch:
+        line = json.dumps({k: _canonical(v) for k, v in row.items()}, sort_keys=True, default=str)
+        digest.update(line.encode())
+        digest.update(b"\n")
+
+
 def table_digest(engine: Engine, table: Table, *, batch_rows: int = 5000) -> tuple[int, str]:
     """(rows, SHA-256 of every row in primary-key order, in canonical form)."""
     digest, count = hashlib.sha256(), 0
     for batch in _rows(engine, table, batch_rows):
-        for row in batch:
-            line = json.dumps({k: _canonical(v) for k, v in row.items()}, sort_keys=True, default=str)
-            digest.update(line.encode())
-            digest.update(b"\n")
+        _add_rows(digest, batch)
         count += len(batch)
     return count, digest.hexdigest()
 
@@ -97,7 +102,9 @@ def migrate_log(
     for table in TABLES:
         (key,) = table.primary_key.columns
         copied = already = 0
+        source_digest = hashlib.sha256()  # the source is read once: copied and digested together
         for batch in _rows(source, table, batch_rows):
+            _add_rows(source_digest, batch)
             keys = [row[key.name] for row in batch]
             with target.begin() as connection:
                 present: set[Any] = set()
@@ -111,7 +118,7 @@ def migrate_log(
             already += len(batch) - len(missing)
             if on_progress is not None:
                 on_progress(table.name, copied + already)
-        rows, source_sha = table_digest(source, table)
+        rows, source_sha = copied + already, source_digest.hexdigest()
         target_rows, target_sha = table_digest(target, table)
         if (rows, source_sha) != (target_rows, target_sha):
             raise MigrationError(

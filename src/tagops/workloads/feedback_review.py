@@ -66,9 +66,14 @@ class QueueItem:
         }
 
 
-def review_queue(reader: LogReader, *, limit: int | None = None) -> list[QueueItem]:
-    """Texts with labels waiting for review, or with tied trusted votes; the most proposed first."""
-    rows = reader.read_labelled()
+def review_queue(
+    reader: LogReader, *, limit: int | None = None, labelled: list[dict[str, Any]] | None = None
+) -> list[QueueItem]:
+    """Texts with labels waiting for review, or with tied trusted votes; the most proposed first.
+
+    ``labelled``: the reader's :meth:`~tagops.predlog.reader.LogReader.read_labelled` rows, if already read.
+    """
+    rows = reader.read_labelled() if labelled is None else labelled
     by_text: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_text.setdefault(match_key(str(row["title"]), str(row["description"])), []).append(row)
@@ -99,10 +104,12 @@ def review_queue(reader: LogReader, *, limit: int | None = None) -> list[QueueIt
     return items[:limit] if limit is not None else items
 
 
-def pending_by_key(reader: LogReader) -> dict[str, dict[str, Any]]:
+def pending_by_key(
+    reader: LogReader, *, labelled: list[dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     """Labels waiting for review per key id (``""`` for unkeyed rows): the key's name and the count."""
     found: dict[str, dict[str, Any]] = {}
-    for row in reader.read_labelled():
+    for row in reader.read_labelled() if labelled is None else labelled:
         if standing(row)[0] == "pending_review":
             key_id = str(row.get("key_id") or "")
             entry = found.setdefault(key_id, {"name": row.get("key_name") or "unkeyed", "waiting": 0})

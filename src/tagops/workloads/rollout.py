@@ -45,23 +45,6 @@ def wilson_interval(failures: int, total: int, z: float = 1.96) -> list[float] |
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def _unpaired_f1_difference(
-    truth_a: list[str], pred_a: list[str], truth_b: list[str], pred_b: list[str], *, samples: int, seed: int
-) -> list[float] | None:
-    """Percentile bootstrap interval of F1(b) − F1(a), each side resampled on its own rows."""
-    from tagops.metrics import _encode, _resampled_weighted_f1
-
-    if not truth_a or not truth_b or samples <= 0:
-        return None
-    code, (ta, pa, tb, pb) = _encode(truth_a, pred_a, truth_b, pred_b)
-    rng = np.random.default_rng(seed)
-    k = len(code)
-    f1_a = _resampled_weighted_f1(ta, pa, rng.integers(0, len(ta), size=(samples, len(ta))), k)
-    f1_b = _resampled_weighted_f1(tb, pb, rng.integers(0, len(tb), size=(samples, len(tb))), k)
-    values = f1_b - f1_a
-    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
-
-
 def _latency(values: list[float], *, samples: int, seed: int) -> dict[str, Any]:
     """p50, p95 and p99, and a percentile bootstrap interval of the p95."""
     array = np.asarray(values, dtype=float)
@@ -113,7 +96,7 @@ def rollout_report(
     ``answers`` are :meth:`~tagops.predlog.reader.LogReader.read_answers` rows of both models since the
     start; ``labels`` maps a prediction id to its trusted label.
     """
-    from tagops.metrics import bootstrap_ci, weighted_f1
+    from tagops.metrics import bootstrap_ci, bootstrap_f1_difference_unpaired, weighted_f1
 
     uris = {"champion": record.champion_uri, "canary": record.model_uri}
     counts = {
@@ -161,7 +144,7 @@ def rollout_report(
         "champion": sides["champion"],
         "canary": sides["canary"],
         "f1_difference": f1_difference,
-        "f1_difference_ci95": _unpaired_f1_difference(
+        "f1_difference_ci95": bootstrap_f1_difference_unpaired(
             *truths["champion"], *truths["canary"], samples=bootstrap_samples, seed=seed
         ),
         "agreement": agreement,
