@@ -150,6 +150,10 @@ def test_weight_10_routes_a_tenth_sticky_and_an_abort_under_load_fails_nothing(e
     share = versions.count(2) / len(versions)
     assert 0.07 <= share <= 0.13, share
     assert again == versions[:100]
+    # A replica adds its counts to the database at each sync; reading the rollout through the API writes
+    # them at once, so the status read from the database that follows sees every request.
+    admin = {"Authorization": f"Bearer {env.cli_env['TAGOPS_RETRAIN_ADMIN_KEY']}"}
+    assert httpx.get(f"{env.url}/v1/admin/rollout", headers=admin, timeout=30).status_code == 200
     status = rollout(env, "status", "--json")
     assert status["canary"]["requests"] == versions.count(2) + again.count(2)
     assert (
