@@ -13,6 +13,7 @@ from tagops.cli.output import command_group, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 
 shadow_app = command_group("Compare the champion with the model it runs in shadow.")
+loop_app = command_group("The loop without a person: monitor, then retrain --if-needed, on a schedule.")
 #: `tagops monitor --fail-on-alarm` exits with this when the window alarms (1 and 2 are errors and usage).
 ALARM_EXIT_CODE = 3
 
@@ -39,28 +40,20 @@ def monitor(
     and the webhook); with ``--fail-on-alarm`` an alarm exits 3, so a scheduler can act on it.
     """
     from tagops.config import MonitorConfig, load_config
-    from tagops.workloads.monitor import parse_time, resolve_window
+    from tagops.pipelines.loop import monitor_once
+    from tagops.workloads.monitor import parse_time
 
     try:
         cfg = load_config(MonitorConfig, config, model_uri=model)
     except ValueError as error:  # a pydantic ValidationError names every bad field
         raise typer.BadParameter(str(error)) from error
-    start, end = resolve_window(
-        parse_time(since, name="--since") if since else None,
-        parse_time(until, name="--until") if until else None,
-        cfg,
-    )
+    start = parse_time(since, name="--since") if since else None
+    end = parse_time(until, name="--until") if until else None
     settings = load_settings(announce_log=True)
-    target = output or settings.reports_dir / f"monitor-{end:%Y%m%d-%H%M%S}"
-    if pipeline:
-        from tagops.pipelines.monitoring import run_monitoring_pipeline
-
-        with stdout_to_stderr():
-            summary = run_monitoring_pipeline(cfg, since=start, until=end, output_dir=target)
-    else:
-        from tagops.workloads.monitor import run_monitor
-
-        summary = dict(run_monitor(cfg, settings, since=start, until=end, output_dir=target).summary)
+    with stdout_to_stderr():
+        summary, target = monitor_once(
+            cfg, settings, since=start, until=end, output_dir=output, pipeline=pipeline
+        )
     print_json(
         {
             "alarm": summary["alarm"],
@@ -127,8 +120,7 @@ def retrain(
 ) -> None:
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
     from tagops.config import RetrainConfig, load_config
-    from tagops.registry.client import Registry
-    from tagops.workloads.retrain import decide, feedback_stage, run_retrain
+    from tagops.pipelines.loop import retrain_once
 
     try:
         cfg = load_config(RetrainConfig, config)
@@ -145,19 +137,10 @@ def retrain(
         except (OSError, ValueError) as error:
             raise TagopsError(f"{summary}: cannot read the monitor summary: {error}") from error
     settings = load_settings(announce_log=True)
-    if not pipeline:
-        result = run_retrain(cfg, settings, if_needed=if_needed, summary=loaded, promote=promote)
-        print_json(result.to_json())
-        return
-    counts = feedback_stage(settings, cfg)[-1]
-    decision = decide(cfg, settings, Registry(settings), if_needed=if_needed, summary=loaded, counts=counts)
-    if not decision.run:
-        print_json({"decision": {"run": False, "reason": decision.reason}, "counts": counts})
-        return
-    from tagops.pipelines.retraining import run_retraining_pipeline
-
     with stdout_to_stderr():
-        outcome = run_retraining_pipeline(cfg, trigger=decision.reason, promote=promote)
+        outcome = retrain_once(
+            cfg, settings, if_needed=if_needed, summary=loaded, promote=promote, pipeline=pipeline
+        )
     print_json(outcome)
 
 
@@ -195,3 +178,107 @@ def simulate(
     result = run_simulation(cfg, settings, home=home, output=output)
     shown = ("verdict", "output", "home", "wall_s", "before_after", "rows")
     print_json({k: v for k, v in result.items() if k in shown})
+
+
+@loop_app.command("run")
+def loop_run(
+    every: Annotated[
+        str | None, typer.Option(help="Period between turns: 30s, 15m, 1h, 1d (default: the config's, 15m).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One turn, then exit (for cron, a Kubernetes CronJob, CI).")
+    ] = False,
+    max_turns: Annotated[int | None, typer.Option(help="Stop after this many turns.", min=1)] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Loop config YAML: its monitor, retrain and schedule sections.")
+    ] = None,
+    pipeline: Annotated[
+        bool | None, typer.Option(help="Run monitor and retrain as ZenML pipelines (default: the config's).")
+    ] = None,
+) -> None:
+    """Every period: monitor the last window, then retrain --if-needed with its summary; never two at once.
+
+    Each turn is a JSON line of TAGOPS_HOME/logs/loop.jsonl (`tagops loop log`). A turn finding another
+    running (same home, or the same team registry) is skipped. SIGTERM and SIGINT stop the loop after the
+    running turn. Exit status: 0, or 1 when the last turn failed.
+    """
+    import signal
+
+    from tagops.config import ScheduleConfig, SimulateConfig, load_config
+    from tagops.pipelines.loop import loop_turn
+    from tagops.registry.client import Registry
+    from tagops.workloads.schedule import Schedule, registry_lease, run_schedule
+
+    try:
+        cfg = load_config(SimulateConfig, config)
+        schedule_cfg = ScheduleConfig.model_validate(
+            {
+                **cfg.schedule.model_dump(),
+                **({"every": every} if every else {}),
+                **({"pipeline": pipeline} if pipeline is not None else {}),
+            }
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    settings = load_settings(announce_log=True)
+    registry = Registry(settings)
+    schedule = Schedule(
+        turn=lambda: loop_turn(cfg, settings, pipeline=schedule_cfg.pipeline),
+        every_s=schedule_cfg.every_s,
+        lock_path=settings.home / "loop.lock",
+        log_path=loop_log_path(settings.home),
+        lease=lambda: registry_lease(registry, ttl_s=schedule_cfg.lease_ttl_s),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: schedule.stop.set())
+    with stdout_to_stderr():
+        records = run_schedule(schedule, max_turns=1 if once else max_turns)
+    last = records[-1].to_json() if records else None
+    print_json({"turns": len(records), "every": schedule_cfg.every, "last": last})
+    if last is not None and last["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def loop_log_path(home: Path) -> Path:
+    """Where the scheduler writes its turns."""
+    return home / "logs" / "loop.jsonl"
+
+
+@loop_app.command("log")
+def loop_log(
+    last: Annotated[int, typer.Option(help="The newest turns to show.", min=1)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """The scheduler's last turns: when, how they ended, and what the monitor and the policy decided."""
+    from tagops.workloads.schedule import read_records
+
+    settings = load_settings()
+    records = read_records(loop_log_path(settings.home), last=last)
+    if as_json:
+        for record in records:
+            typer.echo(json.dumps(record, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("turn", "started", "status", "s", "window rows", "alarm", "retrain", title="tagops loop")
+    for record in records:
+        result = record.get("result") or {}
+        monitor_part = result.get("monitor") or {}
+        retrain_part = result.get("retrain") or {}
+        decision = retrain_part.get("decision") or {}
+        retrained = (
+            f"promoted v{retrain_part.get('challenger_version')}"
+            if retrain_part.get("promoted")
+            else str(decision.get("reason") or record.get("error") or "")
+        )
+        table.add_row(
+            str(record.get("turn")),
+            str(record.get("started_at")),
+            str(record.get("status")),
+            f"{record.get('seconds', 0):.1f}",
+            str(monitor_part.get("num_rows", "")),
+            str(monitor_part.get("alarm", "")),
+            retrained[:60],
+        )
+    Console(width=max(120, Console().width)).print(table)

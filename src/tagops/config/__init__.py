@@ -15,7 +15,9 @@ from tagops.config.loop import (
     RetrainPolicy,
     RolloutConfig,
     RolloutPolicy,
+    ScheduleConfig,
     SimulateConfig,
+    parse_period,
 )
 from tagops.config.models import (
     AnyModelParams,
@@ -70,6 +72,7 @@ __all__ = [
     "RolloutConfig",
     "RolloutPolicy",
     "RulesParams",
+    "ScheduleConfig",
     "ServeConfig",
     "SimulateConfig",
     "TrainConfig",
@@ -78,4 +81,5 @@ __all__ = [
     "TuneConfig",
     "load_config",
     "load_yaml",
+    "parse_period",
 ]

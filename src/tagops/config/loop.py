@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tagops.config.base import FrozenModel
 from tagops.config.training import GateConfig, TrainConfig
@@ -189,6 +190,52 @@ class RolloutConfig(FrozenModel):
     timeout_s: Annotated[float, Field(gt=0.0)] = 120.0
 
 
+_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_PERIOD_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_period(text: str) -> float:
+    """Seconds in a period written as a number and a unit: ``30s``, ``15m``, ``1.5h``, ``1d``.
+
+    Raises:
+        ValueError: the text is not one number and one unit, or the period is not positive.
+
+    """
+    match = _PERIOD.match(str(text))
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"a period is a positive number and a unit (s, m, h, d), e.g. 15m; got {text!r}")
+    return float(match.group(1)) * _PERIOD_UNITS[match.group(2)]
+
+
+class ScheduleConfig(FrozenModel):
+    """``tagops loop run``: the loop without a person: ``monitor``, then ``retrain --if-needed``, each period.
+
+    A turn is one monitor window (``monitor``) and one consultation of the retrain policy with that
+    window's summary (``retrain.policy``); turns never overlap (a lock per home, and a registry lease
+    that every machine sharing a team registry honours).
+    """
+
+    #: Time between the starts of two turns; a turn that takes longer delays the next (never two at once).
+    every: str = "15m"
+    #: Run each turn's monitor and retrain as ZenML pipelines (their runs and lineage in ZenML) or in this
+    #: process.
+    pipeline: bool = True
+    #: A loop lease on a shared registry older than this is taken over (its holder died): longer than
+    #: the slowest turn, a transformer retrain.
+    lease_ttl_s: Annotated[float, Field(gt=0.0)] = 6 * 3600.0
+
+    @field_validator("every")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        parse_period(value)
+        return value
+
+    @property
+    def every_s(self) -> float:
+        """The period in seconds."""
+        return parse_period(self.every)
+
+
 class SimulateConfig(FrozenModel):
     """``tagops simulate``: the stream replayed through a running service, and the loop's settings.
 
@@ -232,6 +279,8 @@ class SimulateConfig(FrozenModel):
     seed: int = 1234
     monitor: MonitorConfig = MonitorConfig(min_window_rows=100, min_feedback_rows=50)
     retrain: RetrainConfig = RetrainConfig()
+    #: ``tagops loop run``'s period; its turns use ``monitor`` and ``retrain`` above.
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _mix(self) -> SimulateConfig:

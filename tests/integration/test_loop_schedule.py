@@ -1,0 +1,171 @@
+"""`tagops loop run` end to end: a scheduled turn monitors the champion's window, the alarm retrains, the
+challenger is promoted; the next turn finds nothing to do; a turn while another holds the lock is skipped.
+
+A linear champion is trained on the synthetic fixtures; the prediction log holds the last hour's traffic
+in a new vocabulary (the fixture projects with every word spelled backwards), labelled by a labeller key.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from filelock import FileLock
+
+from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
+from tests.integration.helpers import isolated_home, run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class Env:
+    settings: Any
+    root: Path
+    champion: int
+    config: Path
+
+
+def _log_labelled_traffic(settings: Any, version: int, frame: pd.DataFrame) -> int:
+    from tagops.inference.loading import load_predictor
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
+
+    predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
+    results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
+    start = datetime.now(UTC) - timedelta(hours=1)
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "created_at": start + timedelta(seconds=i),
+            "request_id": None,
+            "model_name": "tagops",
+            "model_version": version,
+            "model_uri": "models:/tagops@champion",
+            "title": title,
+            "description": description,
+            "tag": result["tag"],
+            "confidence": result["confidence"],
+            "abstained": result["abstained"],
+            "probabilities": result["probabilities"],
+            "latency_ms": 1.0,
+            "replica": "test",
+        }
+        for i, (title, description, result) in enumerate(
+            zip(frame["title"], frame["description"], results, strict=True)
+        )
+    ]
+    store = PredictionLog(default_database_url(settings))
+    ServingState(store.engine).create_tables()
+    labeller, _ = KeyStore(store.engine).create("labelling team", "labeller")
+    store.writer.start()
+    assert store.writer.submit(rows) and store.writer.flush()
+    for row, truth in zip(rows, frame["tag"], strict=True):
+        store.add_feedback(prediction_id=row["id"], tag=truth, key_id=labeller.key_id)
+    store.writer.stop()
+    store.dispose()
+    return len(rows)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
+    from tagops.data.stages import pull_stage, validate_stage
+    from tagops.registry.client import Registry
+    from tagops.simulation.traffic import shifted_frame
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import run_training
+
+    root = tmp_path_factory.mktemp("loop")
+    with isolated_home(root / "home") as settings:
+        registry = Registry(settings)
+        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
+        first = run_training(cfg, settings, registry=registry)
+        _, holdout = validate_stage(pull_stage(settings, cfg.data))
+        promote(
+            registry,
+            holdout=holdout,
+            eval_cfg=cfg.evaluation,
+            gate=GateConfig(behaviour=()),  # the fixtures do not teach the behavioural cases
+            history=settings.promotion_history,
+            version=first.version,
+            trigger="initial",
+        )
+        dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
+        _log_labelled_traffic(settings, int(first.version or 0), shifted_frame(dataset))
+        config = root / "loop.yaml"
+        config.write_text(
+            "monitor: {min_window_rows: 20, min_feedback_rows: 20, permutations: 500,"
+            " bootstrap_samples: 200}\n"
+            "retrain:\n"
+            f"  train: {{data: {{source_dir: {fixture_dir}}}}}\n"
+            "  gate: {max_overall_f1_drop: 0.1, max_class_f1_drop: 0.2, behaviour: []}\n"
+            "  policy: {trigger: on_alert, min_feedback_rows: 20}\n"
+            "schedule: {every: 1s, pipeline: false}\n",
+            encoding="utf-8",
+        )
+        yield Env(settings, root, int(first.version or 0), config)
+
+
+def test_a_turn_monitors_retrains_on_the_alarm_and_the_next_turn_rests(env: Env) -> None:
+    from tagops.registry.client import Registry
+
+    result = run_cli("loop", "run", "--max-turns", "2", "--config", env.config, timeout=600)
+    assert result.returncode == 0, result.explain()
+    printed = json.loads(result.stdout)
+    assert printed["turns"] == 2 and printed["every"] == "1s"
+    first, second = (json.loads(line) for line in (env.settings.home / "logs" / "loop.jsonl").open())
+    assert first["status"] == "done", first["error"]
+    monitor = first["result"]["monitor"]
+    assert monitor["alarm"] is True and monitor["model_version"] == env.champion and monitor["num_rows"] >= 20
+    assert Path(monitor["summary"]).is_file()
+    retrain = first["result"]["retrain"]
+    assert retrain["decision"]["run"] is True and retrain["decision"]["reason"].startswith("drift alarm")
+    assert retrain["promoted"] is True, retrain["gate"]
+    new_version = retrain["challenger_version"]
+    assert new_version > env.champion
+    assert Registry(env.settings).alias_version("champion") == new_version
+    # The next turn watches the new champion, which has answered nothing yet: no alarm, no retrain.
+    assert second["status"] == "done", second["error"]
+    assert second["result"]["monitor"]["model_version"] == new_version
+    assert second["result"]["monitor"]["alarm"] is False
+    assert second["result"]["retrain"]["decision"]["run"] is False
+    shown = run_cli("loop", "log", "--json")
+    assert shown.returncode == 0, shown.explain()
+    assert [json.loads(line)["turn"] for line in shown.stdout.splitlines()] == [1, 2]
+
+
+def test_a_turn_is_skipped_while_another_holds_the_loop(env: Env) -> None:
+    with FileLock(str(env.settings.home / "loop.lock")):
+        result = run_cli("loop", "run", "--once", "--config", env.config, timeout=300)
+    assert result.returncode == 0, result.explain()
+    last = json.loads(result.stdout)["last"]
+    assert last["status"] == "skipped" and "loop.lock" in last["error"] and last["result"] is None
+
+
+def test_a_failed_turn_exits_non_zero_and_is_logged(env: Env) -> None:
+    broken = env.root / "broken.yaml"
+    broken.write_text(
+        env.config.read_text(encoding="utf-8").replace(
+            "monitor: {", "monitor: {model_uri: 'models:/tagops@no-such-alias', "
+        ),
+        encoding="utf-8",
+    )
+    result = run_cli("loop", "run", "--once", "--config", broken, timeout=300)
+    assert result.returncode == 1, result.explain()
+    last = json.loads(result.stdout)["last"]
+    assert last["status"] == "failed" and "no-such-alias" in last["error"]
+
+
+def test_a_bad_period_is_a_usage_error_naming_it(env: Env) -> None:
+    result = run_cli("loop", "run", "--once", "--every", "soon", "--config", env.config)
+    assert result.returncode == 2
+    assert "a period is a positive number and a unit" in result.stderr
