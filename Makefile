@@ -14,10 +14,24 @@ ifneq ($(wildcard $(MIRROR_DIR)/dataset.csv),)
 export TAGOPS_DATA_MIRROR ?= $(MIRROR_DIR)
 endif
 
-.PHONY: help install run test test-unit lint format benchmark perf-docs explore mlflow-ui team-up team-down clean
+.PHONY: help install run test test-unit lint lint-workflows docs format benchmark perf-docs explore mlflow-ui team-up team-down \
+	data-check champion-pull pr-gate deploy-canary loop-once clean
+
+# The state folder (tagops' default, or TAGOPS_HOME) and where `tagops data pull` keeps the files.
+HOME_DIR := $(or $(TAGOPS_HOME),$(CURDIR)/.tagops)
+DATA_DIR := $(HOME_DIR)/data/raw
+# The workflows' knobs (.github/workflows): where the team's champion is pulled to and the gate writes,
+# the canary's share and how long CD waits for the rollout policy, the scheduled loop's config.
+CHAMPION_DIR ?= $(HOME_DIR)/production-champion
+GATE_DIR ?= $(HOME_DIR)/reports/gate
+WEIGHT ?= 10
+WAIT ?= 2h
+EVERY ?= 60s
+LOOP_CONFIG ?= configs/loop.yaml
+ROLLOUT_CONFIG ?=
 
 help: ## Show this help.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required"; exit 1; }
@@ -51,6 +65,15 @@ lint: $(STAMP) ## ruff (lint + format check), mypy and the import layers, exactl
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# The GitHub workflows against GitHub's own schema, and zizmor's audits of what they may do (offline:
+# its audits that would ask GitHub's API are left out here).
+lint-workflows: $(STAMP) ## Check .github/workflows: the workflow schema and zizmor's security audits.
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress .github/workflows
+
+docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link fails).
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 format: $(STAMP) ## Apply ruff fixes and formatting.
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
@@ -72,6 +95,27 @@ team-up: $(STAMP) ## The team stack here: MLflow and the prediction log on Postg
 
 team-down: $(STAMP) ## Stop the team stack's MLflow server (databases and artifacts stay).
 	$(BIN)/tagops team down
+
+# The steps of .github/workflows: each is one of these targets, and each target is run by the test suite
+# (tests/integration/test_workflows.py) or by .ci/run, so no workflow step is untested.
+data-check: $(STAMP) ## Pull the data (checksums), check each file's contract and the holdout's leakage, run the data tests.
+	$(BIN)/tagops data pull
+	$(BIN)/tagops data validate $(DATA_DIR)/dataset.csv
+	$(BIN)/tagops data validate $(DATA_DIR)/holdout.csv --against $(DATA_DIR)/dataset.csv
+	TAGOPS_DATA_MIRROR=$(DATA_DIR) $(BIN)/python -m pytest -p xdist -n auto -m data tests/data
+
+champion-pull: $(STAMP) ## Download the registry's champion (MLFLOW_TRACKING_URI: the team's) into CHAMPION_DIR.
+	$(BIN)/tagops models pull models:/tagops@champion --output $(CHAMPION_DIR)
+
+pr-gate: $(STAMP) ## Gate this checkout's champion (after `make run`) against CHAMPION_DIR; gate.md in GATE_DIR; fails if refused.
+	$(BIN)/tagops gate --challenger models:/tagops@champion --champion $(CHAMPION_DIR) --config $(CONFIG) --output $(GATE_DIR)
+
+deploy-canary: $(STAMP) ## Canary the challenger on WEIGHT % of the service's traffic; promote or abort it by the policy (waits up to WAIT).
+	$(BIN)/tagops rollout start --weight $(WEIGHT) $(if $(ROLLOUT_CONFIG),--config $(ROLLOUT_CONFIG))
+	$(BIN)/tagops rollout check --apply --wait $(WAIT) --every $(EVERY) $(if $(ROLLOUT_CONFIG),--config $(ROLLOUT_CONFIG))
+
+loop-once: $(STAMP) ## One turn of the loop: monitor the last window, then retrain --if-needed (LOOP_CONFIG).
+	$(BIN)/tagops loop run --once --config $(LOOP_CONFIG)
 
 clean: ## Remove the embedded state (.tagops) and caches; keeps .venv.
 	rm -rf .tagops .pytest_cache .mypy_cache .ruff_cache

@@ -135,6 +135,36 @@ def run_cli(
     return CliResult(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_make(
+    target: str, *, env: dict[str, str] | None = None, timeout: float = 900, **variables: str | Path
+) -> CliResult:
+    """Run ``make TARGET NAME=VALUE...`` in the repository, as a workflow step or a user runs it.
+
+    The workflows in .github/workflows call these targets; tests call them through here, so that a
+    workflow step is a command the suite runs (tests/unit/test_workflows.py checks that each is).
+    """
+    argv = (
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(ROOT),
+        target,
+        *(f"{k}={v}" for k, v in variables.items()),
+    )
+    proc = subprocess.run(
+        argv,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(argv[3:], proc.returncode, proc.stdout, proc.stderr)
+
+
 #: One in-process command at a time: the standard streams, the environment and the working folder are the
 #: process's own.
 _IN_PROCESS = threading.Lock()

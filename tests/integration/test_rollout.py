@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli, serving
+from tests.integration.helpers import isolated_home, run_cli, run_make, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -130,6 +130,19 @@ class Load:
             worker.join(30)
 
 
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents a run of commands printed one after another (make echoes its commands too)."""
+    decoder, documents, i = json.JSONDecoder(), [], 0
+    while (start := text.find("{", i)) != -1:
+        try:
+            document, i = decoder.raw_decode(text, start)
+        except ValueError:
+            i = start + 1
+            continue
+        documents.append(document)
+    return documents
+
+
 def rollout(env: Env, *args: str) -> dict[str, Any]:
     result = run_cli("rollout", *args, "--config", env.config, env=env.cli_env)
     assert result.returncode == 0, result.explain()
@@ -202,3 +215,69 @@ def test_the_policy_promotes_a_canary_that_is_no_worse_and_no_request_fails(env:
     assert record["action"] == "promote" and record["version"] == 2
     assert record["trigger"].startswith("canary rollout since ") and "no worse" in record["trigger"]
     assert rollout(env, "status", "--json")["state"] == "promoted"
+
+
+def test_the_deploy_workflow_step_canaries_a_new_challenger_and_the_policy_promotes_it(env: Env) -> None:
+    """`make deploy-canary` (the deploy workflow's step) while labelled traffic flows: promoted, exit 0."""
+    from tagops.config import LinearParams, TrainConfig
+    from tagops.registry.client import Registry
+    from tagops.workloads.train import run_training
+
+    cfg = TrainConfig(
+        data=DataConfig(source_dir=Path(__file__).parents[1] / "fixtures"), model=LinearParams(C=2.0)
+    )
+    third = run_training(cfg, env.settings, registry=Registry(env.settings))
+    assert third.version == 3
+    stop = threading.Event()
+
+    def labelled_traffic() -> None:
+        with httpx.Client(base_url=env.url, timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                answer = http.post("/v1/predict", json=item(env.dataset, 500_000 + i)).json()
+                truth = str(env.dataset.iloc[i % len(env.dataset)]["tag"])
+                http.post(
+                    "/v1/feedback",
+                    json={"prediction_id": answer["predictions"][0]["prediction_id"], "tag": truth},
+                    headers=env.labeller,
+                )
+                i += 1
+
+    sender = threading.Thread(target=labelled_traffic)
+    sender.start()
+    try:
+        result = run_make(
+            "deploy-canary",
+            env=env.cli_env,
+            WEIGHT="50",
+            WAIT="240s",
+            EVERY="1s",
+            ROLLOUT_CONFIG=env.config,
+        )
+    finally:
+        stop.set()
+        sender.join(30)
+    assert result.returncode == 0, result.explain()
+    started, decided = json_documents(result.stdout)
+    assert started["canary_version"] == 3 and started["weight"] == 50.0
+    assert decided["action"] == "promote" and decided["applied"] is True
+    assert httpx.get(f"{env.url}/v1/model", timeout=30).json()["version"] == 3
+
+
+def test_the_deploy_step_fails_when_the_policy_stays_undecided(env: Env) -> None:
+    """No labels in the wait: `rollout check --wait` exits 5 and the workflow fails; the rollout goes on."""
+    from tagops.config import LinearParams, TrainConfig
+    from tagops.registry.client import Registry
+    from tagops.workloads.train import run_training
+
+    cfg = TrainConfig(
+        data=DataConfig(source_dir=Path(__file__).parents[1] / "fixtures"), model=LinearParams(C=3.0)
+    )
+    assert run_training(cfg, env.settings, registry=Registry(env.settings)).version == 4
+    result = run_make(
+        "deploy-canary", env=env.cli_env, WEIGHT="10", WAIT="3s", EVERY="1s", ROLLOUT_CONFIG=env.config
+    )
+    assert result.returncode != 0
+    assert json_documents(result.stdout)[-1]["action"] == "continue" and "Error 5" in result.stderr
+    assert rollout(env, "status", "--json")["state"] == "active"
+    assert rollout(env, "abort", "--reason", "undecided")["state"] == "aborted"

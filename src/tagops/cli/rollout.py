@@ -133,21 +133,49 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"ended: {report['reason']}")
 
 
+#: `rollout check --wait` exit statuses: the canary was aborted, or no decision came before the wait ended.
+ABORTED_EXIT_CODE = 4
+UNDECIDED_EXIT_CODE = 5
+
+
 @rollout_app.command("check")
 def check(
     apply: Annotated[
         bool, typer.Option(help="Act on the decision (promote or abort), else only print it.")
     ] = False,
+    wait: Annotated[
+        str | None,
+        typer.Option(help="Check again until the policy decides or this long passed (e.g. 2h): for CD jobs."),
+    ] = None,
+    every: Annotated[str, typer.Option(help="With --wait: time between checks (e.g. 60s).")] = "60s",
     config: Annotated[Path | None, _CONFIG] = None,
 ) -> None:
-    """Apply the rollout policy: promote when the canary is no worse at 95 % confidence, abort on a breach."""
+    """Apply the rollout policy: promote when the canary is no worse at 95 % confidence, abort on a breach.
+
+    With --wait the check repeats until the policy promotes or aborts, and the exit status says which:
+    0 promoted, 4 aborted, 5 still undecided when the wait ended (the rollout keeps running).
+    """
+    import time
+
+    from tagops.config import parse_period
     from tagops.workloads.rollout import RolloutCommandError, current_rollout, rollout_decision
 
+    try:
+        wait_s = parse_period(wait) if wait is not None else None
+        every_s = parse_period(every)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
     cfg, settings = _setup(config)
-    report = current_rollout(cfg, settings)
-    if not report or report["state"] != "active":
-        _fail(ValueError("no rollout is active"))
-    action, reason = rollout_decision(report, cfg.policy)
+    deadline = time.monotonic() + (wait_s or 0.0)
+    while True:
+        report = current_rollout(cfg, settings)
+        if not report or report["state"] != "active":
+            _fail(ValueError("no rollout is active"))
+        action, reason = rollout_decision(report, cfg.policy)
+        if action != "continue" or wait_s is None or time.monotonic() + every_s > deadline:
+            break
+        typer.echo(f"rollout: {reason}; checking again in {every}", err=True)
+        time.sleep(every_s)
     result: dict[str, Any] = {"action": action, "reason": reason, "applied": False}
     if apply and action != "continue":
         try:
@@ -160,6 +188,8 @@ def check(
             _fail(error)
         result["applied"] = True
     print_json(result)
+    if wait_s is not None and action != "promote":
+        raise typer.Exit(ABORTED_EXIT_CODE if action == "abort" else UNDECIDED_EXIT_CODE)
 
 
 def _abort(cfg: RolloutConfig, settings: Settings, reason: str) -> dict[str, Any]:
