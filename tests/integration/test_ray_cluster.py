@@ -46,12 +46,31 @@ NODE_ENV = {
 }
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on the loopback address the nodes use."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port(LOOPBACK)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def start_node(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    # Both nodes share one address, so each gets its own free ports for what would otherwise take a fixed
+    # default (the dashboard agent's 52365 on every node). This interpreter's folder comes first on PATH:
+    # Ray Jobs run their entrypoint (`python -m tagops.cli ...`) with the nodes' PATH, as a cluster image
+    # puts its Python first.
+    agent, agent_grpc, runtime_env_agent, metrics = free_ports(4)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with log.open("wb") as handle:
         return subprocess.Popen(
             [RAY, "start", "--block", "--node-ip-address", LOOPBACK, "--num-cpus", "1",
-             "--num-gpus", "0", "--object-store-memory", str(100 * 1024**2), "--disable-usage-stats", *args],
-            env={**os.environ, **NODE_ENV},
+             "--num-gpus", "0", "--object-store-memory", str(100 * 1024**2), "--disable-usage-stats",
+             "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+             "--runtime-env-agent-port", str(runtime_env_agent), "--metrics-export-port", str(metrics),
+             *args],
+            env={**os.environ, **NODE_ENV, "PATH": path},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -104,21 +123,51 @@ def wait_for_nodes(address: str, count: int, timeout: float) -> None:
     raise AssertionError(f"the cluster at {address} did not reach {count} nodes in {timeout}s (saw {seen})")
 
 
+def wait_for_job_api(url: str, timeout: float) -> None:
+    """Poll the dashboard's job API (it starts after the head node is up) until it answers."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{url}/api/version", timeout=5)
+            if answer.status_code == 200:
+                return
+            last = answer.status_code
+        except httpx.HTTPError as error:
+            last = error
+        time.sleep(1)
+    raise AssertionError(f"the Ray job API at {url} did not answer in {timeout}s (last: {last})")
+
+
 @contextmanager
-def loopback_cluster(logs: Path) -> Iterator[str]:
+def loopback_cluster(logs: Path, *, dashboard_port: int | None = None) -> Iterator[str]:
+    """A head and a worker node of one CPU each on 127.0.0.2; yields the cluster (GCS) address.
+
+    With ``dashboard_port``, the head runs the dashboard there (the Ray Jobs API and ``serve deploy``
+    talk to it: ``http://127.0.0.2:<dashboard_port>``) and the block starts once it answers.
+    """
     # Ray's socket paths must stay under ~107 characters: a short temp dir, not pytest's tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="tgray-", dir="/tmp")
-    port = free_port(LOOPBACK)
+    port, client_port = free_ports(2)
     address = f"{LOOPBACK}:{port}"
+    if dashboard_port is None:
+        dashboard = ["--include-dashboard", "false"]
+    else:
+        dashboard = ["--include-dashboard", "true", "--dashboard-host", LOOPBACK,
+                     "--dashboard-port", str(dashboard_port)]  # fmt: skip
     nodes: list[subprocess.Popen[bytes]] = []
     try:
         nodes.append(
-            start_node("--head", "--port", str(port), "--include-dashboard", "false",
-                       "--temp-dir", temp_dir, log=logs / "head.log")
+            start_node("--head", "--port", str(port), "--ray-client-server-port", str(client_port),
+                       *dashboard, "--temp-dir", temp_dir, log=logs / "head.log")
         )  # fmt: skip
         wait_for_nodes(address, 1, timeout=120)
         nodes.append(start_node("--address", address, log=logs / "worker.log"))
         wait_for_nodes(address, 2, timeout=120)
+        if dashboard_port is not None:
+            wait_for_job_api(f"http://{LOOPBACK}:{dashboard_port}", timeout=120)
         yield address
     finally:
         for node in reversed(nodes):

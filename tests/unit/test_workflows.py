@@ -106,7 +106,10 @@ def test_the_workflow_linters_refuse_a_broken_workflow(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "unpinned.yml").write_text(BROKEN["unpinned"], encoding="utf-8")
     audit = subprocess.run(
-        [BIN / "zizmor", "--offline", "--no-progress", folder / "unpinned.yml"], capture_output=True, text=True, check=False
+        [BIN / "zizmor", "--offline", "--no-progress", folder / "unpinned.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert audit.returncode != 0 and "unpinned" in audit.stdout + audit.stderr
     ours = subprocess.run(

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve, team
+from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve, submit, team
 from tagops.cli.output import command_group
 from tagops.errors import DataError, TagopsError
 
@@ -25,6 +25,7 @@ app.command()(models.evaluate)
 app.command()(predict.predict)
 app.command()(models.tune)
 app.command("promote")(models.promote_cmd)
+app.command("gate")(models.gate_cmd)
 app.command()(models.rollback)
 app.command()(loop.monitor)
 app.command()(loop.retrain)
@@ -42,6 +43,7 @@ app.add_typer(loop.loop_app, name="loop")
 app.add_typer(feedback.feedback_app, name="feedback")
 app.add_typer(rollout.rollout_app, name="rollout")
 app.add_typer(team.team_app, name="team")
+app.add_typer(submit.submit_app, name="submit")
 
 
 @app.callback()

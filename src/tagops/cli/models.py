@@ -1,4 +1,4 @@
-"""Model commands: train, tune, evaluate, promote, rollback and `tagops models list|history`."""
+"""Model commands: train, tune, evaluate, promote, rollback and `tagops models list|history|pull`."""
 
 from __future__ import annotations
 
@@ -265,6 +265,47 @@ def promote_cmd(
     typer.echo(f"{verdict}: {decision.reason}")
 
 
+#: `tagops gate` exits with this when the challenger is refused (1 and 2 are errors and usage).
+GATE_REFUSED_EXIT_CODE = 4
+
+
+def gate_cmd(
+    challenger: Annotated[
+        str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder: the candidate.")
+    ],
+    champion: Annotated[
+        str, typer.Option(help="The model to beat: a models:/ URI or a folder (`tagops models pull`).")
+    ],
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for gate.json, gate.md and both reports (default: reports).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
+) -> None:
+    """Gate one model against another on the holdout without promoting anything (a pull request's check).
+
+    Prints the verdict as JSON and writes it as Markdown tables (gate.md, for a comment). Exit status 0
+    when the challenger passes, 4 when the gate refuses it.
+    """
+    from tagops.config import PipelineConfig, load_config
+    from tagops.data.stages import pull_stage, validate_stage
+    from tagops.workloads.gate import compare_models, write_gate_outputs
+
+    settings = load_settings()
+    try:
+        cfg = load_config(PipelineConfig, config)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    _, holdout = validate_stage(pull_stage(settings, cfg.data))
+    comparison = compare_models(
+        challenger, champion, settings, holdout=holdout, eval_cfg=cfg.evaluation, gate=cfg.gate
+    )
+    target = output or settings.reports_dir / "gate"
+    paths = write_gate_outputs(comparison, target)
+    print_json({**comparison.to_json(), "outputs": {name: str(path) for name, path in paths.items()}})
+    if not comparison.decision.promote:
+        raise typer.Exit(GATE_REFUSED_EXIT_CODE)
+
+
 def rollback() -> None:
     """Restore the champion that preceded the current one."""
     from tagops.registry.client import Registry
@@ -306,3 +347,52 @@ def models_history() -> None:
 
     for record in read_history(load_settings().promotion_history):
         typer.echo(json.dumps(record, sort_keys=True))
+
+
+@models_app.command("pull")
+def models_pull(
+    output: Annotated[Path, typer.Option(help="Folder to write the model to (new, or an empty folder).")],
+    uri: Annotated[
+        str, typer.Argument(help="models:/NAME@ALIAS or models:/NAME/N (default: the champion).")
+    ] = DEFAULT_MODEL_URI,
+) -> None:
+    """Copy a registered model into a folder that `tagops serve --model DIR` serves; prints its version.
+
+    The model comes through this host's model cache, verified against the sha256 it was registered with,
+    exactly as serving loads it. A folder serves without the registry, so an image can carry its model
+    (the Dockerfile's MODEL_URI build argument runs this command).
+    """
+    import os
+    import shutil
+
+    from tagops.model_ref import ModelRef
+    from tagops.registry.client import MODEL_SHA_TAG, Registry
+
+    ref = ModelRef.parse(uri)
+    if not ref.in_registry:
+        raise typer.BadParameter(f"{uri}: a folder is already a model; name a models:/ URI", param_hint="URI")
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+        raise TagopsError(f"{output}: exists and is not an empty folder")
+    registry = Registry(load_settings())
+    version, info = registry.resolve(ref)
+    cached = registry.download(version)
+    # Copied beside the target and renamed into place: an interrupted pull leaves no half model behind.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staged = output.parent / f".{output.name}.{os.getpid()}.partial"
+    try:
+        shutil.copytree(cached, staged)
+        if output.exists():
+            output.rmdir()
+        staged.rename(output)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    print_json(
+        {
+            "uri": uri,
+            "model": str(ModelRef.registered(info["name"], version)),
+            "version": version,
+            "run_id": info["run_id"],
+            MODEL_SHA_TAG: info["tags"].get(MODEL_SHA_TAG),
+            "output": str(output.resolve()),
+        }
+    )
