@@ -41,6 +41,10 @@ class DataError(TagopsError):
         super().__init__(first + (f" (and {more} more problem{'s' * (more > 1)})" if more > 0 else ""))
 
 
+class ConfigFileError(TagopsError, ValueError):
+    """A config file cannot be read or is not a YAML mapping (a ``ValueError``, as validation errors are)."""
+
+
 class IntegrityError(TagopsError):
     """A file's content does not match the checksum the manifest promises."""
 

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from tagops.errors import ConfigFileError
+
 
 class FrozenModel(BaseModel):
     """Base for all configs: immutable and strict about unknown keys (typos fail loudly)."""
@@ -27,11 +29,11 @@ def load_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f"{path}: cannot read config: {error}") from error
+        raise ConfigFileError(f"{path}: cannot read config: {error}") from error
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a config must be a YAML mapping, got {type(loaded).__name__}")
+        raise ConfigFileError(f"{path}: a config must be a YAML mapping, got {type(loaded).__name__}")
     return loaded
 
 
