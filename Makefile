@@ -59,11 +59,25 @@ test: $(STAMP) ## Run the whole test suite (unit, data, model, integration) with
 test-unit: $(STAMP) ## Run the fast unit tests only (no coverage, on every CPU: the quick loop while editing).
 	$(BIN)/python -m pytest -p xdist -n auto -m "unit and not integration" tests/unit
 
-lint: $(STAMP) ## ruff (lint + format check), mypy and the import layers, exactly as CI and pre-commit run them.
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+lint: $(STAMP) ## ruff, mypy and the import layers, as CI and pre-commit run them; the Dockerfile, compose file and workflows.
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check docker
+	$(BIN)/ruff format --check docker
+	$(BIN)/shellcheck docker/install.sh docker/start.sh
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --no-progress .github/workflows
+	$(BIN)/shellcheck .ci/run
+
+# The image's scripts without a Docker engine: docker/install.sh into a fresh venv, then docker/start.sh serving
+# from it, checked through /readyz, /v1/predict, docker/healthcheck.py and SIGTERM (a few minutes: the install).
+.PHONY: image-check
+image-check: $(STAMP) ## Install with docker/install.sh into a fresh venv and serve from it with docker/start.sh.
+	TAGOPS_RUN_SLOW=1 $(BIN)/python -m pytest tests/integration/test_image_scripts.py
 
 # The GitHub workflows against GitHub's own schema, and zizmor's audits of what they may do (offline:
 # its audits that would ask GitHub's API are left out here).
@@ -71,12 +85,13 @@ lint-workflows: $(STAMP) ## Check .github/workflows: the workflow schema and ziz
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	$(BIN)/zizmor --offline --no-progress .github/workflows
 
-docs: $(STAMP) ## Build the documentation site into site/ (mkdocs --strict: a broken link fails).
+docs: $(STAMP) ## Write the reference pages from the code, then build the site into site/ (mkdocs --strict).
+	$(BIN)/python docs/generate.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 format: $(STAMP) ## Apply ruff fixes and formatting.
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks docs
+	$(BIN)/ruff format src tests benchmarks docs
 
 benchmark: $(STAMP) ## Model quality on the real holdout (table + benchmarks/results/quality.json).
 	$(BIN)/python benchmarks/quality.py

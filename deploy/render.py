@@ -21,6 +21,8 @@ from tagops.serving.ray.deployment import serve_deploy_config
 from tagops.serving.ray.ingress import RAY_SERVING_ENVIRONMENT
 
 HERE = Path(__file__).resolve().parent
+#: The image the Dockerfile at the repository's root builds; docker-compose.yml names the same.
+IMAGE = "ghcr.io/tagops/tagops:0.1.0"
 
 SERVE_CONFIG_HEADER = """\
 # Ray Serve config for `serve deploy deploy/serve-config.yaml` on a running Ray 2.60 cluster, e.g.
@@ -57,9 +59,12 @@ RAYSERVICE_HEADER = """\
 # TAGOPS_HOME, the registry and the prediction-log database come from the pod environment below. The
 # log's journal (log_journal) lies under TAGOPS_HOME: a replica restarted in the same pod writes a killed
 # replica's rows; mount a volume there if rows of a lost pod must survive too.
-# The image is Ray 2.60 (Python 3.11) with tagops installed: FROM rayproject/ray:2.60.0-py311, then
-# `pip install tagops==0.1.0` (the same pins as pyproject.toml). Use PostgreSQL for the log: SQLite
-# files are per pod, so replicas on different pods would neither share the log nor follow reloads.
+# The image is the one this repository's Dockerfile builds (docs/deployment.md, Container image and
+# compose), pushed as {image}: Python 3.11 with tagops and its pinned dependencies, Ray 2.60 among
+# them, so KubeRay starts Ray in it as in its own images (`ray` is on the image's PATH, which KubeRay's
+# non-login shell keeps), and wget for KubeRay's default probes; it runs as uid 10001. Use PostgreSQL for
+# the log: SQLite files are per pod, so replicas on different pods would neither share the log nor follow
+# reloads.
 """
 
 CLUSTER = """\
@@ -76,7 +81,7 @@ CLUSTER = """\
         spec:
           containers:
             - name: ray-head
-              image: ghcr.io/example/tagops:0.1.0
+              image: {image}
               env: &tagops-env
                 - name: TAGOPS_HOME
                   value: /var/lib/tagops
@@ -111,7 +116,7 @@ CLUSTER = """\
           spec:
             containers:
               - name: ray-worker
-                image: ghcr.io/example/tagops:0.1.0
+                image: {image}
                 env: *tagops-env
                 resources:
                   requests: {{cpu: "2", memory: 2Gi}}
@@ -137,10 +142,10 @@ def render() -> dict[Path, str]:
         for key, value in RAY_SERVING_ENVIRONMENT.items()
     )
     service = (
-        RAYSERVICE_HEADER
+        RAYSERVICE_HEADER.format(image=IMAGE)
         + "apiVersion: ray.io/v1\nkind: RayService\nmetadata:\n  name: tagops\nspec:\n  serveConfigV2: |\n"
         + "".join(f"    {line}\n" for line in v2.splitlines())
-        + CLUSTER.format(ray_env=ray_env)
+        + CLUSTER.format(ray_env=ray_env, image=IMAGE)
     )
     return {
         HERE / "serve-config.yaml": SERVE_CONFIG_HEADER + yaml.safe_dump(local, sort_keys=False),

@@ -1,4 +1,4 @@
-"""`tagops data`: get, validate and explore the data."""
+"""`tagops data`: get, validate and explore the data; build the warehouse and compare its snapshots."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group
+from tagops.cli.output import command_group, print_json
 
-data_app = command_group("Get, validate and explore the data.")
+data_app = command_group("Get, validate and explore the data; build the warehouse and its snapshots.")
+_JSON = typer.Option("--json", help="Print the result as JSON.")
 
 
 @data_app.command("pull")
@@ -60,3 +61,108 @@ def data_explore(
     target = output or settings.reports_dir / f"explore-{path.stem}.html"
     write_explore_report(load_projects(path), target, title=f"Exploring {path.name}")
     typer.echo(str(target))
+
+
+@data_app.command("build")
+def data_build(
+    as_json: Annotated[bool, _JSON] = False,
+    feedback: Annotated[
+        bool, typer.Option(help="Add the prediction log's trusted feedback to the training set.")
+    ] = True,
+    source_dir: Annotated[
+        Path | None,
+        typer.Option(help="Read the four CSV files from this folder as they are (default: pull and verify)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Loop or retrain config YAML: the feedback's database and recent window."),
+    ] = None,
+) -> None:
+    """Build the warehouse from the raw files and the feedback, test every table, write a snapshot."""
+    from tagops.config import RetrainConfig, load_config
+    from tagops.warehouse.build import build_snapshot
+
+    try:
+        retrain = load_config(RetrainConfig, config)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    snapshot = build_snapshot(load_settings(), feedback=feedback, source_dir=source_dir, retrain=retrain)
+    if as_json:
+        print_json(snapshot.to_json())
+        return
+    lineage = snapshot.lineage
+    state = "new" if snapshot.created else "unchanged: the same rows as before, nothing written"
+    typer.echo(f"snapshot {snapshot.snapshot_id} ({state})")
+    for table, entry in lineage.tables.items():
+        extra = f" ({lineage.feedback.training_rows} from feedback)" if table == "training_set" else ""
+        typer.echo(f"  {table:<17} {entry.rows:>6} rows{extra}")
+    typer.echo(f"built in {snapshot.seconds:.2f} s: {snapshot.path}")
+
+
+@data_app.command("snapshots")
+def data_snapshots(as_json: Annotated[bool, _JSON] = False) -> None:
+    """List the warehouse's snapshots, oldest first: rows per table (--json: with the whole lineage)."""
+    from tagops.warehouse.snapshots import list_snapshots
+
+    snapshots = list_snapshots(load_settings())
+    if as_json:
+        print_json([lineage.to_json() for lineage in snapshots])
+        return
+    if not snapshots:
+        typer.echo("no snapshots yet: `tagops data build` makes one")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="warehouse snapshots")
+    table.add_column("snapshot", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    for column in ("training", "feedback", "holdout"):
+        table.add_column(column, justify="right")
+    for lineage in snapshots:
+        table.add_row(
+            lineage.snapshot_id,
+            lineage.created_at.replace("T", " ")[:16],
+            str(lineage.rows("training_set")),
+            str(lineage.feedback.training_rows),
+            str(lineage.rows("holdout")),
+        )
+    Console().print(table)
+
+
+@data_app.command("diff")
+def data_diff(
+    a: Annotated[str, typer.Argument(help="The older snapshot: an id, a unique prefix of one, or 'latest'.")],
+    b: Annotated[str, typer.Argument(help="The newer snapshot.")],
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Rows added, removed, relabelled and with changed text between two snapshots, per table."""
+    from tagops.warehouse.snapshots import diff_snapshots
+
+    diff = diff_snapshots(load_settings(), a, b)
+    if as_json:
+        print_json(diff.to_json())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{diff.a} -> {diff.b}")
+    table.add_column("table", no_wrap=True)
+    for column in ("rows A", "rows B", "added", "removed", "relabelled", "text changed"):
+        table.add_column(column, justify="right")
+    for e in diff.tables:
+        counts = (e.rows_a, e.rows_b, e.added, e.removed, e.relabelled, e.text_changed)
+        table.add_row(e.table, *map(str, counts))
+    console = Console()
+    console.print(table)
+    for entry in diff.tables:
+        for change, rows in entry.examples.items():
+            for row in rows:
+                tags = (
+                    f"{row['tag_a']} -> {row['tag_b']}"
+                    if change == "relabelled"
+                    else row["tag_b"] or row["tag_a"]
+                )
+                console.print(
+                    f"  {entry.table} {change}: id {row['id']} {row['title']!r} ({tags})", markup=False
+                )

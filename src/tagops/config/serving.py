@@ -13,10 +13,18 @@ from tagops.model_ref import DEFAULT_MODEL_URI
 class AutoscalingParams(FrozenModel):
     """Ray Serve autoscaling of the prediction deployment (used instead of a fixed ``num_replicas``)."""
 
+    #: Replicas kept however quiet traffic is; 0 lets the deployment scale to zero, and the first request
+    #: after a lull then waits for a replica to start and load the model.
     min_replicas: Annotated[int, Field(ge=0)] = 1
+    #: Replicas at most, however busy: a ceiling on the CPUs (``num_cpus`` each) the service takes.
     max_replicas: Annotated[int, Field(ge=1)] = 4
+    #: Requests in flight per replica that the autoscaler aims for, adding replicas above it and removing
+    #: them below: under ``max_ongoing_requests`` (64), so replicas come before 503s, yet enough to batch.
     target_ongoing_requests: Annotated[float, Field(gt=0.0)] = 16.0
+    #: Seconds the load must stay above the target before a replica is added (a burst alone adds none).
     upscale_delay_s: Annotated[float, Field(ge=0.0)] = 5.0
+    #: Seconds the load must stay below the target before a replica is removed: longer than the upscale
+    #: delay, since a replica removed in a short lull must load the model again when traffic returns.
     downscale_delay_s: Annotated[float, Field(ge=0.0)] = 60.0
 
     @model_validator(mode="after")
@@ -59,13 +67,18 @@ class ServeConfig(FrozenModel):
 
     #: The model to serve; ``POST /v1/admin/reload`` switches to whatever this URI names at that moment.
     model_uri: str = DEFAULT_MODEL_URI
+    #: ``ray``: Ray Serve (replicas, autoscaling, KubeRay); ``uvicorn``: one process without Ray, the lowest
+    #: latency for one request on a small machine (docs/performance.md compares them).
     engine: Literal["ray", "uvicorn"] = "ray"
     #: How requests reach Ray Serve replicas (embedded cluster; on a cluster of your own, its environment
     #: decides). ``haproxy``: Ray's HAProxy ingress, a C load balancer in front of replicas that each
     #: serve HTTP themselves; ``proxy``: Ray's Python proxy actor, which relays every request to a replica
     #: and adds several times HAProxy's cost per request (benchmarks/serve.py; docs/serving.md, Ingress).
     ingress: Literal["haproxy", "proxy"] = "haproxy"
+    #: The address the API listens on; loopback, so only this machine reaches it until the config says
+    #: otherwise (``0.0.0.0``: every interface).
     host: str = "127.0.0.1"
+    #: The API's TCP port; 0 takes any free port (the uvicorn engine only: Ray Serve needs one given).
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     #: Answers below this confidence abstain to ``other``. ``None``: the model's own threshold, chosen on
     #: validation and saved with it (``tagops.models.calibration``); ``0``: never abstain.
@@ -92,19 +105,40 @@ class ServeConfig(FrozenModel):
     #: run at a time, not for its whole length (``tagops.serving.batching.predict_in_turns``;
     #: benchmarks/serve_hostile.py). Requests of typical items go in one batch up to about 55 items.
     turn_chars: Annotated[int, Field(ge=1)] = 8_000
+    #: Ray Serve replicas, each with its own copy of the model (the uvicorn engine is one process); set
+    #: either this or ``autoscaling``.
     num_replicas: Annotated[int, Field(ge=1)] = 1
+    #: Ray Serve autoscaling between a minimum and a maximum number of replicas, in place of the fixed
+    #: ``num_replicas``; ``None``: a fixed count.
     autoscaling: AutoscalingParams | None = None
+    #: CPUs each Ray Serve replica reserves (the uvicorn engine uses the process's). Left out of the
+    #: config, ``tagops serve`` chooses it for the served model: 1 for linear or rules, up to 4 for a
+    #: transformer.
     num_cpus: Annotated[float, Field(gt=0.0)] = 1.0
+    #: GPUs each Ray Serve replica reserves (a fraction lets replicas share one); 0, as a served model
+    #: predicts on the CPU.
     num_gpus: Annotated[float, Field(ge=0.0)] = 0.0
     #: Requests a replica (or the uvicorn process) works on at once; beyond it, 503 with ``Retry-After``.
     max_ongoing_requests: Annotated[int, Field(ge=1)] = 64
     #: Requests queued at the proxy beyond this are answered 503 (``-1``: unbounded).
     max_queued_requests: Annotated[int, Field(ge=-1)] = 1024
+    #: Ray Serve's end-to-end limit, in seconds, on one HTTP request; ``None``: no limit. The uvicorn
+    #: engine does not apply it.
     request_timeout_s: Annotated[float, Field(gt=0.0)] | None = 30.0
+    #: Items one ``POST /v1/predict`` may carry (422 beyond); at most ``max_batch_size``, because a request
+    #: is never split across batches.
     max_items: Annotated[int, Field(ge=1)] = 64
+    #: Characters a title or a description may have (422 naming the field beyond); models read only the
+    #: first 2,000 of each item anyway.
     max_text_length: Annotated[int, Field(ge=1)] = 10_000
+    #: Bytes a request body may have: the body is read up to this and answered 413 beyond it, before any
+    #: parsing, so an oversized body is never buffered whole (1 MiB).
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    #: Whether ``POST /v1/predict`` needs an API key as feedback does. Off, anyone who reaches the service
+    #: may predict, which the loopback default limits to this machine; turn it on where the API is exposed.
     require_key_for_predict: bool = False
+    #: Browser origins allowed to call the API from their pages (e.g. ``https://tagger.example.com``);
+    #: empty: no CORS headers, so browsers refuse cross-origin calls.
     cors_origins: tuple[str, ...] = ()
     #: A log line per HTTP request (Ray Serve's replica access log, uvicorn's access log). Off by default:
     #: every request is already counted in /metrics and every prediction is in the prediction log, and
@@ -118,7 +152,10 @@ class ServeConfig(FrozenModel):
     feedback_limits: dict[KeyRole, FeedbackLimit] = Field(default_factory=_default_feedback_limits)
     #: SQLAlchemy URL of the prediction log and key store; ``None``: SQLite under TAGOPS_HOME/serving.
     database_url: str | None = Field(default=None, repr=False)
+    #: Prediction rows waiting for the log's writer, at most: past it, a request's rows are dropped and
+    #: counted (the prediction is still answered), so a stalled database never grows memory without bound.
     log_queue_rows: Annotated[int, Field(ge=1)] = 100_000
+    #: Rows the log's writer inserts in one transaction, at most.
     log_batch_rows: Annotated[int, Field(ge=1)] = 500
     #: The log writer waits this long after a first row for more, then writes them in one transaction.
     log_flush_interval_s: Annotated[float, Field(gt=0.0)] = 0.2
@@ -134,9 +171,13 @@ class ServeConfig(FrozenModel):
     #: predictions older than this many days, and beyond the newest ``log_retention_rows``, are deleted
     #: with their shadow answers, except those that received feedback (training data). ``None``: no limit.
     log_retention_days: Annotated[float, Field(gt=0.0)] | None = 90.0
+    #: Retention by count: only the newest this many predictions are kept (those with feedback aside),
+    #: in the same pass as ``log_retention_days``. ``None``: no limit on rows.
     log_retention_rows: Annotated[int, Field(ge=0)] | None = 10_000_000
     #: How often each replica reports its model and checks for a reload made on another replica.
     sync_interval_s: Annotated[float, Field(gt=0.0)] = 1.0
+    #: How long ``POST /v1/admin/reload`` waits for every live replica to serve the new model; it then
+    #: answers with how many do, and the others still follow at their next sync.
     reload_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     #: How often Ray Serve checks each replica; a crashed replica is noticed (and replaced) at the next
     #: check, so this bounds the time before a replacement starts.

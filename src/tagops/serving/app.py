@@ -2,8 +2,9 @@
 
 Endpoints: ``GET /healthz``, ``GET /readyz``, ``GET /v1/model``, ``POST /v1/predict``, ``POST /v1/feedback``
 (key), ``POST /v1/admin/reload`` (admin key), ``GET /metrics``; OpenAPI at ``/openapi.json``, docs at
-``/docs``. The replica it serves is built by :mod:`tagops.serving.wiring`; ``tagops serve --engine uvicorn``
-serves this app as it is; the Ray Serve deployment wraps it.
+``/docs``; the web console at ``/`` (:mod:`tagops.serving.console`), through the same code paths. The
+replica it serves is built by :mod:`tagops.serving.wiring`; ``tagops serve --engine uvicorn`` serves this
+app as it is; the Ray Serve deployment wraps it.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the annotations of endpoints and of
@@ -28,9 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagops.config import ServeConfig
 from tagops.serving.batching import BatchAnswer, Infer, InferenceThread, predict_batch
+from tagops.serving.console import ConsoleApi, ConsoleSources, add_console
 from tagops.serving.keys import ApiKey, Role
 from tagops.serving.limits import FeedbackLimiter
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
+from tagops.serving.model import ServedModel
 from tagops.serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
@@ -195,13 +198,15 @@ class RequestGuard:
         return replay
 
 
-def create_app(service: ServingService, infer: Infer) -> FastAPI:
+def create_app(service: ServingService, infer: Infer, *, console: ConsoleSources | None = None) -> FastAPI:
     """The prediction API of a built replica: translates HTTP requests into ``service`` calls.
 
     Args:
         service: the replica's model, log, keys and metrics (built by
             :func:`tagops.serving.wiring.build_replica`); started and stopped with the app.
         infer: the batched inference its predictions go through (the replica's ``infer``).
+        console: where the web console reads reports, the promotion history and evaluation reports
+            (default: those of the ``Settings`` in the environment; nothing is read until a page asks).
 
     """
     cfg, metrics, replica_id = service.config, service.metrics, service.replica_id
@@ -248,7 +253,7 @@ def create_app(service: ServingService, infer: Infer) -> FastAPI:
             expose_headers=["X-Request-ID"],
         )
     _add_error_handlers(app)
-    _add_routes(app, service, cfg, infer)
+    _add_routes(app, service, cfg, infer, console or ConsoleSources.from_environment())
     return app
 
 
@@ -278,7 +283,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _json_error(error.status_code, error.detail, _request_id(request), headers)
 
 
-def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: Infer) -> None:
+def _add_routes(
+    app: FastAPI, service: ServingService, cfg: ServeConfig, infer: Infer, console: ConsoleSources
+) -> None:
     metrics = service.metrics
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
     bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
@@ -372,10 +379,11 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         answers = await canary_thread.run(predict_batch, canary, [(titles, descriptions)], metrics)
         return "canary", answers[0]
 
-    async def predict(request: Request, body: PredictRequest) -> Response:
+    async def answer_items(
+        request_id: str | None, titles: list[str], descriptions: list[str]
+    ) -> tuple[ServedModel, list[dict[str, Any]]]:
+        """Predict, log and count validated items: the model that answered and each item's answer."""
         started = time.perf_counter()
-        titles = [item.title for item in body.items]
-        descriptions = [item.description for item in body.items]
         side, answer = await routed_infer(titles, descriptions)
         service.count_answer(side, failed=answer.error is not None)
         if answer.error is not None:
@@ -385,7 +393,7 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         latency_ms = (time.perf_counter() - started) * 1000
         service.log_predictions(
             ids=ids,
-            request_id=_request_id(request),
+            request_id=request_id,
             titles=titles,
             descriptions=descriptions,
             results=answer.results,
@@ -399,22 +407,24 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
             metrics.predictions.labels(
                 tag=result["tag"], abstained=str(bool(result["abstained"])).lower(), model_version=version
             ).inc()
+        return model, [
+            {
+                "prediction_id": prediction_id,
+                "tag": result["tag"],
+                "confidence": result["confidence"],
+                "abstained": result["abstained"],
+                "probabilities": result["probabilities"],
+            }
+            for prediction_id, result in zip(ids, answer.results, strict=True)
+        ]
+
+    async def predict(request: Request, body: PredictRequest) -> Response:
+        titles = [item.title for item in body.items]
+        descriptions = [item.description for item in body.items]
+        model, predictions = await answer_items(_request_id(request), titles, descriptions)
         # Returned as a response, so FastAPI does not validate it again against PredictResponse (which
         # documents it): built here from the model's own output, it is valid by construction.
-        content = {
-            "model": model.ref(),
-            "predictions": [
-                {
-                    "prediction_id": prediction_id,
-                    "tag": result["tag"],
-                    "confidence": result["confidence"],
-                    "abstained": result["abstained"],
-                    "probabilities": result["probabilities"],
-                }
-                for prediction_id, result in zip(ids, answer.results, strict=True)
-            ],
-        }
-        return JSONResponse(content)
+        return JSONResponse({"model": model.ref(), "predictions": predictions})
 
     # The body model carries this app's bounds; it is set here so /openapi.json shows them too.
     predict.__annotations__ = {**predict.__annotations__, "body": predict_request}
@@ -544,6 +554,24 @@ def _add_routes(app: FastAPI, service: ServingService, cfg: ServeConfig, infer: 
         except RolloutError as error:
             raise HTTPException(409, str(error)) from error
         return _rollout_state(record)
+
+    key_checks = {role: require(role) for role in ("client", "labeller", "admin")}
+
+    async def check_key(token: str | None, role: Role) -> ApiKey:
+        return await key_checks[role](token, None)
+
+    # The console answers through these same functions: one set of key, bound and feedback rules.
+    add_console(
+        app,
+        service,
+        ConsoleApi(
+            check_key=check_key,
+            predict_request=predict_request,
+            answer_items=answer_items,
+            record_feedback=feedback,
+        ),
+        console,
+    )
 
     @app.get(
         "/metrics",
