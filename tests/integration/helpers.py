@@ -14,9 +14,11 @@ import sys
 import tempfile
 import threading
 import traceback
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +306,45 @@ def predict_frame(http: Any, frame: Any, *, per_request: int = 8) -> list[str]:
         assert answer.status_code == 200, answer.text
         ids += [p["prediction_id"] for p in answer.json()["predictions"]]
     return ids
+
+
+def log_labelled_rows(
+    settings: Settings, version: int, frame: Any, start: datetime, *, key_id: str | None = None
+) -> int:
+    """Log ``frame``'s projects as answered by registry ``version`` from ``start`` on, one a second, each
+    labelled with its ``tag`` by ``key_id``; the rows written."""
+    from tagops.inference.loading import load_predictor
+    from tagops.predlog.engine import default_database_url
+    from tagops.predlog.log import PredictionLog
+
+    predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
+    results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "created_at": start + timedelta(seconds=i),
+            "request_id": None,
+            "model_name": "tagops",
+            "model_version": version,
+            "model_uri": "models:/tagops@champion",
+            "title": title,
+            "description": description,
+            "tag": result["tag"],
+            "confidence": result["confidence"],
+            "abstained": result["abstained"],
+            "probabilities": result["probabilities"],
+            "latency_ms": 1.0,
+            "replica": "test",
+        }
+        for i, (title, description, result) in enumerate(
+            zip(frame["title"], frame["description"], results, strict=True)
+        )
+    ]
+    store = PredictionLog(default_database_url(settings))
+    store.writer.start()
+    assert store.writer.submit(rows) and store.writer.flush()
+    for row, truth in zip(rows, frame["tag"], strict=True):
+        store.add_feedback(prediction_id=row["id"], tag=truth, key_id=key_id)
+    store.writer.stop()
+    store.dispose()
+    return len(rows)

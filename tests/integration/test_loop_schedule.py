@@ -8,7 +8,6 @@ in a new vocabulary (the fixture projects with every word spelled backwards), la
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ import pytest
 from filelock import FileLock
 
 from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli
+from tests.integration.helpers import isolated_home, log_labelled_rows, run_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,46 +33,17 @@ class Env:
 
 
 def _log_labelled_traffic(settings: Any, version: int, frame: pd.DataFrame) -> int:
-    from tagops.inference.loading import load_predictor
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
     from tagops.serving.keys import KeyStore
     from tagops.serving.state import ServingState
 
-    predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
-    results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
-    start = datetime.now(UTC) - timedelta(hours=1)
-    rows = [
-        {
-            "id": uuid.uuid4().hex,
-            "created_at": start + timedelta(seconds=i),
-            "request_id": None,
-            "model_name": "tagops",
-            "model_version": version,
-            "model_uri": "models:/tagops@champion",
-            "title": title,
-            "description": description,
-            "tag": result["tag"],
-            "confidence": result["confidence"],
-            "abstained": result["abstained"],
-            "probabilities": result["probabilities"],
-            "latency_ms": 1.0,
-            "replica": "test",
-        }
-        for i, (title, description, result) in enumerate(
-            zip(frame["title"], frame["description"], results, strict=True)
-        )
-    ]
     store = PredictionLog(default_database_url(settings))
     ServingState(store.engine).create_tables()
     labeller, _ = KeyStore(store.engine).create("labelling team", "labeller")
-    store.writer.start()
-    assert store.writer.submit(rows) and store.writer.flush()
-    for row, truth in zip(rows, frame["tag"], strict=True):
-        store.add_feedback(prediction_id=row["id"], tag=truth, key_id=labeller.key_id)
-    store.writer.stop()
     store.dispose()
-    return len(rows)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    return log_labelled_rows(settings, version, frame, start, key_id=labeller.key_id)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ checks the JSON summary, the HTML report, the MLflow metrics and the webhook ale
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import DataConfig, LinearParams, MonitorConfig, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli
+from tests.integration.helpers import isolated_home, log_labelled_rows, run_cli
 from tests.unit.test_monitor_outputs import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,43 +34,6 @@ class Env:
     settings: Any
     version: int
     root: Path
-
-
-def _log_rows(settings: Any, version: int, frame: pd.DataFrame, start: datetime) -> None:
-    from tagops.inference.loading import load_predictor
-    from tagops.predlog.engine import default_database_url
-    from tagops.predlog.log import PredictionLog
-
-    predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
-    results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
-    rows = [
-        {
-            "id": uuid.uuid4().hex,
-            "created_at": start + timedelta(seconds=i),
-            "request_id": None,
-            "model_name": "tagops",
-            "model_version": version,
-            "model_uri": "models:/tagops@champion",
-            "title": title,
-            "description": description,
-            "tag": result["tag"],
-            "confidence": result["confidence"],
-            "abstained": result["abstained"],
-            "probabilities": result["probabilities"],
-            "latency_ms": 1.0,
-            "replica": "test",
-        }
-        for i, (title, description, result) in enumerate(
-            zip(frame["title"], frame["description"], results, strict=True)
-        )
-    ]
-    store = PredictionLog(default_database_url(settings))
-    store.writer.start()
-    assert store.writer.submit(rows) and store.writer.flush()
-    for row, truth in zip(rows, frame["tag"], strict=True):
-        store.add_feedback(prediction_id=row["id"], tag=truth, key_id=None)
-    store.writer.stop()
-    store.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +51,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
         shifted = in_distribution.copy()
         shifted["title"] = [f"{NEW_WORDS} {i}" for i in range(len(shifted))]
         shifted["description"] = ""
-        _log_rows(settings, result.version, in_distribution, T_IN)
-        _log_rows(settings, result.version, shifted, T_SHIFT)
+        log_labelled_rows(settings, result.version, in_distribution, T_IN)
+        log_labelled_rows(settings, result.version, shifted, T_SHIFT)
         yield Env(settings, result.version, root)
 
 

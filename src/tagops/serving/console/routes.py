@@ -8,6 +8,7 @@ is checked exactly as the API checks a header and is never written back into a p
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 
 from tagops.serving.console.sources import (
@@ -38,6 +38,8 @@ from tagops.serving.console.views import (
 from tagops.serving.schemas import FeedbackRequest, FeedbackResponse, PredictRequest
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
+
     from tagops.serving.keys import ApiKey, Role
     from tagops.serving.model import ServedModel
     from tagops.serving.service import ServingService
@@ -122,8 +124,15 @@ def moment(value: str | None) -> str:
         return value
 
 
+@functools.cache
 def templates() -> Environment:
-    """The console's Jinja2 templates, autoescaped, failing loudly on a name a page does not pass."""
+    """The console's Jinja2 templates, autoescaped, failing loudly on a name a page does not pass.
+
+    Made at the first page served, not with the app: every replica builds the app, few serve pages, and
+    Jinja2's import is the console's only start-up cost.
+    """
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     environment = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -167,13 +176,12 @@ def _field_errors(errors: list[Any], names: dict[str, str]) -> list[str]:
 
 def add_console(app: FastAPI, service: ServingService, api: ConsoleApi, sources: ConsoleSources) -> None:
     """Serve the console on ``app``: ``/``, ``/console/model``, ``/console/monitoring`` and its assets."""
-    pages = templates()
     keyed = service.config.require_key_for_predict
     app.mount(STATIC_PATH, StaticFiles(directory=HERE / "static"), name="console-static")
 
     def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         root = str(request.scope.get("root_path", "")).rstrip("/")
-        html = pages.get_template(name).render(root=root, page=name.removesuffix(".html"), **context)
+        html = templates().get_template(name).render(root=root, page=name.removesuffix(".html"), **context)
         headers = dict(PAGE_HEADERS)
         if (retry := context.get("retry_after")) is not None:
             headers["Retry-After"] = str(retry)
