@@ -44,7 +44,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install tagops with its dev tools (once; again when pyproject changes).
 
-run: $(STAMP) ## Main job: the ZenML training pipeline on the embedded default; ends with a champion.
+run: $(STAMP) ## Main job: pull -> warehouse build -> validate -> train on ZenML, embedded; ends with a champion.
 	$(BIN)/tagops pipeline train --config $(CONFIG)
 
 # The suite is spread over one worker process per CPU (pytest-xdist). `--dist loadgroup` keeps the tests that

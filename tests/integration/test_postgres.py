@@ -46,8 +46,8 @@ def pg_url() -> Iterator[str]:
 def test_the_serving_app_keeps_its_log_keys_feedback_and_rollouts_on_postgresql(
     pg_url: str, tmp_path: Path
 ) -> None:
+    from tagops.predlog.feedback import feedback_to_rows
     from tagops.predlog.retention import RetentionPolicy
-    from tagops.workloads.feedback import feedback_to_rows
     from tests.unit.serving_fakes import FakeLoader, FakePredictor, serve_app, serve_config, settings_for
     from tests.unit.test_retrain_feedback import frames
 

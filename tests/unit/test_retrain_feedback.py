@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from tagops.data.validate import check_no_leakage, load_projects, validate_frame
+from tagops.predlog.feedback import feedback_to_rows, write_training_data
 from tagops.predlog.log import PredictionLog
 from tagops.predlog.writer import WriterOptions
-from tagops.workloads.feedback import feedback_to_rows, write_training_data
 from tests.unit.conftest import make_projects, write_csv
 
 pytestmark = pytest.mark.unit

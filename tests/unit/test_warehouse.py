@@ -634,3 +634,61 @@ def test_cli_build_of_bad_sources_prints_each_problem_and_fails(
     assert code == 1 and out == ""
     assert "error: table raw_projects: 1 data test failed" in err
     assert "error: table raw_projects (projects.csv), row 4, column 'id': unique: is a duplicate" in err
+
+
+# ------------------------------------------------------------------------------- training from a snapshot
+def test_a_snapshot_exports_as_byte_identical_data_files(tmp_path: Path) -> None:
+    from tagops.data.validate import load_projects
+    from tagops.warehouse.training import export_snapshot
+
+    snapshot = build(tmp_path / "src")
+    first = export_snapshot(Settings(), snapshot.snapshot_id[:8])
+    assert first.snapshot_id == snapshot.snapshot_id
+    assert first.dataset_sha256 == sha256_file(first.dataset_path)
+    assert first.holdout_sha256 == sha256_file(first.holdout_path)
+    training, holdout, _ = load_snapshot(Settings(), snapshot.snapshot_id)
+    pd.testing.assert_frame_equal(load_projects(first.dataset_path), training, check_dtype=False)
+    pd.testing.assert_frame_equal(load_projects(first.holdout_path), holdout, check_dtype=False)
+    written = first.dataset_path.stat().st_mtime_ns
+    again = export_snapshot(Settings(), "latest")
+    assert again == first and first.dataset_path.stat().st_mtime_ns == written  # not rewritten
+
+
+def test_an_edited_export_is_rendered_again_from_the_snapshot(tmp_path: Path) -> None:
+    from tagops.warehouse.training import export_snapshot
+
+    snapshot = build(tmp_path / "src")
+    first = export_snapshot(Settings(), snapshot.snapshot_id)
+    original = first.dataset_path.read_bytes()
+    first.dataset_path.write_bytes(original.replace(b"computer-vision", b"mlops", 1))
+    assert first.dataset_path.read_bytes() != original
+    again = export_snapshot(Settings(), snapshot.snapshot_id)
+    assert again.dataset_path.read_bytes() == original and again.dataset_sha256 == first.dataset_sha256
+
+
+def test_data_stage_builds_or_names_a_snapshot_and_otherwise_reads_the_files(tmp_path: Path) -> None:
+    from tagops.config import DataConfig
+    from tagops.data.stages import DataSnapshot
+    from tagops.warehouse.training import data_stage
+
+    folder = make_sources().write(tmp_path / "src")
+    files = data_stage(Settings(), DataConfig(source_dir=folder))
+    assert files.snapshot_id is None and files.dataset_path == folder / "dataset.csv"
+    built = data_stage(Settings(), DataConfig(source_dir=folder, snapshot="build", snapshot_feedback=False))
+    assert built.snapshot_id is not None and built.dataset_path.parent.name == built.snapshot_id
+    named = data_stage(Settings(), DataConfig(snapshot=built.snapshot_id[:6]))
+    assert named == built
+    assert DataSnapshot.from_json(built.to_json()) == built
+    with pytest.raises(TagopsError, match="no snapshot 'abc123'"):
+        data_stage(Settings(), DataConfig(snapshot="abc123"))
+
+
+def test_a_snapshot_reference_is_checked_by_the_config() -> None:
+    from pydantic import ValidationError
+
+    from tagops.config import DataConfig
+
+    assert DataConfig(snapshot="latest").snapshot == "latest"
+    for bad in ("", "../etc", "a b", "id;drop"):
+        with pytest.raises(ValidationError, match="snapshot"):
+            DataConfig(snapshot=bad)

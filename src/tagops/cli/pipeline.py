@@ -4,14 +4,32 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.output import command_group
 
+if TYPE_CHECKING:
+    from tagops.config import PipelineConfig
+
 pipeline_app = command_group("Run ZenML pipelines.")
+
+
+def _with_snapshot(cfg: PipelineConfig, snapshot: str) -> PipelineConfig:
+    """``cfg`` training from ``snapshot`` (validated: a malformed reference is a usage error)."""
+    from pydantic import ValidationError
+
+    from tagops.config import DataConfig
+
+    try:
+        data = DataConfig.model_validate({**cfg.data.model_dump(), "snapshot": snapshot})
+    except ValidationError as error:
+        raise typer.BadParameter(
+            f"{snapshot!r} is not a snapshot reference", param_hint="--snapshot"
+        ) from error
+    return cfg.model_copy(update={"data": data})
 
 
 @pipeline_app.command("train")
@@ -21,19 +39,39 @@ def pipeline_train(
     pipeline: Annotated[
         bool, typer.Option(help="Run on ZenML (--no-pipeline: the same stages in this process).")
     ] = True,
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            help="Train from this warehouse snapshot (an id, a unique prefix, 'latest'; 'build': build "
+            "one first) instead of the config's data.snapshot."
+        ),
+    ] = None,
 ) -> None:
-    """Pull → validate → split → train each family → evaluate → register → gate, on ZenML."""
+    """Pull → build → validate → split → train each family → evaluate → register → gate, on ZenML.
+
+    With a snapshot (the config's ``data.snapshot`` or --snapshot) the models train on the warehouse
+    snapshot's training set and holdout; its id is recorded in MLflow and in the ZenML run, and training
+    again from the same snapshot and seed gives the same linear model.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from tagops.config import PipelineConfig, load_config
-    from tagops.data.stages import pull_stage, validate_stage
+    from tagops.data.stages import validate_stage
+    from tagops.warehouse.training import data_stage
 
     settings = load_settings(announce_log=True)
     cfg = load_config(PipelineConfig, config)
+    if snapshot is not None:
+        cfg = _with_snapshot(cfg, snapshot)
     # Pre-flight outside ZenML (cheap): bad data fails here with the one-line file/row/column
-    # message, before any step runs or anything is registered.
-    validate_stage(pull_stage(settings, cfg.data))
+    # message, before any step runs or anything is registered. A snapshot to build is built here, once;
+    # the pipeline is then given its id, so the run's parameters name the data it trained on.
+    data = data_stage(settings, cfg.data)
+    validate_stage(data)
+    if data.snapshot_id is not None:
+        cfg = _with_snapshot(cfg, data.snapshot_id)
+        typer.echo(f"data: warehouse snapshot {data.snapshot_id} (again with --snapshot {data.snapshot_id})")
     started = time.perf_counter()
     if pipeline:
         from tagops.pipelines.training import run_training_pipeline

@@ -37,6 +37,14 @@ class DataConfig(FrozenModel):
     val_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     #: Seeds the train/validation split, apart from the training seed, so changing one keeps the other.
     seed: int = 1234
+    #: Train from a warehouse snapshot instead of the files: its id, a unique prefix of one, or
+    #: ``latest`` (``tagops data snapshots`` lists them); ``build``: build the warehouse from the raw
+    #: sources first (``source_dir`` when set) and use the snapshot it makes. The snapshot's training set
+    #: and holdout replace ``dataset_file`` and ``holdout_file``, and the run records its id.
+    snapshot: Annotated[str, Field(pattern=r"^[A-Za-z0-9]+$")] | None = None
+    #: With ``snapshot: build``: add the prediction log's trusted feedback to the training set, as
+    #: ``tagops data build`` does.
+    snapshot_feedback: bool = True
 
 
 class EvalConfig(FrozenModel):

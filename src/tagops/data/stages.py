@@ -19,21 +19,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DataSnapshot:
-    """The verified data files a run used, by content hash."""
+    """The verified data files a run used, by content hash.
+
+    ``snapshot_id`` names the warehouse snapshot the files were exported from (``tagops data
+    snapshots``); ``None`` when they were read as pulled or as a folder holds them.
+    """
 
     dataset_path: Path
     holdout_path: Path
     dataset_sha256: str
     holdout_sha256: str
+    snapshot_id: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        """The snapshot as JSON (paths as strings)."""
-        return {
+        """The snapshot as JSON (paths as strings; ``snapshot_id`` only when there is one)."""
+        data = {
             "dataset_path": str(self.dataset_path),
             "holdout_path": str(self.holdout_path),
             "dataset_sha256": self.dataset_sha256,
             "holdout_sha256": self.holdout_sha256,
         }
+        if self.snapshot_id is not None:
+            data["snapshot_id"] = self.snapshot_id
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, str]) -> DataSnapshot:
@@ -43,6 +51,7 @@ class DataSnapshot:
             Path(data["holdout_path"]),
             data["dataset_sha256"],
             data["holdout_sha256"],
+            data.get("snapshot_id"),
         )
 
 

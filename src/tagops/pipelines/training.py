@@ -63,10 +63,22 @@ def _model_params(raw: dict[str, Any]) -> Any:
 
 @step(enable_cache=False)
 def pull_step(data: dict[str, Any]) -> Annotated[dict[str, str], "data_snapshot"]:
-    """Fetch and verify the data (always runs: the check is cheap and the files may have changed)."""
-    from tagops.data.stages import pull_stage
+    """Fetch and verify the data, or export a warehouse snapshot (always runs: the files may have changed).
 
-    return pull_stage(run_settings(), DataConfig.model_validate(data)).to_json()
+    A snapshot's id is also recorded as metadata of the pipeline run, so the run is found by the data
+    it trained on.
+    """
+    from tagops.warehouse.training import data_stage
+
+    snapshot = data_stage(run_settings(), DataConfig.model_validate(data))
+    if snapshot.snapshot_id is not None:
+        from zenml import get_step_context, log_metadata
+
+        log_metadata(
+            metadata={"snapshot_id": snapshot.snapshot_id},
+            run_id_name_or_prefix=get_step_context().pipeline_run.id,
+        )
+    return snapshot.to_json()
 
 
 @step(cache_policy=CACHE)
@@ -213,7 +225,7 @@ def promote_step(
 
 #: The step that runs each stage function of the training plan.
 STEPS = {
-    "pull_stage": pull_step,
+    "data_stage": pull_step,
     "validate_stage": validate_step,
     "split_stage": split_step,
     "augment_stage": augment_step,
@@ -241,7 +253,13 @@ def run_training_pipeline(cfg: PipelineConfig, *, enable_cache: bool = True) -> 
     if run is None:  # only remote, asynchronous orchestrators return nothing
         raise RuntimeError("the ZenML orchestrator returned no pipeline run")
     steps = run.steps
-    summary: dict[str, Any] = {"run_name": run.name, "status": str(run.status), "models": []}
+    snapshot = steps["pull_step"].outputs["data_snapshot"][0].load()
+    summary: dict[str, Any] = {
+        "run_name": run.name,
+        "status": str(run.status),
+        "snapshot_id": snapshot.get("snapshot_id"),
+        "models": [],
+    }
     for params in cfg.models:
         family = params.family
         report = steps[f"evaluate_holdout_{family}"].outputs["report"][0].load()

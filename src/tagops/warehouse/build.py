@@ -9,7 +9,7 @@
    its data row number, ``source_row``: tags.csv has no id and labels projects.csv by position, so the
    position is made a column and the two row counts are tested equal. The prediction log's labelled
    feedback is read through SQLAlchemy (DuckDB's database extensions cannot be downloaded offline) and
-   resolved into training rows by :func:`tagops.workloads.feedback.feedback_to_rows`, the same code
+   resolved into training rows by :func:`tagops.predlog.feedback.feedback_to_rows`, the same code
    retraining runs, so trust, one vote per key and text, and conflicts follow exactly the same rules;
    its result is loaded as a table and joined to the projects in SQL. A source is loaded when the first
    SQL file that reads it (``src_<name>``) runs, so feedback is resolved against tables already tested.
@@ -269,7 +269,7 @@ class Sources:
 
     def _load_feedback(self) -> None:
         """Resolve the log's feedback against labeled_projects and holdout, as built and tested here."""
-        from tagops.workloads.feedback import feedback_to_rows
+        from tagops.predlog.feedback import feedback_to_rows
 
         labelled: list[dict[str, Any]] = []
         database = None

@@ -79,7 +79,7 @@ class FeedbackLineage:
     labelled: int = 0
     training_rows: int = 0
     recent_rows: int = 0
-    #: The resolution's counts (:func:`tagops.workloads.feedback.feedback_to_rows`): what was left out, why.
+    #: The resolution's counts (:func:`tagops.predlog.feedback.feedback_to_rows`): what was left out, why.
     counts: dict[str, int] = field(default_factory=dict)
 
 

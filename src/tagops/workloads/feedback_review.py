@@ -19,8 +19,8 @@ from sqlalchemy import delete, select
 
 from tagops.data.clean import match_key
 from tagops.errors import TagopsError
+from tagops.predlog.feedback import resolve_votes, standing
 from tagops.predlog.schema import feedback, feedback_reviews, utcnow
-from tagops.workloads.feedback import resolve_votes, standing
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

@@ -78,6 +78,8 @@ def register_stage(
         "dataset_sha256": data.dataset_sha256,
         "holdout_sha256": data.holdout_sha256,
         "seed": cfg.seed,
+        # The warehouse snapshot the files came from (`tagops pipeline train --snapshot ID` trains on it).
+        **({"snapshot_id": data.snapshot_id} if data.snapshot_id else {}),
     }
     family = cfg.model.family
     run_tags = {"family": family, **{k: str(v) for k, v in provenance.items()}}
@@ -109,6 +111,7 @@ def register_stage(
             tags={
                 "family": family,
                 "dataset_sha256": data.dataset_sha256,
+                **({"snapshot_id": data.snapshot_id} if data.snapshot_id else {}),
                 "git_commit": run_tags["git_commit"],
                 "holdout_f1": f"{holdout_report['overall']['f1']:.4f}",
                 **_calibration_tags(model_dir),

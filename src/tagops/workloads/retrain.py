@@ -6,7 +6,7 @@ ZenML pipeline in :mod:`tagops.pipelines.retraining` (``--no-pipeline``: these f
 1. **Feedback rows.** Every feedback row joined with the prediction it labels (the input the model saw)
    and the key that sent it. Only trusted labels count (a ``labeller`` or ``admin`` key's, or a client
    label a person accepted; never a revoked key's), one vote per key and text, conflicts resolved by
-   trust then agreement (:mod:`tagops.workloads.feedback`); a text whose title is already in
+   trust then agreement (:mod:`tagops.predlog.feedback`); a text whose title is already in
    dataset.csv or holdout.csv is dropped (no duplicates, no leakage into the holdout); the rest must pass
    the data contract (:func:`tagops.data.validate.validate_frame`), row by row.
 2. **Split by time.** The newest ``recent_fraction`` of those rows is the *recent labelled window*,
@@ -86,12 +86,16 @@ def feedback_stage(
     """The original data (validated) and the feedback from the prediction log as rows.
 
     Returns the original snapshot, dataset.csv, the holdout, the feedback rows that join training, the
-    recent labelled window, and the counts of rows kept and dropped.
+    recent labelled window, and the counts of rows kept and dropped. With ``train.data.snapshot`` set,
+    all of them come from that warehouse snapshot (``build``: one built now with this config's
+    feedback, by the same rules), and the original snapshot is its training set, feedback included.
     """
     from tagops.data.stages import pull_stage, validate_stage
+    from tagops.predlog.feedback import feedback_to_rows
     from tagops.predlog.log import PredictionLog
-    from tagops.workloads.feedback import feedback_to_rows
 
+    if retrain.train.data.snapshot is not None:
+        return _snapshot_feedback(settings, retrain)
     original = pull_stage(settings, retrain.train.data)
     dataset, holdout = validate_stage(original)
     with PredictionLog.from_config(retrain, settings) as log:
@@ -100,6 +104,29 @@ def feedback_stage(
     rows = feedback_to_rows(labelled, dataset, holdout, recent_fraction=retrain.recent_fraction)
     logger.info("retrain: feedback rows %s", rows.counts)
     return original, dataset, holdout, rows.train, rows.recent, rows.counts
+
+
+def _snapshot_feedback(
+    settings: Settings, retrain: RetrainConfig
+) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """:func:`feedback_stage`'s results from a warehouse snapshot: its tables, split by origin."""
+    from tagops.data.ingest import EXPECTED_COLUMNS
+    from tagops.data.stages import validate_stage
+    from tagops.warehouse.snapshots import load_snapshot_table, read_lineage, resolve_snapshot
+    from tagops.warehouse.training import data_stage
+
+    original = data_stage(settings, retrain.train.data, retrain)
+    assert original.snapshot_id is not None
+    training, holdout = validate_stage(original)
+    lineage = read_lineage(resolve_snapshot(settings, original.snapshot_id))
+    columns = list(EXPECTED_COLUMNS)
+    origin = load_snapshot_table(settings, original.snapshot_id, "training_set")["origin"]
+    feedback = training[origin.to_numpy() == "feedback"].reset_index(drop=True)
+    dataset = training[origin.to_numpy() != "feedback"].reset_index(drop=True)
+    recent = load_snapshot_table(settings, original.snapshot_id, "recent_window")[columns]
+    counts = {**lineage.feedback.counts, "train": len(feedback), "recent": len(recent)}
+    logger.info("retrain: snapshot %s, feedback rows %s", original.snapshot_id, counts)
+    return original, dataset, holdout, feedback, recent, counts
 
 
 def training_data_stage(
@@ -112,8 +139,13 @@ def training_data_stage(
     """dataset.csv + feedback rows as the challenger's data, in a new folder under ``TAGOPS_HOME/retrain``.
 
     The recent window is saved beside it (``recent.csv``) for the record; the holdout stays the original.
+    A warehouse snapshot's training set holds the feedback rows already: it is the challenger's data as
+    it is, and the snapshot keeps the recent window.
     """
-    from tagops.workloads.feedback import write_training_data
+    from tagops.predlog.feedback import write_training_data
+
+    if original.snapshot_id is not None:
+        return original
 
     # A new folder per retrain, even for two started in the same second (created 0700: it holds user text).
     (settings.home / "retrain").mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ def decide_retrain(
     """The policy: a pure function of the latest monitor summary, the last retrain and the feedback.
 
     Without ``if_needed`` the answer is always yes ("manual"). ``feedback_rows`` (trusted rows available,
-    see :mod:`tagops.workloads.feedback`) is checked only once a trigger fired.
+    see :mod:`tagops.predlog.feedback`) is checked only once a trigger fired.
     """
     if not if_needed:
         return RetrainDecision(True, "manual")

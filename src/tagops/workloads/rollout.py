@@ -4,7 +4,7 @@ The service routes a sticky share of requests to the canary and records, per dep
 each side answered and failed (:class:`tagops.serving.state.RolloutRecord`); every prediction row names
 the model that answered it. :func:`rollout_report` puts the two sides side by side since the rollout
 started: error rate with Wilson intervals, latency percentiles, weighted F1 on the predictions that got a
-trusted label (the trust rules of :mod:`tagops.workloads.feedback`) with bootstrap intervals, and the
+trusted label (the trust rules of :mod:`tagops.predlog.feedback`) with bootstrap intervals, and the
 interval of the F1 difference, resampling each side independently (they answered different requests).
 Where the challenger also runs in shadow, agreement on the champion's requests is reported too.
 :func:`rollout_decision` applies :class:`tagops.config.RolloutPolicy` to that report.
@@ -71,7 +71,7 @@ def _latency(values: list[float], *, samples: int, seed: int) -> dict[str, Any]:
 
 def trusted_labels(labelled: list[dict[str, Any]]) -> dict[str, str]:
     """Prediction id → its latest trusted or accepted label (waiting, rejected and revoked ones left out)."""
-    from tagops.workloads.feedback import standing
+    from tagops.predlog.feedback import standing
 
     found: dict[str, str] = {}
     for row in sorted(labelled, key=lambda r: (r["feedback_at"], str(r["feedback_id"]))):

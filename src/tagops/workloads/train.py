@@ -26,7 +26,8 @@ from tagops.config import (
     TrainConfig,
 )
 from tagops.data.augment import augment_stage
-from tagops.data.stages import DataSnapshot, pull_stage, split_stage, validate_stage
+from tagops.data.stages import DataSnapshot, split_stage, validate_stage
+from tagops.warehouse.training import data_stage
 from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.fit import (
     assemble_stage,
@@ -147,7 +148,7 @@ def training_plan(
     ``registry`` is the registry to register in (default: the settings').
     """
     stages = [
-        Stage("pull_step", pull_stage, params={"data": cfg.data}, outputs=("snapshot",)),
+        Stage("pull_step", data_stage, params={"data": cfg.data}, outputs=("snapshot",)),
         Stage("validate_step", validate_stage, inputs={"data": "snapshot"}, outputs=("dataset", "holdout")),
         Stage(
             "split_step",
@@ -323,7 +324,7 @@ def run_training(
     ``TAGOPS_HOME/ray_results/<run_name>/`` first, the MLflow run is opened before training so that
     per-epoch metrics stream into it, and :func:`resume_training` continues it after an interruption.
     """
-    data = data or pull_stage(settings, cfg.data)
+    data = data or data_stage(settings, cfg.data)
     family = cfg.model.family
     name = run_name or f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
     resumable = uses_ray_train(cfg.model)
@@ -399,7 +400,7 @@ def resume_training(run_name: str, settings: Settings, *, registry: Registry | N
     if record.get("status") == "finished":
         raise TagopsError(f"run {run_name!r} already finished (model {record.get('model_dir')})")
     cfg = TrainConfig.model_validate(record["config"])
-    data = pull_stage(settings, cfg.data)
+    data = data_stage(settings, cfg.data)
     if (data.dataset_sha256, data.holdout_sha256) != (record["dataset_sha256"], record["holdout_sha256"]):
         raise TagopsError(f"run {run_name!r}: the data changed since the run started; train afresh")
     return run_training(cfg, settings, registry=registry, data=data, run_name=run_name)
@@ -423,4 +424,10 @@ def run_training_plan(cfg: PipelineConfig, settings: Settings) -> dict[str, Any]
         }
         for params in cfg.models
     ]
-    return {"run_name": None, "status": "completed", "models": models, "decisions": results["decisions"]}
+    return {
+        "run_name": None,
+        "status": "completed",
+        "snapshot_id": results["snapshot"].snapshot_id,
+        "models": models,
+        "decisions": results["decisions"],
+    }
