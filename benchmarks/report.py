@@ -23,6 +23,7 @@ from report_sections import (
     Result,
     batch_section,
     canary_section,
+    console_section,
     crossval_section,
     drift_section,
     fuzz_section,
@@ -38,6 +39,7 @@ from report_sections import (
     simulate_section,
     table,
     verdict,
+    warehouse_section,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMMANDS = {
     "quality": "python benchmarks/quality.py",
     "crossval": "python benchmarks/crossval.py",
+    "warehouse": "python benchmarks/warehouse.py",
     "serve": "python benchmarks/serve.py --family {family}",
     "serve-defaults": "python benchmarks/serve.py --as-built",
     "serve_resilience": "python benchmarks/serve_resilience.py",
@@ -54,6 +57,7 @@ COMMANDS = {
     "serve_fuzz": "python benchmarks/serve_fuzz.py",
     "serve_hostile": "python benchmarks/serve_hostile.py",
     "serve_overload": "python benchmarks/serve_overload.py",
+    "console": "python benchmarks/console.py",
     "batch_predict": "python benchmarks/batch_predict.py",
     "drift": "python benchmarks/drift.py",
     "simulate": "python benchmarks/simulate.py --family {family}",
@@ -173,6 +177,13 @@ SECTIONS: list[Section] = [
         crossval_section,
     ),
     (
+        "warehouse",
+        "Warehouse build",
+        "`tagops data build` on the real data: a first build in a fresh home, then rebuilds of the same "
+        "sources (docs/data.md).",
+        warehouse_section,
+    ),
+    (
         "serve",
         "Serving latency and throughput",
         "The raw in-process predictor, uvicorn and Ray Serve on the same model, one real holdout item "
@@ -226,6 +237,13 @@ SECTIONS: list[Section] = [
         "Far more concurrent clients than a server works on at once (`max_ongoing_requests`): quick 503s "
         "with `Retry-After` instead of a queue that grows memory (docs/serving.md).",
         overload_section,
+    ),
+    (
+        "console",
+        "Web console",
+        "The console's predict page against the JSON API it renders, on the same server: what the HTML "
+        "costs a person waiting for it (docs/serving.md, Web console).",
+        console_section,
     ),
     (
         "batch_predict",

@@ -59,11 +59,27 @@ def quality_section(data: Result) -> list[str]:
                 num(r.get("recall_median")),
                 num(r.get("macro_f1_median")),
                 num(r.get("min_class_f1_median")),
+                num(ece_median(r)),
                 num(r.get("fit_seconds_median"), ".1f", " s"),
             ]
         )
-    header = ["family", "recipe", "weighted F1", "precision", "recall", "macro F1", "min class F1", "fit"]
+    header = [
+        "family",
+        "recipe",
+        "weighted F1",
+        "precision",
+        "recall",
+        "macro F1",
+        "min class F1",
+        "ECE",
+        "fit",
+    ]
     lines += table(header, rows)
+    lines += [
+        "ECE: expected calibration error of the answers as served (calibrated probabilities), median of "
+        "the seeds; a dash where the result does not record it.",
+        "",
+    ]
     labels = sorted({lab for r in data.get("results", []) for lab in r.get("per_class_f1_median", {})})
     if labels:
         per_class = [
@@ -78,6 +94,17 @@ def quality_section(data: Result) -> list[str]:
         lines += ["Measured against the reference system (holdout weighted F1):", ""]
         lines += table(["reference", "weighted F1"], [[k, num(v)] for k, v in reference.items()])
     return lines + robustness_section(data)
+
+
+def ece_median(r: Result) -> float | None:
+    """The median over a family's seeds of the ECE as served (``None`` when no run recorded it)."""
+    if r.get("ece_median") is not None:
+        return float(r["ece_median"])
+    values = sorted(float(run["ece"]) for run in r.get("runs") or [] if run.get("ece") is not None)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def robustness_section(data: Result) -> list[str]:
@@ -563,6 +590,7 @@ def simulate_section(data: Result) -> list[str]:
             "",
         ]
         lines += table(["answers", "old champion", "new champion", "margin (paired)"], rows)
+    lines += simulate_evidence(data)
     counts = data.get("rows") or {}
     if counts:
         c = {k: num(v) for k, v in counts.items()}
@@ -585,6 +613,97 @@ def simulate_section(data: Result) -> list[str]:
     rows = [[text, str(checks[key]), verdict(ok(checks[key]))] for key, text, ok in bars if key in checks]
     if rows:
         lines += table(["bar", "measured", "result"], rows)
+    return lines
+
+
+def simulate_evidence(data: Result) -> list[str]:
+    """What the retrained challenger was judged on before it replaced the champion: gates, shadow, canary."""
+    retrain = data.get("retrain") or {}
+    reports, gate = retrain.get("reports") or {}, retrain.get("gate") or {}
+
+    def f1(report: Result) -> str:
+        return f"{num(report.get('f1'))} {interval(report.get('f1_ci95'))}".strip() if report else "–"
+
+    rows = []
+    for where, label in (("holdout", "holdout gate"), ("recent", "recent-window gate")):
+        champion = reports.get(f"champion_{where}") or {}
+        challenger = reports.get(f"challenger_{where}") or {}
+        if champion or challenger:
+            size = challenger.get("rows", champion.get("rows", "?"))
+            decision = gate.get(where) or {}
+            rows.append(
+                [
+                    f"{label} ({size} rows)",
+                    f1(champion),
+                    f1(challenger),
+                    str(decision.get("reason", "–")),
+                    verdict(decision.get("promote")),
+                ]
+            )
+    behaviour = gate.get("behaviour") or {}
+    if behaviour:
+        cases = sum(c.get("cases", 0) for c in (behaviour.get("counts") or {}).values())
+        failed = ", ".join(behaviour.get("failed") or []) or "none failed"
+        rows.append(["behavioural cases", "–", f"{cases} cases", failed, verdict(behaviour.get("passed"))])
+    for comparison in (data.get("shadow_report") or {}).get("comparisons") or []:
+        scores = comparison.get("f1") or {}
+        rows.append(
+            [
+                f"shadow ({num(comparison.get('feedback_rows'))} labelled of {num(comparison.get('rows'))} "
+                "shadowed items)",
+                f1(scores.get("champion") or {}),
+                f1(scores.get("shadow") or {}),
+                f"F1 margin {num(comparison.get('f1_margin'), '+.3f')} "
+                f"{interval(comparison.get('f1_margin_ci95'))} (paired); agreement "
+                f"{num(comparison.get('agreement'))}",
+                "–",
+            ]
+        )
+    canary = data.get("canary") or {}
+    report = canary.get("report") or {}
+    if report:
+        champion, side = report.get("champion") or {}, report.get("canary") or {}
+        decision = canary.get("decision") or {}
+        share = num(100 * report["canary_share"], ".0f", " %") if "canary_share" in report else "–"
+        rows.append(
+            [
+                f"canary at {num(report.get('weight'), 'g')} % "
+                f"(share {share}; "
+                f"{num(side.get('labelled'))} / {num(champion.get('labelled'))} labelled)",
+                f1(champion),
+                f1(side),
+                f"{decision.get('action', '–')}: {decision.get('reason', '–')}",
+                verdict(None if not decision else decision.get("action") == "promote"),
+            ]
+        )
+    if not rows:
+        return []
+    lines = [
+        "Before the promotion, weighted F1 of the champion and the retrained challenger (95 % intervals):",
+        "",
+    ]
+    lines += table(["check", "champion", "challenger", "decision", "result"], rows)
+    counts = retrain.get("counts") or {}
+    if counts:
+        dropped = ", ".join(
+            f"{num(counts[key])} {text}"
+            for key, text in (
+                ("pending_review", "waiting for review"),
+                ("rejected", "rejected"),
+                ("revoked_key", "from revoked keys"),
+                ("superseded", "superseded by the same key's later label"),
+                ("outvoted", "outvoted"),
+                ("unresolved", "tied"),
+                ("known_titles", "titles already in dataset.csv or holdout.csv"),
+                ("invalid", "failing the data contract"),
+            )
+            if counts.get(key)
+        )
+        lines += [
+            f"Feedback: {num(counts.get('feedback'))} rows; {num(counts.get('train'))} joined training and "
+            f"{num(counts.get('recent'))} formed the recent window; left out: {dropped or 'none'}.",
+            "",
+        ]
     return lines
 
 
@@ -624,3 +743,83 @@ def crossval_section(data: Result) -> list[str]:
         )
     header = ["family", "weighted F1", "range", "macro F1", "worst class (F1)", "ECE", "training per fold"]
     return lines + table(header, rows)
+
+
+# ------------------------------------------------------------------------------------------ warehouse
+def warehouse_section(data: Result) -> list[str]:
+    """Build times of the warehouse on the real data, first and rebuilt, and whether the snapshot held."""
+    summary, bar = data.get("summary") or {}, data.get("bar") or {}
+    builds = data.get("builds") or []
+    lines = [
+        f"{len(builds)} builds as `tagops data build --no-feedback` runs them, in one process, each with a "
+        "new DuckDB database: the four files verified against the manifest, every SQL file and its data "
+        "tests, the content hash and, when the rows are new, the Parquet snapshot. The first build starts "
+        "from a fresh home (it copies the files from the mirror and writes the snapshot); the rebuilds "
+        f"find both in place. Bar: every build within {num(bar.get('max_build_s'), 'g')} s and every build "
+        f"giving the same snapshot id: {verdict(bar.get('pass'))}.",
+        "",
+    ]
+    tables = list(dict.fromkeys(name for b in builds for name in b.get("rows") or {}))
+    rows = [
+        [
+            str(b.get("build")),
+            num(b.get("seconds"), ".2f", " s"),
+            f"`{b.get('snapshot_id')}`",
+            "yes" if b.get("created") else "no",
+            *(num((b.get("rows") or {}).get(name)) for name in tables),
+        ]
+        for b in builds
+    ]
+    lines += table(["build", "time", "snapshot", "written", *(f"`{name}` rows" for name in tables)], rows)
+    if summary:
+        lines += [
+            f"First build {num(summary.get('first_s'), '.2f', ' s')}; rebuilds median "
+            f"{num(summary.get('rebuild_median_s'), '.2f', ' s')} "
+            f"({num(summary.get('rebuild_min_s'), '.2f')}–"
+            f"{num(summary.get('rebuild_max_s'), '.2f')} s); snapshots written: "
+            f"{num(summary.get('snapshots_written'))}; same snapshot id every time: "
+            f"{'yes' if summary.get('same_id') else 'no'}; importing the warehouse code: "
+            f"{num(summary.get('import_s'), '.2f', ' s')}.",
+            "",
+        ]
+    return lines
+
+
+# -------------------------------------------------------------------------------------------- console
+def console_section(data: Result) -> list[str]:
+    """The console's predict page against the JSON API on the same server: the HTML's extra time."""
+    engines = data.get("engines") or {}
+    bar = data.get("bar_ms")
+    met = [e.get("met") for e in engines.values()]
+    lines = [
+        f"Model family `{data.get('family', '?')}`; one request at a time, single holdout items, in "
+        f"{data.get('blocks', '?')} interleaved blocks of {data.get('per_block', '?')} requests per page "
+        "(`POST /v1/predict`, then `POST /console/predict`, the form a browser sends, answered with the "
+        "whole page). Median of the blocks' medians (min–max). Bar: the console adds at most "
+        f"{num(bar, 'g')} ms at the median: {verdict(all(met) if met else None)}.",
+        "",
+    ]
+
+    def cell(figures: Result, key: str, spec: str) -> str:
+        spread = figures.get(f"{key}_spread_ms") or []
+        return f"{num(figures.get(f'{key}_ms'), spec, ' ms')} {interval_of(spread, spec)}".strip()
+
+    rows = [
+        [
+            engine,
+            cell(figures, "api_p50", ".1f"),
+            cell(figures, "console_p50", ".1f"),
+            cell(figures, "extra", "+.1f"),
+            verdict(figures.get("met")),
+        ]
+        for engine, figures in engines.items()
+    ]
+    header = ["engine", "API p50", "console page p50", "console's extra time", "bar"]
+    return lines + table(header, rows)
+
+
+def interval_of(values: Any, spec: str) -> str:
+    """``(low–high)`` of a two-number spread in ``spec``, else nothing."""
+    if isinstance(values, list | tuple) and len(values) == 2:
+        return f"({num(values[0], spec)} to {num(values[1], spec)})"
+    return ""

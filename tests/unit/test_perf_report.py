@@ -494,7 +494,51 @@ CANARY = stamped(
     ],
 )
 CROSSVAL = crossval_result("none", 0.8888)
+
+
+def warehouse_build(number: int, seconds: float, created: bool) -> dict[str, Any]:
+    rows = {"training_set": 764, "holdout": 191, "labeled_projects": 764, "recent_window": 0}
+    return {"build": number, "seconds": seconds, "created": created, "snapshot_id": "b4c34db2", "rows": rows}
+
+
+WAREHOUSE = stamped(
+    "python benchmarks/warehouse.py",
+    benchmark="warehouse",
+    builds=[warehouse_build(1, 1.25, True), warehouse_build(2, 0.5, False), warehouse_build(3, 0.4, False)],
+    summary={
+        "first_s": 1.25,
+        "rebuild_median_s": 0.45,
+        "rebuild_min_s": 0.4,
+        "rebuild_max_s": 0.5,
+        "all_median_s": 0.5,
+        "same_id": True,
+        "snapshots_written": 1,
+        "import_s": 0.2,
+    },
+    rows={"training_set": 764, "holdout": 191, "labeled_projects": 764, "recent_window": 0},
+    bar={"max_build_s": 10.0, "pass": True},
+)
+CONSOLE = stamped(
+    "python benchmarks/console.py --family ensemble",
+    family="ensemble",
+    blocks=8,
+    per_block=60,
+    bar_ms=20.0,
+    engines={
+        "uvicorn": {
+            "api_p50_ms": 16.41,
+            "api_p50_spread_ms": [14.49, 33.53],
+            "console_p50_ms": 15.7,
+            "console_p50_spread_ms": [13.77, 16.99],
+            "extra_ms": -0.97,
+            "extra_spread_ms": [-17.5, 2.12],
+            "met": True,
+        }
+    },
+)
 ALL = {
+    "console.json": CONSOLE,
+    "warehouse.json": WAREHOUSE,
     "serve_canary.json": CANARY,
     "serve_lifecycle.json": LIFECYCLE,
     "serve-defaults.json": SERVE_DEFAULTS,
@@ -563,7 +607,90 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     assert "| `mlflow` | 9.9 s (9.5–10.4) |" in doc
     assert "| ray | group | 10/10 | 10/10 | 5.3 s (6.1 s) | 0 | 0 | 0 | 2410 / 2400 | pass |" in doc
     assert "| uvicorn | throughput_ratio_to_mlflow | 2.97 | >= 2.5 | pass |" in doc
+    assert "| 1 | 1.25 s | `b4c34db2` | yes | 764 | 191 | 764 | 0 |" in doc
+    assert "Bar: every build within 10 s and every build giving the same snapshot id: pass." in doc
+    assert "First build 1.25 s; rebuilds median 0.45 s (0.40–0.50 s); snapshots written: 1;" in doc
+    assert "in 8 interleaved blocks of 60 requests per page" in doc
+    assert "Bar: the console adds at most 20 ms at the median: pass." in doc
+    console_row = "| uvicorn | 16.4 ms (14.5 to 33.5) | 15.7 ms (13.8 to 17.0) | -1.0 ms (-17.5 to +2.1) |"
+    assert console_row in doc
     assert "**fail**" not in doc
+
+
+def test_quality_shows_the_median_ece_of_the_seeds(tmp_path: Path) -> None:
+    runs = [{"seed": seed, "ece": ece} for seed, ece in ((1234, 0.0505), (42, 0.0472), (7, 0.053))]
+    results = [{**r, "runs": runs} if r["family"] == "ensemble" else r for r in QUALITY["results"]]
+    _, doc, _ = run(tmp_path, {"quality.json": {**QUALITY, "results": results}})
+    assert (
+        "| family | recipe | weighted F1 | precision | recall | macro F1 | min class F1 | ECE | fit |" in doc
+    )
+    assert (
+        "| `ensemble` | refit | **0.964** (0.959–0.969) | 0.965 | 0.963 | 0.954 | 0.944 | 0.051 | 152.0 s |"
+        in doc
+    )
+    assert "| `rules` | refit | **0.881** (0.876–0.886) | 0.882 | 0.880 | 0.871 | 0.861 | – | 0.1 s |" in doc
+
+
+def test_simulate_shows_the_gates_shadow_and_canary_behind_the_promotion(tmp_path: Path) -> None:
+    evidence = {
+        "retrain": {
+            "counts": {"feedback": 100, "train": 56, "recent": 24, "pending_review": 5, "known_titles": 15},
+            "reports": {
+                "champion_holdout": {"f1": 0.93, "f1_ci95": [0.9, 0.96], "rows": 191},
+                "challenger_holdout": {"f1": 0.925, "f1_ci95": [0.89, 0.96], "rows": 191},
+                "champion_recent": {"f1": 0.31, "f1_ci95": [0.23, 0.4], "rows": 24},
+                "challenger_recent": {"f1": 0.85, "f1_ci95": [0.78, 0.91], "rows": 24},
+            },
+            "gate": {
+                "holdout": {"promote": True, "reason": "within the gate"},
+                "recent": {"promote": True, "reason": "better"},
+                "behaviour": {"passed": True, "failed": [], "counts": {"invariance": {"cases": 3}}},
+            },
+        },
+        "shadow_report": {
+            "comparisons": [
+                {
+                    "rows": 191,
+                    "feedback_rows": 180,
+                    "agreement": 0.4,
+                    "f1": {"champion": {"f1": 0.38}, "shadow": {"f1": 0.88}},
+                    "f1_margin": 0.5,
+                    "f1_margin_ci95": [0.42, 0.59],
+                }
+            ]
+        },
+        "canary": {
+            "report": {
+                "weight": 50.0,
+                "canary_share": 0.52,
+                "champion": {"labelled": 96, "f1": 0.4},
+                "canary": {"labelled": 104, "f1": 0.83},
+            },
+            "decision": {"action": "promote", "reason": "no worse"},
+        },
+    }
+    _, doc, _ = run(tmp_path, {"simulate-linear.json": {**SIMULATE, **evidence}})
+    assert (
+        "| holdout gate (191 rows) | 0.930 (0.900–0.960) | 0.925 (0.890–0.960) | within the gate | pass |"
+        in doc
+    )
+    assert (
+        "| recent-window gate (24 rows) | 0.310 (0.230–0.400) | 0.850 (0.780–0.910) | better | pass |" in doc
+    )
+    assert "| behavioural cases | – | 3 cases | none failed | pass |" in doc
+    assert (
+        "| shadow (180 labelled of 191 shadowed items) | 0.380 | 0.880 | F1 margin +0.500 (0.420–0.590)"
+        in doc
+    )
+    assert (
+        "| canary at 50 % (share 52 %; 104 / 96 labelled) | 0.400 | 0.830 | promote: no worse | pass |" in doc
+    )
+    assert (
+        "Feedback: 100 rows; 56 joined training and 24 formed the recent window; left out: 5 waiting" in doc
+    )
+    # a result without them shows none of it
+    _, plain, _ = run(tmp_path / "plain", {"simulate-linear.json": SIMULATE})
+    assert "Before the promotion" not in plain and "Feedback:" not in plain
 
 
 def test_robustness_is_a_table_of_slices_by_family_with_the_worst_marked(tmp_path: Path) -> None:
