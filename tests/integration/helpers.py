@@ -312,10 +312,13 @@ def log_labelled_rows(
     settings: Settings, version: int, frame: Any, start: datetime, *, key_id: str | None = None
 ) -> int:
     """Log ``frame``'s projects as answered by registry ``version`` from ``start`` on, one a second, each
-    labelled with its ``tag`` by ``key_id``; the rows written."""
+    labelled with its ``tag`` by ``key_id`` (default: a new labeller key, so the labels are trusted); the
+    rows written."""
     from tagops.inference.loading import load_predictor
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
 
     predictor = load_predictor(f"models:/tagops/{version}", settings, threshold=0.5)
     results = predictor.predict(frame["title"].tolist(), frame["description"].tolist())
@@ -341,6 +344,9 @@ def log_labelled_rows(
         )
     ]
     store = PredictionLog(default_database_url(settings))
+    if key_id is None:
+        ServingState(store.engine).create_tables()
+        key_id = KeyStore(store.engine).create("labelling team", "labeller")[0].key_id
     store.writer.start()
     assert store.writer.submit(rows) and store.writer.flush()
     for row, truth in zip(rows, frame["tag"], strict=True):

@@ -19,6 +19,8 @@ from tagops.errors import TagopsError
 from tagops.monitoring.reference import HashingEmbedder, reference_stats
 from tagops.predlog.log import PredictionLog
 from tagops.predlog.writer import WriterOptions
+from tagops.serving.keys import KeyStore
+from tagops.serving.state import ServingState
 from tagops.workloads.monitor import (
     analyse_window,
     load_reference_stats,
@@ -105,8 +107,11 @@ def test_read_window_bounds_version_feedback_and_abstention(store: PredictionLog
         prediction(T0 + timedelta(hours=1), title="at until", tag="mlops"),
     ]
     assert store.writer.submit(rows) and store.writer.flush()
-    store.add_feedback(prediction_id=rows[1]["id"], tag="computer-vision", key_id=None)
-    store.add_feedback(prediction_id=rows[1]["id"], tag="mlops", key_id=None)  # the newest counts
+    ServingState(store.engine).create_tables()
+    labeller, _ = KeyStore(store.engine).create("labellers", "labeller")
+    store.add_feedback(prediction_id=rows[1]["id"], tag="computer-vision", key_id=labeller.key_id)
+    store.add_feedback(prediction_id=rows[1]["id"], tag="mlops", key_id=labeller.key_id)  # the newest counts
+    store.add_feedback(prediction_id=rows[2]["id"], tag="mlops", key_id=None)  # untrusted: not counted
     window = read_window(store.reader, since=T0, until=T0 + timedelta(hours=1), model_version=1)
     assert [t.split()[0] for t in window.texts] == ["first", "second"]
     assert window.predicted_tags == ["mlops", "computer-vision"]  # abstention undone from probabilities

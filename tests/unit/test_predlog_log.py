@@ -87,13 +87,38 @@ def test_feedback_is_stored_at_once_and_read_back_for_its_prediction(tmp_path: P
         assert log.writer.submit(batch) and log.writer.flush(10)
         assert log.reader.prediction_exists(batch[0]["id"]) and not log.reader.prediction_exists("nope")
         first = log.add_feedback(prediction_id=batch[0]["id"], tag="nlp", key_id=None)
-        log.add_feedback(prediction_id=batch[0]["id"], tag="cv", key_id="k")  # the newest counts
+        log.add_feedback(prediction_id=batch[0]["id"], tag="cv", key_id="k")
         log.writer.stop()
         assert len(first) == 32
-        assert log.reader.read_feedback([row["id"] for row in batch]) == {batch[0]["id"]: "cv"}
         labelled = log.reader.read_labelled()
         assert [r["feedback_tag"] for r in labelled] == ["nlp", "cv"]
         assert {r["prediction_id"] for r in labelled} == {batch[0]["id"]}
+
+
+def test_only_trusted_labels_are_read_as_a_predictions_feedback(tmp_path: Path) -> None:
+    from tagops.serving.keys import KeyStore
+    from tagops.serving.state import ServingState
+
+    with PredictionLog(f"sqlite:///{tmp_path / 'log.db'}") as log:
+        log.create_tables()
+        ServingState(log.engine).create_tables()
+        keys = KeyStore(log.engine)
+        labeller, _ = keys.create("labellers", "labeller")
+        client, _ = keys.create("a user", "client")
+        revoked, _ = keys.create("a former labeller", "labeller")
+        batch = rows(4)
+        log.writer.start()
+        assert log.writer.submit(batch) and log.writer.flush(10)
+        a, b, c, d = (row["id"] for row in batch)
+        log.add_feedback(prediction_id=a, tag="nlp", key_id=labeller.key_id)
+        log.add_feedback(prediction_id=a, tag="cv", key_id=labeller.key_id)  # the newest trusted counts
+        log.add_feedback(prediction_id=a, tag="mlops", key_id=client.key_id)  # waiting: not counted
+        log.add_feedback(prediction_id=b, tag="other", key_id=client.key_id)
+        log.add_feedback(prediction_id=c, tag="other", key_id=None)  # a key the database does not know
+        log.add_feedback(prediction_id=d, tag="nlp", key_id=revoked.key_id)
+        keys.revoke(revoked.key_id)
+        log.writer.stop()
+        assert log.reader.read_trusted_feedback([a, b, c, d]) == {a: "cv"}
 
 
 def test_the_sqlite_log_is_readable_by_its_owner_only(tmp_path: Path) -> None:

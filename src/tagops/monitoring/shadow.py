@@ -113,7 +113,7 @@ def shadow_report(
     with PredictionLog.from_config(cfg, settings) as log:
         log.create_tables()
         rows = log.reader.read_shadow_pairs(since=since, until=until)
-        feedback = log.reader.read_feedback([str(r["prediction_id"]) for r in rows])
+        feedback = log.reader.read_trusted_feedback([str(r["prediction_id"]) for r in rows])
     report = {
         "kind": "tagops.shadow",
         "created_at": datetime.now(UTC).isoformat(),

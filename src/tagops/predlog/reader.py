@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.engine import Engine
 
 from tagops.predlog.schema import api_keys, feedback, feedback_reviews, predictions, shadow_predictions
@@ -72,19 +72,25 @@ class LogReader:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
-    def read_feedback(self, prediction_ids: Sequence[str]) -> dict[str, str]:
-        """The latest feedback tag of each of these predictions that received feedback (read-only)."""
+    def read_trusted_feedback(self, prediction_ids: Sequence[str]) -> dict[str, str]:
+        """The latest trusted label of each of these predictions (read-only).
+
+        Trusted as retraining trusts a label (:func:`tagops.predlog.feedback.standing`): a labeller's or an
+        admin's, or a client's that a reviewer accepted; labels waiting for review, rejected ones and
+        every label of a revoked key are left out, so monitoring and shadow reports measure the model
+        on the same labels it would learn from, and an untrusted key cannot move their F1.
+        """
+        from tagops.predlog.feedback import standing
+
         found: dict[str, str] = {}
         ids = list(prediction_ids)
         for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
-            query = (
-                select(feedback.c.prediction_id, feedback.c.tag)
-                .where(feedback.c.prediction_id.in_(ids[start : start + 500]))
-                .order_by(feedback.c.created_at, feedback.c.id)
-            )
+            query = self._labelled_query().where(feedback.c.prediction_id.in_(ids[start : start + 500]))
             with self.engine.connect() as connection:
-                for prediction_id, tag in connection.execute(query):
-                    found[str(prediction_id)] = str(tag)  # later rows win: the newest feedback counts
+                for row in connection.execute(query):
+                    labelled = dict(row._mapping)
+                    if standing(labelled)[1] is not None:  # later rows win: the newest trusted label
+                        found[str(labelled["prediction_id"])] = str(labelled["feedback_tag"])
         return found
 
     def read_answers(
@@ -175,8 +181,19 @@ class LogReader:
         prediction is not in the log is left out (the API refuses it; a restored backup might not).
         ``since``/``until`` bound the feedback's time.
         """
+        query = self._labelled_query()
+        if since is not None:
+            query = query.where(feedback.c.created_at >= since.astimezone(UTC))
+        if until is not None:
+            query = query.where(feedback.c.created_at < until.astimezone(UTC))
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    @staticmethod
+    def _labelled_query() -> Select[Any]:
+        """Feedback joined with its prediction, its key and its review, oldest feedback first."""
         f, c, k, r = feedback.c, predictions.c, api_keys.c, feedback_reviews.c
-        query = (
+        return (
             select(
                 f.id.label("feedback_id"),
                 f.created_at.label("feedback_at"),
@@ -199,9 +216,3 @@ class LogReader:
             .outerjoin(feedback_reviews, r.feedback_id == f.id)
             .order_by(f.created_at, f.id)
         )
-        if since is not None:
-            query = query.where(f.created_at >= since.astimezone(UTC))
-        if until is not None:
-            query = query.where(f.created_at < until.astimezone(UTC))
-        with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]

@@ -138,7 +138,7 @@ def read_window(
     from tagops.data.clean import build_text
 
     rows = reader.read_predictions(since=since, until=until, model_version=model_version)
-    feedback = reader.read_feedback([str(r["id"]) for r in rows])
+    feedback = reader.read_trusted_feedback([str(r["id"]) for r in rows])
     texts, tags, confidences, pairs = [], [], [], []
     for row in rows:
         tag, confidence = top_answer(row)
