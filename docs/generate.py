@@ -72,13 +72,27 @@ def commands() -> list[tuple[str, Any]]:
     return found
 
 
+def exit_status_table() -> list[str]:
+    """The exit statuses every command shares, from ``tagops.cli.exit_codes``."""
+    from tagops.cli.exit_codes import MEANINGS, ExitCode
+
+    lines = ["## Exit status\n", "| status | name | when |", "| --- | --- | --- |"]
+    lines += [f"| {code.value} | `{code.name}` | {_cell(MEANINGS[code])} |" for code in ExitCode]
+    return [*lines, ""]
+
+
 def cli_page() -> str:
     """The CLI reference."""
     lines = [
         "# Command line\n",
         GENERATED,
-        "Every command prints its result on stdout (JSON where a script reads it) and logs on stderr; "
-        "`--help` on any command shows the same text as here.\n",
+        "Every command prints its result on stdout and logs on stderr; `--help` on any command shows the "
+        "same text as here. For scripts: a command that prints a table or a line for people takes "
+        "`--json`, and the others print JSON always; stdout then holds exactly one JSON document "
+        "(`loop log --json` and `models history`: JSON lines, one per record) and never a progress bar "
+        "(bars are drawn on stderr, only at a terminal and without `--json`). `serve` and `submit logs` "
+        "stream; `serve --json` prints one JSON line when the server is ready.\n",
+        *exit_status_table(),
     ]
     for name, command in commands():
         params = [p for p in command.params if p.name != "help"]

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve, submit, team
+from tagops.cli.exit_codes import ExitCode, summary
 from tagops.cli.output import command_group
 from tagops.errors import DataError, TagopsError
 
@@ -19,6 +20,7 @@ app = command_group(
     "tagops: tag ML projects with their topic, end to end.",
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=f"Exit status: {summary()} (docs/reference/cli.md says when).",
 )
 app.command()(models.train)
 app.command()(models.evaluate)
@@ -61,7 +63,7 @@ def main() -> None:
     except DataError as error:
         for violation in error.violations:
             typer.echo(f"error: {violation}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)
     except TagopsError as error:
         typer.echo(f"error: {error}", err=True)
-        sys.exit(1)
+        sys.exit(ExitCode.ERROR)

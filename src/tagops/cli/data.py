@@ -8,21 +8,24 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group, print_json
+from tagops.cli.output import JsonFlag, command_group, print_json
 
 data_app = command_group("Get, validate and explore the data; build the warehouse and its snapshots.")
-_JSON = typer.Option("--json", help="Print the result as JSON.")
 
 
 @data_app.command("pull")
 def data_pull(
     mirror: Annotated[Path | None, typer.Option(help="Copy from this folder instead of downloading.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fetch the four data files, verify their sha256 and store them read-only under TAGOPS_HOME."""
     from tagops.data.ingest import pull_data
 
     settings = load_settings()
     paths = pull_data(settings.data_dir, mirror=mirror or settings.data_mirror, base_url=settings.data_url)
+    if as_json:
+        print_json({name: str(path) for name, path in paths.items()})
+        return
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
 
@@ -34,6 +37,7 @@ def data_validate(
         Path | None, typer.Option(help="Also check leakage (shared ids or texts) with this file.")
     ] = None,
     unlabelled: Annotated[bool, typer.Option(help="The file has no 'tag' column.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Check a file against the data contract; every violation is printed with file, row and column."""
     from tagops.data.validate import check_no_leakage, load_projects
@@ -42,6 +46,9 @@ def data_validate(
     if against is not None:
         other = load_projects(against, labelled=not unlabelled)
         check_no_leakage(frame, other, file=str(path), other_file=str(against))
+    if as_json:
+        print_json({"path": str(path), "rows": len(frame), "against": str(against) if against else None})
+        return
     typer.echo(f"{path}: {len(frame)} rows valid" + (f", no leakage with {against}" if against else ""))
 
 
@@ -49,6 +56,7 @@ def data_validate(
 def data_explore(
     data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled dataset.csv).")] = None,
     output: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write an HTML report: class balance, text length per class, top terms per class."""
     from tagops.config import DataConfig
@@ -60,12 +68,15 @@ def data_explore(
     path = data or pull_stage(settings, DataConfig()).dataset_path
     target = output or settings.reports_dir / f"explore-{path.stem}.html"
     write_explore_report(load_projects(path), target, title=f"Exploring {path.name}")
+    if as_json:
+        print_json({"report": str(target)})
+        return
     typer.echo(str(target))
 
 
 @data_app.command("build")
 def data_build(
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonFlag = False,
     feedback: Annotated[
         bool, typer.Option(help="Add the prediction log's trusted feedback to the training set.")
     ] = True,
@@ -100,7 +111,7 @@ def data_build(
 
 
 @data_app.command("snapshots")
-def data_snapshots(as_json: Annotated[bool, _JSON] = False) -> None:
+def data_snapshots(as_json: JsonFlag = False) -> None:
     """List the warehouse's snapshots, oldest first: rows per table (--json: with the whole lineage)."""
     from tagops.warehouse.snapshots import list_snapshots
 
@@ -134,7 +145,7 @@ def data_snapshots(as_json: Annotated[bool, _JSON] = False) -> None:
 def data_diff(
     a: Annotated[str, typer.Argument(help="The older snapshot: an id, a unique prefix of one, or 'latest'.")],
     b: Annotated[str, typer.Argument(help="The newer snapshot.")],
-    as_json: Annotated[bool, _JSON] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Rows added, removed, relabelled and with changed text between two snapshots, per table."""
     from tagops.warehouse.snapshots import diff_snapshots

@@ -166,6 +166,19 @@ def configure(*, verbose: bool = False) -> None:
             break
 
 
+def use_json_format() -> None:
+    """Write the console's records as JSON lines, with the request id while one is served.
+
+    For a server whose stderr a log collector reads (``tagops serve --log-format json``); the same records
+    reach the console as in text, and the log file keeps its text lines.
+    """
+    from tagops.serving.logs import json_handler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, ConsoleHandler):
+            json_handler(handler)
+
+
 def start_log_file(home: Path) -> Path:
     """Start this command's log file under ``home/logs`` (replacing an earlier one) and return its path."""
     folder = home / "logs"

@@ -9,13 +9,12 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
+from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 
 shadow_app = command_group("Compare the champion with the model it runs in shadow.")
 loop_app = command_group("The loop without a person: monitor, then retrain --if-needed, on a schedule.")
-#: `tagops monitor --fail-on-alarm` exits with this when the window alarms (1 and 2 are errors and usage).
-ALARM_EXIT_CODE = 3
 
 
 def monitor(
@@ -67,7 +66,7 @@ def monitor(
         }
     )
     if fail_on_alarm and summary["alarm"]:
-        raise typer.Exit(ALARM_EXIT_CODE)
+        raise typer.Exit(ExitCode.ALARM)
 
 
 @shadow_app.command("report")
@@ -119,6 +118,7 @@ def retrain(
     pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
 ) -> None:
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
+    from tagops.cli.progress import CommandProgress, wanted
     from tagops.config import RetrainConfig, load_config
     from tagops.pipelines.loop import retrain_once
 
@@ -137,7 +137,13 @@ def retrain(
         except (OSError, ValueError) as error:
             raise TagopsError(f"{summary}: cannot read the monitor summary: {error}") from error
     settings = load_settings(announce_log=True)
-    with stdout_to_stderr():
+    # At a terminal, bars follow the pipeline's steps and a transformer's epochs.
+    with (
+        CommandProgress(enabled=wanted()) as progress,
+        progress.steps(),
+        progress.epochs(),
+        stdout_to_stderr(),
+    ):
         outcome = retrain_once(
             cfg, settings, if_needed=if_needed, summary=loaded, promote=promote, pipeline=pipeline
         )
@@ -236,7 +242,7 @@ def loop_run(
     last = records[-1].to_json() if records else None
     print_json({"turns": len(records), "every": schedule_cfg.every, "last": last})
     if last is not None and last["status"] == "failed":
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def loop_log_path(home: Path) -> Path:

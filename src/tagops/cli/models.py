@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group, print_json, stdout_to_stderr
+from tagops.cli.exit_codes import ExitCode
+from tagops.cli.output import JsonFlag, command_group, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 from tagops.model_ref import DEFAULT_MODEL_URI
 
@@ -41,7 +42,11 @@ def train(
         str | None, typer.Option(help="Continue an interrupted run by name, from its last checkpoint.")
     ] = None,
 ) -> None:
-    """Train one model, evaluate it on validation and holdout, register it as `challenger`."""
+    """Train one model, evaluate it on validation and holdout, register it as `challenger`.
+
+    Prints the result as JSON; at a terminal, bars on stderr follow the stages and a transformer's epochs.
+    """
+    from tagops.cli.progress import CommandProgress, wanted
     from tagops.config import TrainConfig, load_config
 
     settings = load_settings(announce_log=True)
@@ -53,7 +58,13 @@ def train(
     if resume is not None:
         from tagops.workloads.train import resume_training
 
-        result = resume_training(resume, settings, registry=registry)
+        with (
+            CommandProgress(enabled=wanted()) as progress,
+            progress.steps(),
+            progress.epochs(),
+            stdout_to_stderr(),  # Ray Train and MLflow may print; stdout carries only our JSON
+        ):
+            result = resume_training(resume, settings, registry=registry)
     else:
         from tagops.workloads.train import run_training
 
@@ -73,7 +84,13 @@ def train(
             raw = cfg.model_dump(mode="json")
             raw["model"].update(scaling)
             cfg = type(cfg).model_validate(raw)
-        result = run_training(cfg, settings, registry=registry)
+        with (
+            CommandProgress(enabled=wanted()) as progress,
+            progress.steps(),
+            progress.epochs(),
+            stdout_to_stderr(),  # Ray Train and MLflow may print; stdout carries only our JSON
+        ):
+            result = run_training(cfg, settings, registry=registry)
     print_json(
         {
             "family": result.family,
@@ -105,8 +122,13 @@ def evaluate(
             "(default: on for the pulled holdout, off for --data).",
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI."""
+    """Evaluate a model: overall, per-class, slices, calibration, confusion matrix, bootstrap CI.
+
+    The whole report goes to `--output`; the command prints its headline numbers (`--json`: those and
+    the files written, as JSON).
+    """
     from tagops.config import DataConfig, EvalConfig
     from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
@@ -129,7 +151,10 @@ def evaluate(
         from tagops.registry.client import Registry
 
         registry = Registry(settings)
-        with registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}):
+        with (
+            stdout_to_stderr(),
+            registry.start_run(f"evaluate-{path.stem}", tags={"model_uri": model, "data": str(path)}),
+        ):
             registry.log_metrics(
                 {k: v for k, v in report["overall"].items() if k != "f1_ci95"}, prefix="eval."
             )
@@ -139,6 +164,22 @@ def evaluate(
             registry.log_artifacts(files, artifact_path="evaluation")
     overall = report["overall"]
     raw = report.get("raw")
+    if as_json:
+        print_json(
+            {
+                "report": str(output),
+                "files": [str(file) for file in files],
+                "model": model,
+                "data": str(path),
+                "threshold": predictor.threshold,
+                "threshold_source": predictor.threshold_source,
+                "overall": overall,
+                "ece": report["calibration"]["ece"],
+                "raw": {"f1": raw["f1"], "ece": raw["calibration"]["ece"]} if raw else None,
+                "robustness": report.get("robustness"),
+            }
+        )
+        return
     typer.echo(
         f"{output}: as served (threshold {predictor.threshold}, {predictor.threshold_source}) f1 "
         f"{overall['f1']:.4f} (95% CI {overall['f1_ci95']}), macro f1 {overall['macro_f1']:.4f}, "
@@ -187,6 +228,7 @@ def tune(
     from rich.console import Console
     from rich.table import Table
 
+    from tagops.cli.progress import CommandProgress, wanted
     from tagops.config import TuneConfig, load_config
     from tagops.workloads.tune import TUNE_RECORD, run_tuning, tune_dir
 
@@ -208,9 +250,17 @@ def tune(
         registry = Registry(settings)
     started = time.perf_counter()
     family: Any = model
-    with stdout_to_stderr():  # Ray Tune prints its own tables; stdout carries only our JSON
+    # At a terminal, bars follow the trials and the best trial's training; Ray Tune prints its own
+    # tables, which go to stderr: stdout carries only our JSON.
+    with CommandProgress(enabled=wanted()) as progress, progress.epochs(), stdout_to_stderr():
         result = run_tuning(
-            cfg, settings, family=family, registry=registry, name=resume, resume=resume is not None
+            cfg,
+            settings,
+            family=family,
+            registry=registry,
+            name=resume,
+            resume=resume is not None,
+            on_trial=progress.counter("trials"),
         )
     table = Table(title=f"{result.name} ({time.perf_counter() - started:.0f}s)")
     for column in ("trial", "val F1", "epochs", "parameters"):
@@ -241,6 +291,7 @@ def tune(
 def promote_cmd(
     version: Annotated[int | None, typer.Option(help="Version to gate (default: the challenger).")] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Gate the challenger against the champion on the holdout; promote only if it passes."""
     from tagops.config import PipelineConfig, load_config
@@ -261,12 +312,13 @@ def promote_cmd(
         version=version,
         holdout_sha256=snap.holdout_sha256,
     )
+    if as_json:
+        from dataclasses import asdict
+
+        print_json(asdict(decision))
+        return
     verdict = "promoted" if decision.promote else "not promoted"
     typer.echo(f"{verdict}: {decision.reason}")
-
-
-#: `tagops gate` exits with this when the challenger is refused (1 and 2 are errors and usage).
-GATE_REFUSED_EXIT_CODE = 4
 
 
 def gate_cmd(
@@ -284,7 +336,7 @@ def gate_cmd(
     """Gate one model against another on the holdout without promoting anything (a pull request's check).
 
     Prints the verdict as JSON and writes it as Markdown tables (gate.md, for a comment). Exit status 0
-    when the challenger passes, 4 when the gate refuses it.
+    when the challenger passes, 4 (refused) when the gate refuses it.
     """
     from tagops.config import PipelineConfig, load_config
     from tagops.data.stages import pull_stage, validate_stage
@@ -303,32 +355,39 @@ def gate_cmd(
     paths = write_gate_outputs(comparison, target)
     print_json({**comparison.to_json(), "outputs": {name: str(path) for name, path in paths.items()}})
     if not comparison.decision.promote:
-        raise typer.Exit(GATE_REFUSED_EXIT_CODE)
+        raise typer.Exit(ExitCode.REFUSED)
 
 
-def rollback() -> None:
+def rollback(as_json: JsonFlag = False) -> None:
     """Restore the champion that preceded the current one."""
     from tagops.registry.client import Registry
     from tagops.workloads.promote import rollback as do_rollback
 
     settings = load_settings()
     before, after = do_rollback(Registry(settings), history=settings.promotion_history)
+    if as_json:
+        print_json({"previous_champion": before, "champion": after})
+        return
     typer.echo(f"champion: version {before} -> version {after}")
 
 
 @models_app.command("list")
-def models_list() -> None:
-    """Registered versions with their aliases and holdout F1."""
-    from rich.console import Console
-    from rich.table import Table
-
+def models_list(as_json: JsonFlag = False) -> None:
+    """Registered versions with their aliases and holdout F1 (--json: with every tag), newest first."""
     from tagops.registry.client import Registry
 
     settings = load_settings()
+    versions = Registry(settings).list_versions()
+    if as_json:
+        print_json(versions)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"models:/{settings.registered_model}")
     for column in ("version", "family", "aliases", "holdout F1", "gate", "run"):
         table.add_column(column)
-    for v in Registry(settings).list_versions():
+    for v in versions:
         table.add_row(
             str(v["version"]),
             v["tags"].get("family", "?"),

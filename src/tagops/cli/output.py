@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+
+#: ``--json``: the result as one JSON document on stdout, for scripts (people get a table or a line).
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
 
 
 def command_group(help_text: str, **options: Any) -> typer.Typer:

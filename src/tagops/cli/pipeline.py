@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group
+from tagops.cli.output import JsonFlag, command_group, print_json, stdout_to_stderr
 
 if TYPE_CHECKING:
     from tagops.config import PipelineConfig
@@ -46,6 +46,7 @@ def pipeline_train(
             "one first) instead of the config's data.snapshot."
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Pull → build → validate → split → train each family → evaluate → register → gate, on ZenML.
 
@@ -71,19 +72,31 @@ def pipeline_train(
     validate_stage(data)
     if data.snapshot_id is not None:
         cfg = _with_snapshot(cfg, data.snapshot_id)
-        typer.echo(f"data: warehouse snapshot {data.snapshot_id} (again with --snapshot {data.snapshot_id})")
+        message = f"data: warehouse snapshot {data.snapshot_id} (again with --snapshot {data.snapshot_id})"
+        typer.echo(message, err=as_json)
     started = time.perf_counter()
-    if pipeline:
-        from tagops.pipelines.training import run_training_pipeline
+    from tagops.cli.progress import CommandProgress, wanted
 
-        summary = run_training_pipeline(cfg, enable_cache=cache)
-    else:
-        from tagops.workloads.train import run_training_plan
+    with (
+        CommandProgress(enabled=wanted(json_output=as_json)) as progress,
+        progress.steps(),
+        progress.epochs(),
+        stdout_to_stderr(),
+    ):
+        if pipeline:
+            from tagops.pipelines.training import run_training_pipeline
 
-        summary = run_training_plan(cfg, settings)
+            summary = run_training_pipeline(cfg, enable_cache=cache)
+        else:
+            from tagops.workloads.train import run_training_plan
+
+            summary = run_training_plan(cfg, settings)
     from tagops.registry.client import CHAMPION, Registry
 
     champion = Registry(settings).alias_version(CHAMPION)
+    if as_json:
+        print_json({**summary, "champion": champion, "seconds": round(time.perf_counter() - started, 1)})
+        return
     title = summary["run_name"] or "training (in process)"
     table = Table(title=f"{title} ({time.perf_counter() - started:.0f}s)")
     for column in ("family", "version", "holdout F1", "95% CI", "macro F1", "gate", "champion"):

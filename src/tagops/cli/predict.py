@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import print_json
+from tagops.cli.output import JsonFlag, print_json, stdout_to_stderr
 from tagops.model_ref import DEFAULT_MODEL_URI
 
 
@@ -31,8 +31,13 @@ def predict(
             "transformer over a large file)."
         ),
     ] = "auto",
+    as_json: JsonFlag = False,
 ) -> None:
-    """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`)."""
+    """Predict one item (JSON to stdout) or a whole file (`--input` and `--output`).
+
+    For a file, prints how many rows were predicted (`--json`: with the files and the engine); at a
+    terminal, a bar on stderr follows the rows.
+    """
     from tagops.inference.loading import load_predictor
 
     if (title is None) == (input_path is None):
@@ -52,5 +57,14 @@ def predict(
 
     if engine not in ("auto", "local", "ray"):
         raise typer.BadParameter("use auto, local or ray", param_hint="--engine")
-    count = batch.predict_file(predictor, input_path, output, settings, engine=engine)
+    from tagops.cli.progress import CommandProgress, wanted
+
+    chosen = batch.choose_engine(engine, predictor, input_path)
+    with CommandProgress(enabled=wanted(json_output=as_json)) as progress, stdout_to_stderr():
+        count = batch.predict_file(
+            predictor, input_path, output, settings, engine=chosen, on_progress=progress.counter("rows")
+        )
+    if as_json:
+        print_json({"input": str(input_path), "output": str(output), "predictions": count, "engine": chosen})
+        return
     typer.echo(f"{output}: {count} predictions")

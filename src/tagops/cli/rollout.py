@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tagops.cli.context import load_settings
+from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def _setup(config: Path | None) -> tuple[RolloutConfig, Settings]:
 
 def _fail(error: Exception) -> None:
     typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(ExitCode.ERROR)
 
 
 @rollout_app.command("start")
@@ -133,11 +134,6 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print(f"ended: {report['reason']}")
 
 
-#: `rollout check --wait` exit statuses: the canary was aborted, or no decision came before the wait ended.
-ABORTED_EXIT_CODE = 4
-UNDECIDED_EXIT_CODE = 5
-
-
 @rollout_app.command("check")
 def check(
     apply: Annotated[
@@ -189,7 +185,7 @@ def check(
         result["applied"] = True
     print_json(result)
     if wait_s is not None and action != "promote":
-        raise typer.Exit(ABORTED_EXIT_CODE if action == "abort" else UNDECIDED_EXIT_CODE)
+        raise typer.Exit(ExitCode.REFUSED if action == "abort" else ExitCode.UNDECIDED)
 
 
 def _abort(cfg: RolloutConfig, settings: Settings, reason: str) -> dict[str, Any]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from tagops.cli import logs
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group, print_json
+from tagops.cli.output import JsonFlag, command_group, print_json
 from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
     from tagops.serving.profile import Choice
 
 keys_app = command_group("Manage the API keys of the prediction API.")
+logger = logging.getLogger("tagops.cli")
 
 
 def serve(
@@ -33,32 +37,74 @@ def serve(
     print_serve_config: Annotated[
         bool, typer.Option(help="Print the Ray Serve config (serve deploy / RayService) and exit.")
     ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TAGOPS_LOG_FORMAT",
+            help="Log lines: text, or json (one object per line, with the request id) for a log collector; "
+            "also TAGOPS_LOG_FORMAT (default: the config's, text).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="When ready, print url, docs, model and engine as one JSON line on stdout "
+            "(with --print-serve-config: the config as JSON).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve the prediction API; prints its URL. The prediction log database: TAGOPS_SERVE_DATABASE_URL."""
+    """Serve the prediction API; prints its URL. The prediction log database: TAGOPS_SERVE_DATABASE_URL.
+
+    The server runs until Ctrl-C or SIGTERM and its log lines stream on stderr; with `--log-format json`
+    every line it writes is JSON (the ready message too, unless `--json` prints it on stdout).
+    """
     from tagops.config import ServeConfig, load_config
 
     try:
         cfg = load_config(
-            ServeConfig, config, host=host, port=port, engine=engine, model_uri=model, num_replicas=replicas
+            ServeConfig,
+            config,
+            host=host,
+            port=port,
+            engine=engine,
+            model_uri=model,
+            num_replicas=replicas,
+            log_format=log_format,
         )
     except ValueError as error:  # a pydantic ValidationError names every bad field
         raise typer.BadParameter(str(error)) from error
     if print_serve_config:
-        import yaml
-
         from tagops.serving.ray.deployment import serve_deploy_config
+
+        if as_json:
+            print_json(serve_deploy_config(cfg))
+            return
+        import yaml
 
         typer.echo(yaml.safe_dump(serve_deploy_config(cfg), sort_keys=False))
         return
     from tagops.serving.ray.server import run_ray
     from tagops.serving.server import run_uvicorn
 
+    structured = cfg.log_format == "json"
+    if structured:
+        logs.use_json_format()
+
     def ready(url: str, uri: str) -> None:
-        typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
+        if as_json:  # one line, so a script reads it as the server starts (e.g. the port --port 0 took)
+            typer.echo(json.dumps({"url": url, "docs": f"{url}/docs", "model": uri, "engine": cfg.engine}))
+        elif structured:
+            logger.info("serving %s with %s at %s (docs: %s/docs)", uri, cfg.engine, url, url)
+        else:
+            typer.echo(f"serving {uri} with {cfg.engine} at {url} (docs: {url}/docs); Ctrl-C stops")
 
     def fitted(choices: list[Choice]) -> None:
         for choice in choices:
-            typer.echo(f"{choice.source:>6}: {choice.line()}", err=True)
+            if structured:
+                logger.info("%s: %s", choice.source, choice.line())
+            else:
+                typer.echo(f"{choice.source:>6}: {choice.line()}", err=True)
 
     settings = load_settings()
     runner = run_ray if cfg.engine == "ray" else run_uvicorn
@@ -87,23 +133,42 @@ def keys_create(
     ] = "client",
     admin: Annotated[bool, typer.Option(help="Shorthand for --role admin.")] = False,
     config: Annotated[Path | None, _KEYS_CONFIG] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create an API key; prints it once (only a salted hash is stored)."""
     record, token = _key_store(config).create(name, "admin" if admin else role)  # type: ignore[arg-type]
+    if as_json:
+        print_json({**_key_json(record), "token": token})
+        return
     typer.echo(f"created key {record.key_id} ({record.role}) for {record.name!r}; store it now:", err=True)
     typer.echo(token)
 
 
+def _key_json(key: Any) -> dict[str, Any]:
+    """What is stored about a key (never the secret), as JSON."""
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
 @keys_app.command("list")
-def keys_list(config: Annotated[Path | None, _KEYS_CONFIG] = None) -> None:
+def keys_list(config: Annotated[Path | None, _KEYS_CONFIG] = None, as_json: JsonFlag = False) -> None:
     """Every key with its role and whether it is revoked (never the key itself)."""
+    keys = _key_store(config).list()
+    if as_json:
+        print_json([_key_json(key) for key in keys])
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="API keys")
     for column in ("id", "name", "role", "created", "revoked"):
         table.add_column(column)
-    for key in _key_store(config).list():
+    for key in keys:
         table.add_row(
             key.key_id,
             key.name,
@@ -118,9 +183,13 @@ def keys_list(config: Annotated[Path | None, _KEYS_CONFIG] = None) -> None:
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (see `tagops keys list`).")],
     config: Annotated[Path | None, _KEYS_CONFIG] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke a key (servers stop accepting it within key_cache_ttl_s)."""
     key = _key_store(config).revoke(key_id)
+    if as_json:
+        print_json(_key_json(key))
+        return
     typer.echo(f"revoked key {key.key_id} ({key.name!r})")
 
 
@@ -128,6 +197,7 @@ def log_replay(
     config: Annotated[
         Path | None, typer.Option(help="Serving config YAML whose database gets the rows.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write the prediction log rows left in this host's journal to the database.
 
@@ -153,6 +223,18 @@ def log_replay(
         log.dispose()
     files = [each.journal.files() for each in writers if each.journal is not None]
     left, bad = (sum(found[kind] for found in files) for kind in ("segment", "bad"))
+    if as_json:
+        print_json(
+            {
+                "database": safe_url(log.url),
+                "journal": str(log.options.journal_dir),
+                "predictions": counts["predictions"],
+                "shadow_predictions": counts["shadow_predictions"],
+                "held_segments": left,
+                "bad_segments": bad,
+            }
+        )
+        return
     typer.echo(
         f"{counts['predictions']} prediction rows and {counts['shadow_predictions']} shadow rows written "
         f"to {safe_url(log.url)} from {log.options.journal_dir}"

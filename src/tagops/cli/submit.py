@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json
 
 submit_app = command_group(
@@ -15,9 +16,6 @@ submit_app = command_group(
     "The cluster is the Ray dashboard's URL: --address, else RAY_JOB_ADDRESS, else RAY_ADDRESS when it "
     "is an http(s) URL."
 )
-
-#: What `tagops submit` exits with when the user stops following a job (it keeps running).
-INTERRUPTED_EXIT_CODE = 130
 
 AddressOption = Annotated[
     str | None,
@@ -72,11 +70,11 @@ def _workload_command(workload: str) -> Callable[..., None]:
                 "(tagops submit status|logs|stop JOB_ID)",
                 err=True,
             )
-            raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
         print_json(result.to_json())
-        if result.exit_code:
+        if result.exit_code:  # FAILED or STOPPED
             typer.echo(f"error: job {result.job_id} {result.status}: {result.message}", err=True)
-            raise typer.Exit(result.exit_code)
+            raise typer.Exit(ExitCode.ERROR)
 
     command.__doc__ = (
         f"`tagops {workload} ARGS` as a Ray Job on the cluster, with this tagops code and its settings.\n\n"

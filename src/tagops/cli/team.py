@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import command_group
+from tagops.cli.output import JsonFlag, command_group, print_json
 from tagops.errors import TagopsError
 
 team_app = command_group("A team stack on one host: MLflow on PostgreSQL, and the prediction log there.")
@@ -54,6 +54,16 @@ def _ensure_database(server: str, name: str) -> str:
     return url.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
 
 
+def _environment(lines: str) -> dict[str, str]:
+    """``export NAME=VALUE`` lines as a mapping (the team's environment, for ``--json``)."""
+    found = {}
+    for line in lines.splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name and value:
+            found[name.strip()] = value.strip()
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -73,8 +83,12 @@ def up(
     ] = "tagops",
     port: Annotated[int, typer.Option(min=0, max=65535, help="MLflow's port (0: a free one).")] = 5000,
     timeout: Annotated[float, typer.Option(min=1.0, help="Seconds to wait for MLflow to answer.")] = 180.0,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Start MLflow on PostgreSQL and prepare the log's database; prints the team's environment."""
+    """Start MLflow on PostgreSQL and prepare the log's database; prints the team's environment.
+
+    `--json` prints the environment as an object, with the server's pid and whether it already ran.
+    """
     import urllib.request
 
     from tagops.predlog.engine import create_log_engine
@@ -84,7 +98,12 @@ def up(
     folder = _folder()
     pid_file = folder / "mlflow.pid"
     if pid_file.is_file() and _alive(int(pid_file.read_text())):
-        typer.echo((folder / "env").read_text(encoding="utf-8"), nl=False)
+        lines = (folder / "env").read_text(encoding="utf-8")
+        if as_json:
+            running = {"pid": int(pid_file.read_text()), "already_running": True}
+            print_json({"env": _environment(lines), **running})
+            return
+        typer.echo(lines, nl=False)
         typer.echo(f"the team stack already runs (pid {pid_file.read_text()})", err=True)
         return
     backend = _ensure_database(postgres, f"{prefix}_mlflow")
@@ -137,6 +156,9 @@ def up(
     env_file = folder / "env"
     env_file.touch(mode=0o600)
     env_file.write_text(lines, encoding="utf-8")
+    if as_json:
+        print_json({"env": _environment(lines), "pid": server.pid, "already_running": False})
+        return
     typer.echo(lines, nl=False)
     typer.echo(f"team stack up: MLflow at {url} (pid {server.pid}), log in {prefix}_log", err=True)
 
@@ -156,22 +178,36 @@ def _stop(pid: int, timeout_s: float = 30.0) -> None:
 
 
 @team_app.command("down")
-def down() -> None:
-    """Stop the team's MLflow server (the databases and artifacts stay)."""
+def down(as_json: JsonFlag = False) -> None:
+    """Stop the team's MLflow server (the databases and artifacts stay).
+
+    `--json` prints `{"stopped": PID}`, with `null` when no server was running.
+    """
     folder = _folder()
     pid_file = folder / "mlflow.pid"
     if not pid_file.is_file():
+        if as_json:
+            print_json({"stopped": None})
+            return
         typer.echo("the team stack is not running", err=True)
         return
-    _stop(int(pid_file.read_text()))
+    pid = int(pid_file.read_text())
+    _stop(pid)
     pid_file.unlink()
+    if as_json:
+        print_json({"stopped": pid})
+        return
     typer.echo("team stack down", err=True)
 
 
 @team_app.command("env")
-def env() -> None:
+def env(as_json: JsonFlag = False) -> None:
     """Print the team's environment (as `up` printed it)."""
     path = _folder() / "env"
     if not path.is_file():
         raise TagopsError("no team stack here: run `tagops team up`")
-    typer.echo(path.read_text(encoding="utf-8"), nl=False)
+    lines = path.read_text(encoding="utf-8")
+    if as_json:
+        print_json(_environment(lines))
+        return
+    typer.echo(lines, nl=False)

@@ -144,6 +144,11 @@ class ServeConfig(FrozenModel):
     #: every request is already counted in /metrics and every prediction is in the prediction log, and
     #: Ray's access log formats and writes its lines on the replica's event loop, serial with inference.
     access_log: bool = False
+    #: How the server writes its log lines: ``text`` for a person at a terminal; ``json``, one JSON object
+    #: per line (time, level, logger, message, and ``request_id`` while a request is served) for a log
+    #: collector, on both engines (on Ray Serve, each replica's too). ``tagops serve --log-format`` and
+    #: ``TAGOPS_LOG_FORMAT`` override it.
+    log_format: Literal["text", "json"] = "text"
     #: How long a verified API key is trusted without looking again (revocation delay at most this).
     key_cache_ttl_s: Annotated[float, Field(ge=0.0)] = 5.0
     #: Feedback each key may send, by its role (``client``, ``labeller``, ``admin``); a role left out

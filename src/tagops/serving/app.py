@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +31,7 @@ from tagops.serving.batching import BatchAnswer, Infer, InferenceThread, predict
 from tagops.serving.console import ConsoleApi, ConsoleSources, add_console
 from tagops.serving.keys import ApiKey, Role
 from tagops.serving.limits import FeedbackLimiter
+from tagops.serving.logs import REQUEST_ID, accept_request_id
 from tagops.serving.metrics import CONTENT_TYPE, ServingMetrics
 from tagops.serving.model import ServedModel
 from tagops.serving.schemas import (
@@ -53,7 +53,6 @@ from tagops.serving.service import ReloadError, RolloutError, ServingService
 
 logger = logging.getLogger(__name__)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Invalid request; each error names its field."},
@@ -82,6 +81,11 @@ def _field(loc: Any) -> str:
 class RequestGuard:
     """Request ids, the body size bound, metrics for every request, and no stack trace ever leaking.
 
+    Each request's id (the client's ``X-Request-ID`` when sane, else a new one:
+    :func:`~tagops.serving.logs.accept_request_id`) is answered in the ``X-Request-ID`` header, kept in
+    the request's state for the prediction log and error bodies, and held in
+    :data:`~tagops.serving.logs.REQUEST_ID` while the request is served, for its log lines.
+
     A pure ASGI middleware: the body is read here, up to ``max_body_bytes`` (413 beyond), before the app
     parses it, so an oversized body is never buffered whole or parsed. Beyond ``max_in_flight`` requests
     at once (health, readiness and metrics not counted), a request is answered 503 with ``Retry-After``
@@ -106,9 +110,9 @@ class RequestGuard:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        offered = headers.get("x-request-id", "")
-        request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+        request_id = accept_request_id(headers.get("x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
+        context = REQUEST_ID.set(request_id)
         status = {"code": 500, "started": False}
 
         async def send_with_headers(message: Message) -> None:
@@ -153,6 +157,7 @@ class RequestGuard:
             if not status["started"]:
                 await _json_error(500, "internal server error", request_id)(scope, receive, send_with_headers)
         finally:
+            REQUEST_ID.reset(context)
             if counted:
                 self.in_flight -= 1
             route, code = self._route(scope), int(status["code"])

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 AUTO_RAY_ROWS = 20_000
 #: Rows per model call inside an actor.
 DEFAULT_BATCH_ROWS = 512
+
+#: Called as rows are predicted: rows predicted so far, rows in all (e.g. a progress bar).
+OnProgress = Callable[[int, int], None]
 
 
 class PredictBatches:
@@ -72,6 +76,7 @@ def predict_items(
     actors: int | None = None,
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for ``items`` (dicts with ``title`` and optional ``description``), in input order.
 
@@ -79,6 +84,7 @@ def predict_items(
     many threads. Rows travel sorted by text length, so each batch pads little (as the in-process path
     sorts a whole call's texts); the results come back in input order. ``stats``, when given, receives
     the pool size and when the first batch started and the last finished (steady-state throughput).
+    ``on_progress(done, total)`` is called in this process as the actors' blocks arrive.
     Uses :func:`tagops.runtime.ray_session` (embedded cluster, or ``RAY_ADDRESS``).
     """
     import pandas as pd
@@ -107,7 +113,7 @@ def predict_items(
         blocks = max(pool, math.ceil(len(frame) / (batch_size * 4)))
         chunk = math.ceil(len(frame) / blocks)
         dataset = ray.data.from_pandas([frame.iloc[i : i + chunk] for i in range(0, len(frame), chunk)])
-        predicted = dataset.map_batches(
+        mapped = dataset.map_batches(
             PredictBatches,
             fn_constructor_kwargs={
                 "model_dir": str(model_dir),
@@ -118,7 +124,15 @@ def predict_items(
             num_cpus=cpus_per_actor,
             batch_size=batch_size,
             batch_format="pandas",
-        ).to_pandas()
+        )
+        # Block by block as the actors finish them (what to_pandas() gathers), so progress can be told.
+        blocks_done, done = [], 0
+        for block in mapped.iter_batches(batch_size=None, batch_format="pandas"):
+            blocks_done.append(block)
+            done += len(block)
+            if on_progress is not None:
+                on_progress(done, len(frame))
+        predicted = pd.concat(blocks_done, ignore_index=True)
     logger.info("Ray Data predicted %d rows with %d actor(s)", len(predicted), pool)
     if stats is not None:
         stats.update(
@@ -155,12 +169,23 @@ def predict_stage(
     actors: int | None = None,
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[dict[str, Any]]:
-    """Predict the items in this process (``local``) or on a Ray Data actor pool (``ray``)."""
+    """Predict the items in this process (``local``) or on a Ray Data actor pool (``ray``).
+
+    ``on_progress(done, total)`` is called after each batch of rows (``local``) or block (``ray``).
+    """
     from tagops.inference.predictor import predict_in_batches
 
     if engine == "local":
-        return predict_in_batches(predictor, items, batch_size=batch_size)
+        if on_progress is None:
+            return predict_in_batches(predictor, items, batch_size=batch_size)
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(items), batch_size):  # the same batches, one call each
+            batch = items[start : start + batch_size]
+            results.extend(predict_in_batches(predictor, batch, batch_size=batch_size))
+            on_progress(len(results), len(items))
+        return results
     model_dir = predictor.metadata.get("path")
     if not model_dir:
         raise ValueError("batch inference on Ray needs a predictor loaded from a model folder")
@@ -173,6 +198,7 @@ def predict_stage(
         actors=actors,
         cpus_per_actor=cpus_per_actor,
         stats=stats,
+        on_progress=on_progress,
     )
 
 
@@ -185,6 +211,7 @@ def batch_plan(
     actors: int | None = None,
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[Stage]:
     """The batch prediction workload over a loaded ``predictor``: read, choose the engine, predict, write."""
     from tagops.inference.predictor import read_items, write_predictions
@@ -207,6 +234,7 @@ def batch_plan(
                 "actors": actors,
                 "cpus_per_actor": cpus_per_actor,
                 "stats": stats,
+                "on_progress": on_progress,
             },
             outputs=("results",),
         ),
@@ -231,11 +259,13 @@ def predict_file(
     actors: int | None = None,
     cpus_per_actor: int = 1,
     stats: dict[str, Any] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> int:
     """Predict every row of ``input_path`` into ``output_path`` with :func:`batch_plan`; returns rows written.
 
     ``engine``: ``ray`` (Ray Data actor pool), ``local`` (this process) or ``auto`` (:func:`choose_engine`).
-    The output file is the same whichever engine predicts.
+    The output file is the same whichever engine predicts. ``on_progress(done, total)``, when given, is
+    called in this process as rows are predicted (a progress bar).
     """
     plan = batch_plan(
         input_path,
@@ -245,6 +275,7 @@ def predict_file(
         actors=actors,
         cpus_per_actor=cpus_per_actor,
         stats=stats,
+        on_progress=on_progress,
     )
     rows: int = run_stages(plan, settings, results={"predictor": predictor})["rows"]
     return rows

@@ -16,7 +16,11 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 Family = Literal["transformer", "linear"]
 TUNE_RECORD = "tagops_tune.json"
 METRIC = "val_f1"
+
+#: Called as trials finish: trials finished (completed, stopped early or failed), trials in the search.
+OnTrial = Callable[[int, int], None]
 
 
 @dataclass
@@ -212,6 +219,56 @@ def _log_child(
         logger.warning("could not log trial metrics to MLflow: %s", error)
 
 
+# ---------------------------------------------------------------------------------------- progress
+_TRIAL_LISTENER: ContextVar[OnTrial | None] = ContextVar("tagops_trial_listener", default=None)
+
+
+@contextmanager
+def _trial_listener(listener: OnTrial | None) -> Iterator[None]:
+    token = _TRIAL_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _TRIAL_LISTENER.reset(token)
+
+
+def _report_trials(done: int, total: int) -> None:
+    """Tell the search's listener how many trials have finished; its errors never fail the search."""
+    listener = _TRIAL_LISTENER.get()
+    if listener is None:
+        return
+    try:
+        listener(done, total)
+    except Exception as error:
+        logger.debug("the trial listener failed: %s", error)
+
+
+@cache
+def trial_progress_class() -> type[Any]:
+    """The Ray Tune callback class, defined on first use so that importing this module imports no Ray.
+
+    Tune saves its callbacks with the experiment and a resumed search runs the saved ones, so the
+    callback holds no listener: it calls :func:`_report_trials`, which reads the listener of the search
+    running now (:func:`run_tuning`'s ``on_trial``).
+    """
+    from ray import tune
+
+    class TrialProgress(tune.Callback):  # type: ignore[misc]
+        """Runs in the driver after each step of Tune's loop: counts the trials that have ended."""
+
+        def __init__(self, trials: int) -> None:
+            self.trials = trials
+            self.reported = -1
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            done = sum(1 for trial in trials if trial.status in ("TERMINATED", "ERROR"))
+            if done != self.reported:
+                self.reported = done
+                _report_trials(done, max(self.trials, len(trials)))
+
+    return TrialProgress
+
+
 # ------------------------------------------------------------------------------------------ the search
 def tune_dir(settings: Settings) -> Path:
     """Where Ray Tune keeps experiments (beside Ray Train's runs)."""
@@ -226,11 +283,16 @@ def run_tuning(
     registry: Registry | None = None,
     name: str | None = None,
     resume: bool = False,
+    on_trial: OnTrial | None = None,
 ) -> TuneResult:
-    """Search, then train, register and gate the best trial's parameters (when a registry is given)."""
-    from tagops.data.stages import pull_stage, split_stage, validate_stage
+    """Search, then train, register and gate the best trial's parameters (when a registry is given).
 
-    snapshot = pull_stage(settings, cfg.data)
+    ``on_trial(done, total)``, when given, is called in this process as trials end (a progress bar).
+    """
+    from tagops.data.stages import split_stage, validate_stage
+    from tagops.warehouse.training import data_stage
+
+    snapshot = data_stage(settings, cfg.data)
     dataset, holdout = validate_stage(snapshot)
     train, val = split_stage(dataset, cfg.data)
     name = name or f"tune-{family}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -270,7 +332,8 @@ def run_tuning(
             "parent_run_id": parent_run_id,
             "name": name,
         }
-    trials = _search(cfg, settings, family=family, name=name, data=data, tracking=tracking, resume=resume)
+    with _trial_listener(on_trial):
+        trials = _search(cfg, settings, family=family, name=name, data=data, tracking=tracking, resume=resume)
     if tracking is not None:
         _close_unfinished(tracking["tracking_uri"], trials)
     completed = [t for t in trials if t.get("best_val_f1") is not None]
@@ -356,6 +419,7 @@ def _search(
                     storage_path=str(tune_dir(settings)),
                     verbose=0,
                     failure_config=tune.FailureConfig(max_failures=0),
+                    callbacks=[trial_progress_class()(cfg.trials)],
                 ),
             )
         grid = tuner.fit()

@@ -34,6 +34,7 @@ from tagops.models.transformer.network import (
     quiet_transformers,
     resolve_encoder,
 )
+from tagops.models.transformer.progress import current_listener, notify
 from tagops.models.transformer.training import (
     TrainState,
     build_loss,
@@ -138,6 +139,7 @@ class TransformerModel:
         optimizer, scheduler = build_optimizer(module, p, total_steps)
         loss_fn = build_loss(p, label_ids, len(self.labels))
         best_weights: dict[str, Any] = {}  # the best epoch's tensors, when there is validation data
+        listener = current_listener()
 
         def batches(epoch: int) -> Iterator[dict[str, np.ndarray]]:
             order = epoch_order(train_arrays, p.batch_size, np.random.default_rng(epoch_seed(seed, epoch)))
@@ -148,6 +150,7 @@ class TransformerModel:
                 best_weights.update({k: v.detach().clone() for k, v in module.state_dict().items()})
             logger.info("%s", epoch_summary(state.epoch, p.epochs, metrics))
             logger.debug("epoch %d: %s", state.epoch, {k: round(v, 4) for k, v in metrics.items()})
+            notify(listener, state.epoch, p.epochs)
             if on_epoch is not None:
                 on_epoch(state)
 

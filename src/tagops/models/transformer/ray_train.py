@@ -36,6 +36,7 @@ from tagops import LABELS
 from tagops.config import TransformerParams
 from tagops.models.transformer.model import TransformerModel
 from tagops.models.transformer.network import TextEncoder, resolve_encoder
+from tagops.models.transformer.progress import current_listener, notify
 from tagops.models.transformer.ray_worker import SCORE, Tracking, train_loop_per_worker
 from tagops.models.transformer.training import epoch_summary
 
@@ -201,6 +202,7 @@ class EpochLog:
         self.poll_s = poll_s
         self.mailbox: Any = ray.remote(num_cpus=0)(EpochMailbox).remote()
         self.logged: set[int] = set()
+        self.listener = current_listener()  # the polling thread does not inherit the caller's context
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="tagops-epoch-log", daemon=True)
 
@@ -255,6 +257,7 @@ class EpochLog:
             if epoch not in self.logged:
                 self.logged.add(epoch)
                 logger.info("%s", epoch_summary(epoch, self.epochs, metrics))
+                notify(self.listener, epoch, self.epochs)
 
 
 # --------------------------------------------------------------------------------------- the driver

@@ -45,6 +45,8 @@ def deployment_options(cfg: ServeConfig) -> dict[str, Any]:
         "max_constructor_retry_count": 3,
         "logging_config": {"enable_access_log": cfg.access_log},
     }
+    if cfg.log_format == "json":  # Serve's replica log files (each replica's stderr: at its start)
+        options["logging_config"]["encoding"] = "JSON"
     if cfg.autoscaling is not None:
         options["autoscaling_config"] = cfg.autoscaling.model_dump()
     else:
@@ -96,11 +98,13 @@ def build_deployment(cfg: ServeConfig) -> Any:
         def __init__(self, config: dict[str, Any], deployment_id: str) -> None:
             import ray
 
+            from tagops.serving.logs import configure_replica_logging
             from tagops.serving.wiring import build_replica
             from tagops.settings import Settings, prepare_environment
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
             self.config = ServeConfig.model_validate(config)
+            configure_replica_logging(self.config.log_format)
             settings = Settings()
             prepare_environment(settings)
             self.inference = InferenceThread()
@@ -192,12 +196,14 @@ def app_builder(args: dict[str, Any]) -> Any:
 
 
 def _undeployed_fields(cfg: ServeConfig) -> set[str]:
-    """Fields left out of a Serve config: the secret URL, and the shadow settings when no shadow runs.
+    """Fields left out of a Serve config: the secret URL, default text logs, and unused shadow settings.
 
     Leaving the unused shadow settings out keeps the rendered files in ``deploy/`` free of settings
     that do nothing without a shadow model; the builder fills them in with their defaults.
     """
     excluded = {"database_url"}
+    if cfg.log_format == "text":  # the default, which the builder fills in
+        excluded.add("log_format")
     if cfg.shadow_model_uri is None:
         excluded |= {"shadow_model_uri", "shadow_queue_items"}
     return excluded

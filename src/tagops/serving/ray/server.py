@@ -158,6 +158,13 @@ def run_ray(
             stop = stack.enter_context(_stop_on_signal())
             import ray
 
+            if cfg.log_format == "json":
+                import ray.serve  # sets up Serve's console logger, which this process's lines then go through
+
+                from tagops.serving.logs import ray_serve_lines_as_json
+
+                ray_serve_lines_as_json()
+
             if cfg.ingress == "haproxy" and not settings.ray_address:  # the embedded cluster's HAProxy
                 node_id = ray.get_runtime_context().get_node_id()
             cpus = float(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
