@@ -248,3 +248,23 @@ def test_predict_file_rejects_bad_input_before_writing(tmp_path: Path, model_dir
     with pytest.raises(DataError):
         predict_file(Predictor.from_directory(model_dir), source, output)
     assert not output.exists()
+
+
+def test_auto_engine_uses_ray_for_a_network_alone_or_in_an_ensemble_over_a_large_file(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tagops.workloads.batch import AUTO_RAY_ROWS, choose_engine
+
+    def predictor(family: str, *members: str) -> SimpleNamespace:
+        model = SimpleNamespace(family=family, members_=[SimpleNamespace(family=m) for m in members])
+        return SimpleNamespace(model=model)
+
+    big, small = tmp_path / "big.csv", tmp_path / "small.csv"
+    big.write_text("title\n" + "x\n" * AUTO_RAY_ROWS)
+    small.write_text("title\nx\n")
+    assert choose_engine("auto", predictor("transformer"), big) == "ray"
+    assert choose_engine("auto", predictor("ensemble", "transformer", "linear"), big) == "ray"
+    assert choose_engine("auto", predictor("ensemble", "rules", "linear"), big) == "local"
+    assert choose_engine("auto", predictor("linear"), big) == "local"
+    assert choose_engine("auto", predictor("ensemble", "transformer", "linear"), small) == "local"
+    assert choose_engine("local", predictor("transformer"), big) == "local"

@@ -1,7 +1,8 @@
 """Batch prediction: read a file of items, predict them in this process or on Ray Data, write the results.
 
 ``tagops predict --input items.csv --output predictions.jsonl [--engine auto|local|ray]``; ``auto`` (the
-default) uses Ray for a transformer over files of at least :data:`AUTO_RAY_ROWS` rows. The input is read
+default) uses Ray for a transformer, alone or in an ensemble, over files of at least
+:data:`AUTO_RAY_ROWS` rows. The input is read
 and validated once (every bad row named). On Ray it is split into blocks and sent through ``map_batches``
 over an actor pool: each actor loads the model once and predicts whole batches with the same
 ``Predictor``. The output file is byte-for-byte the same whichever engine predicts.
@@ -145,15 +146,22 @@ def predict_items(
     return [json.loads(result) for result in ordered]
 
 
+def runs_a_network(model: Any) -> bool:
+    """Whether predicting with ``model`` runs a transformer network: itself, or a member of its ensemble."""
+    if model.family == "ensemble":
+        return any(runs_a_network(member) for member in getattr(model, "members_", ()))
+    return bool(model.family == "transformer")
+
+
 def choose_engine(engine: str, predictor: Predictor, input_path: Path) -> str:
-    """``local`` or ``ray``: ``auto`` picks Ray for a transformer over a file of many rows.
+    """``local`` or ``ray``: ``auto`` picks Ray for a network (alone or in an ensemble) over many rows.
 
     The row count is estimated from line breaks (a quoted CSV field may span lines), which is all a
     threshold needs; the in-process path is faster for the other families at any size.
     """
     if engine != "auto":
         return engine
-    if predictor.model.family != "transformer" or not input_path.is_file():
+    if not runs_a_network(predictor.model) or not input_path.is_file():
         return "local"
     with input_path.open("rb") as handle:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
