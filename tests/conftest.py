@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -103,9 +104,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @contextmanager
 def restored_process_state() -> Iterator[None]:
-    """Undo what a CLI entry point does to the process: environment variables, root logging handlers (closed)
-    and the levels of the root and ``tagops`` loggers."""
+    """Undo what a CLI entry point does to the process: environment variables, root logging handlers (closed),
+    the levels of the root and ``tagops`` loggers, and ``sys.excepthook`` (Typer installs its own)."""
     environ = dict(os.environ)
+    excepthook = sys.excepthook
     loggers = [logging.getLogger(), logging.getLogger("tagops")]
     handlers = list(loggers[0].handlers)
     levels = [logger.level for logger in loggers]
@@ -120,6 +122,7 @@ def restored_process_state() -> Iterator[None]:
             logger.setLevel(level)
         os.environ.clear()
         os.environ.update(environ)
+        sys.excepthook = excepthook
 
 
 @pytest.fixture(scope="session")

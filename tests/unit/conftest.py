@@ -53,6 +53,18 @@ def make_projects(per_label: int = 12, *, start_id: int = 1, offset: int = 0) ->
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def fit_rules_model(folder: Path) -> Path:
+    """A small rules model fitted on :func:`make_projects` rows, saved in ``folder``: a real model in ms."""
+    from tagops.config import RulesParams
+    from tagops.data.clean import build_text
+    from tagops.models.rules import RulesModel
+
+    frame = make_projects(8)
+    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
+    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
+    return folder
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     """Write ``frame`` as a CSV file and return its path."""
     frame.to_csv(path, index=False)

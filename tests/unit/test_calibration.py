@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from tagops import LABELS
-from tagops.config import CalibrationConfig, EvalConfig, RulesParams
-from tagops.data.clean import build_text
+from tagops.config import CalibrationConfig, EvalConfig
 from tagops.inference.predictor import Predictor
 from tagops.metrics import bootstrap_ece_ci, compute_report, expected_calibration_error
 from tagops.models.calibration import (
@@ -23,11 +22,10 @@ from tagops.models.calibration import (
     read_calibration,
     write_calibration,
 )
-from tagops.models.rules import RulesModel
 from tagops.workloads.calibrate import calibrate_stage, carry_calibration_stage
 from tagops.workloads.evaluate import evaluate_predictor
 
-from .conftest import make_projects
+from .conftest import fit_rules_model, make_projects
 
 pytestmark = pytest.mark.unit
 
@@ -128,11 +126,7 @@ def test_bootstrap_ece_interval_brackets_the_point_estimate() -> None:
 # ------------------------------------------------------------------------------- saved and served
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    frame = make_projects(8)
-    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
-    folder = tmp_path / "rules"
-    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
-    return folder
+    return fit_rules_model(tmp_path / "rules")
 
 
 def test_predictor_uses_the_models_threshold_unless_overridden(model_dir: Path) -> None:

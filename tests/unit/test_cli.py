@@ -18,13 +18,10 @@ from typer.testing import CliRunner
 
 from tagops import LABELS
 from tagops.cli import app, main
-from tagops.config import RulesParams
-from tagops.data.clean import build_text
 from tagops.data.robustness import TRANSFORMS
 from tagops.errors import DataError
-from tagops.models.rules import RulesModel
 
-from .conftest import make_projects, write_csv
+from .conftest import fit_rules_model, make_projects, write_csv
 from .test_robustness import patch_load_challenge
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("restore_process_state", "tagops_home")]
@@ -32,20 +29,9 @@ pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("restore_process_state",
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_excepthook() -> Iterator[None]:
-    hook = sys.excepthook  # typer installs its own on every call
-    yield
-    sys.excepthook = hook
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = make_projects(8)
-    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
-    folder = tmp_path_factory.mktemp("cli-model") / "rules"
-    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
-    return folder
+    return fit_rules_model(tmp_path_factory.mktemp("cli-model") / "rules")
 
 
 def run_main(

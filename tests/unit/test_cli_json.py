@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tagops.cli import app
-from tagops.config import RulesParams
-from tagops.data.clean import build_text
-from tagops.models.rules import RulesModel
 
-from .conftest import make_projects, write_csv
+from .conftest import fit_rules_model, make_projects, write_csv
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("restore_process_state", "tagops_home")]
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _restore_excepthook() -> Iterator[None]:
-    import sys
-
-    hook = sys.excepthook  # typer installs its own on every call
-    yield
-    sys.excepthook = hook
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = make_projects(8)
-    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
-    folder = tmp_path_factory.mktemp("json-model") / "rules"
-    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
-    return folder
+    return fit_rules_model(tmp_path_factory.mktemp("json-model") / "rules")
 
 
 def run_json(*args: str) -> object:

@@ -11,13 +11,10 @@ import pandas as pd
 import pytest
 
 from tagops import LABELS
-from tagops.config import RulesParams
-from tagops.data.clean import build_text
 from tagops.errors import DataError, Violation
 from tagops.inference.predictor import Predictor, predict_file, read_items
-from tagops.models.rules import RulesModel
 
-from .conftest import make_projects
+from .conftest import fit_rules_model
 
 pytestmark = pytest.mark.unit
 
@@ -46,11 +43,7 @@ TABLE = {
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = make_projects(8)
-    texts = [build_text(t, d) for t, d in zip(frame.title, frame.description, strict=True)]
-    folder = tmp_path_factory.mktemp("model") / "rules"
-    RulesModel(RulesParams(min_term_count=2)).fit(texts, frame.tag.tolist()).save(folder)
-    return folder
+    return fit_rules_model(tmp_path_factory.mktemp("model") / "rules")
 
 
 def test_predict_result_fields_without_threshold() -> None:
