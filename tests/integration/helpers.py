@@ -354,3 +354,33 @@ def log_labelled_rows(
     store.writer.stop()
     store.dispose()
     return len(rows)
+
+
+def train_linear_champion(settings: Settings, fixture_dir: Path, registry: Any = None, **params: Any) -> int:
+    """Train a linear model (``params``) on the fixtures, register it and make it ``champion``; its version.
+
+    The promotion goes through the gate with its behavioural cases off (the 80 fixture rows do not teach
+    them), so the promotion history starts with an ``initial`` record as a real first champion's does.
+    """
+    from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
+    from tagops.data.stages import pull_stage, validate_stage
+    from tagops.registry.client import Registry
+    from tagops.workloads.promote import promote
+    from tagops.workloads.train import run_training
+
+    registry = registry or Registry(settings)
+    cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams(**params))
+    trained = run_training(cfg, settings, registry=registry)
+    assert trained.version is not None
+    _, holdout = validate_stage(pull_stage(settings, cfg.data))
+    decision = promote(
+        registry,
+        holdout=holdout,
+        eval_cfg=cfg.evaluation,
+        gate=GateConfig(behaviour=()),
+        history=settings.promotion_history,
+        version=trained.version,
+        trigger="initial",
+    )
+    assert decision.promote, decision.reason
+    return int(trained.version)

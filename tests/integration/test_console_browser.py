@@ -27,8 +27,8 @@ import pandas as pd
 import pytest
 
 from tagops import LABELS
-from tagops.config import DataConfig, GateConfig, LinearParams, MonitorConfig, TrainConfig
-from tests.integration.helpers import isolated_home, serving
+from tagops.config import MonitorConfig
+from tests.integration.helpers import isolated_home, serving, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,30 +72,16 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
     require_browser()
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.workloads.monitor import run_monitor
-    from tagops.workloads.promote import promote
-    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("console")
     with isolated_home(root / "home") as settings:
         registry = Registry(settings)
-        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
-        trained = run_training(cfg, settings, registry=registry)
-        _, holdout = validate_stage(pull_stage(settings, cfg.data))
-        promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=cfg.evaluation,
-            gate=GateConfig(behaviour=()),
-            history=settings.promotion_history,
-            version=trained.version,
-            trigger="initial",
-        )
+        train_linear_champion(settings, fixture_dir, registry)
         store = PredictionLog(default_database_url(settings))
         store.create_tables()
         keys = KeyStore(store.engine)

@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, log_labelled_rows, run_cli
+from tests.integration.helpers import isolated_home, log_labelled_rows, run_cli, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,29 +47,15 @@ def _log_labelled_traffic(settings: Any, version: int, frame: pd.DataFrame) -> i
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
     from tagops.simulation.traffic import shifted_frame
-    from tagops.workloads.promote import promote
-    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("loop")
     with isolated_home(root / "home") as settings:
         registry = Registry(settings)
-        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
-        first = run_training(cfg, settings, registry=registry)
-        _, holdout = validate_stage(pull_stage(settings, cfg.data))
-        promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=cfg.evaluation,
-            gate=GateConfig(behaviour=()),  # the fixtures do not teach the behavioural cases
-            history=settings.promotion_history,
-            version=first.version,
-            trigger="initial",
-        )
+        first_version = train_linear_champion(settings, fixture_dir, registry)
         dataset = pd.read_csv(fixture_dir / "dataset.csv", dtype=str, keep_default_na=False)
-        _log_labelled_traffic(settings, int(first.version or 0), shifted_frame(dataset))
+        _log_labelled_traffic(settings, first_version, shifted_frame(dataset))
         config = root / "loop.yaml"
         config.write_text(
             "monitor: {min_window_rows: 20, min_feedback_rows: 20, permutations: 500,"
@@ -82,7 +67,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
             "schedule: {every: 1s, pipeline: false}\n",
             encoding="utf-8",
         )
-        yield Env(settings, root, int(first.version or 0), config)
+        yield Env(settings, root, first_version, config)
 
 
 def test_a_turn_monitors_retrains_on_the_alarm_and_the_next_turn_rests(env: Env) -> None:

@@ -21,8 +21,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving
+from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,32 +42,17 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
 
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
     from tagops.serving.state import ServingState
     from tagops.simulation.traffic import shifted_frame
-    from tagops.workloads.promote import promote
-    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("retrain")
     with isolated_home(root / "home") as settings:
         registry = Registry(settings)
-        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
-        first = run_training(cfg, settings, registry=registry)
-        snap = pull_stage(settings, cfg.data)
-        _, holdout = validate_stage(snap)
-        promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=cfg.evaluation,
-            gate=GateConfig(behaviour=()),  # the fixtures do not teach the behavioural cases
-            history=settings.promotion_history,
-            version=first.version,
-            trigger="initial",
-        )
+        first_version = train_linear_champion(settings, fixture_dir, registry)
         store = PredictionLog(default_database_url(settings))
         ServingState(store.engine).create_tables()
         keys = KeyStore(store.engine)
@@ -157,7 +141,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
                 root,
                 url,
                 admin_key,
-                int(first.version or 0),
+                first_version,
                 len(ids)
                 + 1
                 + 1

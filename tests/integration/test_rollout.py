@@ -19,8 +19,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, run_cli, run_make, serving
+from tagops.config import DataConfig, LinearParams, TrainConfig
+from tests.integration.helpers import isolated_home, run_cli, run_make, serving, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,30 +38,17 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.engine import default_database_url
     from tagops.predlog.log import PredictionLog
     from tagops.registry.client import Registry
     from tagops.serving.keys import KeyStore
-    from tagops.workloads.promote import promote
     from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("rollout")
     with isolated_home(root / "home") as settings:
         registry = Registry(settings)
         cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
-        first = run_training(cfg, settings, registry=registry)
-        snap = pull_stage(settings, cfg.data)
-        _, holdout = validate_stage(snap)
-        promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=cfg.evaluation,
-            gate=GateConfig(behaviour=()),
-            history=settings.promotion_history,
-            version=first.version,
-            trigger="initial",
-        )
+        train_linear_champion(settings, fixture_dir, registry)
         second = cfg.model_copy(update={"model": LinearParams(C=5.0)})  # another model: version 2
         assert run_training(second, settings, registry=registry).version == 2
         store = PredictionLog(default_database_url(settings))

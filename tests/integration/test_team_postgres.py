@@ -17,8 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving
+from tests.integration.helpers import isolated_home, predict_frame, run_cli, serving, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +58,6 @@ def test_the_loop_runs_on_the_team_stack(tmp_path: Path, fixture_dir: Path) -> N
 
 
 def _loop(root: Path, fixture_dir: Path, team: dict[str, str]) -> None:
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.predlog.log import PredictionLog
     from tagops.predlog.schema import schema_revision
     from tagops.registry.aliases import alias_version
@@ -67,24 +65,11 @@ def _loop(root: Path, fixture_dir: Path, team: dict[str, str]) -> None:
     from tagops.serving.keys import KeyStore
     from tagops.settings import Settings
     from tagops.simulation.traffic import shifted_frame
-    from tagops.workloads.promote import promote
-    from tagops.workloads.train import run_training
 
     settings = Settings()
     assert settings.tracking_uri == team["MLFLOW_TRACKING_URI"]
     registry = Registry(settings)
-    cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams())
-    first = run_training(cfg, settings, registry=registry)
-    _, holdout = validate_stage(pull_stage(settings, cfg.data))
-    assert promote(
-        registry,
-        holdout=holdout,
-        eval_cfg=cfg.evaluation,
-        gate=GateConfig(behaviour=()),
-        history=settings.promotion_history,
-        version=first.version,
-        trigger="initial",
-    ).promote
+    first_version = train_linear_champion(settings, fixture_dir, registry)
     log = PredictionLog(team["TAGOPS_SERVE_DATABASE_URL"])
     assert schema_revision(log.engine) == "0002"  # `team up` applied the migrations
     keys = KeyStore(log.engine)
@@ -119,7 +104,7 @@ def _loop(root: Path, fixture_dir: Path, team: dict[str, str]) -> None:
                     "drift_alarm": True,
                     "since": "2026-11-26T10:00:00+00:00",
                     "until": "2026-11-26T11:00:00+00:00",
-                    "model_version": first.version,
+                    "model_version": first_version,
                 }
             )
         )

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tagops.config import DataConfig, GateConfig, LinearParams, TrainConfig
-from tests.integration.helpers import ROOT, isolated_home, run_make
+from tagops.config import DataConfig, LinearParams, TrainConfig
+from tests.integration.helpers import ROOT, isolated_home, run_make, train_linear_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,26 +32,12 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator[Env]:
-    from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
-    from tagops.workloads.promote import promote
-    from tagops.workloads.train import run_training
 
     root = tmp_path_factory.mktemp("workflows")
     with isolated_home(root / "production") as production:
         registry = Registry(production)
-        cfg = TrainConfig(data=DataConfig(source_dir=fixture_dir), model=LinearParams(C=0.5))
-        trained = run_training(cfg, production, registry=registry)
-        _, holdout = validate_stage(pull_stage(production, cfg.data))
-        promote(
-            registry,
-            holdout=holdout,
-            eval_cfg=cfg.evaluation,
-            gate=GateConfig(behaviour=()),
-            history=production.promotion_history,
-            version=trained.version,
-            trigger="initial",
-        )
+        trained_version = train_linear_champion(production, fixture_dir, registry, C=0.5)
         production_uri = production.tracking_uri
     pipeline = root / "pipeline.yaml"
     pipeline.write_text(
@@ -62,7 +48,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, fixture_dir: Path) -> Iterator
     with isolated_home(root / "branch") as branch:
         result = run_make("run", CONFIG=pipeline)
         assert result.returncode == 0, result.explain()
-        yield Env(branch, root, production_uri, int(trained.version or 0))
+        yield Env(branch, root, production_uri, trained_version)
 
 
 def test_data_check_pulls_validates_and_tests_the_data(mirror_dir: Path, tmp_path: Path) -> None:
