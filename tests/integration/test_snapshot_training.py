@@ -9,6 +9,7 @@ model again, byte for byte (the registry finds its content hash), with the same 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -91,6 +92,8 @@ def test_a_model_trained_from_a_snapshot_is_reproduced_from_its_id(env: Env) -> 
     assert registered.tags["snapshot_id"] == first
     (run,) = _runs_of(env, first)
     assert run.data.params["snapshot_id"] == first
+    logged = registry.client.download_artifacts(run.info.run_id, "data/lineage.json", str(env.config.parent))
+    assert json.loads(Path(logged).read_text(encoding="utf-8"))["snapshot_id"] == first
 
     # The sources move on: a relabelled row and a new one make another snapshot.
     dataset = pd.read_csv(env.sources / "dataset.csv", dtype=str)
@@ -128,7 +131,6 @@ def test_the_zenml_run_records_the_snapshot_it_trained_on(env: Env) -> None:
 
 
 def test_retraining_trains_on_a_snapshot_built_with_the_trusted_feedback(env: Env) -> None:
-    import json
     from datetime import UTC, datetime, timedelta
 
     from tagops.config import DataConfig, RetrainConfig, TrainConfig

@@ -649,6 +649,8 @@ def test_a_snapshot_exports_as_byte_identical_data_files(tmp_path: Path) -> None
     training, holdout, _ = load_snapshot(Settings(), snapshot.snapshot_id)
     pd.testing.assert_frame_equal(load_projects(first.dataset_path), training, check_dtype=False)
     pd.testing.assert_frame_equal(load_projects(first.holdout_path), holdout, check_dtype=False)
+    lineage = json.loads((first.dataset_path.parent / "lineage.json").read_text(encoding="utf-8"))
+    assert lineage == json.loads((snapshot.path / "lineage.json").read_text(encoding="utf-8"))
     written = first.dataset_path.stat().st_mtime_ns
     again = export_snapshot(Settings(), "latest")
     assert again == first and first.dataset_path.stat().st_mtime_ns == written  # not rewritten

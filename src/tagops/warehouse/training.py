@@ -2,7 +2,8 @@
 
 ``DataConfig.snapshot`` names a snapshot (an id, a unique prefix of one, ``latest``) or asks for a new
 one (``build``). :func:`data_stage` resolves it and writes the snapshot's training set and holdout as
-``dataset.csv`` and ``holdout.csv`` under ``TAGOPS_HOME/warehouse/exports/<id>/``; validation, the
+``dataset.csv`` and ``holdout.csv`` under ``TAGOPS_HOME/warehouse/exports/<id>/``, beside a copy of its
+``lineage.json``; validation, the
 split, fitting, evaluation and registration then read them as they read any data files, and the run
 records the snapshot id beside the files' sha256 (MLflow tags and parameters, ZenML's data artifact).
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from tagops.data.ingest import EXPECTED_COLUMNS
 from tagops.data.stages import DataSnapshot, pull_stage
-from tagops.warehouse.snapshots import load_snapshot, resolve_snapshot, warehouse_dir
+from tagops.warehouse.snapshots import LINEAGE_FILE, load_snapshot, resolve_snapshot, warehouse_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,11 +77,14 @@ def export_snapshot(settings: Settings, reference: str) -> DataSnapshot:
         IntegrityError: a Parquet file of the snapshot is missing or changed.
 
     """
-    snapshot_id = resolve_snapshot(settings, reference).name
+    source = resolve_snapshot(settings, reference)
+    snapshot_id = source.name
     training, holdout, _ = load_snapshot(settings, snapshot_id)
     folder = exports_dir(settings) / snapshot_id
     dataset_sha = _write_once(folder / DATASET_FILE, render_csv(training))
     holdout_sha = _write_once(folder / HOLDOUT_FILE, render_csv(holdout))
+    # The lineage travels with the files: registration logs it into the model's MLflow run.
+    _write_once(folder / LINEAGE_FILE, (source / LINEAGE_FILE).read_bytes())
     logger.info(
         "data: snapshot %s (%d training rows, %d holdout rows)", snapshot_id, len(training), len(holdout)
     )

@@ -99,6 +99,10 @@ def register_stage(
             *write_report(holdout_report, report_dir / "holdout.json"),
         ]
         registry.log_artifacts(files, artifact_path="evaluation")
+        lineage = data.dataset_path.parent / "lineage.json"
+        if data.snapshot_id is not None and lineage.is_file():
+            # What the warehouse snapshot was built from (sources' and SQL's sha256, row counts, feedback).
+            registry.log_artifacts([lineage], artifact_path="data")
         registry.log_dict(cfg.model_dump(mode="json"), "config.json")
         has_reference = False
         if reference is not None and reference.enabled:
