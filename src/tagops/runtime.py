@@ -37,10 +37,13 @@ def ray_session(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES,
+    lean: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Start (or join) Ray for the duration of the block; yields the cluster's resources.
 
     A session that is already initialised (e.g. a test module's shared cluster) is reused and left running.
+    ``lean`` starts an embedded cluster without the head's service processes (:func:`lean_head_node`);
+    it changes nothing when joining a cluster.
     """
     import ray
 
@@ -56,20 +59,57 @@ def ray_session(
         ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
-        ray.init(
-            num_cpus=num_cpus or available_cpus(),
-            num_gpus=num_gpus,
-            object_store_memory=object_store_memory,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            _temp_dir=str(settings.ray_temp_dir),
-            _node_ip_address="127.0.0.1",
-        )
+        with lean_head_node(enabled=lean):
+            ray.init(
+                num_cpus=num_cpus or available_cpus(),
+                num_gpus=num_gpus,
+                object_store_memory=object_store_memory,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                _temp_dir=str(settings.ray_temp_dir),
+                _node_ip_address="127.0.0.1",
+            )
     try:
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
+
+
+#: The head's processes a lean embedded node does without: the dashboard's API server (started even with
+#: ``include_dashboard=False``: jobs, state API, usage stats), the autoscaler's monitor (a one-node cluster
+#: of fixed size has nothing to scale) and the log monitor (it relays worker logs to drivers that ask for
+#: them; ``log_to_driver=False`` here).
+LEAN_SKIPPED_PROCESSES = ("start_api_server", "start_monitor", "start_log_monitor")
+
+
+@contextmanager
+def lean_head_node(*, enabled: bool) -> Iterator[None]:
+    """While the block starts an embedded node, skip the head processes a server does not use.
+
+    Each is a Python process that imports its own stack on the node's CPUs while the cluster and the
+    replicas start: on 2 CPUs, skipping them takes about 2 s off a Ray Serve cold start
+    (``benchmarks/serve_defaults.py``). The embedded cluster then answers no Jobs or state-API calls and
+    ``ray status`` shows no autoscaler; a cluster a team runs is joined as it is. Ray 2.60 starts them
+    from ``ray._private.node.Node``; another Ray without those methods starts them all.
+    """
+    from ray._private import node
+
+    originals = {name: getattr(node.Node, name, None) for name in LEAN_SKIPPED_PROCESSES}
+    if not enabled or None in originals.values():
+        yield
+        return
+
+    def skip(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    for name in originals:
+        setattr(node.Node, name, skip)
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(node.Node, name, method)
 
 
 def send_ray_messages_to_stderr() -> None:

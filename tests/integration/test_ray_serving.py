@@ -106,7 +106,7 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
 
         node_id = ""
         try:
-            with ray_session(settings, num_cpus=2):
+            with ray_session(settings, num_cpus=2, lean=True):  # as `tagops serve` starts it
                 import ray
 
                 node_id = ray.get_runtime_context().get_node_id()
@@ -243,6 +243,19 @@ def test_replicas_answer_without_waiting_for_delayed_acks(served: Served) -> Non
         served.items_sent.append(1)  # logged like any prediction
     connection.close()
     assert statistics.median(latencies[30:]) < 0.025, [round(1000 * t, 1) for t in latencies]
+
+
+def test_the_embedded_head_runs_only_what_serving_uses(served: Served) -> None:
+    """`tagops serve`'s lean node: no dashboard API server, autoscaler monitor or log monitor."""
+    from ray._private import ray_constants, worker
+
+    started = set(worker._global_node.all_processes)
+    assert {ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET} <= started
+    assert not started & {
+        ray_constants.PROCESS_TYPE_DASHBOARD,
+        ray_constants.PROCESS_TYPE_MONITOR,
+        ray_constants.PROCESS_TYPE_LOG_MONITOR,
+    }
 
 
 def test_ready_model_and_docs(served: Served) -> None:

@@ -1,4 +1,4 @@
-"""Ray's relayed messages (raylet warnings) go to stderr, so a command's stdout stays its result."""
+"""The Ray runtime edge: relayed messages go to stderr; a lean embedded head for serving."""
 
 from __future__ import annotations
 
@@ -26,3 +26,21 @@ def test_raylet_messages_are_printed_on_stderr(capsys: pytest.CaptureFixture[str
         assert worker.print_to_stdstream.__wrapped__ is original  # type: ignore[attr-defined]  # not wrapped twice
     finally:
         worker.print_to_stdstream = before
+
+
+def test_a_lean_head_node_skips_its_service_processes_only_inside_the_block() -> None:
+    from ray._private.node import Node
+
+    from tagops.runtime import LEAN_SKIPPED_PROCESSES, lean_head_node
+
+    originals = {name: getattr(Node, name) for name in LEAN_SKIPPED_PROCESSES}
+    with lean_head_node(enabled=False):
+        assert all(getattr(Node, name) is method for name, method in originals.items())
+    with lean_head_node(enabled=True):
+        for name, method in originals.items():
+            assert getattr(Node, name) is not method
+            assert getattr(Node, name)(object()) is None  # started nothing
+    assert all(getattr(Node, name) is method for name, method in originals.items())
+    with pytest.raises(RuntimeError), lean_head_node(enabled=True):  # restored when ray.init fails too
+        raise RuntimeError("ray.init failed")
+    assert all(getattr(Node, name) is method for name, method in originals.items())

@@ -188,7 +188,7 @@ def run_ray(
     try:
         with contextlib.ExitStack() as stack:
             with _node_processes_in_own_session(enabled=not settings.ray_address):
-                stack.enter_context(ray_session(settings))
+                stack.enter_context(ray_session(settings, lean=True))
             stop = stack.enter_context(_stop_on_signal())
             import ray
 
