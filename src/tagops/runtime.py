@@ -93,10 +93,13 @@ def lean_head_node(*, enabled: bool) -> Iterator[None]:
     ``ray status`` shows no autoscaler; a cluster a team runs is joined as it is. Ray 2.60 starts them
     from ``ray._private.node.Node``; another Ray without those methods starts them all.
     """
+    if not enabled:
+        yield
+        return
     from ray._private import node
 
     originals = {name: getattr(node.Node, name, None) for name in LEAN_SKIPPED_PROCESSES}
-    if not enabled or None in originals.values():
+    if None in originals.values():
         yield
         return
 
