@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from tagops import LABELS
 from tagops.config import LinearParams, RulesParams
 from tagops.data.clean import build_text
 from tagops.models import MODEL_FILE, TagModel, create_model, load_model, read_model_info
-from tagops.models.linear import LinearModel
+from tagops.models.linear import LinearModel, char_wb_analyzer, word_analyzer
 from tagops.models.rules import SEED_KEYWORDS, RulesModel
 
 from .conftest import make_projects
@@ -138,8 +140,9 @@ def test_linear_model_trained_on_three_classes_gives_zero_to_the_fourth(tmp_path
 
 
 @pytest.mark.parametrize("classes", [4, 3, 2])
-def test_linear_scoring_matches_the_scikit_learn_pipeline(classes: int) -> None:
-    # Prediction bypasses the pipeline (its overhead was 5 of 6 ms per item); the numbers must not move.
+def test_linear_scoring_matches_the_scikit_learn_pipeline(classes: int, tmp_path: Path) -> None:
+    # Prediction bypasses the pipeline (its overhead was 5 of 6 ms per item) and a loaded model never
+    # builds one; the numbers must not move.
     texts, labels = training_data(6)
     keep = [i for i, label in enumerate(labels) if label in LABELS[:classes]]
     model = LinearModel(PARAMS["linear"]).fit([texts[i] for i in keep], [labels[i] for i in keep])
@@ -150,6 +153,88 @@ def test_linear_scoring_matches_the_scikit_learn_pipeline(classes: int) -> None:
     assert np.allclose(proba[:, columns], expected, rtol=0, atol=1e-12)
     assert np.allclose(model.predict_proba(queries[:1]), proba[:1], rtol=0, atol=1e-12)  # alone = in a batch
     assert model.predict_proba([]).shape == (0, len(LABELS))
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert np.allclose(loaded.predict_proba(queries), proba, rtol=0, atol=1e-12)
+    loaded.save(tmp_path / "again")  # a loaded model saves what it was loaded from
+    for name in ("vocabulary.json", "weights.safetensors", MODEL_FILE):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "m" / name).read_bytes()
+
+
+#: Texts whose n-grams are easy to get wrong: empty and blank text, every kind of whitespace run,
+#: one-letter and short words, case that changes length when lowered, letters outside ASCII.
+ANALYZER_CASES = [
+    "",
+    " ",
+    "a",
+    "ab",
+    "abc",
+    "a b c d e",
+    "  leading and   inner\t\tspace\n\n",
+    "tabs\tand\u00a0no-break\u2003em\u3000ideographic spaces\x0bvertical\x1cseparators",
+    "İSTANBUL ÉCOLE Straße ǅ ΣΊΣΥΦΟΣ",
+    "中文 字符 日本語のテキスト",
+    "under_score don't e-mail 3.14 x86_64 c++ c# r",
+    "supercalifragilisticexpialidocious " * 3,
+]
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 1), (1, 2), (2, 3), (1, 3), (3, 3)])
+def test_word_analyzer_matches_scikit_learn(ngram_range: tuple[int, int]) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from tagops.models.linear import WORD_TOKEN_PATTERN
+
+    ours = word_analyzer(ngram_range)
+    theirs = TfidfVectorizer(
+        analyzer="word", ngram_range=ngram_range, token_pattern=WORD_TOKEN_PATTERN
+    ).build_analyzer()
+    texts, _ = training_data(3)
+    for text in [*ANALYZER_CASES, *texts, *_random_texts(200)]:
+        assert ours(text) == theirs(text), text
+
+
+@pytest.mark.parametrize("ngram_range", [(1, 1), (2, 5), (3, 3), (1, 4), (4, 6)])
+def test_char_wb_analyzer_matches_scikit_learn(ngram_range: tuple[int, int]) -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    ours = char_wb_analyzer(ngram_range)
+    theirs = TfidfVectorizer(analyzer="char_wb", ngram_range=ngram_range).build_analyzer()
+    texts, _ = training_data(3)
+    for text in [*ANALYZER_CASES, *texts, *_random_texts(200)]:
+        assert ours(text) == theirs(text), text
+
+
+def _random_texts(count: int) -> list[str]:
+    """Words of 1-8 characters from a mixed alphabet, joined by runs of assorted whitespace."""
+    rng = np.random.default_rng(7)
+    letters = list("abcXYZéİßǅ中_-.'0")
+    spaces = [" ", "  ", "\t", "\n", "\u00a0", "\u2003", " \u3000 ", "\x1c"]
+    texts = []
+    for _ in range(count):
+        words = ["".join(rng.choice(letters, size=rng.integers(1, 9))) for _ in range(rng.integers(0, 8))]
+        text = ""
+        for word in words:
+            text += str(rng.choice(spaces)) + word
+        texts.append(text)
+    return texts
+
+
+def test_a_loaded_linear_model_predicts_without_importing_scikit_learn(tmp_path: Path) -> None:
+    # Serving loads models in every replica; scikit-learn's import (with scipy.stats) costs about a
+    # second of each start, and a saved model is plain data that numpy scores.
+    texts, labels = training_data(4)
+    LinearModel(PARAMS["linear"]).fit(texts, labels).save(tmp_path / "m")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tagops.models import load_model\n"
+        f"proba = load_model(Path({str(tmp_path / 'm')!r})).predict_proba(['Object detection with YOLO'])\n"
+        "assert abs(proba.sum() - 1) < 1e-9\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 def test_load_model_dispatches_on_model_json(tmp_path: Path) -> None:

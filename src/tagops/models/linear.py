@@ -1,21 +1,25 @@
 """TF-IDF over word and character n-grams + multinomial logistic regression.
 
 Saved as plain data: the vocabularies in JSON, the idf vectors and classifier weights in safetensors.
-Loading rebuilds the scikit-learn objects from that data, so no code is ever unpickled, and it is fast:
-each vocabulary is one JSON list of terms, not stored item by item as skops does.
+Loading reads that data straight into :class:`_Scorer`, so no code is ever unpickled and scikit-learn is
+not imported at all: serving a saved model needs numpy only. Importing scikit-learn costs about a second
+of a replica's start (its base modules pull in ``scipy.stats``), a second every cold start of
+``tagops serve`` would otherwise wait for (``benchmarks/serve_defaults.py`` measures the start).
 
-Prediction does not go through the scikit-learn pipeline: for one item, input validation, joblib's
+Prediction does not go through the scikit-learn pipeline either: for one item, input validation, joblib's
 sequential ``FeatureUnion`` and sparse-matrix plumbing cost several times the n-gram counting
-(benchmarks/serve.py measures the single-item latency). :class:`_Scorer` applies the fitted vectorizers'
-own analyzers and the same arithmetic (sublinear tf, idf, l2 norm, softmax) with plain numpy; a unit test
-holds it to the pipeline's probabilities within 1e-12.
+(benchmarks/serve.py measures the single-item latency). :class:`_Scorer` splits text into n-grams exactly
+as the fitted vectorizers do (:func:`word_analyzer`, :func:`char_wb_analyzer`) and applies the same
+arithmetic (sublinear tf, idf, l2 norm, softmax) with plain numpy; unit tests hold the n-grams to
+scikit-learn's analyzers, term for term, and the probabilities to the pipeline's within 1e-12.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +32,53 @@ from tagops.models.base import check_labels, read_model_info, write_model_info
 
 VOCABULARY_FILE = "vocabulary.json"
 WEIGHTS_FILE = "weights.safetensors"
+#: A word is one or more word characters (scikit-learn's default pattern drops one-letter words).
+WORD_TOKEN_PATTERN = r"(?u)\b\w+\b"
+#: The feature blocks, in the order their columns follow each other in the classifier's weights.
+BLOCKS = ("word", "char")
+
+Analyzer = Callable[[str], list[str]]
+
+
+def word_analyzer(ngram_range: tuple[int, int], token_pattern: str = WORD_TOKEN_PATTERN) -> Analyzer:
+    """scikit-learn's ``analyzer="word"`` (lowercase, no accent stripping, no stop words) as a function."""
+    findall = re.compile(token_pattern).findall
+    min_n, max_n = ngram_range
+
+    def analyze(text: str) -> list[str]:
+        tokens: list[str] = findall(text.lower())
+        grams = list(tokens) if min_n == 1 else []
+        for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
+            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return grams
+
+    return analyze
+
+
+_WHITE_SPACES = re.compile(r"\s\s+")
+
+
+def char_wb_analyzer(ngram_range: tuple[int, int]) -> Analyzer:
+    """scikit-learn's ``analyzer="char_wb"`` (lowercase, no accent stripping) as a function.
+
+    Character n-grams inside each whitespace-separated word padded with one space on each side; a word
+    shorter than the smallest ``n`` (padding included) counts once, whole.
+    """
+    min_n, max_n = ngram_range
+
+    def analyze(text: str) -> list[str]:
+        grams: list[str] = []
+        for word in _WHITE_SPACES.sub(" ", text.lower()).split():
+            padded = f" {word} "
+            length = len(padded)
+            for n in range(min_n, max_n + 1):
+                if length <= n:  # the whole padded word, once, and no longer n-grams
+                    grams.append(padded)
+                    break
+                grams.extend(padded[i : i + n] for i in range(length - n + 1))
+        return grams
+
+    return analyze
 
 
 class LinearModel:
@@ -38,6 +89,8 @@ class LinearModel:
     def __init__(self, params: LinearParams | None = None) -> None:
         self.params = params or LinearParams()
         self.labels: tuple[str, ...] = LABELS
+        #: The fitted scikit-learn pipeline, set by :meth:`fit` (a loaded model is scored from its data
+        #: and never builds one).
         self.estimator_: Any = None
         self._scorer: _Scorer | None = None
 
@@ -47,37 +100,35 @@ class LinearModel:
             texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
         )
 
+    def _analyzers(self) -> dict[str, Analyzer]:
+        """Each feature block's n-grams, as its vectorizer in :meth:`_build` makes them."""
+        p = self.params
+        return {"word": word_analyzer(p.word_ngram_range), "char": char_wb_analyzer(p.char_ngram_range)}
+
     def _build(self, seed: int) -> Any:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion, Pipeline
 
         p = self.params
-        features = FeatureUnion(
-            [
-                (
-                    "word",
-                    TfidfVectorizer(
-                        analyzer="word",
-                        ngram_range=p.word_ngram_range,
-                        min_df=p.min_df,
-                        max_features=p.max_features,
-                        sublinear_tf=p.sublinear_tf,
-                        token_pattern=r"(?u)\b\w+\b",
-                    ),
-                ),
-                (
-                    "char",
-                    TfidfVectorizer(
-                        analyzer="char_wb",
-                        ngram_range=p.char_ngram_range,
-                        min_df=p.min_df,
-                        max_features=p.max_features,
-                        sublinear_tf=p.sublinear_tf,
-                    ),
-                ),
-            ]
-        )
+        vectorizers = {
+            "word": TfidfVectorizer(
+                analyzer="word",
+                ngram_range=p.word_ngram_range,
+                min_df=p.min_df,
+                max_features=p.max_features,
+                sublinear_tf=p.sublinear_tf,
+                token_pattern=WORD_TOKEN_PATTERN,
+            ),
+            "char": TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=p.char_ngram_range,
+                min_df=p.min_df,
+                max_features=p.max_features,
+                sublinear_tf=p.sublinear_tf,
+            ),
+        }
+        features = FeatureUnion([(name, vectorizers[name]) for name in BLOCKS])
         classifier = LogisticRegression(
             C=p.C, class_weight=p.class_weight, max_iter=p.max_iter, random_state=seed
         )
@@ -95,39 +146,39 @@ class LinearModel:
         estimator = self._build(seed)
         estimator.fit(self._clean(texts), labels)
         self.estimator_ = estimator
-        self._scorer = _Scorer(estimator)
+        self._scorer = _Scorer.from_pipeline(estimator, self._analyzers())
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in :data:`tagops.LABELS` order (zeros for a class unseen in training)."""
-        if self._scorer is None:  # set with estimator_ by fit and load
-            raise RuntimeError("LinearModel is not fitted")
-        proba = self._scorer.predict_proba(self._clean(texts))
+        scorer = self._fitted()
+        proba = scorer.predict_proba(self._clean(texts))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
-        for j, label in enumerate(self.estimator_.classes_):
+        for j, label in enumerate(scorer.classes):
             out[:, self.labels.index(label)] = proba[:, j]
         return out
+
+    def _fitted(self) -> _Scorer:
+        if self._scorer is None:  # set by fit and load
+            raise RuntimeError("LinearModel is not fitted")
+        return self._scorer
 
     def save(self, directory: Path) -> None:
         """Write ``model.json``, the vocabularies (JSON) and the arrays (safetensors)."""
         from safetensors.numpy import save_file
 
-        if self.estimator_ is None:
-            raise RuntimeError("LinearModel is not fitted")
-        features = self.estimator_.named_steps["features"]
-        classifier = self.estimator_.named_steps["classifier"]
+        scorer = self._fitted()
+        arrays = {"coef": scorer.coef(), "intercept": scorer.intercept.copy()}
         vocabularies = {}
-        arrays = {"coef": np.ascontiguousarray(classifier.coef_), "intercept": classifier.intercept_.copy()}
-        for name, vectorizer in features.transformer_list:
-            terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
-            vocabularies[name] = terms
-            arrays[f"idf.{name}"] = vectorizer.idf_.copy()
+        for name, block in zip(BLOCKS, scorer.blocks, strict=True):
+            vocabularies[name] = block.terms()
+            arrays[f"idf.{name}"] = block.idf.copy()
         write_model_info(
             directory,
             family=self.family,
             labels=self.labels,
             params=self.params.model_dump(mode="json"),
-            extra={"classes": [str(c) for c in classifier.classes_]},
+            extra={"classes": list(scorer.classes)},
         )
         (directory / VOCABULARY_FILE).write_text(
             json.dumps(vocabularies, ensure_ascii=False), encoding="utf-8"
@@ -136,7 +187,7 @@ class LinearModel:
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        """Rebuild the fitted pipeline from data: fixed vocabularies, idf vectors, weights."""
+        """Read the vocabularies, idf vectors and weights into a scorer (scikit-learn is not imported)."""
         from safetensors.numpy import load_file
 
         info = read_model_info(directory)
@@ -144,34 +195,44 @@ class LinearModel:
         model.labels = tuple(info["labels"])
         vocabularies = json.loads((directory / VOCABULARY_FILE).read_text(encoding="utf-8"))
         arrays = load_file(str(directory / WEIGHTS_FILE))
-        estimator = model._build(seed=0)
-        for name, vectorizer in estimator.named_steps["features"].transformer_list:
-            vectorizer.set_params(
-                vocabulary={term: i for i, term in enumerate(vocabularies[name])}, max_features=None
+        analyzers = model._analyzers()
+        blocks = [
+            _Block(
+                analyzers[name],
+                {term: i for i, term in enumerate(vocabularies[name])},
+                arrays[f"idf.{name}"],
+                sublinear=model.params.sublinear_tf,
             )
-            vectorizer.fit([""])  # validates the fixed vocabulary; the idf is replaced just below
-            vectorizer.idf_ = arrays[f"idf.{name}"]
-        classifier = estimator.named_steps["classifier"]
-        classifier.classes_ = np.array(info["classes"], dtype=object)
-        classifier.coef_ = arrays["coef"]
-        classifier.intercept_ = arrays["intercept"]
-        model.estimator_ = estimator
-        model._scorer = _Scorer(estimator)
+            for name in BLOCKS
+        ]
+        model._scorer = _Scorer(info["classes"], arrays["coef"], arrays["intercept"], blocks)
         return model
 
 
 class _Block:
     """One fitted TF-IDF vectorizer as data: its analyzer, vocabulary, idf and weight columns."""
 
-    def __init__(self, vectorizer: Any, weights: np.ndarray) -> None:
-        if vectorizer.norm not in ("l2", None) or not vectorizer.use_idf or vectorizer.binary:
-            raise ValueError(f"unsupported TF-IDF settings: {vectorizer.get_params()}")
-        self.analyze = vectorizer.build_analyzer()
-        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-        self.sublinear = bool(vectorizer.sublinear_tf)
-        self.l2 = vectorizer.norm == "l2"
-        self.weights = weights  # (terms, classes), rows in vocabulary order
+    def __init__(
+        self,
+        analyze: Analyzer,
+        vocabulary: dict[str, int],
+        idf: np.ndarray,
+        *,
+        sublinear: bool,
+        l2: bool = True,
+    ) -> None:
+        if len(vocabulary) != len(idf):
+            raise ValueError(f"a vocabulary of {len(vocabulary)} terms has {len(idf)} idf values")
+        self.analyze = analyze
+        self.vocabulary = vocabulary
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self.sublinear = sublinear
+        self.l2 = l2
+        self.weights = np.zeros((len(idf), 0))  # (terms, classes), rows in vocabulary order; set by _Scorer
+
+    def terms(self) -> list[str]:
+        """The vocabulary as a list, each term at its column."""
+        return sorted(self.vocabulary, key=self.vocabulary.__getitem__)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """The block's share of the decision function, one row per (cleaned) text."""
@@ -203,30 +264,64 @@ class _Block:
 
 
 class _Scorer:
-    """The fitted word + char TF-IDF and logistic regression, applied without scikit-learn's overhead."""
+    """Word + char TF-IDF and logistic regression as arrays, applied without scikit-learn."""
 
-    def __init__(self, estimator: Any) -> None:
-        classifier = estimator.named_steps["classifier"]
-        coef = np.asarray(classifier.coef_, dtype=np.float64)
-        self.intercept = np.asarray(classifier.intercept_, dtype=np.float64)
-        self.binary = len(classifier.classes_) <= 2
-        self.blocks: list[_Block] = []
+    def __init__(
+        self, classes: Sequence[str], coef: np.ndarray, intercept: np.ndarray, blocks: Sequence[_Block]
+    ) -> None:
+        coef = np.asarray(coef, dtype=np.float64)
+        self.classes = tuple(str(c) for c in classes)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.binary = len(self.classes) <= 2
+        self.blocks = list(blocks)
         offset = 0
-        for _, vectorizer in estimator.named_steps["features"].transformer_list:
-            size = len(vectorizer.idf_)
-            self.blocks.append(_Block(vectorizer, np.ascontiguousarray(coef[:, offset : offset + size].T)))
+        for block in self.blocks:
+            size = len(block.idf)
+            block.weights = np.ascontiguousarray(coef[:, offset : offset + size].T)
             offset += size
         if offset != coef.shape[1]:
             raise ValueError(f"classifier has {coef.shape[1]} weights for {offset} features")
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities in the classifier's ``classes_`` order."""
-        from scipy.special import expit
+    @classmethod
+    def from_pipeline(cls, estimator: Any, analyzers: dict[str, Analyzer]) -> _Scorer:
+        """The scorer of a fitted :meth:`LinearModel._build` pipeline."""
+        classifier = estimator.named_steps["classifier"]
+        blocks = []
+        for name, vectorizer in estimator.named_steps["features"].transformer_list:
+            if (
+                vectorizer.norm not in ("l2", None)
+                or not vectorizer.use_idf
+                or vectorizer.binary
+                or not vectorizer.lowercase
+                or vectorizer.strip_accents is not None
+                or vectorizer.stop_words is not None
+                or vectorizer.preprocessor is not None
+                or vectorizer.tokenizer is not None
+            ):
+                raise ValueError(f"unsupported TF-IDF settings: {vectorizer.get_params()}")
+            blocks.append(
+                _Block(
+                    analyzers[name],
+                    {str(term): int(i) for term, i in vectorizer.vocabulary_.items()},
+                    vectorizer.idf_,
+                    sublinear=bool(vectorizer.sublinear_tf),
+                    l2=vectorizer.norm == "l2",
+                )
+            )
+        return cls(classifier.classes_, classifier.coef_, classifier.intercept_, blocks)
 
+    def coef(self) -> np.ndarray:
+        """The classifier's weights, ``(classes or 1, features)``, blocks side by side."""
+        return np.ascontiguousarray(np.hstack([block.weights.T for block in self.blocks]))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities in :attr:`classes` order."""
         decision = np.tile(self.intercept, (len(texts), 1))
         for block in self.blocks:
             decision += block.logits(texts)
         if self.binary:  # scikit-learn's binary logistic regression: one logit for the second class
+            from scipy.special import expit
+
             positive = expit(decision[:, 0])
             return np.column_stack([1.0 - positive, positive])
         # sklearn.utils.extmath.softmax does the same, but its array-API dispatch costs more than the
