@@ -2,9 +2,9 @@
 
 Saved as plain data: the vocabularies in JSON, the idf vectors and classifier weights in safetensors.
 Loading reads that data straight into :class:`_Scorer`, so no code is ever unpickled and scikit-learn is
-not imported at all: serving a saved model needs numpy only. Importing scikit-learn costs about a second
-of a replica's start (its base modules pull in ``scipy.stats``), a second every cold start of
-``tagops serve`` would otherwise wait for (``benchmarks/serve_defaults.py`` measures the start).
+not imported at all: serving a saved model needs numpy only. Importing scikit-learn (its base modules
+pull in ``scipy.stats``) would add about a second to every start of a server or replica
+(``benchmarks/serve_defaults.py`` measures the start).
 
 Prediction does not go through the scikit-learn pipeline either: for one item, input validation, joblib's
 sequential ``FeatureUnion`` and sparse-matrix plumbing cost several times the n-gram counting
@@ -111,22 +111,12 @@ class LinearModel:
         from sklearn.pipeline import FeatureUnion, Pipeline
 
         p = self.params
+        shared = {"min_df": p.min_df, "max_features": p.max_features, "sublinear_tf": p.sublinear_tf}
         vectorizers = {
             "word": TfidfVectorizer(
-                analyzer="word",
-                ngram_range=p.word_ngram_range,
-                min_df=p.min_df,
-                max_features=p.max_features,
-                sublinear_tf=p.sublinear_tf,
-                token_pattern=WORD_TOKEN_PATTERN,
+                analyzer="word", ngram_range=p.word_ngram_range, token_pattern=WORD_TOKEN_PATTERN, **shared
             ),
-            "char": TfidfVectorizer(
-                analyzer="char_wb",
-                ngram_range=p.char_ngram_range,
-                min_df=p.min_df,
-                max_features=p.max_features,
-                sublinear_tf=p.sublinear_tf,
-            ),
+            "char": TfidfVectorizer(analyzer="char_wb", ngram_range=p.char_ngram_range, **shared),
         }
         features = FeatureUnion([(name, vectorizers[name]) for name in BLOCKS])
         classifier = LogisticRegression(
