@@ -49,7 +49,7 @@ def word_analyzer(ngram_range: tuple[int, int], token_pattern: str = WORD_TOKEN_
         tokens: list[str] = findall(text.lower())
         grams = list(tokens) if min_n == 1 else []
         for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
-            grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+            grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
         return grams
 
     return analyze
@@ -68,14 +68,16 @@ def char_wb_analyzer(ngram_range: tuple[int, int]) -> Analyzer:
 
     def analyze(text: str) -> list[str]:
         grams: list[str] = []
+        append = grams.append  # bound once: the loop below runs for every n-gram of every text
         for word in _WHITE_SPACES.sub(" ", text.lower()).split():
-            padded = f" {word} "
+            padded = " " + word + " "
             length = len(padded)
             for n in range(min_n, max_n + 1):
                 if length <= n:  # the whole padded word, once, and no longer n-grams
-                    grams.append(padded)
+                    append(padded)
                     break
-                grams.extend(padded[i : i + n] for i in range(length - n + 1))
+                for i in range(length - n + 1):
+                    append(padded[i : i + n])
         return grams
 
     return analyze
