@@ -40,9 +40,9 @@ BLOCKS = ("word", "char")
 Analyzer = Callable[[str], list[str]]
 
 
-def word_analyzer(ngram_range: tuple[int, int], token_pattern: str = WORD_TOKEN_PATTERN) -> Analyzer:
-    """scikit-learn's ``analyzer="word"`` (lowercase, no accent stripping, no stop words) as a function."""
-    findall = re.compile(token_pattern).findall
+def word_analyzer(ngram_range: tuple[int, int]) -> Analyzer:
+    """scikit-learn's ``analyzer="word"`` (:data:`WORD_TOKEN_PATTERN`, lowercase, no stop words)."""
+    findall = re.compile(WORD_TOKEN_PATTERN).findall
     min_n, max_n = ngram_range
 
     def analyze(text: str) -> list[str]:
@@ -202,7 +202,7 @@ class LinearModel:
 
 
 class _Block:
-    """One fitted TF-IDF vectorizer as data: its analyzer, vocabulary, idf and weight columns."""
+    """One fitted TF-IDF vectorizer as data: its analyzer, vocabulary and idf."""
 
     def __init__(
         self,
@@ -220,14 +220,16 @@ class _Block:
         self.idf = np.asarray(idf, dtype=np.float64)
         self.sublinear = sublinear
         self.l2 = l2
-        self.weights = np.zeros((len(idf), 0))  # (terms, classes), rows in vocabulary order; set by _Scorer
 
     def terms(self) -> list[str]:
         """The vocabulary as a list, each term at its column."""
         return sorted(self.vocabulary, key=self.vocabulary.__getitem__)
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """The block's share of the decision function, one row per (cleaned) text."""
+    def logits(self, texts: Sequence[str], weights: np.ndarray) -> np.ndarray:
+        """The block's share of the decision function, one row per (cleaned) text.
+
+        ``weights`` are the classifier's columns for this block's terms, ``(terms, classes)``.
+        """
         vocabulary = self.vocabulary
         columns: list[int] = []
         counts: list[int] = []
@@ -249,7 +251,7 @@ class _Block:
         if self.l2:  # every stored value is positive, so a row with terms has a positive norm
             norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=len(texts)))
             values /= norms[rows]
-        weighted = self.weights[cols] * values[:, None]
+        weighted = weights[cols] * values[:, None]
         return np.column_stack(
             [np.bincount(rows, weights=column, minlength=len(texts)) for column in weighted.T]
         )
@@ -266,10 +268,12 @@ class _Scorer:
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.binary = len(self.classes) <= 2
         self.blocks = list(blocks)
+        #: Per block, its columns of ``coef`` as rows in vocabulary order (a term's row is one lookup).
+        self.weights: list[np.ndarray] = []
         offset = 0
         for block in self.blocks:
             size = len(block.idf)
-            block.weights = np.ascontiguousarray(coef[:, offset : offset + size].T)
+            self.weights.append(np.ascontiguousarray(coef[:, offset : offset + size].T))
             offset += size
         if offset != coef.shape[1]:
             raise ValueError(f"classifier has {coef.shape[1]} weights for {offset} features")
@@ -304,13 +308,13 @@ class _Scorer:
 
     def coef(self) -> np.ndarray:
         """The classifier's weights, ``(classes or 1, features)``, blocks side by side."""
-        return np.ascontiguousarray(np.hstack([block.weights.T for block in self.blocks]))
+        return np.ascontiguousarray(np.hstack([weights.T for weights in self.weights]))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities in :attr:`classes` order."""
         decision = np.tile(self.intercept, (len(texts), 1))
-        for block in self.blocks:
-            decision += block.logits(texts)
+        for block, weights in zip(self.blocks, self.weights, strict=True):
+            decision += block.logits(texts, weights)
         if self.binary:  # scikit-learn's binary logistic regression: one logit for the second class
             from scipy.special import expit
 
