@@ -38,12 +38,14 @@ def ray_session(
     num_gpus: int | None = None,
     object_store_memory: int = DEFAULT_OBJECT_STORE_BYTES,
     lean: bool = False,
+    own_session: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Start (or join) Ray for the duration of the block; yields the cluster's resources.
 
     A session that is already initialised (e.g. a test module's shared cluster) is reused and left running.
-    ``lean`` starts an embedded cluster without the head's service processes (:func:`lean_head_node`);
-    it changes nothing when joining a cluster.
+    For a long-running server, ``lean`` starts an embedded cluster without the head's service processes
+    (:func:`lean_head_node`) and ``own_session`` starts its node processes in a session of their own
+    (:func:`node_processes_in_own_session`); neither changes anything when joining a cluster.
     """
     import ray
 
@@ -59,7 +61,7 @@ def ray_session(
         ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
-        with lean_head_node(enabled=lean):
+        with lean_head_node(enabled=lean), node_processes_in_own_session(enabled=own_session):
             ray.init(
                 num_cpus=num_cpus or available_cpus(),
                 num_gpus=num_gpus,
@@ -113,6 +115,39 @@ def lean_head_node(*, enabled: bool) -> Iterator[None]:
     finally:
         for name, method in originals.items():
             setattr(node.Node, name, method)
+
+
+@contextmanager
+def node_processes_in_own_session(*, enabled: bool) -> Iterator[None]:
+    """Start the embedded cluster's node processes (GCS, raylet, agents) in a session of their own.
+
+    Otherwise they share this process's group, and a stop signalled to the group (``kill -TERM -PGID``,
+    supervisord's ``stopasgroup``) kills the cluster under the running server: Serve's controller can no
+    longer drain and stop replicas and every shutdown step waits for a dead peer. In their own session
+    only this process gets the signal and stops the cluster in order; they still die with it (Ray's
+    kernel fate sharing). Ray 2.60 starts them through ``ray._private.services.ConsolePopen``; another
+    Ray without it is left as it is.
+    """
+    try:
+        from ray._private import services
+
+        original = getattr(services, "ConsolePopen", None) if enabled else None
+    except ImportError:
+        original = None
+    if original is None:
+        yield
+        return
+
+    class OwnSession(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    setattr(services, "ConsolePopen", OwnSession)  # noqa: B010 (a class attribute mypy sees as a type)
+    try:
+        yield
+    finally:
+        setattr(services, "ConsolePopen", original)  # noqa: B010
 
 
 def send_ray_messages_to_stderr() -> None:

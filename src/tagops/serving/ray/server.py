@@ -25,39 +25,6 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _node_processes_in_own_session(*, enabled: bool) -> Iterator[None]:
-    """Start the embedded cluster's node processes (GCS, raylet, agents) in a session of their own.
-
-    Otherwise they share this process's group, and a stop signalled to the group (``kill -TERM -PGID``,
-    supervisord's ``stopasgroup``) kills the cluster under the running server: Serve's controller can no
-    longer drain and stop replicas and every shutdown step waits for a dead peer. In their own session
-    only this process gets the signal and stops the cluster in order; they still die with it (Ray's
-    kernel fate sharing). Ray 2.60 starts them through ``ray._private.services.ConsolePopen``; another
-    Ray without it is left as it is.
-    """
-    try:
-        from ray._private import services
-
-        original = getattr(services, "ConsolePopen", None) if enabled else None
-    except ImportError:
-        original = None
-    if original is None:
-        yield
-        return
-
-    class OwnSession(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("start_new_session", True)
-            super().__init__(*args, **kwargs)
-
-    setattr(services, "ConsolePopen", OwnSession)  # noqa: B010 (a class attribute mypy sees as a type)
-    try:
-        yield
-    finally:
-        setattr(services, "ConsolePopen", original)  # noqa: B010
-
-
-@contextlib.contextmanager
 def _stop_on_signal() -> Iterator[threading.Event]:
     """An event SIGINT and SIGTERM set from here on, instead of their handlers (Ray's aborts the driver).
 
@@ -187,8 +154,7 @@ def run_ray(
     node_id: str | None = None
     try:
         with contextlib.ExitStack() as stack:
-            with _node_processes_in_own_session(enabled=not settings.ray_address):
-                stack.enter_context(ray_session(settings, lean=True))
+            stack.enter_context(ray_session(settings, lean=True, own_session=True))
             stop = stack.enter_context(_stop_on_signal())
             import ray
 
