@@ -1,7 +1,7 @@
 """Request ids and structured logs of the prediction API, the same on uvicorn and on Ray Serve replicas.
 
 Every HTTP request gets an id (:func:`accept_request_id`): the client's ``X-Request-ID`` when it is a sane
-token, else a new one. :class:`~tagops.serving.app.RequestGuard` returns it in the response's
+token, else a new one. :class:`~tagops.serving.guard.RequestGuard` returns it in the response's
 ``X-Request-ID`` header and holds it in :data:`REQUEST_ID` while the request is served, so that
 :class:`RequestIdFilter` puts it on every log record emitted meanwhile by the request's task and the
 threads it hands work to, whatever the logger (the app's, uvicorn's access log). With ``log_format:
