@@ -159,11 +159,31 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_routes(
     app: FastAPI, service: ServingService, cfg: ServeConfig, infer: Infer, console: ConsoleSources
 ) -> None:
+    """Every route of the API, registered in the order ``/openapi.json`` lists them."""
+    require = _key_checks(service)
+    _add_health_routes(app, service)
+    console_api = _add_predict_routes(app, service, cfg, infer, require)
+    _add_admin_routes(app, service, cfg, require("admin"))
+    add_console(app, service, console_api, console)
+    _add_metrics_route(app, service)
+
+
+#: A FastAPI dependency that answers the request's API key, or refuses the request.
+KeyCheck = Callable[..., Awaitable[ApiKey]]
+
+
+def _key_checks(service: ServingService) -> Callable[[Role], KeyCheck]:
+    """``require(role)``: the dependency that accepts a key only if its role allows ``role``'s routes.
+
+    The key comes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. A missing or unknown key is
+    answered 401, a key whose role does not allow the route 403, a key store that cannot be read 503;
+    each refusal is counted by its reason.
+    """
     metrics = service.metrics
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
     bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
 
-    def require(role: Role) -> Callable[..., Awaitable[ApiKey]]:
+    def require(role: Role) -> KeyCheck:
         async def check_key(
             key: Annotated[str | None, Security(key_header)],
             credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -192,11 +212,11 @@ def _add_routes(
 
         return check_key
 
-    require_client, require_admin = require("client"), require("admin")
-    limiter = FeedbackLimiter(
-        cfg.feedback_limits, lambda key_id, since: service.store.reader.count_feedback(key_id, since=since)
-    )
-    predict_request = predict_request_model(max_items=cfg.max_items, max_text_length=cfg.max_text_length)
+    return require
+
+
+def _add_health_routes(app: FastAPI, service: ServingService) -> None:
+    """``/healthz`` (alive), ``/readyz`` (able to answer) and ``/v1/model`` (what answers)."""
 
     @app.get("/healthz", response_model=Status, tags=["health"], summary="The process is alive.")
     async def healthz() -> Status:
@@ -241,6 +261,21 @@ def _add_routes(
             canary_weight=service.canary_weight if service.canary is not None else 0.0,
         )
 
+
+def _add_predict_routes(
+    app: FastAPI,
+    service: ServingService,
+    cfg: ServeConfig,
+    infer: Infer,
+    require: Callable[[Role], KeyCheck],
+) -> ConsoleApi:
+    """``/v1/predict`` and ``/v1/feedback``; returns them for the web console to answer through."""
+    metrics = service.metrics
+    require_client = require("client")
+    limiter = FeedbackLimiter(
+        cfg.feedback_limits, lambda key_id, since: service.store.reader.count_feedback(key_id, since=since)
+    )
+    predict_request = predict_request_model(max_items=cfg.max_items, max_text_length=cfg.max_text_length)
     predict_dependencies = [Depends(require_client)] if cfg.require_key_for_predict else []
 
     canary_thread = InferenceThread()  # the canary's batches: off the loop, one thread (see InferenceThread)
@@ -354,6 +389,25 @@ def _add_routes(
             feedback_id=feedback_id, prediction_id=body.prediction_id, tag=body.tag, status=status
         )
 
+    key_checks = {role: require(role) for role in ("client", "labeller", "admin")}
+
+    async def check_key(token: str | None, role: Role) -> ApiKey:
+        return await key_checks[role](token, None)
+
+    # The console answers through these same functions: one set of key, bound and feedback rules.
+    return ConsoleApi(
+        check_key=check_key,
+        predict_request=predict_request,
+        answer_items=answer_items,
+        record_feedback=feedback,
+    )
+
+
+def _add_admin_routes(
+    app: FastAPI, service: ServingService, cfg: ServeConfig, require_admin: KeyCheck
+) -> None:
+    """``/v1/admin/reload`` and ``/v1/admin/rollout`` (start or change, read, abort): admin keys only."""
+
     @app.post(
         "/v1/admin/reload",
         response_model=ReloadResponse,
@@ -428,23 +482,10 @@ def _add_routes(
             raise HTTPException(409, str(error)) from error
         return _rollout_state(record)
 
-    key_checks = {role: require(role) for role in ("client", "labeller", "admin")}
 
-    async def check_key(token: str | None, role: Role) -> ApiKey:
-        return await key_checks[role](token, None)
-
-    # The console answers through these same functions: one set of key, bound and feedback rules.
-    add_console(
-        app,
-        service,
-        ConsoleApi(
-            check_key=check_key,
-            predict_request=predict_request,
-            answer_items=answer_items,
-            record_feedback=feedback,
-        ),
-        console,
-    )
+def _add_metrics_route(app: FastAPI, service: ServingService) -> None:
+    """``/metrics``: the replica's Prometheus metrics, with the prediction log's queue and size read first."""
+    metrics = service.metrics
 
     @app.get(
         "/metrics",
