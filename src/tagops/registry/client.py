@@ -1,4 +1,4 @@
-"""Experiment tracking and the model registry: the only module that imports mlflow.
+"""Experiment tracking and the model registry through MLflow, for the process that drives a workload.
 
 Embedded default: a SQLite store and a local artifact folder under ``TAGOPS_HOME``; a team points
 ``MLFLOW_TRACKING_URI`` at its server and nothing else changes. Registered models carry the aliases
@@ -28,6 +28,7 @@ from tagops.errors import RegistryError
 from tagops.model_ref import CHALLENGER as CHALLENGER
 from tagops.model_ref import CHAMPION as CHAMPION
 from tagops.model_ref import ModelRef
+from tagops.registry.runs import flatten, open_run
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -58,17 +59,6 @@ def model_sha256(model_dir: Path) -> str:
         digest.update(path.relative_to(model_dir).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 class Registry:
@@ -134,7 +124,7 @@ class Registry:
         """Log a nested dict of parameters, flattened to dotted keys (values truncated by MLflow rules)."""
         import mlflow
 
-        flat = {k: (json.dumps(v) if isinstance(v, list | tuple) else v) for k, v in _flatten(params).items()}
+        flat = {k: (json.dumps(v) if isinstance(v, list | tuple) else v) for k, v in flatten(params).items()}
         mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
 
     def log_metrics(self, metrics: dict[str, Any], *, prefix: str = "", step: int | None = None) -> None:
@@ -143,7 +133,7 @@ class Registry:
 
         numeric = {
             f"{prefix}{k}": float(v)
-            for k, v in _flatten(metrics).items()
+            for k, v in flatten(metrics).items()
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
         if numeric:
@@ -468,61 +458,3 @@ class Registry:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         return staged
-
-
-# --------------------------------------------------------------- runs written from other processes
-# Ray Train workers and Ray Tune trials log per-epoch metrics into a run by id; these functions use a
-# client of their own, so they never touch (or need) the calling process's active run.
-def open_run(
-    tracking_uri: str,
-    experiment_id: str,
-    run_name: str,
-    *,
-    tags: dict[str, str] | None = None,
-    parent_run_id: str | None = None,
-) -> str:
-    """Create a run (a child of ``parent_run_id`` when given) and return its id; it stays RUNNING."""
-    import mlflow
-
-    run_tags = dict(tags or {})
-    if parent_run_id:
-        run_tags["mlflow.parentRunId"] = parent_run_id
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    return str(client.create_run(experiment_id, tags=run_tags, run_name=run_name).info.run_id)
-
-
-def log_to_run(
-    tracking_uri: str,
-    run_id: str,
-    *,
-    metrics: dict[str, float] | None = None,
-    params: dict[str, Any] | None = None,
-    step: int | None = None,
-) -> None:
-    """Log metrics (at ``step``) and parameters into an existing run by id."""
-    import time
-
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    now = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, step or 0) for k, v in (metrics or {}).items()],
-        params=[Param(k, str(v)[:6000]) for k, v in _flatten(params or {}).items()],
-    )
-
-
-def close_run(tracking_uri: str, run_id: str, *, status: str = "FINISHED") -> None:
-    """End a run created by :func:`open_run` (``FINISHED``, ``FAILED`` or ``KILLED``)."""
-    import mlflow
-
-    mlflow.MlflowClient(tracking_uri=tracking_uri).set_terminated(run_id, status=status)
-
-
-def run_status(tracking_uri: str, run_id: str) -> str:
-    """A run's status (``RUNNING``, ``FINISHED``, ``FAILED`` or ``KILLED``)."""
-    import mlflow
-
-    return str(mlflow.MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.status)

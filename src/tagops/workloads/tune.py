@@ -179,7 +179,7 @@ def _close_child(tracking: dict[str, str] | None, run_id: str | None) -> None:
     """Mark a trial's MLflow run FINISHED (once; a run already closed is left as it is)."""
     if not tracking or not run_id:
         return
-    from tagops.registry.client import close_run, run_status
+    from tagops.registry.runs import close_run, run_status
 
     if run_status(tracking["tracking_uri"], run_id) == "RUNNING":
         close_run(tracking["tracking_uri"], run_id)
@@ -192,7 +192,7 @@ def _open_child_run(
         return None
     from ray import tune
 
-    from tagops.registry.client import log_to_run, open_run
+    from tagops.registry.runs import log_to_run, open_run
 
     trial = tune.get_context().get_trial_name()
     run_id = open_run(
@@ -211,7 +211,7 @@ def _log_child(
 ) -> None:
     if not tracking or not run_id:
         return
-    from tagops.registry.client import log_to_run
+    from tagops.registry.runs import log_to_run
 
     try:
         log_to_run(tracking["tracking_uri"], run_id, metrics=metrics, step=step)
@@ -463,7 +463,7 @@ def _close_unfinished(tracking_uri: str, trials: list[dict[str, Any]]) -> None:
     """Trials ASHA stopped never reached their own end: mark their MLflow runs KILLED."""
     import contextlib
 
-    from tagops.registry.client import close_run, run_status
+    from tagops.registry.runs import close_run, run_status
 
     for trial in trials:
         run_id = trial.get("mlflow_run_id")
@@ -510,7 +510,7 @@ def _register_best(
     )
     result.gate = asdict(decision)
     if parent_run_id is not None:
-        from tagops.registry.client import close_run, log_to_run
+        from tagops.registry.runs import close_run, log_to_run
 
         log_to_run(
             settings.tracking_uri,

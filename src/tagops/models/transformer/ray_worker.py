@@ -227,7 +227,7 @@ def _report(
 
 def _log_epoch(tracking: Tracking, metrics: dict[str, float], epoch: int) -> None:
     """Per-epoch metrics to MLflow; tracking trouble is logged, never fatal to training."""
-    from tagops.registry.client import log_to_run
+    from tagops.registry.runs import log_to_run
 
     try:
         log_to_run(
