@@ -1,7 +1,8 @@
 """Cross-validation of the default training recipe on dataset.csv: quality per fold, mean and spread.
 
     python benchmarks/crossval.py [--families rules linear transformer ensemble] [--folds 5] [--seed 1234]
-                                  [--engine local|ray] [--augment NAME] [--output FILE.json]
+                                  [--engine local|ray] [--augment NAME] [--config FILE.yaml]
+                                  [--output FILE.json]
 
 dataset.csv is cut into ``--folds`` stratified folds. For each fold, the other folds are split 80/20 into
 train and validation as ``tagops.data.stages.split_stage`` splits (stratified, seeded with the fold's
@@ -15,8 +16,10 @@ model is calibrated on the fold's validation split first and the JSON records th
 
 The holdout is not used: it stays for the final report (``benchmarks/quality.py``). ``--augment NAME``
 augments the training rows only (never validation or the held-out fold) through
-``tagops.data.augment.augment_frame``. Prints a table and writes JSON (default
-benchmarks/results/crossval.json; with ``--augment``, crossval-NAME.json).
+``tagops.data.augment.augment_frame``. ``--config`` cross-validates another pipeline config's recipe
+(default configs/pipeline.yaml). Prints a table and writes JSON (default
+benchmarks/results/crossval.json; with ``--augment``, crossval-NAME.json; with another config,
+crossval-CONFIG[-NAME].json after the config file's name).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quality import assemble_ensemble, load_real_data
+from quality import PIPELINE_CONFIG, assemble_ensemble, config_name, load_real_data, with_engine
 from stamp import stamp
 from tagops.config import (
     AnyModelParams,
@@ -42,7 +45,6 @@ from tagops.config import (
     EnsembleParams,
     EvalConfig,
     PipelineConfig,
-    TransformerParams,
 )
 from tagops.config.base import load_config
 from tagops.data.augment import RECIPES, augment_rows
@@ -57,22 +59,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_CONFIG = ROOT / "configs" / "pipeline.yaml"
 FAMILIES = ("rules", "linear", "transformer", "ensemble")
 NO_AUGMENTATION = "none"
 
 
 # ------------------------------------------------------------------------------------------- recipe
-def with_engine(params: AnyModelParams, engine: str) -> AnyModelParams:
-    """``params`` with every transformer (an ensemble's members too) trained by ``engine``."""
-    if isinstance(params, TransformerParams):
-        return params.model_copy(update={"engine": engine})
-    if isinstance(params, EnsembleParams):
-        members = tuple(with_engine(m, engine) for m in params.members)
-        return params.model_copy(update={"members": members})
-    return params
-
-
 def pipeline_recipe(engine: str, config_path: Path = PIPELINE_CONFIG) -> PipelineConfig:
     """The training pipeline's config, its transformers trained by ``engine``."""
     cfg = load_config(PipelineConfig, config_path)
@@ -315,6 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="training-row augmentation recipe (default: configs/pipeline.yaml's)",
     )
     parser.add_argument("--fraction", type=float, default=None, help="share of rows augmented")
+    parser.add_argument("--config", type=Path, default=PIPELINE_CONFIG, help="pipeline config YAML")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -329,16 +321,14 @@ def augmentation_of(args: argparse.Namespace, cfg: PipelineConfig) -> AugmentCon
 
 
 def output_path(args: argparse.Namespace, augmentation: AugmentConfig) -> Path:
-    """``--output``, else crossval.json, or crossval-RECIPE.json for an augmented recipe."""
+    """``--output``, else crossval.json, crossval-RECIPE.json for an augmented recipe, and the config's
+    name first for another config than the pipeline's (crossval-pipeline-fast.json)."""
     if args.output is not None:
         return Path(args.output)
+    parts = [] if Path(args.config).resolve() == PIPELINE_CONFIG else [Path(args.config).stem]
     name = augmentation_name(augmentation)
-    return (
-        ROOT
-        / "benchmarks"
-        / "results"
-        / ("crossval.json" if name == NO_AUGMENTATION else f"crossval-{name}.json")
-    )
+    parts += [] if name == NO_AUGMENTATION else [name]
+    return ROOT / "benchmarks" / "results" / ("-".join(["crossval", *parts]) + ".json")
 
 
 def augmentation_name(augmentation: AugmentConfig) -> str:
@@ -348,13 +338,13 @@ def augmentation_name(augmentation: AugmentConfig) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cfg = pipeline_recipe(args.engine)
+    cfg = pipeline_recipe(args.engine, args.config)
     augmentation = augmentation_of(args, cfg)
     args.output = output_path(args, augmentation)
     by_family = {p.family: p for p in cfg.models}
     missing = [f for f in args.families if f not in by_family]
     if missing:
-        raise SystemExit(f"{PIPELINE_CONFIG}: no model of the families {missing} in 'models'")
+        raise SystemExit(f"{args.config}: no model of the families {missing} in 'models'")
     calibration = cfg.calibration
     workdir = Path(tempfile.mkdtemp(prefix="tagops-crossval-"))
     load_before = os.getloadavg()
@@ -397,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
                 "augmentation": augmentation.model_dump(mode="json"),
                 "calibration": calibration.model_dump(mode="json"),
                 "transformer_engine": args.engine,
-                "config": str(PIPELINE_CONFIG.relative_to(ROOT)),
+                "config": config_name(args.config),
                 "models": {p.family: p.model_dump(mode="json") for p in cfg.models if p.family in runs},
                 "results": results,
                 "load_average_before_after": [load_before[0], os.getloadavg()[0]],

@@ -1,12 +1,13 @@
 """Model quality on the real holdout: every family, several seeds, median and spread.
 
     python benchmarks/quality.py [--families rules linear transformer ensemble] [--seeds 1234 42 7]
-                                 [--engine local|ray] [--output FILE.json]
+                                 [--engine local|ray] [--config FILE.yaml] [--output FILE.json]
 
 Each seed changes the train/validation split and the model's own randomness. Two recipes are measured:
 ``split`` (the model trained on the 80 % train split, as the reference system did) and ``refit`` (the same
 recipe refit on all of dataset.csv after validation, what ``tagops`` registers by default). Prints a
-table and writes JSON (default benchmarks/results/quality.json). Reads the real data from
+table and writes JSON (default benchmarks/results/quality.json; for another pipeline config than
+configs/pipeline.yaml, given with ``--config``, quality-CONFIG.json). Reads the real data from
 TAGOPS_DATA_MIRROR (or the shared mirror beside the repository), verified against the package manifest.
 
 Each model is also scored for robustness (``tagops.workloads.evaluate.evaluate_robustness``): the holdout
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+PIPELINE_CONFIG = ROOT / "configs" / "pipeline.yaml"
 REFERENCE = {  # Made With ML, holdout weighted F1 (see ../shared/design/reference-system.md)
     "SciBERT fine-tuned (GPU)": 0.905,
     "SciBERT after tuning (GPU)": 0.947,
@@ -75,6 +77,22 @@ FAMILIES: dict[str, AnyModelParams] = {
     "transformer": TransformerParams(),
     "ensemble": EnsembleParams(),
 }
+
+
+def with_engine(params: AnyModelParams, engine: str) -> AnyModelParams:
+    """``params`` with every transformer (an ensemble's members too) trained by ``engine``."""
+    if isinstance(params, TransformerParams):
+        return params.model_copy(update={"engine": engine})
+    if isinstance(params, EnsembleParams):
+        members = tuple(with_engine(m, engine) for m in params.members)
+        return params.model_copy(update={"members": members})
+    return params
+
+
+def config_name(path: Path) -> str:
+    """A config as results name it: relative to the repository when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 def assemble_ensemble(params: EnsembleParams, member_dirs: list[Path], output: Path) -> Path:
@@ -146,9 +164,14 @@ def main() -> None:
     parser.add_argument("--engine", choices=["local", "ray"], default="local", help="transformer training")
     parser.add_argument("--augment", choices=RECIPES, help="augmentation recipe (default: the pipeline's)")
     parser.add_argument("--fraction", type=float, help="share of training rows augmented")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
+    parser.add_argument("--config", type=Path, default=PIPELINE_CONFIG, help="pipeline config YAML")
+    parser.add_argument("--output", type=Path, default=None, help="default: quality[-CONFIG].json")
     args = parser.parse_args()
-    pipeline = load_config(PipelineConfig, ROOT / "configs" / "pipeline.yaml")
+    pipeline = load_config(PipelineConfig, args.config)
+    if args.output is None:
+        other = Path(args.config).resolve() != PIPELINE_CONFIG
+        name = f"quality-{Path(args.config).stem}.json" if other else "quality.json"
+        args.output = ROOT / "benchmarks" / "results" / name
     overrides = {"recipe": args.augment, "fraction": args.fraction}
     augmentation = pipeline.augmentation.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
@@ -161,9 +184,10 @@ def main() -> None:
     settings = Settings(home=workdir / "home")  # Ray Train keeps its checkpoints under it
     challenge = load_default_challenge()
 
-    families = dict(FAMILIES)
-    families["transformer"] = TransformerParams(engine=args.engine)
-    families["ensemble"] = EnsembleParams(members=(families["transformer"], LinearParams()))
+    families = {p.family: with_engine(p, args.engine) for p in pipeline.models}
+    missing = [f for f in args.families if f not in families]
+    if missing:
+        raise SystemExit(f"{args.config}: no model of the families {missing} in 'models'")
     trained: dict[tuple[str, str, int], tuple[Path, float]] = {}
     order = sorted(args.families, key=lambda f: f == "ensemble")  # members first
     load_before = os.getloadavg()
@@ -288,6 +312,7 @@ def main() -> None:
     args.output.write_text(
         json.dumps(
             {
+                "config": config_name(args.config),
                 "seeds": args.seeds,
                 "holdout_rows": len(holdout),
                 "challenge_rows": len(challenge),

@@ -67,6 +67,10 @@ PER_FAMILY = ("serve", "simulate")
 FAMILIES = ("linear", "transformer")
 #: The benchmarks measured in variants, and the results field that names the variant.
 PER_VARIANT = {"crossval": "augment"}
+#: The benchmarks that train by a pipeline config (``--config``), and the config they run unless told
+#: otherwise: another config's result is reported apart, after the default's.
+BY_CONFIG = ("quality", "crossval")
+DEFAULT_CONFIG = "configs/pipeline.yaml"
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -152,28 +156,60 @@ def per_family(kind: str, results: list[Result], render: Callable[[Result], list
     return lines
 
 
+def variant_of(data: Result, field: str) -> tuple[str, str]:
+    """What a variant's subsection is called: ``field``'s value, or the config it ran when not the default.
+
+    A result of another config than the benchmark's default (``configs/pipeline.yaml``) is a recipe of its
+    own: ``("config", "pipeline-fast.yaml")``, with its ``field`` value added when it is not ``none``.
+    """
+    value = str(data.get(field) or "none")
+    config = str(data.get("config") or DEFAULT_CONFIG)
+    if config == DEFAULT_CONFIG:
+        return field, value
+    return "config", Path(config).name + ("" if value == "none" else f", {field} {value}")
+
+
+def by_config(results: list[Result]) -> tuple[list[Result], dict[str, list[Result]]]:
+    """The results of the default config, and those of each other config by the config file's name."""
+    default: list[Result] = []
+    others: dict[str, list[Result]] = {}
+    for data in results:
+        config = str(data.get("config") or DEFAULT_CONFIG)
+        if config == DEFAULT_CONFIG:
+            default.append(data)
+        else:
+            others.setdefault(Path(config).name, []).append(data)
+    return default, others
+
+
 def per_variant(
     kind: str, results: list[Result], field: str, render: Callable[[Result], list[str]]
 ) -> list[str]:
-    """A subsection per variant, the baseline (``none``) first: its latest result."""
-    variants: dict[str, list[Result]] = {}
+    """A subsection per variant, the baseline (``none`` of the default config) first: its latest result."""
+    variants: dict[tuple[str, str], list[Result]] = {}
     for data in results:
-        variants.setdefault(str(data.get(field) or "none"), []).append(data)
+        variants.setdefault(variant_of(data, field), []).append(data)
     lines: list[str] = []
-    for variant in sorted(variants, key=lambda v: (v != "none", v)):
-        data = latest(variants[variant])
-        lines += [f"### {field} `{variant}`", "", *provenance(kind, data), *render(data)]
+    for label, value in sorted(variants, key=lambda v: (v != (field, "none"), v[0] != field, v)):
+        data = latest(variants[label, value])
+        lines += [f"### {label} `{value}`", "", *provenance(kind, data), *render(data)]
     return lines
 
 
 Section = tuple[str, str, str, Callable[[Result], list[str]]]
 SECTIONS: list[Section] = [
-    ("quality", "Model quality", "Holdout quality of every family over several seeds.", quality_section),
+    (
+        "quality",
+        "Model quality",
+        "Holdout quality of every family over several seeds: the default pipeline config, then any other "
+        "config measured.",
+        quality_section,
+    ),
     (
         "crossval",
         "Cross-validation",
-        "The default training recipe over stratified folds of dataset.csv: the spread a modelling choice "
-        "has to beat, measured without touching the holdout.",
+        "The training recipe over stratified folds of dataset.csv: the spread a modelling choice has to "
+        "beat, measured without touching the holdout. The default config first, then its variants.",
         crossval_section,
     ),
     (
@@ -289,7 +325,14 @@ def render_performance(found: dict[str, list[Result]]) -> str:
         elif kind in PER_VARIANT and results:
             lines += per_variant(kind, results, PER_VARIANT[kind], render)
         elif results:
-            lines += [*provenance(kind, latest(results)), *render(latest(results))]
+            default, others = by_config(results) if kind in BY_CONFIG else (results, {})
+            if default:
+                lines += [*provenance(kind, latest(default)), *render(latest(default))]
+            else:
+                lines += not_measured(kind)
+            for name in sorted(others):
+                data = latest(others[name])
+                lines += [f"### config `{name}`", "", *provenance(kind, data), *render(data)]
         else:
             lines += not_measured(kind)
     return "\n".join(lines).rstrip() + "\n"
@@ -299,7 +342,7 @@ def summary_rows(found: dict[str, list[Result]]) -> list[list[str]]:
     """The README's rows: quality and training time per family, serving, resilience, the loop."""
     missing = ["not measured yet", "–"]
     rows: list[list[str]] = []
-    quality = latest(found.get("quality", []))
+    quality = latest(by_config(found.get("quality", []))[0])
     refit = {r["family"]: r for r in quality.get("results", []) if r.get("recipe") == "refit"}
     reference = (quality.get("reference") or {}).get("SciBERT fine-tuned (GPU)")
     for family in ("ensemble", "transformer", "linear", "rules"):

@@ -199,6 +199,9 @@ def test_repo_configs_load(path: Path) -> None:
     if path.name.startswith("pipeline"):
         cfg = load_config(PipelineConfig, path)
         assert [m.family for m in cfg.models] == ["rules", "linear", "transformer", "ensemble"]
+        # The ensemble's members are the pipeline's own models: it is assembled, nothing trains twice.
+        by_family = {m.family: m for m in cfg.models}
+        assert all(by_family[m.family] == m for m in by_family["ensemble"].members)
     elif path.name.startswith("tune"):
         assert load_config(TuneConfig, path).trials >= 1
     elif path.name.startswith("serve"):

@@ -206,3 +206,16 @@ def test_output_names_the_augmentation() -> None:
         crossval.parse_args(["--augment", "synonyms"])
     with pytest.raises(SystemExit):
         crossval.parse_args(["--folds", "1"])
+
+
+def test_another_config_is_cross_validated_and_named_by_it() -> None:
+    path = crossval.ROOT / "configs" / "pipeline-frozen-encoder.yaml"
+    args = crossval.parse_args(["--config", str(path), "--augment", "short"])
+    cfg = crossval.pipeline_recipe("local", args.config)
+    transformer = next(p for p in cfg.models if p.family == "transformer")
+    assert transformer.freeze_encoder and transformer.engine == "local"
+    augmentation = crossval.augmentation_of(args, cfg)
+    assert crossval.output_path(args, augmentation).name == "crossval-pipeline-frozen-encoder-short.json"
+    assert crossval.config_name(args.config) == "configs/pipeline-frozen-encoder.yaml"
+    default = crossval.parse_args(["--config", str(crossval.ROOT / "configs" / "pipeline.yaml")])
+    assert crossval.output_path(default, crossval.augmentation_of(default, cfg)).name == "crossval.json"

@@ -818,3 +818,37 @@ def test_crossval_newest_result_of_a_variant_wins(tmp_path: Path) -> None:
     _, doc, _ = run(tmp_path, {"crossval-old.json": older, "crossval.json": CROSSVAL})
     assert doc.count("### augment `none`") == 1
     assert "**0.889**" in doc and "**0.500**" not in doc
+
+
+def test_another_configs_results_stand_apart_from_the_defaults(tmp_path: Path) -> None:
+    config = "configs/pipeline-fast.yaml"
+    later = "2026-12-09T00:00:00+00:00"
+    fast_quality = {
+        **QUALITY,
+        "config": config,
+        "measured_at": later,
+        "command": f"python benchmarks/quality.py --config {config}",
+        "results": [quality_run("ensemble", "refit", 0.9111, 20.0)],
+    }
+    fast_crossval = {**crossval_result("none", 0.9333), "config": config, "measured_at": later}
+    files = {
+        "quality.json": QUALITY,
+        "quality-pipeline-fast.json": fast_quality,
+        "crossval.json": CROSSVAL,
+        "crossval-pipeline-fast.json": fast_crossval,
+    }
+    _, doc, readme = run(tmp_path, files)
+    quality = doc[doc.index("## Model quality") : doc.index("## Cross-validation")]
+    # The default config's figures lead the section; the newer result of another config does not replace them.
+    assert (
+        quality.index("**0.964**")
+        < quality.index("### config `pipeline-fast.yaml`")
+        < quality.index("**0.911**")
+    )
+    assert f"- Command: `python benchmarks/quality.py --config {config}`" in quality
+    crossval = doc[doc.index("## Cross-validation") : doc.index("## Warehouse build")]
+    assert crossval.index("### augment `none`") < crossval.index("### config `pipeline-fast.yaml`")
+    assert "**0.889**" in crossval and "**0.933**" in crossval
+    assert f"the recipe of `{config}`" in crossval
+    # The README's summary row is the default's ensemble.
+    assert "0.964" in readme and "0.911" not in readme
