@@ -1,4 +1,4 @@
-"""Cross-validation of the default training recipe on dataset.csv: quality per fold, mean and spread.
+"""Cross-validation of a training recipe (default: the pipeline's) on dataset.csv: per fold, mean, spread.
 
     python benchmarks/crossval.py [--families rules linear transformer ensemble] [--folds 5] [--seed 1234]
                                   [--engine local|ray] [--augment NAME] [--config FILE.yaml]
