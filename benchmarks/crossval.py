@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quality import PIPELINE_CONFIG, assemble_ensemble, config_name, load_real_data, with_engine
+from quality import (
+    PIPELINE_CONFIG,
+    assemble_ensemble,
+    config_name,
+    load_real_data,
+    results_path,
+    with_engine,
+)
 from stamp import stamp
 from tagops.config import (
     AnyModelParams,
@@ -325,10 +332,8 @@ def output_path(args: argparse.Namespace, augmentation: AugmentConfig) -> Path:
     name first for another config than the pipeline's (crossval-pipeline-fast.json)."""
     if args.output is not None:
         return Path(args.output)
-    parts = [] if Path(args.config).resolve() == PIPELINE_CONFIG else [Path(args.config).stem]
     name = augmentation_name(augmentation)
-    parts += [] if name == NO_AUGMENTATION else [name]
-    return ROOT / "benchmarks" / "results" / ("-".join(["crossval", *parts]) + ".json")
+    return results_path("crossval", args.config, *([] if name == NO_AUGMENTATION else [name]))
 
 
 def augmentation_name(augmentation: AugmentConfig) -> str:

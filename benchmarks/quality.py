@@ -41,9 +41,7 @@ from tagops.config import (
     DataConfig,
     EnsembleParams,
     EvalConfig,
-    LinearParams,
     PipelineConfig,
-    RulesParams,
     TransformerParams,
 )
 from tagops.config.base import load_config
@@ -71,12 +69,8 @@ REFERENCE = {  # Made With ML, holdout weighted F1 (see ../shared/design/referen
     "TF-IDF char n-grams + logistic (older split)": 0.865,
     "rule-based (older split)": 0.29,
 }
-FAMILIES: dict[str, AnyModelParams] = {
-    "rules": RulesParams(),
-    "linear": LinearParams(),
-    "transformer": TransformerParams(),
-    "ensemble": EnsembleParams(),
-}
+#: The families measured, as the pipeline config lists them (their parameters come from the config).
+FAMILIES = ("rules", "linear", "transformer", "ensemble")
 
 
 def with_engine(params: AnyModelParams, engine: str) -> AnyModelParams:
@@ -87,6 +81,13 @@ def with_engine(params: AnyModelParams, engine: str) -> AnyModelParams:
         members = tuple(with_engine(m, engine) for m in params.members)
         return params.model_copy(update={"members": members})
     return params
+
+
+def results_path(benchmark: str, config: Path, *variants: str) -> Path:
+    """``benchmarks/results/BENCHMARK[-CONFIG][-VARIANT...].json``: another config than the pipeline's
+    is named by its file's stem."""
+    parts = [] if Path(config).resolve() == PIPELINE_CONFIG else [Path(config).stem]
+    return ROOT / "benchmarks" / "results" / ("-".join([benchmark, *parts, *variants]) + ".json")
 
 
 def config_name(path: Path) -> str:
@@ -168,10 +169,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="default: quality[-CONFIG].json")
     args = parser.parse_args()
     pipeline = load_config(PipelineConfig, args.config)
-    if args.output is None:
-        other = Path(args.config).resolve() != PIPELINE_CONFIG
-        name = f"quality-{Path(args.config).stem}.json" if other else "quality.json"
-        args.output = ROOT / "benchmarks" / "results" / name
+    args.output = args.output or results_path("quality", args.config)
     overrides = {"recipe": args.augment, "fraction": args.fraction}
     augmentation = pipeline.augmentation.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}

@@ -156,17 +156,23 @@ def per_family(kind: str, results: list[Result], render: Callable[[Result], list
     return lines
 
 
+def other_config(data: Result) -> str | None:
+    """The file name of the config a result ran, when it is not the default (``configs/pipeline.yaml``)."""
+    config = str(data.get("config") or DEFAULT_CONFIG)
+    return None if config == DEFAULT_CONFIG else Path(config).name
+
+
 def variant_of(data: Result, field: str) -> tuple[str, str]:
     """What a variant's subsection is called: ``field``'s value, or the config it ran when not the default.
 
-    A result of another config than the benchmark's default (``configs/pipeline.yaml``) is a recipe of its
-    own: ``("config", "pipeline-fast.yaml")``, with its ``field`` value added when it is not ``none``.
+    A result of another config than the benchmark's default is a recipe of its own:
+    ``("config", "pipeline-fast.yaml")``, with its ``field`` value added when it is not ``none``.
     """
     value = str(data.get(field) or "none")
-    config = str(data.get("config") or DEFAULT_CONFIG)
-    if config == DEFAULT_CONFIG:
+    config = other_config(data)
+    if config is None:
         return field, value
-    return "config", Path(config).name + ("" if value == "none" else f", {field} {value}")
+    return "config", config + ("" if value == "none" else f", {field} {value}")
 
 
 def by_config(results: list[Result]) -> tuple[list[Result], dict[str, list[Result]]]:
@@ -174,11 +180,11 @@ def by_config(results: list[Result]) -> tuple[list[Result], dict[str, list[Resul
     default: list[Result] = []
     others: dict[str, list[Result]] = {}
     for data in results:
-        config = str(data.get("config") or DEFAULT_CONFIG)
-        if config == DEFAULT_CONFIG:
+        config = other_config(data)
+        if config is None:
             default.append(data)
         else:
-            others.setdefault(Path(config).name, []).append(data)
+            others.setdefault(config, []).append(data)
     return default, others
 
 
