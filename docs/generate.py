@@ -34,6 +34,7 @@ PYTHON_API = (
     "tagops.workloads.train",
     "tagops.workloads.tune",
     "tagops.workloads.evaluate",
+    "tagops.workloads.audit",
     "tagops.workloads.promote",
     "tagops.workloads.gate",
     "tagops.workloads.batch",

@@ -177,3 +177,67 @@ def data_diff(
                 console.print(
                     f"  {entry.table} {change}: id {row['id']} {row['title']!r} ({tags})", markup=False
                 )
+
+
+@data_app.command("audit")
+def data_audit(
+    data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled dataset.csv).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Train config YAML whose model scores the rows (default: the linear model)."),
+    ] = None,
+    folds: Annotated[
+        int, typer.Option(min=2, help="Folds: each row is scored by a model fitted on the others.")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="Seeds the folds and the models.")] = 1234,
+    disagreements: Annotated[
+        bool,
+        typer.Option(
+            "--disagreements",
+            help="Also list every row whose out-of-fold top tag differs from its tag (marked '?').",
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="Also write the suspect rows to this CSV file, for review.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rows whose tag is likely wrong, by confident learning on out-of-fold predictions; changes nothing."""
+    from tagops.config import DataConfig, TrainConfig, load_config
+    from tagops.data.stages import pull_stage
+    from tagops.data.validate import load_projects
+    from tagops.workloads.audit import audit_labels, write_suspects
+
+    try:
+        params = load_config(TrainConfig, config).model
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    path = data or pull_stage(load_settings(), DataConfig()).dataset_path
+    audit = audit_labels(
+        load_projects(path), params, file=str(path), folds=folds, seed=seed, disagreements=disagreements
+    )
+    if output is not None:
+        write_suspects(audit, output)
+    if as_json:
+        print_json(audit.to_dict())
+        return
+    typer.echo(
+        f"suspect tags in {path}, most suspect first:" if audit.suspects else f"{path}: no suspect tags"
+    )
+    for s in audit.suspects:
+        typer.echo(
+            f"{'  ' if s.confident else '? '}row {s.row} (id {s.id}) {s.tag}: likelier {s.suggested}"
+            f" ({s.p_suggested:.2f} against {s.p_given:.2f}): {s.title}"
+        )
+    flips = ", ".join(
+        f"{given} -> {true} {n}" for given, row in audit.estimated_flips.items() for true, n in row.items()
+    )
+    flagged = sum(s.confident for s in audit.suspects)
+    listed = f" ({len(audit.suspects) - flagged} more where the model disagrees)" if disagreements else ""
+    typer.echo(
+        f"{flagged} of {audit.rows} rows flagged{listed}; estimated wrong tags"
+        f" {audit.estimated_noise:.1%} ({flips or 'none'}); out-of-fold weighted F1 of the"
+        f" {audit.family} model {audit.out_of_fold_f1:.3f}"
+    )
+    if output is not None:
+        typer.echo(f"suspects written to {output}")
