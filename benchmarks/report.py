@@ -29,6 +29,7 @@ from report_sections import (
     fuzz_section,
     hostile_section,
     interval,
+    label_audit_section,
     lifecycle_section,
     num,
     overload_section,
@@ -49,6 +50,7 @@ COMMANDS = {
     "quality": "python benchmarks/quality.py",
     "crossval": "python benchmarks/crossval.py",
     "warehouse": "python benchmarks/warehouse.py",
+    "label_audit": "python benchmarks/label_audit.py",
     "serve": "python benchmarks/serve.py --family {family}",
     "serve-defaults": "python benchmarks/serve.py --as-built",
     "serve_resilience": "python benchmarks/serve_resilience.py",
@@ -224,6 +226,13 @@ SECTIONS: list[Section] = [
         "`tagops data build` on the real data: a first build in a fresh home, then rebuilds of the same "
         "sources (docs/data.md).",
         warehouse_section,
+    ),
+    (
+        "label_audit",
+        "Label audit",
+        "`tagops data audit` on the real files, and what it finds of wrong tags planted in dataset.csv "
+        "(docs/data.md, Audit labels).",
+        label_audit_section,
     ),
     (
         "serve",

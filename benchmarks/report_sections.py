@@ -785,6 +785,59 @@ def warehouse_section(data: Result) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------------------------------- label audit
+def label_audit_section(data: Result) -> list[str]:
+    """The audit of the real files, and its precision and recall on wrong tags planted in dataset.csv."""
+    files, medians = data.get("files") or {}, data.get("planted_medians") or {}
+    lines = [
+        f"`tagops data audit` as it runs unless told: the `{data.get('family', '?')}` model over "
+        f"{data.get('folds', '?')} folds scores every row out of fold, and confident learning (cleanlab) "
+        "flags the rows whose tag it counts as wrong (docs/data.md, Audit labels).",
+        "",
+    ]
+    rows = [
+        [
+            f"`{name}`",
+            num(f.get("rows")),
+            num(f.get("flagged")),
+            num(f.get("estimated_noise"), ".1%"),
+            num(f.get("out_of_fold_f1")),
+            num(f.get("seconds"), ".1f", " s"),
+        ]
+        for name, f in files.items()
+    ]
+    lines += table(["file", "rows", "flagged", "estimated wrong tags", "out-of-fold F1", "time"], rows)
+    if medians:
+        runs = data.get("planted") or []
+        seeds = sorted({r.get("seed") for r in runs})
+        lines += [
+            "Planted noise: that share of dataset.csv's rows, drawn at random, given another tag at random; "
+            f"median over {len(seeds)} seeds (min–max). The tags already wrong in dataset.csv count "
+            "against precision, so it is a lower bound.",
+            "",
+        ]
+
+        def cell(kind: dict[str, Any], key: str) -> str:
+            low, high = kind.get(f"{key}_range") or [None, None]
+            return f"{num(kind.get(key), '.2f')} ({num(low, '.2f')}–{num(high, '.2f')})"
+
+        rows = []
+        for share, m in medians.items():
+            for label, key in (("flagged", "flagged"), ("with `--disagreements`", "with_disagreements")):
+                kind = m.get(key) or {}
+                rows.append(
+                    [
+                        num(float(share), ".0%"),
+                        label,
+                        num(kind.get("listed"), ".0f"),
+                        cell(kind, "precision"),
+                        cell(kind, "recall"),
+                    ]
+                )
+        lines += table(["planted", "rows listed", "listed (median)", "precision", "recall"], rows)
+    return lines
+
+
 # -------------------------------------------------------------------------------------------- console
 def console_section(data: Result) -> list[str]:
     """The console's predict page against the JSON API on the same server: the HTML's extra time."""

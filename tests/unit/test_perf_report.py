@@ -518,6 +518,61 @@ WAREHOUSE = stamped(
     rows={"training_set": 764, "holdout": 191, "labeled_projects": 764, "recent_window": 0},
     bar={"max_build_s": 10.0, "pass": True},
 )
+
+
+def planted(seed: int, flagged: float, disagreements: float) -> dict[str, Any]:
+    return {
+        "noise": 0.02,
+        "seed": seed,
+        "planted": 15,
+        "estimated_noise": 0.03,
+        "flagged": {"listed": 24, "precision": flagged, "recall": 0.8},
+        "with_disagreements": {"listed": 93, "precision": disagreements, "recall": 1.0},
+    }
+
+
+LABEL_AUDIT = stamped(
+    "python benchmarks/label_audit.py",
+    benchmark="label_audit",
+    family="linear",
+    folds=5,
+    files={
+        "dataset.csv": {
+            "rows": 764,
+            "flagged": 8,
+            "estimated_noise": 0.0105,
+            "out_of_fold_f1": 0.9001,
+            "seconds": 7.9,
+        },
+        "holdout.csv": {
+            "rows": 191,
+            "flagged": 3,
+            "estimated_noise": 0.0157,
+            "out_of_fold_f1": 0.8688,
+            "seconds": 2.4,
+        },
+    },
+    planted=[planted(1, 0.41, 0.16), planted(2, 0.5, 0.15)],
+    planted_medians={
+        "0.02": {
+            "flagged": {
+                "listed": 24,
+                "precision": 0.455,
+                "recall": 0.8,
+                "precision_range": [0.41, 0.5],
+                "recall_range": [0.8, 0.8],
+            },
+            "with_disagreements": {
+                "listed": 93,
+                "precision": 0.155,
+                "recall": 1.0,
+                "precision_range": [0.15, 0.16],
+                "recall_range": [1.0, 1.0],
+            },
+            "estimated_noise": 0.03,
+        }
+    },
+)
 CONSOLE = stamped(
     "python benchmarks/console.py --family ensemble",
     family="ensemble",
@@ -537,6 +592,7 @@ CONSOLE = stamped(
     },
 )
 ALL = {
+    "label_audit.json": LABEL_AUDIT,
     "console.json": CONSOLE,
     "warehouse.json": WAREHOUSE,
     "serve_canary.json": CANARY,
@@ -615,6 +671,17 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     console_row = "| uvicorn | 16.4 ms (14.5 to 33.5) | 15.7 ms (13.8 to 17.0) | -1.0 ms (-17.5 to +2.1) |"
     assert console_row in doc
     assert "**fail**" not in doc
+
+
+def test_label_audit_shows_the_real_files_and_the_planted_noise(tmp_path: Path) -> None:
+    _, doc, _ = run(tmp_path, {"label_audit.json": LABEL_AUDIT})
+    section = doc.split("## Label audit", 1)[1].split("\n## ", 1)[0]
+    assert "the `linear` model over 5 folds scores every row out of fold" in section
+    assert "| `dataset.csv` | 764 | 8 | 1.1% | 0.900 | 7.9 s |" in section
+    assert "| `holdout.csv` | 191 | 3 | 1.6% | 0.869 | 2.4 s |" in section
+    assert "median over 2 seeds (min–max)" in section
+    assert "| 2% | flagged | 24 | 0.46 (0.41–0.50) | 0.80 (0.80–0.80) |" in section
+    assert "| 2% | with `--disagreements` | 93 | 0.15 (0.15–0.16) | 1.00 (1.00–1.00) |" in section
 
 
 def test_quality_shows_the_median_ece_of_the_seeds(tmp_path: Path) -> None:
