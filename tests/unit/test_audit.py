@@ -149,3 +149,15 @@ def test_audit_command_refuses_a_file_too_small_for_its_folds(fixture_dir: Path)
     assert f"{path}, column 'tag': tag 'mlops' has 6 row(s); 7 folds need at least 7" in [
         str(v) for v in result.exception.violations
     ]
+
+
+def test_the_audit_never_forks_a_process_pool(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fork of a process that runs threads (torch's, a server's) can hang in the child.
+    import multiprocessing
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the audit started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", refuse)
+    audit = audit_labels(load_projects(clean), PARAMS, file=str(clean), folds=3)
+    assert audit.rows == 80

@@ -11,10 +11,10 @@ method as published and maintained.
 
 A few percent of wrong tags is enough to bound what any model scores against the file (every such row
 is an error in cross-validation however good the model), and the label guide decides each disputed
-row. The audit changes nothing: it lists the rows, most suspect first, with the tag the models would
-give, for a person to check against ``docs/label-guide.md``; corrections enter through the data
-(a corrected file, then ``tagops data build --source-dir`` and ``tagops data diff`` to see them as
-relabelled rows).
+row. The audit changes nothing: it lists the rows, most suspect first, with the likeliest other tag,
+for a person to check against ``docs/label-guide.md``; corrections enter through the data (corrected
+copies of dataset.csv and tags.csv, then ``tagops data build --source-dir``; ``tagops data diff`` shows
+them as relabelled rows).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ DEFAULT_FOLDS = 5
 
 @dataclass(frozen=True)
 class Suspect:
-    """One row whose given tag confident learning counts as likely wrong."""
+    """One listed row: confident learning counts its tag as wrong, or the out-of-fold model disagrees."""
 
     #: The 1-based data row of the audited file (the header not counted), and the row's id.
     row: int
@@ -166,8 +166,14 @@ def audit_labels(
     present = np.unique(given)  # cleanlab counts the classes it is given: audit only the tags present
     local = np.searchsorted(present, given)
     sub = proba[:, present] / proba[:, present].sum(axis=1, keepdims=True)
+    # n_jobs=1: cleanlab otherwise forks a process pool, and a fork of a process that already runs
+    # threads (torch's, a server's) can hang in the child; the search itself takes milliseconds.
     flagged = find_label_issues(
-        local, sub, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence"
+        local,
+        sub,
+        filter_by="prune_by_noise_rate",
+        return_indices_ranked_by="self_confidence",
+        n_jobs=1,
     )
     joint = estimate_joint(local, sub) * len(frame)
     flips = {
