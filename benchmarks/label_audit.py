@@ -1,17 +1,18 @@
 """The label audit on the real data: what it flags, and how much of a known share of wrong tags it finds.
 
     TAGOPS_DATA_MIRROR=../shared/datasets/madewithml .venv/bin/python benchmarks/label_audit.py \
-        [--noise 0.02 0.05] [--seeds 1 2 3] [--folds 5]
+        [--config configs/audit-ensemble.yaml] [--noise 0.02 0.05] [--seeds 1 2 3] [--folds 5]
 
-First ``tagops data audit`` as it runs by default (the linear model, 5 folds) on dataset.csv and on
-holdout.csv: rows flagged, the estimated share of wrong tags, the out-of-fold F1. Then planted noise:
-for each share and seed, that many rows of dataset.csv, drawn at random, get another tag drawn at
-random, and the audit of the changed file is scored against the planted rows: precision and recall of
-confident learning's flags, and of the flags with every out-of-fold disagreement added
-(``--disagreements``). The rows already wrong in dataset.csv count against precision, so the figures
-are a lower bound on it.
+First ``tagops data audit`` as it runs by default (the linear model, 5 folds; ``--config``: the train
+config's model, as ``tagops data audit --config`` scores with it) on dataset.csv and on holdout.csv:
+rows flagged, the estimated share of wrong tags, the out-of-fold F1. Then planted noise: for each share
+and seed, that many rows of dataset.csv, drawn at random, get another tag drawn at random, and the audit
+of the changed file is scored against the planted rows: precision and recall of confident learning's
+flags, and of the flags with every out-of-fold disagreement added (``--disagreements``). The rows
+already wrong in dataset.csv count against precision, so the figures are a lower bound on it.
 
-Prints a table and writes ``benchmarks/results/label_audit.json``.
+Prints a table and writes ``benchmarks/results/label_audit.json`` (with ``--config``,
+``label_audit-CONFIG.json`` after the config file's name).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quality import config_name
 from stamp import stamp
 
-RESULTS = Path(__file__).parent / "results" / "label_audit.json"
+RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,16 +78,20 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--config", type=Path, default=None, help="Train config YAML: its model scores.")
     args = parser.parse_args()
     mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
     if not (mirror / "dataset.csv").is_file():
         raise SystemExit(f"the data mirror is not at {mirror}: set TAGOPS_DATA_MIRROR")
 
-    from tagops.config import TrainConfig
+    from tagops.config import TrainConfig, load_config
     from tagops.data.validate import load_projects
     from tagops.workloads.audit import audit_labels
 
-    params = TrainConfig().model  # what `tagops data audit` scores with unless told
+    params = load_config(TrainConfig, args.config).model  # as `tagops data audit [--config]` scores
+    results = RESULTS / (
+        "label_audit.json" if args.config is None else f"label_audit-{args.config.stem}.json"
+    )
     files: dict[str, dict[str, Any]] = {}
     for name in ("dataset.csv", "holdout.csv"):
         began = time.perf_counter()
@@ -141,11 +147,12 @@ def main() -> None:
             }
             for kind in ("flagged", "with_disagreements")
         } | {"estimated_noise": statistics.median(r["estimated_noise"] for r in runs)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(
         json.dumps(
             {
                 "benchmark": "label_audit",
+                **({} if args.config is None else {"config": config_name(args.config)}),
                 "family": params.family,
                 "folds": args.folds,
                 "files": files,
@@ -158,7 +165,7 @@ def main() -> None:
         + "\n",
         encoding="utf-8",
     )
-    print(RESULTS)
+    print(results)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ FAMILIES = ("linear", "transformer")
 PER_VARIANT = {"crossval": "augment"}
 #: The benchmarks that train by a pipeline config (``--config``), and the config they run unless told
 #: otherwise: another config's result is reported apart, after the default's.
-BY_CONFIG = ("quality", "crossval")
+BY_CONFIG = ("quality", "crossval", "label_audit")
 DEFAULT_CONFIG = "configs/pipeline.yaml"
 
 

@@ -789,10 +789,12 @@ def warehouse_section(data: Result) -> list[str]:
 def label_audit_section(data: Result) -> list[str]:
     """The audit of the real files, and its precision and recall on wrong tags planted in dataset.csv."""
     files, medians = data.get("files") or {}, data.get("planted_medians") or {}
+    config = data.get("config")
+    how = f"`tagops data audit --config {config}`" if config else "`tagops data audit` as it runs unless told"
     lines = [
-        f"`tagops data audit` as it runs unless told: the `{data.get('family', '?')}` model over "
-        f"{data.get('folds', '?')} folds scores every row out of fold, and confident learning (cleanlab) "
-        "flags the rows whose tag it counts as wrong (docs/data.md, Audit labels).",
+        f"{how}: the `{data.get('family', '?')}` model over {data.get('folds', '?')} folds scores every row "
+        "out of fold, and confident learning (cleanlab) flags the rows whose tag it counts as wrong "
+        "(docs/data.md, Audit labels).",
         "",
     ]
     rows = [

@@ -684,6 +684,16 @@ def test_label_audit_shows_the_real_files_and_the_planted_noise(tmp_path: Path) 
     assert "| 2% | with `--disagreements` | 93 | 0.15 (0.15–0.16) | 1.00 (1.00–1.00) |" in section
 
 
+def test_label_audit_by_another_config_follows_the_default(tmp_path: Path) -> None:
+    other = {**LABEL_AUDIT, "config": "configs/audit-ensemble.yaml", "family": "ensemble"}
+    _, doc, _ = run(tmp_path, {"label_audit.json": LABEL_AUDIT, "label_audit-audit-ensemble.json": other})
+    section = doc.split("## Label audit", 1)[1].split("\n## ", 1)[0]
+    default, rest = section.split("### config `audit-ensemble.yaml`")
+    assert "`tagops data audit` as it runs unless told: the `linear` model" in default
+    assert "`tagops data audit --config configs/audit-ensemble.yaml`: the `ensemble` model" in rest
+    assert "- File: `benchmarks/results/label_audit-audit-ensemble.json`" in rest
+
+
 def test_quality_shows_the_median_ece_of_the_seeds(tmp_path: Path) -> None:
     runs = [{"seed": seed, "ece": ece} for seed, ece in ((1234, 0.0505), (42, 0.0472), (7, 0.053))]
     results = [{**r, "runs": runs} if r["family"] == "ensemble" else r for r in QUALITY["results"]]
