@@ -57,6 +57,19 @@ def scores(found: set[int], planted: set[int]) -> dict[str, float]:
     }
 
 
+#: What each planted run scores: confident learning's flags, and those with every disagreement added.
+KINDS = ("flagged", "with_disagreements")
+
+
+def summarise(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """Median rows listed, precision and recall of ``kind`` over ``runs``, with the range of the last two."""
+    figures = {key: [r[kind][key] for r in runs] for key in ("listed", "precision", "recall")}
+    medians = {key: statistics.median(values) for key, values in figures.items()}
+    return medians | {
+        f"{key}_range": [min(figures[key]), max(figures[key])] for key in ("precision", "recall")
+    }
+
+
 def summary_of(audit: Any, seconds: float) -> dict[str, Any]:
     """What the results keep of one audit of a real file."""
     return {
@@ -133,20 +146,9 @@ def main() -> None:
     medians = {}
     for share in args.noise:
         runs = [r for r in planted_runs if r["noise"] == share]
-        medians[str(share)] = {
-            kind: {
-                key: statistics.median(r[kind][key] for r in runs)
-                for key in ("listed", "precision", "recall")
-            }
-            | {
-                "precision_range": [
-                    min(r[kind]["precision"] for r in runs),
-                    max(r[kind]["precision"] for r in runs),
-                ],
-                "recall_range": [min(r[kind]["recall"] for r in runs), max(r[kind]["recall"] for r in runs)],
-            }
-            for kind in ("flagged", "with_disagreements")
-        } | {"estimated_noise": statistics.median(r["estimated_noise"] for r in runs)}
+        medians[str(share)] = {kind: summarise(runs, kind) for kind in KINDS} | {
+            "estimated_noise": statistics.median(r["estimated_noise"] for r in runs)
+        }
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(
         json.dumps(

@@ -69,8 +69,9 @@ PER_FAMILY = ("serve", "simulate")
 FAMILIES = ("linear", "transformer")
 #: The benchmarks measured in variants, and the results field that names the variant.
 PER_VARIANT = {"crossval": "augment"}
-#: The benchmarks that train by a pipeline config (``--config``), and the config they run unless told
-#: otherwise: another config's result is reported apart, after the default's.
+#: The benchmarks that take ``--config``: a result that names no config, or the pipeline's own, is the
+#: default one (the label audit's default, the linear model, names none); another config's result is
+#: reported apart, after the default's.
 BY_CONFIG = ("quality", "crossval", "label_audit")
 DEFAULT_CONFIG = "configs/pipeline.yaml"
 
@@ -159,7 +160,7 @@ def per_family(kind: str, results: list[Result], render: Callable[[Result], list
 
 
 def other_config(data: Result) -> str | None:
-    """The file name of the config a result ran, when it is not the default (``configs/pipeline.yaml``)."""
+    """The file name of the config a result ran, when it names one other than ``configs/pipeline.yaml``."""
     config = str(data.get("config") or DEFAULT_CONFIG)
     return None if config == DEFAULT_CONFIG else Path(config).name
 
