@@ -439,7 +439,9 @@ def test_reload_under_load_fails_no_request(tagops_home: Path) -> None:
     assert after == [2] * 5
 
 
-def test_a_second_replica_follows_a_reload(tagops_home: Path) -> None:
+# A follower whose load outlasts the liveness bound (3 s) must still count: it is switching, not gone.
+@pytest.mark.parametrize("follower_load_s", [0.0, 3.5], ids=["quick-load", "load-past-liveness-bound"])
+def test_a_second_replica_follows_a_reload(tagops_home: Path, follower_load_s: float) -> None:
     settings = settings_for(tagops_home)
     first = serve_app(
         FakePredictor(1),
@@ -454,13 +456,14 @@ def test_a_second_replica_follows_a_reload(tagops_home: Path) -> None:
         settings,
         serve_config(),
         store=make_store(tagops_home),
-        loader=FakeLoader(2),
+        loader=FakeLoader(2, delay_s=follower_load_s),
         deployment_id="d1",
     )
     with TestClient(first) as one, TestClient(second) as two:
         # both replicas report within one sync interval
         import time
 
+        assert not follower_load_s or follower_load_s > first.state.service.replica_max_age_s
         deadline = time.monotonic() + 5
         while first.state.service.replicas_on("models:/tagops/1")[0] < 2 and time.monotonic() < deadline:
             time.sleep(0.05)

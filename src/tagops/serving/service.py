@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
@@ -97,7 +97,6 @@ class ServingService:
         self.not_ready_reason: str | None = "starting"
         self._reload_lock = threading.Lock()
         self._failed_target: tuple[str, float] | None = None
-        self._sync_errors = 0
         #: Scores copies of requests with ``config.shadow_model_uri`` (``None``: no shadow configured).
         self.shadow = shadow
         self.shadow_reason: str | None = None if shadow is None else "not loaded yet"
@@ -411,7 +410,15 @@ class ServingService:
 
     def sync_once(self) -> None:
         """Report this replica's model and follow the deployment's targets (model, shadow, canary)."""
+        self.report()
+        self.follow_targets()
+
+    def report(self) -> None:
+        """Record in the serving database that this replica is alive and which model it serves."""
         self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+
+    def follow_targets(self) -> None:
+        """Switch to the deployment's model, shadow and canary where they changed on another replica."""
         self._sync_shadow()
         self._sync_target()
         self._sync_rollout()
@@ -444,16 +451,27 @@ class ServingService:
             self._reload_lock.release()
 
     async def sync_forever(self) -> None:
-        """Run :meth:`sync_once` every ``sync_interval_s`` until cancelled."""
+        """Report every ``sync_interval_s`` and follow the deployment's targets as often, until cancelled.
+
+        The two run on separate beats: following a target loads a model, which takes as long as the
+        model takes, and a replica busy switching is still alive; a reload counts the live replicas by
+        their reports, so a report held up behind a load would count that replica as gone.
+        """
+        async with asyncio.TaskGroup() as beats:
+            beats.create_task(self._every_interval(self.report, "report"))
+            beats.create_task(self._every_interval(self.follow_targets, "sync"))
+
+    async def _every_interval(self, step: Callable[[], None], name: str) -> None:
+        failures = 0
         while True:
             await asyncio.sleep(self.config.sync_interval_s)
             try:
-                await asyncio.to_thread(self.sync_once)
-                self._sync_errors = 0
+                await asyncio.to_thread(step)
+                failures = 0
             except Exception as error:
-                self._sync_errors += 1
-                if self._sync_errors in (1, 10) or self._sync_errors % 100 == 0:
-                    logger.warning("replica sync failed (%d in a row): %s", self._sync_errors, error)
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    logger.warning("replica %s failed (%d in a row): %s", name, failures, error)
 
     def replicas_on(self, uri: str) -> tuple[int, int]:
         """(live replicas, live replicas serving ``uri``)."""
