@@ -47,20 +47,21 @@ def ray_session(
     (:func:`lean_head_node`) and ``own_session`` starts its node processes in a session of their own
     (:func:`node_processes_in_own_session`); neither changes anything when joining a cluster.
     """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
         return
     send_ray_messages_to_stderr()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if settings.ray_address:
         logger.info("joining the Ray cluster at %s", settings.ray_address)
         ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         settings.ray_temp_dir.mkdir(parents=True, exist_ok=True)
+        keep_node_on_loopback()
         with lean_head_node(enabled=lean), node_processes_in_own_session(enabled=own_session):
             ray.init(
                 num_cpus=num_cpus or available_cpus(),
@@ -76,6 +77,20 @@ def ray_session(
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
+
+
+def keep_node_on_loopback() -> None:
+    """Hold this process's Ray to ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` even when it was imported first.
+
+    Ray reads that variable once, when ``ray`` is first imported; with it at ``0`` every address Ray
+    looks up for this node is loopback. A program that imported ``ray`` before the variable was set
+    would otherwise start the embedded cluster with Serve replicas listening on every interface
+    (``tests/integration/test_ray_serving.py`` checks their sockets). A ``1`` the user set is left alone.
+    """
+    from ray._private import ray_constants
+
+    if os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR) == "0":
+        ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 #: The head's processes a lean embedded node does without: the dashboard's API server (started even with

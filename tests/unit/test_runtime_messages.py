@@ -1,10 +1,10 @@
-"""The Ray runtime edge: relayed messages go to stderr; a lean embedded head for serving."""
+"""The Ray runtime edge: relayed messages go to stderr; a lean embedded head for serving; loopback kept."""
 
 from __future__ import annotations
 
 import pytest
 
-from tagops.runtime import send_ray_messages_to_stderr
+from tagops.runtime import keep_node_on_loopback, send_ray_messages_to_stderr
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +44,17 @@ def test_a_lean_head_node_skips_its_service_processes_only_inside_the_block() ->
     with pytest.raises(RuntimeError), lean_head_node(enabled=True):  # restored when ray.init fails too
         raise RuntimeError("ray.init failed")
     assert all(getattr(Node, name) is method for name, method in originals.items())
+
+
+@pytest.mark.parametrize(("variable", "clusters"), [("0", False), ("1", True)])
+def test_a_ray_imported_before_the_loopback_setting_still_keeps_the_node_on_loopback(
+    monkeypatch: pytest.MonkeyPatch, variable: str, clusters: bool
+) -> None:
+    from ray._private import ray_constants, services, worker
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)  # as read before the variable was set
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", variable)
+    keep_node_on_loopback()
+    assert ray_constants.ENABLE_RAY_CLUSTER is clusters  # a 1 the user set is left alone
+    if not clusters and worker._global_node is None:  # no session here: the address is looked up
+        assert services.get_node_ip_address() == services.get_localhost_ip()
