@@ -130,7 +130,7 @@ class ServingService:
         if target_uri != self.model.uri:
             logger.info("deployment serves %s; switching from %s", target_uri, self.model.uri)
             self.sync_once()
-        self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        self.report()
         self.ready, self.not_ready_reason = True, None
         logger.info("replica %s serving %s", self.replica_id, self.model.uri)
         if self.shadow is not None:
@@ -415,7 +415,8 @@ class ServingService:
 
     def report(self) -> None:
         """Record in the serving database that this replica is alive and which model it serves."""
-        self.state.heartbeat(self.replica_id, self.deployment_id, self.model.uri, self.model.version)
+        model = self.model  # read once: a switch may land between two reads
+        self.state.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
 
     def follow_targets(self) -> None:
         """Switch to the deployment's model, shadow and canary where they changed on another replica."""
