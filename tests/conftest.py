@@ -125,6 +125,21 @@ def restored_process_state() -> Iterator[None]:
         sys.excepthook = excepthook
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_leaves_the_environment_as_it_found_it() -> Iterator[None]:
+    """Restore the process environment after each module.
+
+    MLflow's ``set_tracking_uri`` and ``set_registry_uri`` write ``MLFLOW_TRACKING_URI`` and
+    ``MLFLOW_REGISTRY_URI`` into it, so a module that opens a registry in this process would otherwise
+    hand its home to every later module, and to the Ray nodes a later module starts (their jobs would
+    register there).
+    """
+    environ = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(environ)
+
+
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     """Small synthetic dataset shipped with the project (dataset.csv and holdout.csv)."""
@@ -145,7 +160,8 @@ def tagops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     home = tmp_path / "home"
     monkeypatch.setenv("TAGOPS_HOME", str(home))
     monkeypatch.setenv("ZENML_CONFIG_PATH", str(home / "zenml"))
-    for key in ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS"):
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS",
+                "TAGOPS_RAY_ADDRESS"):  # fmt: skip
         monkeypatch.delenv(key, raising=False)
     if (MIRROR / "dataset.csv").is_file():
         monkeypatch.setenv("TAGOPS_DATA_MIRROR", str(MIRROR))

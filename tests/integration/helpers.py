@@ -28,7 +28,13 @@ from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
 from tests.conftest import restored_process_state
 
 COLUMNS = ("id", "created_on", "title", "description", "tag")
-_FOREIGN_SERVERS = ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS")
+_FOREIGN_SERVERS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "TAGOPS_MLFLOW_TRACKING_URI",
+    "RAY_ADDRESS",
+    "TAGOPS_RAY_ADDRESS",
+)
 
 
 @functools.cache

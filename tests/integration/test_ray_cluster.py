@@ -61,8 +61,15 @@ def start_node(*args: str, log: Path) -> subprocess.Popen[bytes]:
     # default (the dashboard agent's 52365 on every node). This interpreter's folder comes first on PATH:
     # Ray Jobs run their entrypoint (`python -m tagops.cli ...`) with the nodes' PATH, as a cluster image
     # puts its Python first.
+    # A node takes none of this process's tagops settings or MLflow servers (a team's nodes have their
+    # own): a job gets them from its submitter or not at all.
     agent, agent_grpc, runtime_env_agent, metrics = free_ports(4)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TAGOPS_") and key not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    }
     with log.open("wb") as handle:
         return subprocess.Popen(
             [RAY, "start", "--block", "--node-ip-address", LOOPBACK, "--num-cpus", "1",
@@ -70,7 +77,7 @@ def start_node(*args: str, log: Path) -> subprocess.Popen[bytes]:
              "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
              "--runtime-env-agent-port", str(runtime_env_agent), "--metrics-export-port", str(metrics),
              *args],
-            env={**os.environ, **NODE_ENV, "PATH": path},
+            env={**inherited, **NODE_ENV, "PATH": path},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
