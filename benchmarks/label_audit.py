@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quality import config_name
+from quality import config_name, results_path
 from stamp import stamp
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results" / "label_audit.json"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,9 +102,7 @@ def main() -> None:
     from tagops.workloads.audit import audit_labels
 
     params = load_config(TrainConfig, args.config).model  # as `tagops data audit [--config]` scores
-    results = RESULTS / (
-        "label_audit.json" if args.config is None else f"label_audit-{args.config.stem}.json"
-    )
+    results = RESULTS if args.config is None else results_path("label_audit", args.config)
     files: dict[str, dict[str, Any]] = {}
     for name in ("dataset.csv", "holdout.csv"):
         began = time.perf_counter()

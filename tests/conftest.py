@@ -102,6 +102,17 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedFixtureScheduling(config, log)
 
 
+#: Variables that point a test at servers outside its own home (a team's MLflow, a running Ray cluster):
+#: every isolated home clears them.
+FOREIGN_SERVERS = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "TAGOPS_MLFLOW_TRACKING_URI",
+    "RAY_ADDRESS",
+    "TAGOPS_RAY_ADDRESS",
+)
+
+
 @contextmanager
 def restored_process_state() -> Iterator[None]:
     """Undo what a CLI entry point does to the process: environment variables, root logging handlers (closed),
@@ -160,8 +171,7 @@ def tagops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     home = tmp_path / "home"
     monkeypatch.setenv("TAGOPS_HOME", str(home))
     monkeypatch.setenv("ZENML_CONFIG_PATH", str(home / "zenml"))
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS",
-                "TAGOPS_RAY_ADDRESS"):  # fmt: skip
+    for key in FOREIGN_SERVERS:
         monkeypatch.delenv(key, raising=False)
     if (MIRROR / "dataset.csv").is_file():
         monkeypatch.setenv("TAGOPS_DATA_MIRROR", str(MIRROR))

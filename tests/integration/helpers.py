@@ -25,16 +25,9 @@ from typing import Any
 import pytest
 
 from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
-from tests.conftest import restored_process_state
+from tests.conftest import FOREIGN_SERVERS, restored_process_state
 
 COLUMNS = ("id", "created_on", "title", "description", "tag")
-_FOREIGN_SERVERS = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "TAGOPS_MLFLOW_TRACKING_URI",
-    "RAY_ADDRESS",
-    "TAGOPS_RAY_ADDRESS",
-)
 
 
 @functools.cache
@@ -75,7 +68,7 @@ def isolated_home(home: Path, *, mirror: Path | None = None, seed_mlflow: bool =
         mp.setenv("ZENML_CONFIG_PATH", str(home / "zenml"))
         for key, value in QUIET_ENVIRONMENT.items():
             mp.setenv(key, value)
-        for key in _FOREIGN_SERVERS:
+        for key in FOREIGN_SERVERS:
             mp.delenv(key, raising=False)
         if mirror is None:
             mp.delenv("TAGOPS_DATA_MIRROR", raising=False)

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tagops.serving.server import free_port
+from tests.conftest import FOREIGN_SERVERS
 from tests.integration.helpers import isolated_home, run_cli
 from tests.integration.test_ray_train import FIXTURE_WORDS, short_home, tiny_config
 from tests.tiny_encoder import write_tiny_encoder
@@ -68,7 +69,7 @@ def start_node(*args: str, log: Path) -> subprocess.Popen[bytes]:
     inherited = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("TAGOPS_") and key not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+        if not key.startswith("TAGOPS_") and key not in FOREIGN_SERVERS
     }
     with log.open("wb") as handle:
         return subprocess.Popen(

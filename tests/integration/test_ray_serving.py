@@ -21,6 +21,7 @@ import pytest
 from tagops.config import DataConfig, LinearParams, RulesParams, ServeConfig, TrainConfig
 from tagops.serving.server import free_port
 from tagops.settings import QUIET_ENVIRONMENT, Settings, prepare_environment
+from tests.conftest import FOREIGN_SERVERS
 from tests.integration.helpers import seed_mlflow_store
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def _serve_in(home: Path, fixture_dir: Path) -> Iterator[Served]:
         mp.setenv("TAGOPS_HOME", str(home))
         for key, value in QUIET_ENVIRONMENT.items():
             mp.setenv(key, value)
-        for key in ("MLFLOW_TRACKING_URI", "TAGOPS_MLFLOW_TRACKING_URI", "RAY_ADDRESS", "TAGOPS_RAY_ADDRESS"):
+        for key in FOREIGN_SERVERS:
             mp.delenv(key, raising=False)
         mp.delenv("TAGOPS_SERVE_DATABASE_URL", raising=False)
         settings = Settings()
