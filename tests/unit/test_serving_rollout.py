@@ -162,6 +162,38 @@ def test_a_second_replica_follows_the_rollout_and_its_end(tagops_home: Path) -> 
         assert state["canary_answered"] == versions.count(2)
 
 
+def test_a_status_read_sees_the_counts_a_beat_is_still_writing(
+    tagops_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = build(tagops_home)
+    service = app.state.service
+    writing, release = threading.Event(), threading.Event()
+    add_counts = service.state.add_rollout_counts
+
+    def slow_add(deployment_id: str, counts: dict[str, int]) -> None:
+        if any(counts.values()) and not writing.is_set():  # the first write of counts: held
+            writing.set()
+            release.wait(10)
+        add_counts(deployment_id, counts)
+
+    with TestClient(app) as client:
+        headers = admin(app)
+        assert client.post("/v1/admin/rollout", json={"weight": 50}, headers=headers).status_code == 200
+        monkeypatch.setattr(service.state, "add_rollout_counts", slow_add)
+        versions = [client.post("/v1/predict", json=item(i)).json()["model"]["version"] for i in range(100)]
+        assert writing.wait(5), "the replica's beat did not write the counts"
+        read: list[dict[str, Any]] = []
+        reader = threading.Thread(
+            target=lambda: read.append(client.get("/v1/admin/rollout", headers=headers).json())
+        )
+        reader.start()
+        time.sleep(0.3)  # the read arrives while the beat's write is in flight
+        release.set()
+        reader.join(10)
+    assert read and read[0]["canary_answered"] == versions.count(2) > 0
+    assert read[0]["champion_answered"] == versions.count(1) > 0
+
+
 def test_a_reload_to_another_champion_ends_the_rollout(tagops_home: Path) -> None:
     loader = FakeLoader(3)
     app = build(tagops_home, loader=loader)

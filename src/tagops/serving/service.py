@@ -113,6 +113,9 @@ class ServingService:
         #: Requests answered and failed per side since the last sync wrote them to the rollout's row.
         self._rollout_counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        # Held while counts taken from ``_rollout_counts`` are on their way to the row, so a status
+        # read that syncs first sees a beat's write that was in flight, not the row before it.
+        self._flush_lock = threading.Lock()
         metrics.set_model(**model.ref())
 
     @property
@@ -293,14 +296,15 @@ class ServingService:
         self._flush_rollout_counts()
 
     def _flush_rollout_counts(self) -> None:
-        with self._counts_lock:
-            counts, self._rollout_counts = dict(self._rollout_counts), Counter()
-        try:
-            self.state.add_rollout_counts(self.deployment_id, counts)
-        except Exception:
+        with self._flush_lock:
             with self._counts_lock:
-                self._rollout_counts.update(counts)  # kept for the next sync
-            raise
+                counts, self._rollout_counts = dict(self._rollout_counts), Counter()
+            try:
+                self.state.add_rollout_counts(self.deployment_id, counts)
+            except Exception:
+                with self._counts_lock:
+                    self._rollout_counts.update(counts)  # kept for the next sync
+                raise
 
     def _sync_rollout(self) -> None:
         """Follow the deployment's rollout: load its canary, take its weight, or drop the canary."""
