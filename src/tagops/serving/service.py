@@ -132,7 +132,7 @@ class ServingService:
         target_uri, _ = self.state.claim_target(self.deployment_id, self.model.uri, self.model.version)
         if target_uri != self.model.uri:
             logger.info("deployment serves %s; switching from %s", target_uri, self.model.uri)
-            self.sync_once()
+            self.follow_targets()
         self.report()
         self.ready, self.not_ready_reason = True, None
         logger.info("replica %s serving %s", self.replica_id, self.model.uri)
@@ -411,11 +411,6 @@ class ServingService:
         self.metrics.reloads.labels(trigger=trigger, outcome="ok").inc()
         logger.info("replica %s now serves %s (%s)", self.replica_id, model.uri, trigger)
         self.state.heartbeat(self.replica_id, self.deployment_id, model.uri, model.version)
-
-    def sync_once(self) -> None:
-        """Report this replica's model and follow the deployment's targets (model, shadow, canary)."""
-        self.report()
-        self.follow_targets()
 
     def report(self) -> None:
         """Record in the serving database that this replica is alive and which model it serves."""
