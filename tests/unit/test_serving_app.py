@@ -473,6 +473,40 @@ def test_a_second_replica_follows_a_reload(tagops_home: Path, follower_load_s: f
         assert two.get("/v1/model").json()["version"] == 2
 
 
+def test_a_replica_started_after_a_reload_starts_on_the_target(tagops_home: Path) -> None:
+    settings = settings_for(tagops_home)
+    first = serve_app(
+        FakePredictor(1),
+        settings,
+        serve_config(),
+        store=make_store(tagops_home),
+        loader=FakeLoader(2),
+        deployment_id="d1",
+    )
+    later = serve_app(
+        FakePredictor(1),
+        settings,
+        serve_config(),
+        store=make_store(tagops_home),
+        loader=FakeLoader(2),
+        deployment_id="d1",
+    )
+    reported: list[int | None] = []
+    state = later.state.service.state
+    heartbeat = state.heartbeat
+
+    def record(replica_id: str, deployment_id: str, uri: str, version: int | None) -> None:
+        reported.append(version)
+        heartbeat(replica_id, deployment_id, uri, version)
+
+    state.heartbeat = record  # type: ignore[method-assign]
+    with TestClient(first) as one:
+        assert one.post("/v1/admin/reload", headers=key(first, "admin")).json()["current"]["version"] == 2
+        with TestClient(later) as two:
+            assert two.post("/v1/predict", json={"items": [ITEM]}).json()["model"]["version"] == 2
+    assert reported and set(reported) == {2}  # never reported on the model it left
+
+
 # ------------------------------------------------------------------------------------------- metrics
 def test_metrics_count_requests_predictions_errors_and_log_rows(
     served: tuple[TestClient, FastAPI, FakePredictor, FakeLoader],
