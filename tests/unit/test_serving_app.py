@@ -439,30 +439,24 @@ def test_reload_under_load_fails_no_request(tagops_home: Path) -> None:
     assert after == [2] * 5
 
 
+def replica(home: Path, *, load_s: float = 0.0) -> FastAPI:
+    """A replica of deployment ``d1`` serving version 1, whose loader loads version 2 in ``load_s``."""
+    return serve_app(
+        FakePredictor(1),
+        settings_for(home),
+        serve_config(),
+        store=make_store(home),
+        loader=FakeLoader(2, delay_s=load_s),
+        deployment_id="d1",
+    )
+
+
 # A follower whose load outlasts the liveness bound (3 s) must still count: it is switching, not gone.
 @pytest.mark.parametrize("follower_load_s", [0.0, 3.5], ids=["quick-load", "load-past-liveness-bound"])
 def test_a_second_replica_follows_a_reload(tagops_home: Path, follower_load_s: float) -> None:
-    settings = settings_for(tagops_home)
-    first = serve_app(
-        FakePredictor(1),
-        settings,
-        serve_config(),
-        store=make_store(tagops_home),
-        loader=FakeLoader(2),
-        deployment_id="d1",
-    )
-    second = serve_app(
-        FakePredictor(1),
-        settings,
-        serve_config(),
-        store=make_store(tagops_home),
-        loader=FakeLoader(2, delay_s=follower_load_s),
-        deployment_id="d1",
-    )
+    first, second = replica(tagops_home), replica(tagops_home, load_s=follower_load_s)
     with TestClient(first) as one, TestClient(second) as two:
         # both replicas report within one sync interval
-        import time
-
         assert not follower_load_s or follower_load_s > first.state.service.replica_max_age_s
         deadline = time.monotonic() + 5
         while first.state.service.replicas_on("models:/tagops/1")[0] < 2 and time.monotonic() < deadline:
@@ -474,23 +468,7 @@ def test_a_second_replica_follows_a_reload(tagops_home: Path, follower_load_s: f
 
 
 def test_a_replica_started_after_a_reload_starts_on_the_target(tagops_home: Path) -> None:
-    settings = settings_for(tagops_home)
-    first = serve_app(
-        FakePredictor(1),
-        settings,
-        serve_config(),
-        store=make_store(tagops_home),
-        loader=FakeLoader(2),
-        deployment_id="d1",
-    )
-    later = serve_app(
-        FakePredictor(1),
-        settings,
-        serve_config(),
-        store=make_store(tagops_home),
-        loader=FakeLoader(2),
-        deployment_id="d1",
-    )
+    first, later = replica(tagops_home), replica(tagops_home)
     reported: list[int | None] = []
     state = later.state.service.state
     heartbeat = state.heartbeat
