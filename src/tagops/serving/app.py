@@ -1,8 +1,9 @@
 """The prediction API: ``create_app(service, infer)`` returns a FastAPI app, testable without Ray.
 
 Endpoints: ``GET /healthz``, ``GET /readyz``, ``GET /v1/model``, ``POST /v1/predict``, ``POST /v1/feedback``
-(key), ``POST /v1/admin/reload`` (admin key), ``GET /metrics``; OpenAPI at ``/openapi.json``, docs at
-``/docs``; the web console at ``/`` (:mod:`tagops.serving.console`), through the same code paths. The
+(key), the admin routes of :mod:`tagops.serving.admin` (reload, canary rollout; admin key), ``GET /metrics``;
+OpenAPI at ``/openapi.json``, docs at ``/docs``; the web console at ``/`` (:mod:`tagops.serving.console`),
+through the same code paths; API keys are checked by :mod:`tagops.serving.auth`. The
 replica it serves is built by :mod:`tagops.serving.wiring`; ``tagops serve --engine uvicorn`` serves this
 app as it is; the Ray Serve deployment wraps it.
 """
@@ -15,17 +16,18 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tagops.config import ServeConfig
+from tagops.serving.admin import add_admin_routes, canary_ref, shadow_ref
+from tagops.serving.auth import AUTH_ERRORS, KeyCheck, key_checks
 from tagops.serving.batching import BatchAnswer, Infer, InferenceThread, predict_batch
 from tagops.serving.console import ConsoleApi, ConsoleSources, add_console
 from tagops.serving.guard import RequestGuard, json_error
@@ -38,27 +40,18 @@ from tagops.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
     ModelInfo,
-    ModelRef,
     PredictRequest,
     PredictResponse,
-    ReloadResponse,
-    ReplicaSync,
-    RolloutRequest,
-    RolloutState,
     Status,
     predict_request_model,
 )
-from tagops.serving.service import ReloadError, RolloutError, ServingService
+from tagops.serving.service import ServingService
 
 logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Request body too large."},
     422: {"model": ErrorResponse, "description": "Invalid request; each error names its field."},
-}
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing, unknown or revoked API key."},
-    403: {"model": ErrorResponse, "description": "The key's role does not allow this."},
 }
 
 
@@ -160,59 +153,12 @@ def _add_routes(
     app: FastAPI, service: ServingService, cfg: ServeConfig, infer: Infer, console: ConsoleSources
 ) -> None:
     """Every route of the API, registered in the order ``/openapi.json`` lists them."""
-    require = _key_checks(service)
+    require = key_checks(service)
     _add_health_routes(app, service)
     console_api = _add_predict_routes(app, service, cfg, infer, require)
-    _add_admin_routes(app, service, cfg, require("admin"))
+    add_admin_routes(app, service, cfg, require("admin"))
     add_console(app, service, console_api, console)
     _add_metrics_route(app, service)
-
-
-#: A FastAPI dependency that answers the request's API key, or refuses the request.
-KeyCheck = Callable[..., Awaitable[ApiKey]]
-
-
-def _key_checks(service: ServingService) -> Callable[[Role], KeyCheck]:
-    """``require(role)``: the dependency that accepts a key only if its role allows ``role``'s routes.
-
-    The key comes as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. A missing or unknown key is
-    answered 401, a key whose role does not allow the route 403, a key store that cannot be read 503;
-    each refusal is counted by its reason.
-    """
-    metrics = service.metrics
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
-    bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token.")
-
-    def require(role: Role) -> KeyCheck:
-        async def check_key(
-            key: Annotated[str | None, Security(key_header)],
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-        ) -> ApiKey:
-            token = key or (credentials.credentials if credentials else None)
-            challenge = {"WWW-Authenticate": "Bearer"}
-            if not token:
-                metrics.auth_failures.labels(reason="missing").inc()
-                raise HTTPException(
-                    401, "an API key is required (Authorization: Bearer KEY, or X-API-Key: KEY)", challenge
-                )
-            try:
-                record = await asyncio.to_thread(service.keys.verify, token)
-            except Exception as error:
-                logger.error("API key check failed: %s", error)
-                raise HTTPException(503, "cannot check API keys right now; try again") from error
-            if record is None:
-                metrics.auth_failures.labels(reason="invalid").inc()
-                raise HTTPException(401, "unknown or revoked API key", challenge)
-            if not record.allows(role):
-                metrics.auth_failures.labels(reason="forbidden").inc()
-                raise HTTPException(
-                    403, f"this key's role ({record.role}) does not allow this; it needs {role}"
-                )
-            return record
-
-        return check_key
-
-    return require
 
 
 def _add_health_routes(app: FastAPI, service: ServingService) -> None:
@@ -256,9 +202,9 @@ def _add_health_routes(app: FastAPI, service: ServingService) -> None:
             holdout_metrics=model.holdout_metrics,
             loaded_at=model.loaded_at.isoformat(),
             replica=service.replica_id,
-            shadow=_shadow_ref(service),
-            canary=_canary_ref(service),
-            canary_weight=service.canary_weight if service.canary is not None else 0.0,
+            shadow=shadow_ref(service),
+            canary=canary_ref(service),
+            canary_weight=service.rollout.weight if service.rollout.model is not None else 0.0,
         )
 
 
@@ -281,7 +227,7 @@ def _add_predict_routes(
     canary_thread = InferenceThread()  # the canary's batches: off the loop, one thread (see InferenceThread)
 
     async def routed_infer(titles: list[str], descriptions: list[str]) -> tuple[str, BatchAnswer]:
-        canary = service.canary_for(titles, descriptions)
+        canary = service.rollout.route(titles, descriptions)
         if canary is None:
             return "champion", await infer(titles, descriptions)
         answers = await canary_thread.run(predict_batch, canary, [(titles, descriptions)], metrics)
@@ -293,7 +239,7 @@ def _add_predict_routes(
         """Predict, log and count validated items: the model that answered and each item's answer."""
         started = time.perf_counter()
         side, answer = await routed_infer(titles, descriptions)
-        service.count_answer(side, failed=answer.error is not None)
+        service.rollout.count(side, failed=answer.error is not None)
         if answer.error is not None:
             raise HTTPException(500, f"prediction failed: {answer.error}")
         model = answer.model
@@ -342,7 +288,7 @@ def _add_predict_routes(
         tags=["predict"],
         summary="Tag 1 to max_items projects.",
         dependencies=predict_dependencies,
-        responses=_AUTH_ERRORS if cfg.require_key_for_predict else None,
+        responses=AUTH_ERRORS if cfg.require_key_for_predict else None,
     )(predict)
 
     @app.post(
@@ -352,7 +298,7 @@ def _add_predict_routes(
         tags=["predict"],
         summary="Record the correct tag for a prediction (API key).",
         responses={
-            **_AUTH_ERRORS,
+            **AUTH_ERRORS,
             404: {"model": ErrorResponse, "description": "Unknown prediction id."},
             429: {"model": ErrorResponse, "description": "The key's feedback rate or daily cap is reached."},
         },
@@ -403,86 +349,6 @@ def _add_predict_routes(
     )
 
 
-def _add_admin_routes(
-    app: FastAPI, service: ServingService, cfg: ServeConfig, require_admin: KeyCheck
-) -> None:
-    """``/v1/admin/reload`` and ``/v1/admin/rollout`` (start or change, read, abort): admin keys only."""
-
-    @app.post(
-        "/v1/admin/reload",
-        response_model=ReloadResponse,
-        tags=["admin"],
-        summary="Switch every replica to what model_uri names now (admin key); no request fails.",
-        responses={
-            **_AUTH_ERRORS,
-            503: {"model": ErrorResponse, "description": "The new model could not be loaded."},
-        },
-    )
-    async def reload(_: Annotated[ApiKey, Depends(require_admin)]) -> ReloadResponse:
-        try:
-            previous, current = await asyncio.to_thread(service.reload)
-        except ReloadError as error:
-            raise HTTPException(503, str(error)) from error
-        total, on = await service.wait_for_replicas(current.uri)
-        return ReloadResponse(
-            previous=ModelRef(**previous.ref()),
-            current=ModelRef(**current.ref()),
-            changed=previous.uri != current.uri,
-            sync=ReplicaSync(replicas=total, on_version=on),
-            shadow=_shadow_ref(service),
-        )
-
-    @app.post(
-        "/v1/admin/rollout",
-        response_model=RolloutState,
-        tags=["admin"],
-        summary="Start a canary rollout or change its share (admin key); every replica follows.",
-        responses={
-            **_AUTH_ERRORS,
-            409: {"model": ErrorResponse, "description": "The model cannot be rolled out."},
-        },
-    )
-    async def start_rollout(
-        body: RolloutRequest, _: Annotated[ApiKey, Depends(require_admin)]
-    ) -> RolloutState:
-        uri = body.model_uri or _challenger_uri(cfg.model_uri)
-        try:
-            record = await asyncio.to_thread(service.start_rollout, uri, body.weight)
-        except RolloutError as error:
-            raise HTTPException(409, str(error)) from error
-        return _rollout_state(record)
-
-    @app.get(
-        "/v1/admin/rollout",
-        response_model=RolloutState,
-        tags=["admin"],
-        summary="The deployment's canary rollout (admin key).",
-        responses={**_AUTH_ERRORS, 404: {"model": ErrorResponse, "description": "No rollout yet."}},
-    )
-    async def rollout_state(_: Annotated[ApiKey, Depends(require_admin)]) -> RolloutState:
-        await asyncio.to_thread(service.sync_rollout_counts)
-        record = await asyncio.to_thread(service.state.get_rollout, service.deployment_id)
-        if record is None:
-            raise HTTPException(404, "this deployment has had no rollout")
-        return _rollout_state(record)
-
-    @app.delete(
-        "/v1/admin/rollout",
-        response_model=RolloutState,
-        tags=["admin"],
-        summary="Abort the canary rollout: every request to the champion again (admin key).",
-        responses={**_AUTH_ERRORS, 409: {"model": ErrorResponse, "description": "No rollout is active."}},
-    )
-    async def abort_rollout(
-        _: Annotated[ApiKey, Depends(require_admin)], reason: str = "aborted by an admin"
-    ) -> RolloutState:
-        try:
-            record = await asyncio.to_thread(service.abort_rollout, reason[:500])
-        except RolloutError as error:
-            raise HTTPException(409, str(error)) from error
-        return _rollout_state(record)
-
-
 def _add_metrics_route(app: FastAPI, service: ServingService) -> None:
     """``/metrics``: the replica's Prometheus metrics, with the prediction log's queue and size read first."""
     metrics = service.metrics
@@ -505,44 +371,6 @@ def _add_metrics_route(app: FastAPI, service: ServingService) -> None:
             for kind, count in service.store.writer.journal.files().items():
                 metrics.log_journal_files.labels(kind=kind).set(count)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
-
-
-def _shadow_ref(service: ServingService) -> ModelRef | None:
-    shadow = service.shadow.model if service.shadow is not None else None
-    return None if shadow is None else ModelRef(**shadow.ref())
-
-
-def _canary_ref(service: ServingService) -> ModelRef | None:
-    canary = service.canary
-    return None if canary is None else ModelRef(**canary.ref())
-
-
-def _challenger_uri(model_uri: str) -> str:
-    """``models:/NAME@challenger`` for the registered model ``model_uri`` names."""
-    from tagops.model_ref import ModelRef as Reference
-
-    ref = Reference.parse(model_uri)
-    if ref.name is None:
-        raise HTTPException(409, f"{model_uri} is not a registry model: name the model to roll out")
-    return f"models:/{ref.name}@challenger"
-
-
-def _rollout_state(record: Any) -> RolloutState:
-    return RolloutState(
-        state=record.state,
-        champion_uri=record.champion_uri,
-        champion_version=record.champion_version,
-        canary_uri=record.model_uri,
-        canary_version=record.model_version,
-        weight=record.weight,
-        started_at=record.started_at.isoformat(),
-        ended_at=record.ended_at.isoformat() if record.ended_at else None,
-        reason=record.reason,
-        champion_answered=record.champion_answered,
-        champion_failed=record.champion_failed,
-        canary_answered=record.canary_answered,
-        canary_failed=record.canary_failed,
-    )
 
 
 def dump_openapi(app: FastAPI) -> str:

@@ -8,7 +8,7 @@ threads it hands work to, whatever the logger (the app's, uvicorn's access log).
 json`` (``tagops serve --log-format json``) :class:`JsonFormatter` writes each record as one JSON object
 per line, for a log collector:
 
-    {"time": "2026-01-02T03:04:05.678Z", "level": "ERROR", "logger": "tagops.serving.app",
+    {"time": "2026-01-02T03:04:05.678Z", "level": "ERROR", "logger": "tagops.serving.auth",
      "message": "API key check failed: database is locked", "request_id": "req-42"}
 
 The uvicorn engine formats the `tagops` command's console this way (:mod:`tagops.cli.logs`); a Ray Serve

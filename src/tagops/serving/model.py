@@ -101,3 +101,20 @@ class ServedModel:
     def ref(self) -> dict[str, Any]:
         """Name, version, alias and family."""
         return {"name": self.name, "version": self.version, "alias": self.alias, "family": self.family}
+
+
+#: The text of the one prediction that warms a model before it takes traffic.
+WARM_UP_TITLE = "Warm-up request"
+
+
+def warm(model: ServedModel) -> None:
+    """Run one prediction so the first real request does not pay for lazy initialisation."""
+    model.predictor.predict([WARM_UP_TITLE], [""])
+
+
+def load_warm(loader: ModelLoader, target: str, alias: str | None) -> ServedModel:
+    """Load the model ``target`` names and warm it, ready to answer beside the served one."""
+    predictor = loader.load(target)
+    model = ServedModel(predictor, concrete_uri(predictor, target), alias)
+    warm(model)
+    return model

@@ -9,30 +9,26 @@ Replicas of one deployment stay on one model through the serving database: a rel
 model as the deployment's target, every replica reports what it serves every ``sync_interval_s`` and
 switches when its model differs from the target (a restarted replica starts on the target directly).
 
-A canary rollout works the same way: :meth:`ServingService.start_rollout` loads and warms the
-challenger beside the champion, records the rollout in the database, and every replica follows it.
-:meth:`ServingService.canary_for` routes a request to the canary when the hash of its text falls in the
-rollout's share, so a request sent again gets the same model (sticky) and the share holds across
-replicas. A reload to the canary's own version (a promotion) reuses the loaded canary and ends the
-rollout; an abort drops the canary. Neither fails a request: each request reads the model references
-once.
+A canary rollout follows the database too: :attr:`ServingService.rollout`
+(:class:`~tagops.serving.canary.CanaryRollout`) holds this replica's canary, its share and its counts. A
+reload to the canary's own version (a promotion) reuses the loaded canary and ends the rollout; a reload
+to another model aborts it, since the champion it was compared with is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagops.errors import TagopsError
 from tagops.model_ref import ModelRef
 from tagops.predlog.schema import utcnow
-from tagops.serving.model import ModelLoader, ServedModel, concrete_uri
+from tagops.serving.canary import CanaryRollout
+from tagops.serving.model import ModelLoader, ServedModel, concrete_uri, load_warm, warm
 
 if TYPE_CHECKING:
     from tagops.config import ServeConfig
@@ -40,30 +36,13 @@ if TYPE_CHECKING:
     from tagops.serving.keys import KeyStore
     from tagops.serving.metrics import ServingMetrics
     from tagops.serving.shadow import ShadowScorer
-    from tagops.serving.state import RolloutRecord, ServingState
+    from tagops.serving.state import ServingState
 
 logger = logging.getLogger(__name__)
-
-WARM_UP_TITLE = "Warm-up request"
 
 
 class ReloadError(TagopsError):
     """The new model could not be loaded; the old one is still served."""
-
-
-class RolloutError(TagopsError):
-    """A rollout cannot start or change (no such model, it is the champion, nothing to abort)."""
-
-
-def canary_bucket(titles: Sequence[str], descriptions: Sequence[str]) -> float:
-    """Where a request's text falls in ``[0, 100)``: a stable hash, so a request sent again routes alike."""
-    digest = hashlib.blake2b(digest_size=8)
-    for title, description in zip(titles, descriptions, strict=True):
-        digest.update(title.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x1e")
-        digest.update(description.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x1f")
-    return int.from_bytes(digest.digest(), "big") % 10_000 / 100
 
 
 class ServingService:
@@ -105,17 +84,15 @@ class ServingService:
         self._alias = ModelRef.parse(config.model_uri).alias
         shadow_uri = config.shadow_model_uri
         self._shadow_alias = None if shadow_uri is None else ModelRef.parse(shadow_uri).alias
-        #: The challenger answering ``canary_weight`` % of requests during a rollout (``None``: none).
-        self.canary: ServedModel | None = None
-        self.canary_weight = 0.0
-        self._rollout_lock = threading.Lock()
-        self._failed_canary: tuple[str, float] | None = None
-        #: Requests answered and failed per side since the last sync wrote them to the rollout's row.
-        self._rollout_counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
-        # Held while counts taken from ``_rollout_counts`` are on their way to the row, so a status
-        # read that syncs first sees a beat's write that was in flight, not the row before it.
-        self._flush_lock = threading.Lock()
+        #: This replica's part in the deployment's canary rollout (the canary, its share, its counts).
+        self.rollout = CanaryRollout(
+            state=state,
+            deployment_id=deployment_id,
+            replica_id=replica_id,
+            loader=loader,
+            metrics=metrics,
+            champion=lambda: self.model,
+        )
         metrics.set_model(**model.ref())
 
     @property
@@ -128,7 +105,7 @@ class ServingService:
         """Start the log writer, warm the model, register this replica; then the replica is ready."""
         self.store.writer.start()
         self.state.create_tables()
-        self.warm(self.model)
+        warm(self.model)
         target_uri, _ = self.state.claim_target(self.deployment_id, self.model.uri, self.model.version)
         if target_uri != self.model.uri:
             logger.info("deployment serves %s; switching from %s", target_uri, self.model.uri)
@@ -151,11 +128,6 @@ class ServingService:
             self.shadow.stop()
         self.store.writer.stop()
 
-    @staticmethod
-    def warm(model: ServedModel) -> None:
-        """Run one prediction so the first real request does not pay for lazy initialisation."""
-        model.predictor.predict([WARM_UP_TITLE], [""])
-
     # --------------------------------------------------------------------------------------- reload
     def reload(self) -> tuple[ServedModel, ServedModel]:
         """Load what ``model_uri`` names now, warm it, switch to it; returns (previous, current).
@@ -167,7 +139,7 @@ class ServingService:
             uri = self.config.model_uri
             try:
                 target = self.loader.resolve(uri)
-                canary = self.canary
+                canary = self.rollout.model
                 if target == previous.uri:  # registry versions are immutable: nothing to load
                     current = previous
                     self.metrics.reloads.labels(trigger="admin", outcome="unchanged").inc()
@@ -185,154 +157,15 @@ class ServingService:
                 raise ReloadError(message) from error
             self.state.set_target(self.deployment_id, current.uri, current.version)
             self._failed_target = None
-        if self.canary is not None and self.canary.uri == current.uri:
-            self._end_rollout("promoted", f"version {current.version} is the served model now")
-        elif self.canary is not None and current.uri != previous.uri:
+        canary = self.rollout.model
+        if canary is not None and canary.uri == current.uri:
+            self.rollout.end("promoted", f"version {current.version} is the served model now")
+        elif canary is not None and current.uri != previous.uri:
             # The comparison was against the champion that is gone: it no longer measures anything.
-            self._end_rollout("aborted", f"the champion changed to {current.uri} during the rollout")
+            self.rollout.end("aborted", f"the champion changed to {current.uri} during the rollout")
         if self.shadow is not None:
             self.reload_shadow(trigger="admin")
         return previous, current
-
-    # -------------------------------------------------------------------------------------- rollout
-    def canary_for(self, titles: Sequence[str], descriptions: Sequence[str]) -> ServedModel | None:
-        """The canary if this request falls in the rollout's share, else ``None`` (the champion answers)."""
-        canary, weight = self.canary, self.canary_weight
-        if canary is None or weight <= 0:
-            return None
-        return canary if canary_bucket(titles, descriptions) < weight else None
-
-    def count_answer(self, side: str, *, failed: bool) -> None:
-        """Count one request for the rollout's comparison (``side``: ``champion`` or ``canary``)."""
-        self.metrics.routed.labels(side=side, outcome="failed" if failed else "answered").inc()
-        if self.canary is None and side == "champion":
-            return
-        with self._counts_lock:
-            self._rollout_counts[f"{side}_{'failed' if failed else 'answered'}"] += 1
-
-    def start_rollout(self, uri: str, weight: float) -> RolloutRecord:
-        """Serve ``uri`` to ``weight`` % of requests on every replica (a running rollout of it: new weight).
-
-        Raises:
-            RolloutError: ``uri`` is the served model, or cannot be loaded (the service is unchanged).
-
-        """
-        with self._rollout_lock:
-            try:
-                target = self.loader.resolve(uri)
-            except Exception as error:
-                raise RolloutError(f"cannot resolve {uri}: {error}") from error
-            if target == self.model.uri:
-                raise RolloutError(f"{uri} is {target}, the served model: nothing to roll out")
-            current = self.state.get_rollout(self.deployment_id)
-            if (
-                self.canary is not None
-                and self.canary.uri == target
-                and current is not None
-                and current.active
-            ):
-                self.state.set_rollout_weight(self.deployment_id, weight)
-                self.canary_weight = weight
-                logger.info("rollout of %s now at %.1f %%", target, weight)
-                return self.state.get_rollout(self.deployment_id) or current
-            try:
-                canary = self._load_canary(target)
-            except Exception as error:
-                raise RolloutError(f"cannot load {target}: {error}") from error
-            self._flush_rollout_counts()
-            record = self.state.start_rollout(
-                self.deployment_id,
-                model_uri=canary.uri,
-                version=canary.version,
-                champion_uri=self.model.uri,
-                champion_version=self.model.version,
-                weight=weight,
-            )
-            with self._counts_lock:
-                self._rollout_counts.clear()
-            self.canary, self.canary_weight = canary, weight
-            self.metrics.set_canary(canary.version, weight)
-            logger.info("rollout: %s answers %.1f %% of requests", canary.uri, weight)
-            return record
-
-    def abort_rollout(self, reason: str = "aborted by an admin") -> RolloutRecord:
-        """Send every request to the champion again and mark the rollout aborted.
-
-        Raises:
-            RolloutError: no rollout is active.
-
-        """
-        with self._rollout_lock:
-            current = self.state.get_rollout(self.deployment_id)
-            if current is None or not current.active:
-                raise RolloutError("no rollout is active")
-            record = self._end_rollout("aborted", reason)
-        assert record is not None
-        return record
-
-    def _end_rollout(self, state: str, reason: str) -> RolloutRecord | None:
-        self._flush_rollout_counts()
-        record = self.state.end_rollout(self.deployment_id, state, reason)
-        self._drop_canary(state)
-        return record
-
-    def _drop_canary(self, why: str) -> None:
-        if self.canary is not None:
-            logger.info("rollout of %s ended (%s); every request to %s", self.canary.uri, why, self.model.uri)
-        self.canary, self.canary_weight = None, 0.0
-        self.metrics.set_canary(None, 0.0)
-
-    def _load_canary(self, target: str) -> ServedModel:
-        canary = self.canary
-        if canary is not None and canary.uri == target:
-            return canary
-        predictor = self.loader.load(target)
-        model = ServedModel(predictor, concrete_uri(predictor, target), ModelRef.parse(target).alias)
-        self.warm(model)
-        return model
-
-    def sync_rollout_counts(self) -> None:
-        """Write this replica's counts to the rollout's row now (a status read should see them)."""
-        self._flush_rollout_counts()
-
-    def _flush_rollout_counts(self) -> None:
-        with self._flush_lock:
-            with self._counts_lock:
-                counts, self._rollout_counts = dict(self._rollout_counts), Counter()
-            try:
-                self.state.add_rollout_counts(self.deployment_id, counts)
-            except Exception:
-                with self._counts_lock:
-                    self._rollout_counts.update(counts)  # kept for the next sync
-                raise
-
-    def _sync_rollout(self) -> None:
-        """Follow the deployment's rollout: load its canary, take its weight, or drop the canary."""
-        if self.canary is not None or self._rollout_counts:
-            self._flush_rollout_counts()
-        record = self.state.get_rollout(self.deployment_id)
-        if record is None or not record.active:
-            if self.canary is not None:
-                self._drop_canary(record.state if record is not None else "no rollout")
-            return
-        if self.canary is not None and self.canary.uri == record.model_uri:
-            self.canary_weight = record.weight
-            return
-        failed = self._failed_canary
-        if failed is not None and failed[0] == record.model_uri and time.monotonic() < failed[1]:
-            return
-        if not self._rollout_lock.acquire(blocking=False):
-            return
-        try:
-            canary = self._load_canary(record.model_uri)
-            self.canary, self.canary_weight = canary, record.weight
-            self.metrics.set_canary(canary.version, record.weight)
-            logger.info("replica %s follows the rollout of %s", self.replica_id, canary.uri)
-        except Exception:
-            self._failed_canary = (record.model_uri, time.monotonic() + 30.0)
-            logger.exception("could not load the canary %s", record.model_uri)
-        finally:
-            self._rollout_lock.release()
 
     # --------------------------------------------------------------------------------------- shadow
     @property
@@ -377,9 +210,7 @@ class ServingService:
             return
         if current is not None and current.uri == target:
             return
-        predictor = self.loader.load(target)
-        model = ServedModel(predictor, concrete_uri(predictor, target), self._shadow_alias)
-        self.warm(model)
+        model = load_warm(self.loader, target, self._shadow_alias)
         self.shadow.model, self.shadow_reason = model, None
         logger.info("replica %s shadows %s with %s (%s)", self.replica_id, self.model.uri, model.uri, trigger)
 
@@ -405,7 +236,7 @@ class ServingService:
             logger.warning("shadow: cannot follow %s (%s)", target[0], error)
 
     def _activate(self, model: ServedModel, *, trigger: str) -> None:
-        self.warm(model)
+        warm(model)
         self.model = model  # the switch: one reference assignment, atomic for every reader
         self.metrics.set_model(**model.ref())
         self.metrics.reloads.labels(trigger=trigger, outcome="ok").inc()
@@ -421,7 +252,7 @@ class ServingService:
         """Switch to the deployment's model, shadow and canary where they changed on another replica."""
         self._sync_shadow()
         self._sync_target()
-        self._sync_rollout()
+        self.rollout.follow()
 
     def _sync_target(self) -> None:
         target = self.state.get_target(self.deployment_id)
@@ -437,7 +268,7 @@ class ServingService:
         if not self._reload_lock.acquire(blocking=False):
             return  # a reload is running here; it sets the target itself
         try:
-            canary = self.canary
+            canary = self.rollout.model
             if canary is not None and canary.uri == uri:  # another replica promoted the canary
                 self._activate(ServedModel(canary.predictor, uri, self._alias), trigger="sync")
             else:

@@ -291,18 +291,18 @@ def add_console(app: FastAPI, service: ServingService, api: ConsoleApi, sources:
     def live_models() -> dict[str, Any]:
         """What ``GET /v1/model`` tells anyone: the served model, its shadow and its canary's share."""
         shadow = service.shadow.model if service.shadow is not None else None
-        canary = service.canary
+        canary = service.rollout.model
         return {
             "served": {**service.model.ref(), "uri": service.model.uri},
             "shadow": None if shadow is None else {**shadow.ref(), "uri": shadow.uri},
             "shadow_configured": service.config.shadow_model_uri is not None,
             "canary": None if canary is None else {**canary.ref(), "uri": canary.uri},
-            "canary_weight": service.canary_weight if canary is not None else 0.0,
+            "canary_weight": service.rollout.weight if canary is not None else 0.0,
         }
 
     def read_operations() -> dict[str, Any]:
         """What only an admin sees: monitor windows, the promotion history and the rollout's record."""
-        service.sync_rollout_counts()
+        service.rollout.flush_counts()
         return {
             "windows": [build_monitor_window(s) for s in recent_monitor_summaries(sources.reports_dir)],
             "history": [
