@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tagops.config import FloatRange, IntRange, LinearParams, TransformerParams, TuneConfig
-from tagops.workloads.tune import _same_point, search_space, trial_params
+from tagops.workloads.trial import search_space, trial_params
+from tagops.workloads.tune import _same_point
 
 pytestmark = pytest.mark.unit
 
