@@ -144,7 +144,9 @@ def closed_loop_batch_sizes(hold_fraction: float | None) -> list[int]:
 
 def test_batch_gate_keeps_closed_loop_clients_in_one_batch() -> None:
     without = closed_loop_batch_sizes(None)
-    assert without[2:-2] == [2] * len(without[2:-2])  # the two cohorts take turns (the control)
+    # The control: without the gate the two cohorts never meet again. (They take turns in batches of
+    # two; a test process that loses the CPU for a moment may split a cohort further, never join them.)
+    assert max(without[2:]) <= 2, without
     gated = closed_loop_batch_sizes(0.5)
     assert gated[2:-1] == [4] * len(gated[2:-1]), gated  # back together after the first overlap
     assert len(gated) < len(without)
