@@ -225,6 +225,28 @@ def test_predict_file_with_bad_rows_names_them(
     assert err.strip().splitlines() == [f"error: {source}, row 3: invalid JSON (Expecting value)"]
 
 
+def test_predict_file_refuses_its_output_before_loading_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"title": "ok"}\n')
+    output = tmp_path / "o.parquet"
+    code, out, err = run_main(
+        monkeypatch,
+        capsys,
+        "predict",
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--model",
+        str(tmp_path / "nowhere"),
+    )
+    assert code == 1
+    assert err.strip() == f"error: {output}: unsupported output type '.parquet': use .csv or .jsonl"
+    assert out == "" and not output.exists()
+
+
 def test_evaluate_local_model_without_mlflow(model_dir: Path, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "holdout.csv", make_projects(3, start_id=900, offset=40))
     output = tmp_path / "reports" / "eval.json"

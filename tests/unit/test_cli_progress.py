@@ -175,6 +175,28 @@ def test_batch_prediction_reports_rows_and_writes_the_same_file(
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
 
 
+def test_batch_prediction_refuses_an_unwritable_output_before_predicting(
+    predictor: Predictor, tmp_path: Path, tagops_home: Path
+) -> None:
+    from tagops.errors import DataError
+    from tagops.settings import Settings
+    from tagops.workloads.batch import predict_file
+
+    source = write_csv(tmp_path / "in.csv", make_projects(3).drop(columns=["tag"]))
+    (tmp_path / "out.jsonl").mkdir()
+    calls: list[tuple[int, int]] = []
+    with pytest.raises(DataError, match="is a folder"):
+        predict_file(
+            predictor,
+            source,
+            tmp_path / "out.jsonl",
+            Settings(home=tagops_home),
+            engine="local",
+            on_progress=lambda *c: calls.append(c),
+        )
+    assert calls == []  # nothing was predicted
+
+
 def test_tune_counts_ended_trials_for_the_search_running_now() -> None:
     import ray.cloudpickle as pickle
 

@@ -172,10 +172,44 @@ def test_jsonl_field_errors_are_all_reported(tmp_path: Path) -> None:
         (4, "description"),
         (5, "title"),
     ]
-    assert "field 'title' must be a string" in found[0].message
-    assert "field 'description' must be a string" in found[2].message
+    assert found[0].message == "field 'title' must be a string, not a number"
+    assert found[1].message == "missing field 'title' (fields found: 'description')"
+    assert found[2].message == "field 'description' must be a string, not an array"
     assert "empty title and description" in found[3].message
-    assert str(found[0]) == f"{path}, row 1, column 'title': field 'title' must be a string"
+    assert str(found[0]) == f"{path}, row 1, column 'title': field 'title' must be a string, not a number"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"title": null, "description": "x"}', "field 'title' must be a string, not null"),
+        ('{"title": true}', "field 'title' must be a string, not a boolean"),
+        ('{"title": {"text": "A"}}', "field 'title' must be a string, not an object"),
+        (
+            '{"titel": "A", "description": "x"}',
+            "missing field 'title' (fields found: 'titel', 'description')",
+        ),
+        ("{}", "missing field 'title' (fields found: none)"),
+    ],
+)
+def test_jsonl_field_error_says_what_was_found(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(line + "\n")
+    (violation,) = violations(path)
+    assert (violation.row, violation.column, violation.message) == (1, "title", message)
+
+
+def test_jsonl_that_is_not_utf8_is_named_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes('{"title": "R\u00e9seau"}\n'.encode("latin-1"))
+    (violation,) = violations(path)
+    assert violation.message == "not a UTF-8 text JSON lines file (byte 12 is not UTF-8)"
+
+
+def test_jsonl_with_a_byte_order_mark_reads_like_csv(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"title": "A", "description": "x"}\n')
+    assert read_items(path) == [{"title": "A", "description": "x"}]
 
 
 @pytest.mark.parametrize("suffix", [".txt", ".json", ".parquet", ""])
@@ -232,6 +266,66 @@ def test_predict_file_writes_one_row_per_input_row(
     )
     assert [r["tag"] for r in rows] == [e["tag"] for e in expected]
     assert [r["tag"] for r in rows] == ["computer-vision", "mlops", "natural-language-processing", "other"]
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.json", "out"])
+def test_predict_file_refuses_an_output_type_it_cannot_write(tmp_path: Path, name: str) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"title": "ok"}\n')
+    with pytest.raises(DataError) as info:
+        predict_file(Predictor(model=_Unused()), source, tmp_path / name)
+    (violation,) = info.value.violations
+    assert violation.file == str(tmp_path / name)
+    assert "unsupported output type" in violation.message
+    assert not (tmp_path / name).exists()
+
+
+def test_predict_file_refuses_a_folder_or_unwritable_place_before_predicting(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"title": "ok"}\n')
+    folder = tmp_path / "out.csv"
+    folder.mkdir()
+    with pytest.raises(DataError, match="is a folder"):
+        predict_file(Predictor(model=_Unused()), source, folder)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match="cannot create its folder"):
+        predict_file(Predictor(model=_Unused()), source, blocker / "out.csv")
+    with pytest.raises(DataError, match="cannot write there"):
+        predict_file(Predictor(model=_Unused()), source, Path("/proc/out.csv"))  # no files can be made there
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "in.jsonl", "out.csv"]  # no probe left
+
+
+def test_a_failed_write_leaves_the_earlier_output_whole(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"title": "Image segmentation"}\n')
+    output = tmp_path / "out.jsonl"
+    output.write_text("earlier predictions\n")
+
+    class FullDisk:
+        loads = staticmethod(json.loads)
+
+        @staticmethod
+        def dumps(*args: object, **kwargs: object) -> str:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("tagops.inference.predictor.json", FullDisk)
+    with pytest.raises(DataError) as info:
+        predict_file(Predictor.from_directory(model_dir), source, output)
+    assert str(info.value.violations[0]) == f"{output}: cannot write (No space left on device)"
+    assert output.read_text() == "earlier predictions\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no partial file left
+
+
+class _Unused:
+    """A model that fails the test if anything is predicted."""
+
+    labels = LABELS
+
+    def predict_proba(self, texts: object) -> None:
+        raise AssertionError("predicted although the output was refused")
 
 
 def test_predict_file_rejects_bad_input_before_writing(tmp_path: Path, model_dir: Path) -> None:

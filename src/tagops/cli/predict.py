@@ -46,6 +46,10 @@ def predict(
         raise typer.BadParameter("--input needs --output")
     if title is not None and not (title.strip() or description.strip()):
         raise typer.BadParameter("empty title and description", param_hint="--title")
+    if input_path is not None and output is not None:
+        from tagops.inference.predictor import check_output
+
+        check_output(output)  # refused before the model loads, with nothing predicted
     settings = load_settings()
     predictor = load_predictor(model, settings, threshold=threshold)
     if title is not None:

@@ -7,6 +7,7 @@ CSV or JSON lines (columns/fields ``title`` and ``description``, optional ``id``
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,57 @@ class Predictor:
         ]
 
 
+#: File types read and written by :func:`read_items` and :func:`write_predictions` (JSON lines: one
+#: object per line).
+CSV_SUFFIXES = (".csv",)
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+#: How JSON names the type of a value that should have been a string.
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "an array"}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSON lines file, each with its line number as ``_row``; every bad line is named."""
+    name = str(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is fine
+    except UnicodeDecodeError as error:
+        raise DataError(
+            [Violation(name, f"not a UTF-8 text JSON lines file (byte {error.start} is not UTF-8)")]
+        ) from error
+    items: list[dict[str, Any]] = []
+    problems = []
+    for row, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(Violation(name, f"invalid JSON ({error.msg})", row=row))
+            continue
+        if not isinstance(item, dict):
+            problems.append(Violation(name, "each line must be a JSON object", row=row))
+            continue
+        items.append({**item, "_row": row})
+    if problems:
+        raise DataError(problems)
+    return items
+
+
+def _field_problem(item: dict[str, Any], field_name: str, *, required: bool) -> str | None:
+    """Why ``item[field_name]`` is not a usable text field, or ``None`` when it is."""
+    if field_name not in item:
+        if not required:
+            return None
+        found = ", ".join(repr(k) for k in item if k != "_row") or "none"
+        return f"missing field '{field_name}' (fields found: {found})"
+    value = item[field_name]
+    if isinstance(value, str) or (value is None and not required):
+        return None
+    kind = _JSON_TYPES.get(type(value), "an object")
+    return f"field '{field_name}' must be a string, not {kind}"
+
+
 def read_items(path: Path) -> list[dict[str, Any]]:
     """Read prediction inputs from ``.csv`` or ``.jsonl``; every bad row is named, none is dropped."""
     suffix = path.suffix.lower()
@@ -114,42 +166,27 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError([Violation(name, "file not found")])
     items: list[dict[str, Any]] = []
-    if suffix == ".csv":
+    if suffix in CSV_SUFFIXES:
         from tagops.data.ingest import read_csv
 
         frame = read_csv(path)
         if "title" not in frame.columns:
             raise DataError([Violation(name, "missing column 'title'", column="title")])
         items = frame.to_dict(orient="records")
-    elif suffix in (".jsonl", ".ndjson"):
-        problems = []
-        for row, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                problems.append(Violation(name, f"invalid JSON ({error.msg})", row=row))
-                continue
-            if not isinstance(item, dict):
-                problems.append(Violation(name, "each line must be a JSON object", row=row))
-                continue
-            items.append({**item, "_row": row})
-        if problems:
-            raise DataError(problems)
+    elif suffix in JSONL_SUFFIXES:
+        items = _read_jsonl(path)
     else:
         raise DataError([Violation(name, f"unsupported input type {suffix!r}: use .csv or .jsonl")])
     problems = []
     for index, item in enumerate(items, start=1):
         row = item.pop("_row", index)
-        title, description = item.get("title"), item.get("description", "")
-        if not isinstance(title, str):
-            problems.append(Violation(name, "field 'title' must be a string", row=row, column="title"))
-        elif not isinstance(description, str | None):
-            problems.append(
-                Violation(name, "field 'description' must be a string", row=row, column="description")
-            )
-        elif not (title.strip() or (description or "").strip()):
+        title_problem = _field_problem(item, "title", required=True)
+        description_problem = _field_problem(item, "description", required=False)
+        if title_problem:
+            problems.append(Violation(name, title_problem, row=row, column="title"))
+        elif description_problem:
+            problems.append(Violation(name, description_problem, row=row, column="description"))
+        elif not (item["title"].strip() or (item.get("description") or "").strip()):
             problems.append(Violation(name, "empty title and description", row=row, column="title"))
     if problems:
         raise DataError(problems)
@@ -158,8 +195,42 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     return items
 
 
+def check_output(path: Path) -> None:
+    """Refuse an output path that cannot take the predictions, before any row is predicted.
+
+    The type must be one :func:`write_predictions` writes, the path must not be a folder, and a file
+    must be creatable beside it (its folder is made when missing).
+
+    Raises:
+        DataError: naming the path and what is wrong with it.
+
+    """
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + JSONL_SUFFIXES:
+        raise DataError([Violation(name, f"unsupported output type {suffix!r}: use .csv or .jsonl")])
+    if path.is_dir():
+        raise DataError([Violation(name, "is a folder: give the output file's path")])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError([Violation(name, f"cannot create its folder ({error.strerror or error})")]) from error
+    probe = _staged(path)  # a file made and removed where the output will be written, not a guess
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise DataError([Violation(name, f"cannot write there ({error.strerror or error})")]) from error
+
+
+def _staged(path: Path) -> Path:
+    """Where the output is written before it is renamed into place: beside it, hidden, per process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
 def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, batch_size: int = 512) -> int:
     """Predict every row of ``input_path`` into ``output_path`` (CSV or JSONL by extension); returns rows."""
+    check_output(output_path)
     items = read_items(input_path)
     return write_predictions(items, predict_in_batches(predictor, items, batch_size=batch_size), output_path)
 
@@ -184,20 +255,28 @@ def write_predictions(items: list[dict[str, Any]], results: list[dict[str, Any]]
         {**{(f"input_{k}" if k in result else k): v for k, v in item.items()}, **result}
         for item, result in zip(items, results, strict=True)
     ]
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    if output_path.suffix.lower() == ".csv":
-        import pandas as pd
+    check_output(output_path)
+    # Written beside the target and renamed into place: a failed write leaves no half file, and an
+    # earlier file of the same name stays whole until the new one is complete.
+    staged = _staged(output_path)
+    try:
+        if output_path.suffix.lower() in CSV_SUFFIXES:
+            import pandas as pd
 
-        flat = [
-            {
-                **{k: v for k, v in r.items() if k != "probabilities"},
-                **{f"p_{label}": p for label, p in r["probabilities"].items()},
-            }
-            for r in rows
-        ]
-        pd.DataFrame(flat).to_csv(output_path, index=False)
-    else:
-        with output_path.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=str) + "\n")
+            flat = [
+                {
+                    **{k: v for k, v in r.items() if k != "probabilities"},
+                    **{f"p_{label}": p for label, p in r["probabilities"].items()},
+                }
+                for r in rows
+            ]
+            pd.DataFrame(flat).to_csv(staged, index=False)
+        else:
+            with staged.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, default=str) + "\n")
+        staged.replace(output_path)
+    except OSError as error:
+        staged.unlink(missing_ok=True)
+        raise DataError([Violation(str(output_path), f"cannot write ({error.strerror or error})")]) from error
     return len(rows)

@@ -275,6 +275,9 @@ def predict_file(
     The output file is the same whichever engine predicts. ``on_progress(done, total)``, when given, is
     called in this process as rows are predicted (a progress bar).
     """
+    from tagops.inference.predictor import check_output
+
+    check_output(output_path)  # before any row is predicted, not after
     plan = batch_plan(
         input_path,
         output_path,
