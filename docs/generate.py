@@ -92,7 +92,10 @@ def cli_page() -> str:
         "`--json`, and the others print JSON always; stdout then holds exactly one JSON document "
         "(`loop log --json` and `models history`: JSON lines, one per record) and never a progress bar "
         "(bars are drawn on stderr, only at a terminal and without `--json`). `serve` and `submit logs` "
-        "stream; `serve --json` prints one JSON line when the server is ready.\n",
+        "stream; `serve --json` prints one JSON line when the server is ready. An `--output` that cannot "
+        "take what the command writes (a folder where a file is meant, a file where a folder is meant, a "
+        "place where no file can be made) is refused with exit status 1 before the command does any work; "
+        "a missing folder on the way is made.\n",
         *exit_status_table(),
     ]
     for name, command in commands():

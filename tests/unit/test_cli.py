@@ -247,6 +247,40 @@ def test_predict_file_refuses_its_output_before_loading_the_model(
     assert out == "" and not output.exists()
 
 
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [
+        (["evaluate", "--model", "{nowhere}"], "file"),
+        (["data", "explore", "--data", "{nowhere}"], "file"),
+        (["data", "audit", "--data", "{nowhere}"], "file"),
+        (["shadow", "report"], "file"),
+        (["simulate"], "file"),
+        (["monitor"], "folder"),
+        (["gate", "--challenger", "{nowhere}", "--champion", "{nowhere}"], "folder"),
+    ],
+)
+def test_an_unusable_output_is_refused_before_the_command_runs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    kind: str,
+) -> None:
+    # A folder where a file is meant and a file where a folder is meant: the one-line error names the
+    # path, and it comes before the command looks at anything else (the model and data do not exist).
+    target = tmp_path / "out"
+    if kind == "file":
+        target.mkdir()
+        expected = "is a folder: give the output file's path"
+    else:
+        target.write_text("")
+        expected = "is a file: give a folder for the outputs"
+    args = [a.format(nowhere=tmp_path / "nowhere") for a in command]
+    code, out, err = run_main(monkeypatch, capsys, *args, "--output", str(target))
+    assert (code, out) == (1, "")
+    assert err.strip() == f"error: {target}: {expected}"
+
+
 def test_evaluate_local_model_without_mlflow(model_dir: Path, tmp_path: Path) -> None:
     data = write_csv(tmp_path / "holdout.csv", make_projects(3, start_id=900, offset=40))
     output = tmp_path / "reports" / "eval.json"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tagops.cli.context import load_settings
-from tagops.cli.output import JsonFlag, command_group, print_json
+from tagops.cli.output import JsonFlag, command_group, output_file, print_json
 
 data_app = command_group("Get, validate and explore the data; build the warehouse and its snapshots.")
 
@@ -55,7 +55,7 @@ def data_validate(
 @data_app.command("explore")
 def data_explore(
     data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled dataset.csv).")] = None,
-    output: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    output: Annotated[Path | None, typer.Option(help="HTML file to write.", callback=output_file)] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write an HTML report: class balance, text length per class, top terms per class."""
@@ -198,7 +198,8 @@ def data_audit(
         ),
     ] = False,
     output: Annotated[
-        Path | None, typer.Option(help="Also write the suspect rows to this CSV file, for review.")
+        Path | None,
+        typer.Option(help="Also write the suspect rows to this CSV file, for review.", callback=output_file),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:

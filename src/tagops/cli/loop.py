@@ -10,7 +10,7 @@ import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.exit_codes import ExitCode
-from tagops.cli.output import command_group, print_json, stdout_to_stderr
+from tagops.cli.output import command_group, output_file, output_folder, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
 
 shadow_app = command_group("Compare the champion with the model it runs in shadow.")
@@ -26,7 +26,9 @@ def monitor(
         str | None,
         typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a reference_stats.json (default: config)."),
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="Folder for summary.json and report.html.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder for summary.json and report.html.", callback=output_folder)
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Monitoring config YAML (thresholds, webhook).")] = None,
     pipeline: Annotated[bool, typer.Option(help="Run as a ZenML pipeline (else in this process).")] = True,
     fail_on_alarm: Annotated[
@@ -75,7 +77,7 @@ def shadow_report_cmd(
         str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone; default: until - window).")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
-    output: Annotated[Path | None, typer.Option(help="JSON file to write.")] = None,
+    output: Annotated[Path | None, typer.Option(help="JSON file to write.", callback=output_file)] = None,
     config: Annotated[
         Path | None, typer.Option(help="Monitoring config YAML (database, window, bootstrap samples).")
     ] = None,
@@ -162,7 +164,7 @@ def simulate(
     home: Annotated[
         Path | None, typer.Option(help="State folder of the run (default: a new one under TAGOPS_HOME).")
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="JSON result to write.")] = None,
+    output: Annotated[Path | None, typer.Option(help="JSON result to write.", callback=output_file)] = None,
 ) -> None:
     """Replay traffic through a service it starts: drift, retrain, shadow, promote, reload; before/after."""
     from tagops.config import SimulateConfig, load_config

@@ -11,7 +11,14 @@ import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.exit_codes import ExitCode
-from tagops.cli.output import JsonFlag, command_group, print_json, stdout_to_stderr
+from tagops.cli.output import (
+    JsonFlag,
+    command_group,
+    output_file,
+    output_folder,
+    print_json,
+    stdout_to_stderr,
+)
 from tagops.errors import TagopsError
 from tagops.model_ref import DEFAULT_MODEL_URI
 
@@ -104,7 +111,9 @@ def train(
 
 
 def evaluate(
-    output: Annotated[Path, typer.Option(help="JSON report to write (plots go next to it).")],
+    output: Annotated[
+        Path, typer.Option(help="JSON report to write (plots go next to it).", callback=output_file)
+    ],
     model: Annotated[
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
@@ -329,7 +338,10 @@ def gate_cmd(
         str, typer.Option(help="The model to beat: a models:/ URI or a folder (`tagops models pull`).")
     ],
     output: Annotated[
-        Path | None, typer.Option(help="Folder for gate.json, gate.md and both reports (default: reports).")
+        Path | None,
+        typer.Option(
+            help="Folder for gate.json, gate.md and both reports (default: reports).", callback=output_folder
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Pipeline config YAML (gate and evaluation).")] = None,
 ) -> None:
@@ -421,10 +433,10 @@ def models_pull(
     exactly as serving loads it. A folder serves without the registry, so an image can carry its model
     (the Dockerfile's MODEL_URI build argument runs this command).
     """
-    import os
     import shutil
 
     from tagops.model_ref import ModelRef
+    from tagops.outputs import staged_path
     from tagops.registry.client import MODEL_SHA_TAG, Registry
 
     ref = ModelRef.parse(uri)
@@ -437,7 +449,7 @@ def models_pull(
     cached = registry.download(version)
     # Copied beside the target and renamed into place: an interrupted pull leaves no half model behind.
     output.parent.mkdir(parents=True, exist_ok=True)
-    staged = output.parent / f".{output.name}.{os.getpid()}.partial"
+    staged = staged_path(output)
     try:
         shutil.copytree(cached, staged)
         if output.exists():

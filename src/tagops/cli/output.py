@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from pathlib import Path  # at run time: typer reads the callbacks' signatures
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +21,24 @@ def command_group(help_text: str, **options: Any) -> typer.Typer:
     tracebacks) would be most of the time `tagops --help` takes.
     """
     return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None, **options)
+
+
+def output_file(path: Path | None) -> Path | None:
+    """``--output FILE``'s callback: a path that cannot take the file is refused before the run."""
+    from tagops.outputs import check_output_file
+
+    if path is not None:
+        check_output_file(path)
+    return path
+
+
+def output_folder(path: Path | None) -> Path | None:
+    """``--output FOLDER``'s callback: a path that cannot take the outputs is refused before the run."""
+    from tagops.outputs import check_output_folder
+
+    if path is not None:
+        check_output_folder(path)
+    return path
 
 
 def print_json(data: Any) -> None:

@@ -7,7 +7,6 @@ CSV or JSON lines (columns/fields ``title`` and ``description``, optional ``id``
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from tagops.errors import DataError, Violation
 from tagops.metrics import apply_threshold
 from tagops.models.base import TagModel, load_model
 from tagops.models.calibration import Calibration, read_calibration
+from tagops.outputs import check_output_file, staged_path
 
 
 @dataclass
@@ -198,8 +198,8 @@ def read_items(path: Path) -> list[dict[str, Any]]:
 def check_output(path: Path) -> None:
     """Refuse an output path that cannot take the predictions, before any row is predicted.
 
-    The type must be one :func:`write_predictions` writes, the path must not be a folder, and a file
-    must be creatable beside it (its folder is made when missing).
+    The type must be one :func:`write_predictions` writes; the rest is
+    :func:`tagops.outputs.check_output_file` (not a folder; a file can be made there).
 
     Raises:
         DataError: naming the path and what is wrong with it.
@@ -209,23 +209,7 @@ def check_output(path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in CSV_SUFFIXES + JSONL_SUFFIXES:
         raise DataError([Violation(name, f"unsupported output type {suffix!r}: use .csv or .jsonl")])
-    if path.is_dir():
-        raise DataError([Violation(name, "is a folder: give the output file's path")])
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DataError([Violation(name, f"cannot create its folder ({error.strerror or error})")]) from error
-    probe = _staged(path)  # a file made and removed where the output will be written, not a guess
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise DataError([Violation(name, f"cannot write there ({error.strerror or error})")]) from error
-
-
-def _staged(path: Path) -> Path:
-    """Where the output is written before it is renamed into place: beside it, hidden, per process."""
-    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+    check_output_file(path)
 
 
 def predict_file(predictor: Predictor, input_path: Path, output_path: Path, *, batch_size: int = 512) -> int:
@@ -258,7 +242,7 @@ def write_predictions(items: list[dict[str, Any]], results: list[dict[str, Any]]
     check_output(output_path)
     # Written beside the target and renamed into place: a failed write leaves no half file, and an
     # earlier file of the same name stays whole until the new one is complete.
-    staged = _staged(output_path)
+    staged = staged_path(output_path)
     try:
         if output_path.suffix.lower() in CSV_SUFFIXES:
             import pandas as pd
