@@ -184,7 +184,11 @@ def config_page() -> str:
         GENERATED,
         "Runs are described by YAML files (`configs/`) validated into these frozen models: an unknown key, a "
         "wrong type or a value out of range fails loudly, naming the field. A section of a YAML file is "
-        "named after the model's place in the one above it.\n",
+        "named after the model's place in the one above it. A command given such a file stops before it "
+        "does anything (a usage error, exit status 2) with one line per bad field: the file, the field's "
+        "dotted place as written in the file (`model.C`, `models.0.epochs`) and what is wrong "
+        "(`unknown field (a typo?)` for a key no model has); a field an option set is blamed on the "
+        "command line.\n",
     ]
     for model in config_models():
         doc = inspect.getdoc(model) or ""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import JsonFlag, command_group, output_file, print_json
 
 data_app = command_group("Get, validate and explore the data; build the warehouse and its snapshots.")
@@ -90,13 +90,10 @@ def data_build(
     ] = None,
 ) -> None:
     """Build the warehouse from the raw files and the feedback, test every table, write a snapshot."""
-    from tagops.config import RetrainConfig, load_config
+    from tagops.config import RetrainConfig
     from tagops.warehouse.build import build_snapshot
 
-    try:
-        retrain = load_config(RetrainConfig, config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+    retrain = read_config(RetrainConfig, config)
     snapshot = build_snapshot(load_settings(), feedback=feedback, source_dir=source_dir, retrain=retrain)
     if as_json:
         print_json(snapshot.to_json())
@@ -204,15 +201,12 @@ def data_audit(
     as_json: JsonFlag = False,
 ) -> None:
     """Rows whose tag is likely wrong, by confident learning on out-of-fold predictions; changes nothing."""
-    from tagops.config import DataConfig, TrainConfig, load_config
+    from tagops.config import DataConfig, TrainConfig
     from tagops.data.stages import pull_stage
     from tagops.data.validate import load_projects
     from tagops.workloads.audit import audit_labels, write_suspects
 
-    try:
-        params = load_config(TrainConfig, config).model
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+    params = read_config(TrainConfig, config).model
     path = data or pull_stage(load_settings(), DataConfig()).dataset_path
     audit = audit_labels(
         load_projects(path), params, file=str(path), folds=folds, seed=seed, disagreements=disagreements

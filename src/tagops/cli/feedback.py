@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import command_group, print_json
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ _NOTE = typer.Option(help="Why, kept with the decision.")
 
 @contextmanager
 def _log(config: Path | None) -> Iterator[PredictionLog]:
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
     from tagops.predlog.log import PredictionLog
 
-    with PredictionLog.from_config(load_config(ServeConfig, config), load_settings(), journal=False) as log:
+    with PredictionLog.from_config(read_config(ServeConfig, config), load_settings(), journal=False) as log:
         log.create_tables()
         yield log
 

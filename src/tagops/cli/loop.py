@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, output_file, output_folder, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
@@ -40,14 +40,11 @@ def monitor(
     Exits 0 with the summary on stdout whether or not the window alarms (the alarm is in the JSON, the log
     and the webhook); with ``--fail-on-alarm`` an alarm exits 3, so a scheduler can act on it.
     """
-    from tagops.config import MonitorConfig, load_config
+    from tagops.config import MonitorConfig
     from tagops.pipelines.loop import monitor_once
     from tagops.workloads.monitor import parse_time
 
-    try:
-        cfg = load_config(MonitorConfig, config, model_uri=model)
-    except ValueError as error:  # a pydantic ValidationError names every bad field
-        raise typer.BadParameter(str(error)) from error
+    cfg = read_config(MonitorConfig, config, model_uri=model)
     start = parse_time(since, name="--since") if since else None
     end = parse_time(until, name="--until") if until else None
     settings = load_settings(announce_log=True)
@@ -85,14 +82,11 @@ def shadow_report_cmd(
     """Champion vs shadow on live traffic: agreement, confidence, F1 where feedback exists, latency."""
     from rich.console import Console
 
-    from tagops.config import MonitorConfig, load_config
+    from tagops.config import MonitorConfig
     from tagops.monitoring.shadow import render_table, shadow_report
     from tagops.workloads.monitor import parse_time, resolve_window
 
-    try:
-        cfg = load_config(MonitorConfig, config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+    cfg = read_config(MonitorConfig, config)
     start, end = resolve_window(
         parse_time(since, name="--since") if since else None,
         parse_time(until, name="--until") if until else None,
@@ -121,11 +115,11 @@ def retrain(
 ) -> None:
     """Retrain on the original data + feedback; gate on holdout and recent window; promote; reload."""
     from tagops.cli.progress import CommandProgress, wanted
-    from tagops.config import RetrainConfig, load_config
+    from tagops.config import RetrainConfig
     from tagops.pipelines.loop import retrain_once
 
     try:
-        cfg = load_config(RetrainConfig, config)
+        cfg = read_config(RetrainConfig, config)
         if model is not None:
             raw = cfg.model_dump(mode="json")
             raw["train"]["model"] = {"family": model}
@@ -167,11 +161,11 @@ def simulate(
     output: Annotated[Path | None, typer.Option(help="JSON result to write.", callback=output_file)] = None,
 ) -> None:
     """Replay traffic through a service it starts: drift, retrain, shadow, promote, reload; before/after."""
-    from tagops.config import SimulateConfig, load_config
+    from tagops.config import SimulateConfig
     from tagops.simulation.loop import run_simulation
 
     try:
-        cfg = load_config(
+        cfg = read_config(
             SimulateConfig,
             config,
             family=family,
@@ -212,13 +206,13 @@ def loop_run(
     """
     import signal
 
-    from tagops.config import ScheduleConfig, SimulateConfig, load_config
+    from tagops.config import ScheduleConfig, SimulateConfig
     from tagops.pipelines.loop import loop_turn
     from tagops.registry.client import Registry
     from tagops.workloads.schedule import Schedule, registry_lease, run_schedule
 
     try:
-        cfg = load_config(SimulateConfig, config)
+        cfg = read_config(SimulateConfig, config)
         schedule_cfg = ScheduleConfig.model_validate(
             {
                 **cfg.schedule.model_dump(),

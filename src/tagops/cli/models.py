@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import (
     JsonFlag,
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from tagops.metrics import RobustnessReport
 
 models_app = command_group("Inspect the model registry.")
+
+
+def _registry(settings: Any) -> Any:
+    """The model registry (opening it creates a local MLflow store on first use: seconds)."""
+    from tagops.registry.client import Registry
+
+    return Registry(settings)
 
 
 def train(
@@ -54,17 +61,13 @@ def train(
     Prints the result as JSON; at a terminal, bars on stderr follow the stages and a transformer's epochs.
     """
     from tagops.cli.progress import CommandProgress, wanted
-    from tagops.config import TrainConfig, load_config
+    from tagops.config import TrainConfig
 
     settings = load_settings(announce_log=True)
-    registry = None
-    if register:
-        from tagops.registry.client import Registry
-
-        registry = Registry(settings)
     if resume is not None:
         from tagops.workloads.train import resume_training
 
+        registry = _registry(settings) if register else None
         with (
             CommandProgress(enabled=wanted()) as progress,
             progress.steps(),
@@ -76,9 +79,9 @@ def train(
         from tagops.workloads.train import run_training
 
         overrides: dict[str, Any] = {"seed": seed}
-        cfg = load_config(TrainConfig, config, **overrides)
+        cfg = read_config(TrainConfig, config, **overrides)
         if model is not None and cfg.model.family != model:
-            cfg = load_config(TrainConfig, config, **overrides, model={"family": model})
+            cfg = read_config(TrainConfig, config, **overrides, model={"family": model})
         scaling = {
             "num_workers": num_workers,
             "cpus_per_worker": cpus_per_worker,
@@ -91,6 +94,7 @@ def train(
             raw = cfg.model_dump(mode="json")
             raw["model"].update(scaling)
             cfg = type(cfg).model_validate(raw)
+        registry = _registry(settings) if register else None  # after the config: refused before any setup
         with (
             CommandProgress(enabled=wanted()) as progress,
             progress.steps(),
@@ -238,7 +242,7 @@ def tune(
     from rich.table import Table
 
     from tagops.cli.progress import CommandProgress, wanted
-    from tagops.config import TuneConfig, load_config
+    from tagops.config import TuneConfig
     from tagops.workloads.tune import TUNE_RECORD, run_tuning, tune_dir
 
     if model not in ("transformer", "linear"):
@@ -251,7 +255,7 @@ def tune(
         record = json.loads(record_path.read_text(encoding="utf-8"))
         cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
     else:
-        cfg = load_config(TuneConfig, config, trials=trials, seed=seed)
+        cfg = read_config(TuneConfig, config, trials=trials, seed=seed)
     registry = None
     if register:
         from tagops.registry.client import Registry
@@ -303,13 +307,13 @@ def promote_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Gate the challenger against the champion on the holdout; promote only if it passes."""
-    from tagops.config import PipelineConfig, load_config
+    from tagops.config import PipelineConfig
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.registry.client import Registry
     from tagops.workloads.promote import promote
 
     settings = load_settings()
-    cfg = load_config(PipelineConfig, config)
+    cfg = read_config(PipelineConfig, config)
     snap = pull_stage(settings, cfg.data)
     _, holdout = validate_stage(snap)
     decision = promote(
@@ -350,15 +354,12 @@ def gate_cmd(
     Prints the verdict as JSON and writes it as Markdown tables (gate.md, for a comment). Exit status 0
     when the challenger passes, 4 (refused) when the gate refuses it.
     """
-    from tagops.config import PipelineConfig, load_config
+    from tagops.config import PipelineConfig
     from tagops.data.stages import pull_stage, validate_stage
     from tagops.workloads.gate import compare_models, write_gate_outputs
 
     settings = load_settings()
-    try:
-        cfg = load_config(PipelineConfig, config)
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+    cfg = read_config(PipelineConfig, config)
     _, holdout = validate_stage(pull_stage(settings, cfg.data))
     comparison = compare_models(
         challenger, champion, settings, holdout=holdout, eval_cfg=cfg.evaluation, gate=cfg.gate

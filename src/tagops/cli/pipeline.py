@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import JsonFlag, command_group, print_json, stdout_to_stderr
 
 if TYPE_CHECKING:
@@ -57,12 +57,12 @@ def pipeline_train(
     from rich.console import Console
     from rich.table import Table
 
-    from tagops.config import PipelineConfig, load_config
+    from tagops.config import PipelineConfig
     from tagops.data.stages import validate_stage
     from tagops.warehouse.training import data_stage
 
     settings = load_settings(announce_log=True)
-    cfg = load_config(PipelineConfig, config)
+    cfg = read_config(PipelineConfig, config)
     if snapshot is not None:
         cfg = _with_snapshot(cfg, snapshot)
     # Pre-flight outside ZenML (cheap): bad data fails here with the one-line file/row/column

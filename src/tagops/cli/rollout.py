@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json
 
@@ -23,11 +23,12 @@ _CONFIG = typer.Option(help="Rollout config YAML (policy, gate, database, servic
 
 
 def _setup(config: Path | None) -> tuple[RolloutConfig, Settings]:
-    from tagops.config import RolloutConfig, load_config
+    from tagops.config import RolloutConfig
 
+    cfg = read_config(RolloutConfig, config)
     try:
-        return load_config(RolloutConfig, config), load_settings()
-    except ValueError as error:
+        return cfg, load_settings()
+    except ValueError as error:  # a setting from the environment that does not validate
         raise typer.BadParameter(str(error)) from error
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tagops.cli import logs
-from tagops.cli.context import load_settings
+from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import JsonFlag, command_group, print_json
 from tagops.errors import TagopsError
 
@@ -59,10 +59,10 @@ def serve(
     The server runs until Ctrl-C or SIGTERM and its log lines stream on stderr; with `--log-format json`
     every line it writes is JSON (the ready message too, unless `--json` prints it on stdout).
     """
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
 
     try:
-        cfg = load_config(
+        cfg = read_config(
             ServeConfig,
             config,
             host=host,
@@ -112,10 +112,10 @@ def serve(
 
 
 def _key_store(config: Path | None) -> Any:
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
     from tagops.serving.keys import KeyStore
 
-    return KeyStore.from_config(load_config(ServeConfig, config), load_settings())
+    return KeyStore.from_config(read_config(ServeConfig, config), load_settings())
 
 
 _KEYS_CONFIG = typer.Option(help="Serving config YAML whose database holds the keys.")
@@ -207,11 +207,11 @@ def log_replay(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
     from tagops.predlog.engine import safe_url
     from tagops.predlog.log import PredictionLog
 
-    log = PredictionLog.from_config(load_config(ServeConfig, config), load_settings(), journal=True)
+    log = PredictionLog.from_config(read_config(ServeConfig, config), load_settings(), journal=True)
     writers = (log.writer, log.shadow_writer())
     try:
         log.create_tables()
@@ -264,12 +264,12 @@ def log_prune(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
     from tagops.predlog.engine import safe_url
     from tagops.predlog.log import PredictionLog
     from tagops.predlog.retention import RetentionPolicy
 
-    cfg = load_config(ServeConfig, config)
+    cfg = read_config(ServeConfig, config)
     try:
         policy = RetentionPolicy(
             max_age_days=cfg.log_retention_days if older_than_days is None else older_than_days,
@@ -322,12 +322,12 @@ def log_migrate(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagops.config import ServeConfig, load_config
+    from tagops.config import ServeConfig
     from tagops.predlog.engine import create_log_engine, safe_url
     from tagops.predlog.log import PredictionLog
     from tagops.predlog.migrate import migrate_log
 
-    source = PredictionLog.from_config(load_config(ServeConfig, config), load_settings(), journal=False)
+    source = PredictionLog.from_config(read_config(ServeConfig, config), load_settings(), journal=False)
     if source.url == to:
         raise typer.BadParameter("the target is the source database", param_hint="--to")
     target = create_log_engine(to)
