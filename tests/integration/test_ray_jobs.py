@@ -129,7 +129,8 @@ def test_a_failing_job_exits_non_zero_with_its_error(cluster: Cluster, trained: 
     assert result.returncode == 1, result.explain()
     assert json.loads(result.stdout)["status"] == "FAILED"
     assert "missing.yaml: cannot read config" in result.stderr, result.explain()  # the job's own error
-    assert "error: job train-missing FAILED: Job entrypoint command failed with exit code 1" in result.stderr
+    # The job's command refuses the missing file as a usage error (status 2); submit itself exits 1.
+    assert "error: job train-missing FAILED: Job entrypoint command failed with exit code 2" in result.stderr
     assert registry_counts(cluster.settings) == before
 
 

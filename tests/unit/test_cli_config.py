@@ -80,3 +80,13 @@ def test_a_config_read_from_a_section_names_the_section(tmp_path: Path) -> None:
         info.value.message
         == f"{path}, section 'retrain', {field}: Input should be greater than or equal to 1"
     )
+
+
+@pytest.mark.parametrize("command", [["train"], ["pipeline", "train"], ["monitor"], ["rollout", "status"]])
+def test_a_missing_config_is_the_same_usage_error_for_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    path = tmp_path / "absent.yaml"
+    code, _, err = run_main(monkeypatch, capsys, *command, "--config", str(path))
+    assert code == 2
+    assert error_lines(err)[0].startswith(f"{path}: cannot read config: ")
