@@ -25,8 +25,10 @@ def _probe(folder: Path, name: str, target: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise DataError([Violation(str(target), f"cannot create its folder ({reason})")]) from error
+        what = "it" if folder == target else "its folder"
+        raise DataError(
+            [Violation(str(target), f"cannot create {what} ({error.strerror or error})")]
+        ) from error
     probe = staged_path(folder / name)
     try:
         probe.touch()

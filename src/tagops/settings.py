@@ -148,6 +148,21 @@ def prepare_environment(settings: Settings) -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("ZENML_CONFIG_PATH", str(settings.zenml_dir))
     # ZenML's local store keeps its SQLite DB and artifact store under its config path.
+    make_state_folders(settings)
+
+
+def make_state_folders(settings: Settings) -> None:
+    """Create the state folders under ``TAGOPS_HOME``, or say why they cannot be, naming the variable.
+
+    Raises:
+        TagopsError: a folder cannot be made, or no file can be written in the home (a read-only mount
+            passes ``mkdir`` on folders that exist, so a file is made and removed there).
+
+    """
+    from tagops.errors import DataError, TagopsError
+    from tagops.outputs import check_output_folder
+
+    where = f"TAGOPS_HOME {settings.home}"
     for path in (
         settings.data_dir,
         settings.mlflow_dir,
@@ -156,4 +171,11 @@ def prepare_environment(settings: Settings) -> None:
         settings.models_dir,
         settings.promotion_history.parent,
     ):
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TagopsError(f"{where}: cannot create {path} ({error.strerror or error})") from error
+    try:
+        check_output_folder(settings.home)
+    except DataError as error:
+        raise TagopsError(f"{where}: {error.violations[0].message}") from error

@@ -90,3 +90,17 @@ def test_a_missing_config_is_the_same_usage_error_for_every_command(
     code, _, err = run_main(monkeypatch, capsys, *command, "--config", str(path))
     assert code == 2
     assert error_lines(err)[0].startswith(f"{path}: cannot read config: ")
+
+
+def test_a_home_that_cannot_hold_state_is_named_by_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tmp_path / "home-is-a-file"
+    plain.write_text("")
+    for home, reason in ((plain, "(Not a directory)"), (Path("/proc/tagops"), "")):
+        monkeypatch.setenv("TAGOPS_HOME", str(home))
+        code, out, err = run_main(monkeypatch, capsys, "models", "list")
+        assert (code, out) == (1, ""), err
+        (line,) = err.strip().splitlines()  # one line, no traceback
+        assert line.startswith(f"error: TAGOPS_HOME {home}: cannot create {home}/data/raw ("), line
+        assert line.endswith(reason)

@@ -52,4 +52,4 @@ def test_an_output_folder_may_be_new_or_existing(tmp_path: Path) -> None:
 def test_an_output_folder_that_cannot_be_written_is_named(tmp_path: Path) -> None:
     (tmp_path / "gate").write_text("")
     assert refusal(check_output_folder, tmp_path / "gate") == "is a file: give a folder for the outputs"
-    assert refusal(check_output_folder, UNWRITABLE / "gate").startswith("cannot create its folder (")
+    assert refusal(check_output_folder, UNWRITABLE / "gate").startswith("cannot create it (")
