@@ -44,22 +44,20 @@ def read_config(kind: type[Config], path: Path | None, **overrides: Any) -> Conf
     import typer
     from pydantic import ValidationError
 
-    from tagops.config import load_config
-    from tagops.config.base import load_yaml
+    from tagops.config.base import config_mapping
 
     try:
-        return load_config(kind, path, **overrides)
-    except ValidationError as error:
-        raw = load_yaml(path) if path is not None else {}
-        where = str(path) if path is not None else "the defaults"
-        section = kind.yaml_section
-        if section is not None and section in raw:  # read from that section, as load_config reads it
-            raw, where = dict(raw[section] or {}), f"{where}, section '{section}'"
-        given = {key: value for key, value in overrides.items() if value is not None}
-        raw.update(given)
-        raise typer.BadParameter(describe_invalid(error, where, raw, given=frozenset(given))) from error
+        raw, section = config_mapping(kind, path, **overrides)
     except ValueError as error:  # unreadable, not YAML, not a mapping: the message names the file
         raise typer.BadParameter(str(error), param_hint="'--config'") from error
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as error:
+        where = str(path) if path is not None else "the defaults"
+        if section is not None:
+            where = f"{where}, section '{section}'"
+        given = frozenset(key for key, value in overrides.items() if value is not None)
+        raise typer.BadParameter(describe_invalid(error, where, raw, given=given)) from error
 
 
 def describe_invalid(error: Any, where: str, raw: Any, *, given: frozenset[str] = frozenset()) -> str:

@@ -256,11 +256,7 @@ def tune(
         cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
     else:
         cfg = read_config(TuneConfig, config, trials=trials, seed=seed)
-    registry = None
-    if register:
-        from tagops.registry.client import Registry
-
-        registry = Registry(settings)
+    registry = _registry(settings) if register else None
     started = time.perf_counter()
     family: Any = model
     # At a terminal, bars follow the trials and the best trial's training; Ray Tune prints its own

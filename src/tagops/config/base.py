@@ -45,8 +45,21 @@ def load_config(kind: type[Config], path: Path | None = None, **overrides: Any) 
     ``None`` overrides are ignored, so CLI options that were not given keep the file's values. A pydantic
     ``ValidationError`` (a ``ValueError``) names every bad field.
     """
-    raw = load_yaml(path) if path else {}
-    if kind.yaml_section is not None and kind.yaml_section in raw:
-        raw = dict(raw[kind.yaml_section] or {})
-    raw.update({key: value for key, value in overrides.items() if value is not None})
+    raw, _ = config_mapping(kind, path, **overrides)
     return kind.model_validate(raw)
+
+
+def config_mapping(
+    kind: type[FrozenModel], path: Path | None = None, **overrides: Any
+) -> tuple[dict[str, Any], str | None]:
+    """What :func:`load_config` validates, and the section of the file it was read from.
+
+    The file's mapping (or its ``kind.yaml_section``, whose name is returned; ``None``: the whole file)
+    with the overrides that are not ``None``.
+    """
+    raw = load_yaml(path) if path else {}
+    section = kind.yaml_section if kind.yaml_section is not None and kind.yaml_section in raw else None
+    if section is not None:
+        raw = dict(raw[section] or {})
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    return raw, section

@@ -114,6 +114,21 @@ def pull_data(
     return pulled
 
 
+def read_utf8(path: Path, kind: str) -> str:
+    """A text file's content; a byte-order mark, as some editors write, is dropped.
+
+    Raises:
+        DataError: the file is not UTF-8 text (the message names ``kind`` and the first bad byte).
+
+    """
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            [Violation(str(path), f"not a UTF-8 text {kind} (byte {error.start} is not UTF-8)")]
+        ) from error
+
+
 def read_csv(path: Path) -> Any:
     """Read a CSV of projects as strings, or raise a :class:`DataError` that says why it is not one.
 
@@ -125,13 +140,7 @@ def read_csv(path: Path) -> Any:
     name = str(path)
     if not path.is_file():
         raise DataError([Violation(name, "file not found")])
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            [Violation(name, f"not a UTF-8 text CSV file (byte {error.start} is not UTF-8)")]
-        ) from error
+    text = read_utf8(path, "CSV file")
     if "\x00" in text:
         raise DataError([Violation(name, "not a CSV file (it contains NUL bytes)")])
     if not text.strip():

@@ -119,13 +119,10 @@ _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON lines file, each with its line number as ``_row``; every bad line is named."""
+    from tagops.data.ingest import read_utf8
+
     name = str(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark, as some editors write, is fine
-    except UnicodeDecodeError as error:
-        raise DataError(
-            [Violation(name, f"not a UTF-8 text JSON lines file (byte {error.start} is not UTF-8)")]
-        ) from error
+    text = read_utf8(path, "JSON lines file")
     items: list[dict[str, Any]] = []
     problems = []
     for row, line in enumerate(text.splitlines(), start=1):
@@ -239,9 +236,9 @@ def write_predictions(items: list[dict[str, Any]], results: list[dict[str, Any]]
         {**{(f"input_{k}" if k in result else k): v for k, v in item.items()}, **result}
         for item, result in zip(items, results, strict=True)
     ]
-    check_output(output_path)
-    # Written beside the target and renamed into place: a failed write leaves no half file, and an
-    # earlier file of the same name stays whole until the new one is complete.
+    # The path was checked (check_output) before any row was read. Written beside the target and
+    # renamed into place: a failed write leaves no half file, and an earlier file of the same name
+    # stays whole until the new one is complete.
     staged = staged_path(output_path)
     try:
         if output_path.suffix.lower() in CSV_SUFFIXES:
