@@ -92,6 +92,14 @@ def test_a_missing_config_is_the_same_usage_error_for_every_command(
     assert error_lines(err)[0].startswith(f"{path}: cannot read config: ")
 
 
+def test_a_folder_given_as_config_is_named_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(monkeypatch, capsys, "train", "--config", str(tmp_path))
+    assert code == 2
+    assert error_lines(err) == [f"{tmp_path}: is a folder, not a config file"]
+
+
 def test_a_home_that_cannot_hold_state_is_named_by_its_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

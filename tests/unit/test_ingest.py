@@ -10,7 +10,7 @@ import pytest
 
 from tagops.data import ingest
 from tagops.data.ingest import ManifestEntry, load_manifest, pull_data, sha256_file
-from tagops.errors import IntegrityError
+from tagops.errors import DataError, IntegrityError
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +126,34 @@ def test_shipped_manifest_lists_the_four_files() -> None:
         assert len(entry.sha256) == 64
         int(entry.sha256, 16)
         assert entry.rows > 0
+
+
+def test_a_path_that_is_no_readable_file_says_what_it_is(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    (tmp_path / "folder.csv").mkdir()
+    expected = {
+        "absent.csv": "file not found",
+        "folder.csv": "is a folder, not a CSV file",
+        "pipe.csv": "not a regular file: expected a CSV file",
+    }
+    for name, message in expected.items():
+        with pytest.raises(DataError) as error:
+            ingest.read_csv(tmp_path / name)
+        assert error.value.violations[0].message == message
+
+
+def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked.csv"
+    path.write_text("id,title\n1,a\n")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(DataError) as error:
+        ingest.read_utf8(path, "CSV file")
+    assert str(error.value.violations[0]) == f"{path}: cannot read (Permission denied)"

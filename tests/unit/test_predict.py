@@ -222,6 +222,9 @@ def test_unsupported_extension(tmp_path: Path, suffix: str) -> None:
 
 def test_missing_or_empty_input(tmp_path: Path) -> None:
     assert "not found" in violations(tmp_path / "absent.jsonl")[0].message
+    folder = tmp_path / "inputs.csv"
+    folder.mkdir()
+    assert violations(folder)[0].message == "is a folder, not a CSV or JSON lines file"
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     assert "no rows to predict" in violations(empty)[0].message

@@ -26,11 +26,15 @@ Config = TypeVar("Config", bound=FrozenModel)
 
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping, naming the file in any error."""
+    if path.is_dir():
+        raise ConfigFileError(f"{path}: is a folder, not a config file")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise ConfigFileError(f"{path}: cannot read config: not UTF-8 text (byte {error.start})") from error
-    except (OSError, yaml.YAMLError) as error:
+    except OSError as error:
+        raise ConfigFileError(f"{path}: cannot read config: {error.strerror or error}") from error
+    except yaml.YAMLError as error:
         raise ConfigFileError(f"{path}: cannot read config: {error}") from error
     if loaded is None:
         return {}

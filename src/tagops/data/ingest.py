@@ -114,18 +114,41 @@ def pull_data(
     return pulled
 
 
+def require_file(path: Path, kind: str) -> None:
+    """Refuse a ``path`` that is missing, a folder or not a regular file, in words naming ``kind``.
+
+    Raises:
+        DataError: what ``path`` is instead of a file.
+
+    """
+    name = str(path)
+    if not path.exists():
+        raise DataError([Violation(name, "file not found")])
+    if path.is_dir():
+        raise DataError([Violation(name, f"is a folder, not a {kind}")])
+    if not path.is_file():
+        raise DataError([Violation(name, f"not a regular file: expected a {kind}")])
+
+
 def read_utf8(path: Path, kind: str) -> str:
     """A text file's content; a byte-order mark, as some editors write, is dropped.
 
     Raises:
-        DataError: the file is not UTF-8 text (the message names ``kind`` and the first bad byte).
+        DataError: ``path`` is missing, a folder or not a regular file, cannot be read, or is not UTF-8
+            text (the message names ``kind`` and the first bad byte).
 
     """
+    name = str(path)
+    require_file(path, kind)
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError([Violation(name, f"cannot read ({error.strerror or error})")]) from error
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise DataError(
-            [Violation(str(path), f"not a UTF-8 text {kind} (byte {error.start} is not UTF-8)")]
+            [Violation(name, f"not a UTF-8 text {kind} (byte {error.start} is not UTF-8)")]
         ) from error
 
 
@@ -138,8 +161,6 @@ def read_csv(path: Path) -> Any:
     import pandas as pd
 
     name = str(path)
-    if not path.is_file():
-        raise DataError([Violation(name, "file not found")])
     text = read_utf8(path, "CSV file")
     if "\x00" in text:
         raise DataError([Violation(name, "not a CSV file (it contains NUL bytes)")])

@@ -160,12 +160,11 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     """Read prediction inputs from ``.csv`` or ``.jsonl``; every bad row is named, none is dropped."""
     suffix = path.suffix.lower()
     name = str(path)
-    if not path.is_file():
-        raise DataError([Violation(name, "file not found")])
+    from tagops.data.ingest import read_csv, require_file
+
+    require_file(path, "CSV or JSON lines file")
     items: list[dict[str, Any]] = []
     if suffix in CSV_SUFFIXES:
-        from tagops.data.ingest import read_csv
-
         frame = read_csv(path)
         if "title" not in frame.columns:
             raise DataError([Violation(name, "missing column 'title'", column="title")])

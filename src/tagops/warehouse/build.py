@@ -49,7 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagops.data.ingest import EXPECTED_COLUMNS, sha256_file
+from tagops.data.ingest import EXPECTED_COLUMNS, read_utf8, sha256_file
 from tagops.errors import DataError, TagopsError, Violation
 from tagops.warehouse.checks import check_table, checks_text, load_checks, table_columns
 from tagops.warehouse.snapshots import (
@@ -161,14 +161,7 @@ def read_one_column(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     name = str(path)
-    if not path.is_file():
-        raise DataError([Violation(name, "file not found")])
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            [Violation(name, f"not a UTF-8 text CSV file (byte {error.start} is not UTF-8)")]
-        ) from None
+    text = read_utf8(path, "CSV file")
     if "\x00" in text:
         raise DataError([Violation(name, "not a CSV file (it contains NUL bytes)")])
     try:
