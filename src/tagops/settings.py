@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from tagops.errors import TagopsError
 
 DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
 
@@ -51,16 +54,18 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("TAGOPS_RAY_ADDRESS", "RAY_ADDRESS")
     )
-    registered_model: str = "tagops"
-    experiment: str = "tagops"
-    log_level: str = "INFO"
+    registered_model: str = Field(default="tagops", min_length=1)
+    experiment: str = Field(default="tagops", min_length=1)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        try:
+            return value.expanduser().resolve()
+        except RuntimeError as error:  # "~user/..." for a user this system does not know
+            raise ValueError(f"cannot expand '~' in {str(value)!r}: {error}") from None
 
     @field_validator("data_mirror", mode="before")
     @classmethod
@@ -83,6 +88,17 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def tracking_uri_variable(self) -> str | None:
+        """The environment variable the tracking URI came from (``None``: the embedded default)."""
+        if not self.mlflow_tracking_uri:
+            return None
+        return (
+            "TAGOPS_MLFLOW_TRACKING_URI"
+            if os.environ.get("TAGOPS_MLFLOW_TRACKING_URI")
+            else "MLFLOW_TRACKING_URI"
+        )
 
     @property
     def artifact_location(self) -> str | None:
@@ -115,6 +131,45 @@ class Settings(BaseSettings):
     def promotion_history(self) -> Path:
         """Append-only JSON-lines history of gate decisions, promotions and rollbacks."""
         return self.home / "registry" / "promotion_history.jsonl"
+
+
+def read_settings() -> Settings:
+    """The settings from the environment; a variable that cannot be used is a :class:`TagopsError`.
+
+    The error names each variable as it is spelt in the environment and what is wrong with its value,
+    one per line, instead of pydantic's report.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_variable(field)}: {message}")
+        raise TagopsError("\n".join(lines)) from None
+    except SettingsError as error:  # a section (TAGOPS_SERVE, TAGOPS_RETRAIN) set as a whole, not as JSON
+        field = str(error).split('"')[1] if '"' in str(error) else "?"
+        raise TagopsError(
+            f"{_variable(field)}: not a JSON object; set the section's variables one by one "
+            f"({_variable(field)}_...)"
+        ) from None
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a settings field (``mlflow_tracking_uri``: TAGOPS_MLFLOW_TRACKING_URI)."""
+    return "TAGOPS_" + field.replace(".", "_").upper()
+
+
+def masked_uri(uri: str) -> str:
+    """``uri`` with any password in it replaced by ``***``, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 #: Environment that keeps every library quiet, offline-friendly and local.
@@ -159,7 +214,7 @@ def make_state_folders(settings: Settings) -> None:
             passes ``mkdir`` on folders that exist, so a file is made and removed there).
 
     """
-    from tagops.errors import DataError, TagopsError
+    from tagops.errors import DataError
     from tagops.outputs import check_output_folder
 
     where = f"TAGOPS_HOME {settings.home}"

@@ -112,3 +112,52 @@ def test_a_home_that_cannot_hold_state_is_named_by_its_variable(
         (line,) = err.strip().splitlines()  # one line, no traceback
         assert line.startswith(f"error: TAGOPS_HOME {home}: cannot create {home}/data/raw ("), line
         assert line.endswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TAGOPS_REGISTERED_MODEL", "", "TAGOPS_REGISTERED_MODEL: String should have at least 1 character"),
+        ("TAGOPS_HOME", "~no-such-user-here/x", "TAGOPS_HOME: cannot expand '~' in '~no-such-user-here/x'"),
+        ("TAGOPS_SERVE", "x", "TAGOPS_SERVE: not a JSON object; set the section's variables one by one"),
+        ("TAGOPS_MLFLOW_TRACKING_URI", "notaurl://x", "MLflow at notaurl://x (TAGOPS_MLFLOW_TRACKING_URI): "),
+        (
+            "MLFLOW_TRACKING_URI",
+            "http://127.0.0.1:abc",
+            "MLflow at http://127.0.0.1:abc (MLFLOW_TRACKING_URI): Port",
+        ),
+    ],
+)
+def test_an_environment_variable_the_product_cannot_use_is_one_error_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    monkeypatch.delenv("TAGOPS_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(variable, value)
+    code, out, err = run_main(monkeypatch, capsys, "models", "list")
+    assert (code, out) == (1, ""), err
+    (line,) = err.strip().splitlines()  # one line, no traceback
+    assert line.startswith(f"error: {message}"), line
+
+
+def test_a_tracking_server_that_is_not_there_is_refused_at_once_with_its_password_masked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as listener:  # a port nothing listens on: bound, closed again
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    monkeypatch.delenv("TAGOPS_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:s3cret@127.0.0.1:{port}")
+    started = time.monotonic()
+    code, _, err = run_main(monkeypatch, capsys, "models", "list")
+    assert time.monotonic() - started < 10  # MLflow's own retries would take minutes
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    where = f"MLflow at http://user:***@127.0.0.1:{port} (MLFLOW_TRACKING_URI)"
+    assert line == f"error: cannot reach {where}: Connection refused"

@@ -24,9 +24,9 @@ def load_settings(*, announce_log: bool = False) -> Any:
             quick commands keep their stderr to errors only).
 
     """
-    from tagops.settings import Settings, prepare_environment
+    from tagops.settings import prepare_environment, read_settings
 
-    settings = Settings()
+    settings = read_settings()
     prepare_environment(settings)
     path = logs.start_log_file(settings.home)
     if announce_log:

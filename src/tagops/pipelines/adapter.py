@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from tagops.settings import Settings
+from tagops.settings import Settings, read_settings
 from tagops.workloads.stages import Stage, check_plan
 
 
@@ -25,7 +25,7 @@ def run_settings() -> Settings:
     A step may run in another process than the CLI that started the pipeline (any orchestrator but the
     local one), so it cannot be handed the CLI's object; the environment carries the same values.
     """
-    return Settings()
+    return read_settings()
 
 
 def ensure_source_root() -> None:

@@ -29,6 +29,7 @@ from tagops.model_ref import CHALLENGER as CHALLENGER
 from tagops.model_ref import CHAMPION as CHAMPION
 from tagops.model_ref import ModelRef
 from tagops.registry.runs import flatten, open_run
+from tagops.registry.tracking import check_tracking_server, tracking_place
 
 if TYPE_CHECKING:
     from tagops.settings import Settings
@@ -65,22 +66,35 @@ class Registry:
     """Tracking runs and registering models against one MLflow backend (embedded or a team's server)."""
 
     def __init__(self, settings: Settings) -> None:
+        """Open the tracking server or store of ``settings`` and its experiment (made if missing).
+
+        Raises:
+            RegistryError: the tracking URI cannot be used (an unknown scheme, a server that does not
+                answer, a store MLflow refuses); the message names the URI and its variable.
+
+        """
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         self.settings = settings
         self.name = settings.registered_model
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_registry_uri(settings.tracking_uri)
-        self.client = mlflow.MlflowClient(
-            tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
-        )
-        experiment = self.client.get_experiment_by_name(settings.experiment)
-        if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                settings.experiment, artifact_location=settings.artifact_location
+        check_tracking_server(settings)
+        try:
+            mlflow.set_tracking_uri(settings.tracking_uri)
+            mlflow.set_registry_uri(settings.tracking_uri)
+            self.client = mlflow.MlflowClient(
+                tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
             )
-        else:
-            self.experiment_id = experiment.experiment_id
+            experiment = self.client.get_experiment_by_name(settings.experiment)
+            if experiment is None:
+                self.experiment_id = self.client.create_experiment(
+                    settings.experiment, artifact_location=settings.artifact_location
+                )
+            else:
+                self.experiment_id = experiment.experiment_id
+        except MlflowException as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise RegistryError(f"{tracking_place(settings)}: {first_line}") from error
 
     # ----------------------------------------------------------------------------------------- runs
     @contextmanager

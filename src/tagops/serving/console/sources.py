@@ -189,6 +189,6 @@ class ConsoleSources:
     @classmethod
     def from_environment(cls) -> ConsoleSources:
         """:meth:`from_settings` of the ``Settings`` in the environment, as serving's entry points read it."""
-        from tagops.settings import Settings
+        from tagops.settings import read_settings
 
-        return cls.from_settings(Settings())
+        return cls.from_settings(read_settings())

@@ -100,12 +100,12 @@ def build_deployment(cfg: ServeConfig) -> Any:
 
             from tagops.serving.logs import configure_replica_logging
             from tagops.serving.wiring import build_replica
-            from tagops.settings import Settings, prepare_environment
+            from tagops.settings import prepare_environment, read_settings
 
             internal_grpc_on_loopback(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
             self.config = ServeConfig.model_validate(config)
             configure_replica_logging(self.config.log_format)
-            settings = Settings()
+            settings = read_settings()
             prepare_environment(settings)
             self.inference = InferenceThread()
             context = serve.get_replica_context()
