@@ -157,3 +157,14 @@ def test_a_file_that_cannot_be_read_is_a_data_error_naming_it(
     with pytest.raises(DataError) as error:
         ingest.read_utf8(path, "CSV file")
     assert str(error.value.violations[0]) == f"{path}: cannot read (Permission denied)"
+
+
+def test_a_column_named_twice_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text("title,description,title,tag,tag,tag\na,b,c,d,e,f\n")
+    with pytest.raises(DataError) as error:
+        ingest.read_csv(path)
+    assert [str(v) for v in error.value.violations] == [
+        f"{path}, column 'tag': column 'tag' appears 3 times",
+        f"{path}, column 'title': column 'title' appears 2 times",
+    ]

@@ -175,6 +175,12 @@ def read_csv(path: Path) -> Any:
                 )
             ]
         )
+    # pandas would rename a repeated column ("title.1") and every reader would take the first silently.
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(
+            [Violation(name, f"column '{c}' appears {header.count(c)} times", column=c) for c in repeated]
+        )
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, ValueError) as error:
