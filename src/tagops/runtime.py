@@ -57,6 +57,7 @@ def ray_session(
         return
     send_ray_messages_to_stderr()
     if settings.ray_address:
+        check_ray_address(settings)
         logger.info("joining the Ray cluster at %s", settings.ray_address)
         ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
     else:
@@ -77,6 +78,46 @@ def ray_session(
         yield ray.cluster_resources()  # type: ignore[no-untyped-call]
     finally:
         ray.shutdown()
+
+
+#: How long a cluster's head has to accept a connection in :func:`check_ray_address` (seconds).
+RAY_CHECK_TIMEOUT_S = 5.0
+
+
+def check_ray_address(settings: Settings) -> None:
+    """Fail at once when the head of the cluster at ``RAY_ADDRESS`` cannot be reached at all.
+
+    Why: ``ray.init`` keeps retrying an address nobody answers on, printing a warning every few seconds,
+    for minutes; a mistyped or stopped cluster would look like a command that hangs. ``host:port`` (the
+    head's GCS) and ``ray://host:port`` (Ray Client) are checked by opening a TCP connection; ``auto``,
+    ``local``, an address without a port and other forms are left to Ray.
+
+    Raises:
+        TagopsError: naming the address, the variable that set it and the reason.
+
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from tagops.errors import TagopsError
+
+    address = settings.ray_address or ""
+    parts = urlsplit(address if "://" in address else f"gcs://{address}")
+    if parts.scheme not in ("gcs", "ray") or address in ("auto", "local"):
+        return
+    variable = "TAGOPS_RAY_ADDRESS" if os.environ.get("TAGOPS_RAY_ADDRESS") else "RAY_ADDRESS"
+    where = f"the Ray cluster at {address} ({variable})"
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as error:  # "host:abc"
+        raise TagopsError(f"{where}: {error}") from None
+    if not host or port is None:
+        return  # Ray's own defaults and errors apply
+    try:
+        socket.create_connection((host, port), timeout=RAY_CHECK_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise TagopsError(f"cannot reach {where}: {reason}") from None
 
 
 def keep_node_on_loopback() -> None:

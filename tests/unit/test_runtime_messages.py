@@ -1,10 +1,13 @@
-"""The Ray runtime edge: relayed messages go to stderr; a lean embedded head for serving; loopback kept."""
+"""The Ray runtime edge: relayed messages go to stderr; a lean embedded head for serving; loopback kept;
+a cluster address nobody answers on is refused at once."""
 
 from __future__ import annotations
 
 import pytest
 
-from tagops.runtime import keep_node_on_loopback, send_ray_messages_to_stderr
+from tagops.errors import TagopsError
+from tagops.runtime import check_ray_address, keep_node_on_loopback, send_ray_messages_to_stderr
+from tagops.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +61,32 @@ def test_a_ray_imported_before_the_loopback_setting_still_keeps_the_node_on_loop
     assert ray_constants.ENABLE_RAY_CLUSTER is clusters  # a 1 the user set is left alone
     if not clusters and worker._global_node is None:  # no session here: the address is looked up
         assert services.get_node_ip_address() == services.get_localhost_ip()
+
+
+def test_a_cluster_address_nobody_answers_on_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        open_port = listener.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            closed_port = closed.getsockname()[1]
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        for address in (f"127.0.0.1:{open_port}", f"ray://127.0.0.1:{open_port}", "auto", "127.0.0.1"):
+            monkeypatch.setenv("TAGOPS_RAY_ADDRESS", address)
+            check_ray_address(Settings())  # a head that accepts, or a form left to Ray
+        for address in (f"127.0.0.1:{closed_port}", f"ray://127.0.0.1:{closed_port}"):
+            monkeypatch.setenv("TAGOPS_RAY_ADDRESS", address)
+            with pytest.raises(TagopsError) as error:
+                check_ray_address(Settings())
+            assert str(error.value) == (
+                f"cannot reach the Ray cluster at {address} (TAGOPS_RAY_ADDRESS): Connection refused"
+            )
+        monkeypatch.delenv("TAGOPS_RAY_ADDRESS")
+        monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:abc")
+        with pytest.raises(TagopsError, match=r"at 127\.0\.0\.1:abc \(RAY_ADDRESS\): Port could not be cast"):
+            check_ray_address(Settings())
