@@ -161,3 +161,29 @@ def test_a_tracking_server_that_is_not_there_is_refused_at_once_with_its_passwor
     (line,) = err.strip().splitlines()
     where = f"MLflow at http://user:***@127.0.0.1:{port} (MLFLOW_TRACKING_URI)"
     assert line == f"error: cannot reach {where}: Connection refused"
+
+
+def test_a_prediction_log_database_that_cannot_be_used_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    expected = {
+        f"postgresql://tagops@127.0.0.1:{port}/log": (
+            f'error: the database cannot be used: connection failed: connection to server at "127.0.0.1", '
+            f"port {port} failed: Connection refused"
+        ),
+        "sqlite:////proc/tagops/log.db": (
+            "error: sqlite:////proc/tagops/log.db: "
+            "cannot create the database file (No such file or directory)"
+        ),
+    }
+    for url, message in expected.items():
+        monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", url)
+        for command in (["keys", "list"], ["feedback", "review"]):
+            code, out, err = run_main(monkeypatch, capsys, *command)
+            assert (code, out) == (1, ""), err
+            assert err.strip().splitlines() == [message]

@@ -67,3 +67,23 @@ def main() -> None:
     except TagopsError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(ExitCode.ERROR)
+    except Exception as error:
+        reason = database_failure(error)
+        if reason is None:
+            raise
+        typer.echo(f"error: {reason}", err=True)
+        sys.exit(ExitCode.ERROR)
+
+
+def database_failure(error: BaseException) -> str | None:
+    """A database that cannot be reached or used (the prediction log's), in one line; else ``None``.
+
+    Only SQLAlchemy's ``OperationalError`` (a refused connection, a failed login, a locked or unreadable
+    file) counts: anything else is a fault to see whole. SQLAlchemy is looked up, not imported, since a
+    command that never opened a database has none to report.
+    """
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.OperationalError):
+        return None
+    text = str(error.orig or error).strip()
+    return f"the database cannot be used: {text.splitlines()[0] if text else type(error).__name__}"

@@ -80,7 +80,12 @@ def create_log_engine(url: str) -> Engine:
         raise TagopsError(f"{safe_url(url)}: {error}") from None
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
-        private_file(Path(database))
+        try:
+            private_file(Path(database))
+        except OSError as error:
+            raise TagopsError(
+                f"{safe_url(url)}: cannot create the database file ({error.strerror or error})"
+            ) from None
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
     else:  # in-memory: one shared connection, or every connection would see its own empty database
         engine = create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
