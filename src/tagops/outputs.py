@@ -61,3 +61,17 @@ def check_output_folder(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise DataError([Violation(str(path), "is a file: give a folder for the outputs")])
     _probe(path, "output", path)
+
+
+def check_new_folder(path: Path) -> None:
+    """Refuse a folder a command fills whole and renames into place: it must be new or empty.
+
+    A folder must also be possible beside it, where it is staged.
+
+    Raises:
+        DataError: naming the path and what is wrong with it.
+
+    """
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        raise DataError([Violation(str(path), "exists and is not an empty folder")])
+    _probe(path.parent, path.name, path)

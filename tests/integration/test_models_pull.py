@@ -93,6 +93,11 @@ def test_pull_never_writes_over_a_folder_or_takes_a_folder(home: Home) -> None:
     assert result.returncode == 1, result.explain()
     assert result.error_lines == [f"error: {taken}: exists and is not an empty folder"]
     assert [p.name for p in taken.iterdir()] == ["notes.txt"]
+    nowhere = run_cli("models", "pull", "--output", "/proc/tagops-model")  # no folder can be made there
+    assert nowhere.returncode == 1, nowhere.explain()
+    assert nowhere.error_lines == [
+        "error: /proc/tagops-model: cannot write there (No such file or directory)"
+    ]
     folder = run_cli("models", "pull", str(taken), "--output", home.root / "copy")
     assert folder.returncode == 2, folder.explain()
     assert "a folder is already a model" in folder.stderr

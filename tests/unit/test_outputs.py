@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tagops.errors import DataError
-from tagops.outputs import check_output_file, check_output_folder
+from tagops.outputs import check_new_folder, check_output_file, check_output_folder
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +53,17 @@ def test_an_output_folder_that_cannot_be_written_is_named(tmp_path: Path) -> Non
     (tmp_path / "gate").write_text("")
     assert refusal(check_output_folder, tmp_path / "gate") == "is a file: give a folder for the outputs"
     assert refusal(check_output_folder, UNWRITABLE / "gate").startswith("cannot create it (")
+
+
+def test_a_folder_filled_whole_must_be_new_or_empty_beside_a_writable_place(tmp_path: Path) -> None:
+    check_new_folder(tmp_path / "models" / "champion")
+    assert (tmp_path / "models").is_dir() and not (tmp_path / "models" / "champion").exists()
+    (tmp_path / "empty").mkdir()
+    check_new_folder(tmp_path / "empty")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("keep me")
+    (tmp_path / "file").write_text("")
+    for taken in (tmp_path / "taken", tmp_path / "file"):
+        assert refusal(check_new_folder, taken) == "exists and is not an empty folder"
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "keep me"
+    assert refusal(check_new_folder, UNWRITABLE / "model").startswith("cannot write there (")

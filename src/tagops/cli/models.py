@@ -433,14 +433,13 @@ def models_pull(
     import shutil
 
     from tagops.model_ref import ModelRef
-    from tagops.outputs import staged_path
+    from tagops.outputs import check_new_folder, staged_path
     from tagops.registry.client import MODEL_SHA_TAG, Registry
 
     ref = ModelRef.parse(uri)
     if not ref.in_registry:
         raise typer.BadParameter(f"{uri}: a folder is already a model; name a models:/ URI", param_hint="URI")
-    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
-        raise TagopsError(f"{output}: exists and is not an empty folder")
+    check_new_folder(output)
     registry = Registry(load_settings())
     version, info = registry.resolve(ref)
     cached = registry.download(version)
