@@ -32,6 +32,21 @@ def test_in_memory_and_default_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "secret" not in safe_url("postgresql://u:secret@db/tagops")
 
 
+def test_a_database_url_that_is_not_one_is_named_by_where_it_was_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagops.errors import TagopsError
+
+    settings = settings_for(tmp_path)
+    with pytest.raises(TagopsError, match=r"^the config's database_url: not a database URL \(expected"):
+        database_url_for("not a url", settings)
+    monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", "u:s3cret@db")
+    with pytest.raises(TagopsError) as error:
+        database_url_for("sqlite:///x.db", settings_for(tmp_path))
+    assert str(error.value).startswith("TAGOPS_SERVE_DATABASE_URL: not a database URL")
+    assert "s3cret" not in str(error.value)
+
+
 def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from tagops.errors import TagopsError
 

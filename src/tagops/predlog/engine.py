@@ -28,8 +28,26 @@ def default_database_url(settings: Settings) -> str:
 
 
 def database_url_for(config_url: str | None, settings: Settings) -> str:
-    """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME."""
-    return settings.serve.database_url or config_url or default_database_url(settings)
+    """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME.
+
+    Raises:
+        TagopsError: the URL chosen cannot be parsed; the message names where it was set, not the URL
+            (which may hold a password).
+
+    """
+    if settings.serve.database_url:
+        url, source = settings.serve.database_url, "TAGOPS_SERVE_DATABASE_URL"
+    elif config_url:
+        url, source = config_url, "the config's database_url"
+    else:
+        return default_database_url(settings)
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise TagopsError(
+            f"{source}: not a database URL (expected e.g. postgresql://user@host/db or sqlite:///path)"
+        ) from None
+    return url
 
 
 def journal_folder(settings: Settings, url: str) -> Path:
