@@ -105,8 +105,7 @@ def check_ray_address(settings: Settings) -> None:
     parts = urlsplit(address if "://" in address else f"gcs://{address}")
     if parts.scheme not in ("gcs", "ray") or address in ("auto", "local"):
         return
-    variable = "TAGOPS_RAY_ADDRESS" if os.environ.get("TAGOPS_RAY_ADDRESS") else "RAY_ADDRESS"
-    where = f"the Ray cluster at {address} ({variable})"
+    where = f"the Ray cluster at {address} ({settings.ray_address_variable})"
     try:
         host, port = parts.hostname, parts.port
     except ValueError as error:  # "host:abc"

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         )
 
     @property
+    def ray_address_variable(self) -> str | None:
+        """The environment variable the Ray address came from (``None``: the embedded cluster)."""
+        if not self.ray_address:
+            return None
+        return "TAGOPS_RAY_ADDRESS" if os.environ.get("TAGOPS_RAY_ADDRESS") else "RAY_ADDRESS"
+
+    @property
     def artifact_location(self) -> str | None:
         """Artifact root for new experiments; ``None`` lets a remote server decide."""
         if self.mlflow_tracking_uri:
