@@ -221,6 +221,28 @@ def test_lone_surrogates_and_bad_json_are_422(tagops_home: Path) -> None:
     assert broken.status_code == 422
 
 
+def test_json_sent_as_a_form_or_text_is_415_naming_the_content_type(tagops_home: Path) -> None:
+    app, _, _ = build(tagops_home)
+    body = json.dumps({"items": [ITEM]}).encode()
+    sent = {
+        "application/x-www-form-urlencoded": "application/x-www-form-urlencoded",  # curl -d without -H
+        "text/plain; charset=utf-8": "text/plain",
+        None: "no Content-Type",
+    }
+    with TestClient(app) as client:
+        for media, named in sent.items():
+            headers = {} if media is None else {"content-type": media}
+            answer = client.post("/v1/predict", content=body, headers=headers)
+            assert answer.status_code == 415, answer.text
+            assert answer.json()["detail"] == (
+                f"send the body as JSON with Content-Type: application/json (got {named})"
+            )
+        typed = client.post(
+            "/v1/predict", content=body, headers={"content-type": "application/json; charset=utf-8"}
+        )
+    assert typed.status_code == 200, typed.text
+
+
 def test_oversized_bodies_are_413_before_parsing(tagops_home: Path) -> None:
     app, predictor, _ = build(tagops_home, max_body_bytes=2048)
     big = json.dumps({"items": [{"title": "x" * 4000}]}).encode()

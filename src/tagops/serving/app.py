@@ -51,8 +51,22 @@ logger = logging.getLogger(__name__)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Request body too large."},
+    415: {"model": ErrorResponse, "description": "The body was not sent as application/json."},
     422: {"model": ErrorResponse, "description": "Invalid request; each error names its field."},
 }
+
+
+def not_json(request: Request) -> str | None:
+    """The media type of a request body that FastAPI will not read as JSON; ``None`` when it will.
+
+    Why: ``curl -d '{...}'`` sends JSON as a form (``application/x-www-form-urlencoded``), and some
+    clients send no content type; FastAPI then validates the raw bytes and answers "Input should be a
+    valid dictionary", which names no field and hides the mistake.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if request.method != "POST" or media == "application/json" or media.endswith("+json"):
+        return None
+    return media or "no Content-Type"
 
 
 def _field(loc: Any) -> str:
@@ -131,6 +145,10 @@ def _request_id(request: Request) -> str | None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        media = not_json(request)
+        if media is not None and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in error.errors()):
+            message = f"send the body as JSON with Content-Type: application/json (got {media})"
+            return json_error(415, message, _request_id(request))
         # The input is not echoed (it may be 10,000 characters, or a secret); loc and msg name the field.
         details = [
             {
