@@ -254,6 +254,29 @@ def test_load_model_from_a_folder_without_model_json(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+def test_a_damaged_model_folder_is_one_error_naming_it(tmp_path: Path) -> None:
+    from tagops.errors import TagopsError
+
+    texts, labels = training_data(4)
+    folder = tmp_path / "linear"
+    LinearModel(PARAMS["linear"]).fit(texts, labels).save(folder)
+    weights = folder / "weights.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[:100])  # a copy cut short
+    with pytest.raises(TagopsError, match=r"linear: damaged model folder, cannot load it \(.+\)$"):
+        load_model(folder)
+    weights.unlink()  # a copy that left a file behind
+    with pytest.raises(TagopsError, match=r"linear: damaged model folder, cannot load it \(.*weights"):
+        load_model(folder)
+    weights.write_bytes(intact)
+    (folder / MODEL_FILE).write_text("{not json")
+    with pytest.raises(TagopsError, match=r"model\.json: damaged, not a model's descriptor \(Expecting"):
+        load_model(folder)
+    (folder / MODEL_FILE).write_text("[]")
+    with pytest.raises(TagopsError, match=r"model\.json: damaged, not a model's descriptor \(no 'family'\)"):
+        read_model_info(folder)
+
+
 def test_rules_explain_returns_the_fired_keywords() -> None:
     texts, labels = training_data()
     model = RulesModel(RulesParams(mined_terms_per_class=0)).fit(texts, labels)  # seed keywords only

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from tagops import LABELS, __version__
+from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,11 +64,22 @@ def write_model_info(
 
 
 def read_model_info(directory: Path) -> dict[str, Any]:
-    """Read ``model.json``; raises a clear error when ``directory`` is not a saved model."""
+    """Read ``model.json``; raises a clear error when ``directory`` is not a saved model.
+
+    Raises:
+        FileNotFoundError: there is no ``model.json``.
+        TagopsError: ``model.json`` is not a JSON object with a ``family`` (a damaged or foreign file).
+
+    """
     path = directory / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory}: not a tagops model folder (no {MODEL_FILE})")
-    info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TagopsError(f"{path}: damaged, not a model's descriptor ({error})") from None
+    if not isinstance(info, dict) or "family" not in info:
+        raise TagopsError(f"{path}: damaged, not a model's descriptor (no 'family')")
     return info
 
 
@@ -103,10 +115,34 @@ def create_model(params: AnyModelParams) -> TagModel:
 
 
 def load_model(directory: Path) -> TagModel:
-    """Load any saved model, dispatching on the family recorded in ``model.json``."""
+    """Load any saved model, dispatching on the family recorded in ``model.json``.
+
+    Raises:
+        FileNotFoundError: ``directory`` is not a model folder (no ``model.json``).
+        TagopsError: it is one but cannot be loaded (a file missing or damaged, as a partial copy
+            leaves it); the message names the folder and the first line of the reason.
+
+    """
     family = read_model_info(directory)["family"]
     try:
         cls = family_class(family)
     except ValueError:
         raise ValueError(f"{directory}: unknown model family {family!r}") from None
-    return cls.load(directory)
+    try:
+        return cls.load(directory)
+    except TagopsError:
+        raise
+    except _load_failures() as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TagopsError(f"{directory}: damaged model folder, cannot load it ({reason})") from error
+
+
+def _load_failures() -> tuple[type[BaseException], ...]:
+    """What a missing or damaged file raises while a family loads (safetensors' own error once imported)."""
+    import sys
+
+    failures: list[type[BaseException]] = [OSError, ValueError, KeyError, RuntimeError]
+    safetensors = sys.modules.get("safetensors")
+    if safetensors is not None and hasattr(safetensors, "SafetensorError"):
+        failures.append(safetensors.SafetensorError)
+    return tuple(failures)
