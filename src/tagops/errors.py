@@ -51,3 +51,9 @@ class IntegrityError(TagopsError):
 
 class RegistryError(TagopsError):
     """The model registry has no such model, version or alias."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

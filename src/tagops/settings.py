@@ -16,7 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from tagops.errors import TagopsError
+from tagops.errors import DataError, TagopsError
 
 DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
 
@@ -92,20 +92,12 @@ class Settings(BaseSettings):
     @property
     def tracking_uri_variable(self) -> str | None:
         """The environment variable the tracking URI came from (``None``: the embedded default)."""
-        if not self.mlflow_tracking_uri:
-            return None
-        return (
-            "TAGOPS_MLFLOW_TRACKING_URI"
-            if os.environ.get("TAGOPS_MLFLOW_TRACKING_URI")
-            else "MLFLOW_TRACKING_URI"
-        )
+        return _set_by("MLFLOW_TRACKING_URI") if self.mlflow_tracking_uri else None
 
     @property
     def ray_address_variable(self) -> str | None:
         """The environment variable the Ray address came from (``None``: the embedded cluster)."""
-        if not self.ray_address:
-            return None
-        return "TAGOPS_RAY_ADDRESS" if os.environ.get("TAGOPS_RAY_ADDRESS") else "RAY_ADDRESS"
+        return _set_by("RAY_ADDRESS") if self.ray_address else None
 
     @property
     def artifact_location(self) -> str | None:
@@ -161,6 +153,11 @@ def read_settings() -> Settings:
             f"{_variable(field)}: not a JSON object; set the section's variables one by one "
             f"({_variable(field)}_...)"
         ) from None
+
+
+def _set_by(name: str) -> str:
+    """Which of ``TAGOPS_<name>`` and ``<name>`` set a value read under both (the first wins, as read)."""
+    return f"TAGOPS_{name}" if os.environ.get(f"TAGOPS_{name}") else name
 
 
 def _variable(field: str) -> str:
@@ -221,7 +218,6 @@ def make_state_folders(settings: Settings) -> None:
             passes ``mkdir`` on folders that exist, so a file is made and removed there).
 
     """
-    from tagops.errors import DataError
     from tagops.outputs import check_output_folder
 
     where = f"TAGOPS_HOME {settings.home}"

@@ -14,7 +14,7 @@ import typer
 from tagops.cli import data, feedback, logs, loop, models, pipeline, predict, rollout, serve, submit, team
 from tagops.cli.exit_codes import ExitCode, summary
 from tagops.cli.output import command_group
-from tagops.errors import DataError, TagopsError
+from tagops.errors import DataError, TagopsError, first_line
 
 app = command_group(
     "tagops: tag ML projects with their topic, end to end.",
@@ -85,5 +85,4 @@ def database_failure(error: BaseException) -> str | None:
     exc = sys.modules.get("sqlalchemy.exc")
     if exc is None or not isinstance(error, exc.OperationalError):
         return None
-    text = str(error.orig or error).strip()
-    return f"the database cannot be used: {text.splitlines()[0] if text else type(error).__name__}"
+    return f"the database cannot be used: {first_line(error.orig or error)}"

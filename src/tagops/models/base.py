@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from tagops import LABELS, __version__
-from tagops.errors import TagopsError
+from tagops.errors import TagopsError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,8 +133,9 @@ def load_model(directory: Path) -> TagModel:
     except TagopsError:
         raise
     except _load_failures() as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TagopsError(f"{directory}: damaged model folder, cannot load it ({reason})") from error
+        raise TagopsError(
+            f"{directory}: damaged model folder, cannot load it ({first_line(error)})"
+        ) from error
 
 
 def _load_failures() -> tuple[type[BaseException], ...]:

@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagops.errors import RegistryError
+from tagops.errors import RegistryError, first_line
 
 # The aliases are defined with the reference grammar; importers of this module keep finding them here.
 from tagops.model_ref import CHALLENGER as CHALLENGER
@@ -93,8 +93,7 @@ class Registry:
             else:
                 self.experiment_id = experiment.experiment_id
         except MlflowException as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise RegistryError(f"{tracking_place(settings)}: {first_line}") from error
+            raise RegistryError(f"{tracking_place(settings)}: {first_line(error)}") from error
 
     # ----------------------------------------------------------------------------------------- runs
     @contextmanager

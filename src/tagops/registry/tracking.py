@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 #: How long a tracking server has to answer the check that it is there at all (seconds).
 SERVER_CHECK_TIMEOUT_S = 10.0
+#: Tracking URIs that answered in this process: a registry is opened many times per command (and per
+#: console page), and the check is for a server that is not there at all, not one that went away later.
+_ANSWERED: set[str] = set()
 
 
 def tracking_place(settings: Settings) -> str:
@@ -39,7 +42,7 @@ def check_tracking_server(settings: Settings) -> None:
     from urllib.request import urlopen
 
     parts = urlsplit(settings.tracking_uri)
-    if parts.scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https") or settings.tracking_uri in _ANSWERED:
         return
     host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
     try:
@@ -52,9 +55,10 @@ def check_tracking_server(settings: Settings) -> None:
         with urlopen(address.geturl().rstrip("/") + "/health", timeout=SERVER_CHECK_TIMEOUT_S):
             pass
     except HTTPError:
-        return  # it answered
+        pass  # it answered
     except (URLError, OSError) as error:
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, OSError) and reason.strerror:
             reason = reason.strerror
         raise RegistryError(f"cannot reach {tracking_place(settings)}: {reason}") from None
+    _ANSWERED.add(settings.tracking_uri)
