@@ -188,7 +188,8 @@ def config_page() -> str:
         "does anything (a usage error, exit status 2) with one line per bad field: the file, the field's "
         "dotted place as written in the file (`model.C`, `models.0.epochs`) and what is wrong "
         "(`unknown field (a typo?)` for a key no model has); a field an option set is blamed on the "
-        "command line.\n",
+        "command line. No number may be `.nan` or `.inf` (`null` turns off a limit that allows it), and "
+        "a seed is from 0 to 2^32 - 1, what NumPy and scikit-learn take.\n",
     ]
     for model in config_models():
         doc = inspect.getdoc(model) or ""

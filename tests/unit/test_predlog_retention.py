@@ -95,6 +95,12 @@ def test_no_limit_deletes_nothing_and_bad_limits_are_refused() -> None:
     assert len(ids(log)) == 3
     with pytest.raises(ValueError, match="max_age_days must be positive"):
         RetentionPolicy(max_age_days=0)
+    with pytest.raises(ValueError, match="max_age_days must be positive, got nan"):
+        RetentionPolicy(max_age_days=float("nan"))
+    # An age reaching back before the year 1 keeps everything (datetime cannot hold the cutoff).
+    for days in (1e6, 1e12, float("inf")):
+        assert prune(log.engine, RetentionPolicy(max_age_days=days), now=NOW).predictions == 0
+    assert len(ids(log)) == 3
     with pytest.raises(ValueError, match="max_rows must be zero or more"):
         RetentionPolicy(max_rows=-1)
 

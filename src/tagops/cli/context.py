@@ -73,7 +73,11 @@ def describe_invalid(error: Any, where: str, raw: Any, *, given: frozenset[str] 
         parts = _as_written(problem["loc"], raw)
         place = ".".join(parts) or "(top level)"
         source = "the command line" if parts and parts[0] in given else where
-        message = "unknown field (a typo?)" if problem["type"] == "extra_forbidden" else problem["msg"]
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field (a typo?)"
+        elif problem["type"] == "value_error":  # a validator's own words, without pydantic's "Value error, "
+            message = str(problem["ctx"]["error"])
         lines.append(f"{source}, field '{place}': {message}")
     return "\n".join(lines)
 

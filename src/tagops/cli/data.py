@@ -9,6 +9,7 @@ import typer
 
 from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import JsonFlag, command_group, output_file, print_json
+from tagops.cli.params import SeedOption
 
 data_app = command_group("Get, validate and explore the data; build the warehouse and its snapshots.")
 
@@ -186,7 +187,7 @@ def data_audit(
     folds: Annotated[
         int, typer.Option(min=2, help="Folds: each row is scored by a model fitted on the others.")
     ] = 5,
-    seed: Annotated[int, typer.Option(help="Seeds the folds and the models.")] = 1234,
+    seed: SeedOption = 1234,
     disagreements: Annotated[
         bool,
         typer.Option(

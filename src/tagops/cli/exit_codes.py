@@ -27,7 +27,8 @@ MEANINGS: dict[ExitCode, str] = {
     "the canary was promoted.",
     ExitCode.ERROR: "An error (`error:` lines on stderr): bad data, a missing model, an unreachable "
     "server; a failed Ray job (`submit`) or loop turn (`loop run`); Ctrl-C.",
-    ExitCode.USAGE: "A usage error: an unknown option, a missing or invalid value.",
+    ExitCode.USAGE: "A usage error: an unknown option, a missing or invalid value (a number that is "
+    "not finite or out of the option's range included), a config file a command cannot use.",
     ExitCode.ALARM: "`monitor --fail-on-alarm`: the window alarmed (drift or performance).",
     ExitCode.REFUSED: "`gate`: the gate refused the challenger; `rollout check --wait`: the canary was "
     "aborted.",

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tagops.cli.context import load_settings, read_config
+from tagops.cli.context import describe_invalid, load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, output_file, output_folder, print_json, stdout_to_stderr
 from tagops.errors import TagopsError
@@ -206,22 +206,20 @@ def loop_run(
     """
     import signal
 
+    from pydantic import ValidationError
+
     from tagops.config import ScheduleConfig, SimulateConfig
     from tagops.pipelines.loop import loop_turn
     from tagops.registry.client import Registry
     from tagops.workloads.schedule import Schedule, registry_lease, run_schedule
 
+    cfg = read_config(SimulateConfig, config)
+    given = {"every": every, "pipeline": pipeline}
+    raw = {**cfg.schedule.model_dump(), **{k: v for k, v in given.items() if v is not None}}
     try:
-        cfg = read_config(SimulateConfig, config)
-        schedule_cfg = ScheduleConfig.model_validate(
-            {
-                **cfg.schedule.model_dump(),
-                **({"every": every} if every else {}),
-                **({"pipeline": pipeline} if pipeline is not None else {}),
-            }
-        )
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from error
+        schedule_cfg = ScheduleConfig.model_validate(raw)
+    except ValidationError as error:  # the file's schedule was valid: an option's value is at fault
+        raise typer.BadParameter(describe_invalid(error, "the command line", raw)) from error
     settings = load_settings(announce_log=True)
     registry = Registry(settings)
     schedule = Schedule(

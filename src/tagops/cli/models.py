@@ -19,6 +19,7 @@ from tagops.cli.output import (
     print_json,
     stdout_to_stderr,
 )
+from tagops.cli.params import ThresholdOption, number
 from tagops.errors import TagopsError
 from tagops.model_ref import DEFAULT_MODEL_URI
 
@@ -50,7 +51,12 @@ def train(
         int | None, typer.Option(help="Transformer: CPUs (and torch threads) per worker.", min=1)
     ] = None,
     gpus_per_worker: Annotated[
-        float | None, typer.Option(help="Transformer: GPUs per worker (default: 1 if the cluster has one).")
+        float | None,
+        typer.Option(
+            parser=number(0.0),
+            metavar="<float>",
+            help="Transformer: GPUs per worker (default: 1 if the cluster has one).",
+        ),
     ] = None,
     resume: Annotated[
         str | None, typer.Option(help="Continue an interrupted run by name, from its last checkpoint.")
@@ -122,10 +128,7 @@ def evaluate(
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
     data: Annotated[Path | None, typer.Option(help="Labelled CSV (default: the pulled holdout.csv).")] = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Abstain to 'other' below this confidence (default: the model's own; 0: never)."),
-    ] = None,
+    threshold: ThresholdOption = None,
     log_to_mlflow: Annotated[bool, typer.Option(help="Also log the report as an MLflow run.")] = True,
     robustness: Annotated[
         bool | None,

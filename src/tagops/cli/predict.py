@@ -9,6 +9,7 @@ import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.output import JsonFlag, print_json, stdout_to_stderr
+from tagops.cli.params import ThresholdOption
 from tagops.model_ref import DEFAULT_MODEL_URI
 
 
@@ -20,10 +21,7 @@ def predict(
     model: Annotated[
         str, typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a model folder.")
     ] = DEFAULT_MODEL_URI,
-    threshold: Annotated[
-        float | None,
-        typer.Option(help="Abstain to 'other' below this confidence (default: the model's own; 0: never)."),
-    ] = None,
+    threshold: ThresholdOption = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -46,6 +44,8 @@ def predict(
         raise typer.BadParameter("--input needs --output")
     if title is not None and not (title.strip() or description.strip()):
         raise typer.BadParameter("empty title and description", param_hint="--title")
+    if engine not in ("auto", "local", "ray"):  # refused before the model loads, for one item too
+        raise typer.BadParameter(f"{engine!r}: use auto, local or ray", param_hint="'--engine'")
     if input_path is not None and output is not None:
         from tagops.inference.predictor import check_output
 
@@ -57,11 +57,8 @@ def predict(
         print_json({**result, "model": predictor.describe()})
         return
     assert input_path is not None and output is not None
-    from tagops.workloads import batch
-
-    if engine not in ("auto", "local", "ray"):
-        raise typer.BadParameter("use auto, local or ray", param_hint="--engine")
     from tagops.cli.progress import CommandProgress, wanted
+    from tagops.workloads import batch
 
     chosen = batch.choose_engine(engine, predictor, input_path)
     with CommandProgress(enabled=wanted(json_output=as_json)) as progress, stdout_to_stderr():

@@ -10,6 +10,7 @@ import typer
 from tagops.cli.context import load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json
+from tagops.cli.params import number
 
 if TYPE_CHECKING:
     from tagops.config import RolloutConfig
@@ -40,7 +41,8 @@ def _fail(error: Exception) -> None:
 @rollout_app.command("start")
 def start(
     weight: Annotated[
-        float | None, typer.Option(min=0.01, max=100.0, help="Percent of requests (default 10).")
+        float | None,
+        typer.Option(parser=number(0.01, 100.0), metavar="<float>", help="Percent of requests (default 10)."),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="models:/NAME@ALIAS or models:/NAME/N (default: the challenger).")

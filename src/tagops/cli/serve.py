@@ -12,6 +12,7 @@ import typer
 from tagops.cli import logs
 from tagops.cli.context import load_settings, read_config
 from tagops.cli.output import JsonFlag, command_group, print_json
+from tagops.cli.params import number
 from tagops.errors import TagopsError
 
 if TYPE_CHECKING:
@@ -251,7 +252,11 @@ def log_prune(
     ] = None,
     older_than_days: Annotated[
         float | None,
-        typer.Option(min=0.0, help="Delete predictions older than this (default: the config's)."),
+        typer.Option(
+            parser=number(0.0, above=True),
+            metavar="<float>",
+            help="Delete predictions older than this (default: the config's).",
+        ),
     ] = None,
     keep_rows: Annotated[
         int | None, typer.Option(min=0, help="Keep only the newest this many (default: the config's).")

@@ -10,6 +10,7 @@ import typer
 
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, print_json
+from tagops.cli.params import number
 
 submit_app = command_group(
     "Run a workload on a Ray cluster as a Ray Job, and follow, inspect or stop jobs.\n\n"
@@ -39,7 +40,11 @@ def _workload_command(workload: str) -> Callable[..., None]:
         ] = None,
         num_cpus: Annotated[
             float | None,
-            typer.Option(help="CPUs to reserve on the cluster for the workload's driver.", min=0),
+            typer.Option(
+                parser=number(0.0),
+                metavar="<float>",
+                help="CPUs to reserve on the cluster for the workload's driver.",
+            ),
         ] = None,
         env: Annotated[
             list[str] | None,

@@ -25,6 +25,7 @@ import typer
 
 from tagops.cli.context import load_settings
 from tagops.cli.output import JsonFlag, command_group, print_json
+from tagops.cli.params import number
 from tagops.errors import TagopsError
 
 team_app = command_group("A team stack on one host: MLflow on PostgreSQL, and the prediction log there.")
@@ -82,7 +83,10 @@ def up(
         str, typer.Option(help="Names of the two databases: PREFIX_mlflow, PREFIX_log.")
     ] = "tagops",
     port: Annotated[int, typer.Option(min=0, max=65535, help="MLflow's port (0: a free one).")] = 5000,
-    timeout: Annotated[float, typer.Option(min=1.0, help="Seconds to wait for MLflow to answer.")] = 180.0,
+    timeout: Annotated[
+        float,
+        typer.Option(parser=number(1.0), metavar="<float>", help="Seconds to wait for MLflow to answer."),
+    ] = 180.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Start MLflow on PostgreSQL and prepare the log's database; prints the team's environment.

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tagops.errors import ConfigFileError
 
+#: The largest seed: NumPy's and scikit-learn's random states take an unsigned 32-bit integer.
+SEED_MAX = 2**32 - 1
+#: A seed, refused when it is read rather than by a library's traceback once the work has started.
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
 
 class FrozenModel(BaseModel):
-    """Base for all configs: immutable and strict about unknown keys (typos fail loudly)."""
+    """Base for all configs: immutable and strict about unknown keys (typos fail loudly).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    No number of a config may be ``.nan`` or ``.inf`` (YAML's spellings) and the error says so: a NaN
+    would be refused by a field's bound with a message about the bound (or taken by a field without
+    one), and an infinite value survives no arithmetic on it (an age of ``.inf`` days); "no limit" is
+    ``null`` where a field allows it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     #: A config that also lives as a section of a larger file (e.g. ``retrain:`` in a loop config) is read
     #: from that section when the file has one.

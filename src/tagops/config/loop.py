@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tagops.config.base import FrozenModel
+from tagops.config.base import FrozenModel, Seed
 from tagops.config.training import GateConfig, TrainConfig
 from tagops.model_ref import DEFAULT_MODEL_URI
 
@@ -38,7 +38,7 @@ class ReferenceConfig(FrozenModel):
     #: Upper edges of the per-text out-of-vocabulary rate buckets (0 means "no unknown token").
     oov_edges: tuple[Annotated[float, Field(ge=0.0, le=1.0)], ...] = (0.0, 0.05, 0.15, 0.3)
     #: Seeds which rows the samples keep, so a model's reference can be recorded again identically.
-    seed: int = 1234
+    seed: Seed = 1234
 
     @model_validator(mode="after")
     def _increasing(self) -> ReferenceConfig:
@@ -105,7 +105,7 @@ class MonitorConfig(FrozenModel):
     #: How reference statistics are computed at registration (and which embedder the window uses).
     reference: ReferenceConfig = ReferenceConfig()
     #: Seeds the bootstrap, the MMD test's permutations and the window's embedding subset.
-    seed: int = 1234
+    seed: Seed = 1234
 
 
 class RetrainPolicy(FrozenModel):
@@ -222,7 +222,7 @@ class RolloutConfig(FrozenModel):
     #: Bootstrap resamples for the F1 intervals of the rollout's evidence.
     bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
     #: Seeds that bootstrap, so the same evidence always gets the same decision.
-    seed: int = 1234
+    seed: Seed = 1234
     #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
     database_url: str | None = Field(default=None, repr=False)
     #: The running service (``TAGOPS_RETRAIN_SERVICE_URL`` wins); its admin key comes from
@@ -327,7 +327,7 @@ class SimulateConfig(FrozenModel):
     #: Bootstrap resamples for the intervals of the before/after table.
     bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
     #: Seeds which rows each window sends and the bootstrap, so a simulation can be repeated.
-    seed: int = 1234
+    seed: Seed = 1234
     #: ``tagops monitor`` as run on each window (a window of 200 rows clears ``min_window_rows``).
     monitor: MonitorConfig = MonitorConfig(min_window_rows=100, min_feedback_rows=50)
     #: The retrain the shifted windows' feedback leads to: its gates, policy and recent window; its

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tagops.config.base import FrozenModel
+from tagops.config.base import FrozenModel, Seed
 from tagops.config.models import (
     AnyModelParams,
     EnsembleParams,
@@ -36,7 +36,7 @@ class DataConfig(FrozenModel):
     #: training early: 0.2 is an 80/20 split.
     val_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     #: Seeds the train/validation split, apart from the training seed, so changing one keeps the other.
-    seed: int = 1234
+    seed: Seed = 1234
     #: Train from a warehouse snapshot instead of the files: its id, a unique prefix of one, or
     #: ``latest`` (``tagops data snapshots`` lists them); ``build``: build the warehouse from the raw
     #: sources first (``source_dir`` when set) and use the snapshot it makes. The snapshot's training set
@@ -61,7 +61,7 @@ class EvalConfig(FrozenModel):
     #: Equal-width confidence bins of the calibration error (ECE) and the reliability diagram.
     calibration_bins: Annotated[int, Field(ge=2)] = 10
     #: Seeds the bootstrap and the robustness transforms, so the same model always gets the same report.
-    seed: int = 1234
+    seed: Seed = 1234
 
 
 class AugmentConfig(FrozenModel):
@@ -107,7 +107,7 @@ class GateConfig(FrozenModel):
     #: Resamples for ``class_drop_confidence`` (seeded: the same reports always get the same verdict).
     bootstrap_samples: Annotated[int, Field(ge=100)] = 2000
     #: Seeds the paired bootstrap of ``class_drop_confidence``.
-    seed: int = 1234
+    seed: Seed = 1234
     #: Kinds of behavioural case (:data:`tagops.workloads.behaviour.CASES`) the challenger must pass: one
     #: failing case of a listed kind refuses it, whatever its F1 (also with no champion yet). Empty: the
     #: behavioural check is not run.
@@ -136,7 +136,7 @@ class TrainConfig(FrozenModel):
     augmentation: AugmentConfig = AugmentConfig()
     #: Seeds the model's training (for the transformer: initialisation, batch order, dropout) and the
     #: augmentation.
-    seed: int = 1234
+    seed: Seed = 1234
     #: After validation has measured the model, refit it on all of dataset.csv (see
     #: ``PipelineConfig.refit_full``).
     refit_full: bool = True
@@ -159,7 +159,7 @@ class PipelineConfig(FrozenModel):
     #: The gate each new model must pass against the champion to be promoted.
     gate: GateConfig = GateConfig()
     #: Seeds every family's training and the augmentation (the split has its own, ``data.seed``).
-    seed: int = 1234
+    seed: Seed = 1234
     #: After validation has measured the model, refit it on train + validation (all of dataset.csv) so the
     #: registered model learns from every labelled row; the holdout is never touched by training.
     refit_full: bool = True
@@ -267,7 +267,7 @@ class TuneConfig(FrozenModel):
     #: The gate the best trial's model must pass against the champion to be promoted.
     gate: GateConfig = GateConfig()
     #: Seeds the search (Optuna's sampler) and every trial's training, so a search can be repeated.
-    seed: int = 1234
+    seed: Seed = 1234
     #: Refit the best trial's model on all of dataset.csv before it is registered (see
     #: ``PipelineConfig.refit_full``).
     refit_full: bool = True

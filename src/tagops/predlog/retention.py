@@ -33,7 +33,7 @@ class RetentionPolicy:
     max_rows: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_age_days is not None and self.max_age_days <= 0:
+        if self.max_age_days is not None and not self.max_age_days > 0:  # NaN too
             raise ValueError(f"max_age_days must be positive, got {self.max_age_days}")
         if self.max_rows is not None and self.max_rows < 0:
             raise ValueError(f"max_rows must be zero or more, got {self.max_rows}")
@@ -60,12 +60,26 @@ class PruneResult:
 def prune(engine: Engine, policy: RetentionPolicy, *, now: datetime | None = None) -> PruneResult:
     """Delete the unlabelled predictions ``policy`` no longer keeps, with their shadow answers."""
     result = PruneResult()
-    if policy.max_age_days is not None:
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=policy.max_age_days)
+    cutoff = age_cutoff(policy, now or datetime.now(UTC))
+    if cutoff is not None:
         result += _delete_while(engine, _older_than(cutoff))
     if policy.max_rows is not None:
         result += _delete_while(engine, _beyond_newest(policy.max_rows))
     return result
+
+
+def age_cutoff(policy: RetentionPolicy, now: datetime) -> datetime | None:
+    """The oldest creation time ``policy`` keeps: ``None`` for no age limit, or one past the calendar.
+
+    An age of a million days is a way to say "keep them all" and means that: ``datetime`` cannot hold a
+    time before the year 1, and asking for one would fail the hourly pass of every server.
+    """
+    if policy.max_age_days is None:
+        return None
+    try:
+        return now - timedelta(days=policy.max_age_days)
+    except OverflowError:
+        return None
 
 
 _LABELLED = select(feedback.c.prediction_id)
