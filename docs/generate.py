@@ -18,6 +18,8 @@ import inspect
 import json
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +158,21 @@ def field_comment(model: type[Any], name: str) -> str:
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if inspect.isclass(annotation) else None
-    text = text or str(annotation)
-    text = re.sub(
-        r"typing\.|tagops\.config\.\w+\.|pydantic\.\w+\.|Annotated\[([^,\]]+),[^\]]*\]", r"\1", text
-    )
-    return text.replace("NoneType", "None")
+    """A type as a reader writes it: constraints and validators left out, ``X | None`` for optional."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if annotation is type(None):
+        return "None"
+    if annotation is Ellipsis:
+        return "..."
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_type_name(arg) for arg in args)}]"
+    return annotation.__name__ if inspect.isclass(annotation) else str(annotation)
 
 
 def _default(field: Any) -> str:

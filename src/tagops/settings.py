@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from tagops.config.base import DatabaseUrl
 from tagops.errors import DataError, TagopsError
 
 DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
@@ -27,7 +28,7 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
 
     #: Wins over a config's ``database_url``; ``None``: the config's, else SQLite under ``TAGOPS_HOME``.
-    database_url: str | None = Field(default=None, repr=False)
+    database_url: DatabaseUrl | None = Field(default=None, repr=False)
 
 
 class RetrainSettings(BaseSettings):
@@ -141,9 +142,11 @@ def read_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
+        # A section's own variables fail inside its default factory, located within the section.
+        section = {"ServeSettings": "serve.", "RetrainSettings": "retrain."}.get(error.title, "")
         lines = []
         for problem in error.errors():
-            field = ".".join(str(part) for part in problem["loc"])
+            field = section + ".".join(str(part) for part in problem["loc"])
             message = str(problem["msg"]).removeprefix("Value error, ")
             lines.append(f"{_variable(field)}: {message}")
         raise TagopsError("\n".join(lines)) from None

@@ -35,16 +35,29 @@ def test_in_memory_and_default_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_a_database_url_that_is_not_one_is_named_by_where_it_was_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tagops.errors import TagopsError
+    import typer
 
-    settings = settings_for(tmp_path)
-    with pytest.raises(TagopsError, match=r"^the config's database_url: not a database URL \(expected"):
-        database_url_for("not a url", settings)
+    from tagops.cli.context import read_config
+    from tagops.config import RetrainConfig, ServeConfig
+    from tagops.errors import TagopsError
+    from tagops.settings import read_settings
+
+    expected = "not a database URL (expected e.g. postgresql://user@host/db or sqlite:///path)"
+    serve, loop = tmp_path / "serve.yaml", tmp_path / "loop.yaml"
+    serve.write_text("database_url: u:s3cret@db\n")
+    loop.write_text("retrain:\n  database_url: not a url\n")
+    for kind, path, field in (
+        (ServeConfig, serve, "field 'database_url'"),
+        (RetrainConfig, loop, "section 'retrain', field 'database_url'"),
+    ):
+        with pytest.raises(typer.BadParameter) as info:  # when the file is read, before any work
+            read_config(kind, path)
+        assert info.value.message == f"{path}, {field}: {expected}"
+        assert "s3cret" not in info.value.message
     monkeypatch.setenv("TAGOPS_SERVE_DATABASE_URL", "u:s3cret@db")
     with pytest.raises(TagopsError) as error:
-        database_url_for("sqlite:///x.db", settings_for(tmp_path))
-    assert str(error.value).startswith("TAGOPS_SERVE_DATABASE_URL: not a database URL")
-    assert "s3cret" not in str(error.value)
+        read_settings()
+    assert str(error.value) == f"TAGOPS_SERVE_DATABASE_URL: {expected}"
 
 
 def test_a_missing_database_driver_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,3 +64,23 @@ def test_every_route_of_the_app_is_in_the_http_reference(generate: ModuleType) -
     assert {"/v1/predict", "/v1/feedback", "/healthz", "/readyz", "/v1/admin/rollout"} <= set(schema["paths"])
     for path in schema["paths"]:
         assert f"`{path}`" in page, path
+
+
+def test_config_field_types_read_as_they_are_written(generate: ModuleType) -> None:
+    from typing import Annotated, Literal
+
+    from pydantic import AfterValidator, Field
+
+    from tagops.config.models import LinearParams, RulesParams
+
+    assert generate._type_name(Annotated[float, Field(ge=0.0, le=1.0)] | None) == "float | None"
+    assert generate._type_name(Annotated[str, AfterValidator(str.strip)] | None) == "str | None"
+    assert generate._type_name(tuple[Annotated[int, Field(ge=1)], ...]) == "tuple[int, ...]"
+    assert generate._type_name(dict[str, Annotated[float, Field(ge=0)]]) == "dict[str, float]"
+    assert (
+        generate._type_name(tuple[RulesParams | LinearParams, ...])
+        == "tuple[RulesParams | LinearParams, ...]"
+    )
+    assert generate._type_name(Literal["ray", "local"] | None) == "Literal['ray', 'local'] | None"
+    page = (ROOT / "docs" / "reference" / "config.md").read_text(encoding="utf-8")
+    assert "Optional[" not in page and ")]" not in page and "tagops.config." not in page

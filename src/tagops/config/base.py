@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tagops.errors import ConfigFileError
 
@@ -14,6 +14,24 @@ from tagops.errors import ConfigFileError
 SEED_MAX = 2**32 - 1
 #: A seed, refused when it is read rather than by a library's traceback once the work has started.
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if SQLAlchemy can parse it; the error never quotes it, since a URL may hold a password."""
+    from sqlalchemy.engine import make_url  # only where a URL is set: most commands never read one
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL (expected e.g. postgresql://user@host/db or sqlite:///path)"
+        ) from None
+    return url
+
+
+#: A SQLAlchemy database URL, checked when a config or the environment is read (the prediction log's).
+DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
 
 
 class FrozenModel(BaseModel):

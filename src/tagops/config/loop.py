@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tagops.config.base import FrozenModel, Seed
+from tagops.config.base import DatabaseUrl, FrozenModel, Seed
 from tagops.config.training import GateConfig, TrainConfig
 from tagops.model_ref import DEFAULT_MODEL_URI
 
@@ -101,7 +101,7 @@ class MonitorConfig(FrozenModel):
     #: Seconds to wait for the webhook; a failed or slow alert is logged and never fails the monitor.
     webhook_timeout_s: Annotated[float, Field(gt=0.0)] = 5.0
     #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
-    database_url: str | None = Field(default=None, repr=False)
+    database_url: DatabaseUrl | None = Field(default=None, repr=False)
     #: How reference statistics are computed at registration (and which embedder the window uses).
     reference: ReferenceConfig = ReferenceConfig()
     #: Seeds the bootstrap, the MMD test's permutations and the window's embedding subset.
@@ -156,7 +156,7 @@ class RetrainConfig(FrozenModel):
     #: The model the challenger is compared with (its version answered the feedback's predictions).
     champion_uri: str = DEFAULT_MODEL_URI
     #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
-    database_url: str | None = Field(default=None, repr=False)
+    database_url: DatabaseUrl | None = Field(default=None, repr=False)
     #: The running service told to reload after a promotion (``TAGOPS_RETRAIN_SERVICE_URL`` wins); the
     #: admin key is read from ``TAGOPS_RETRAIN_ADMIN_KEY`` only, never from a file. ``None``: no reload.
     service_url: str | None = None
@@ -224,7 +224,7 @@ class RolloutConfig(FrozenModel):
     #: Seeds that bootstrap, so the same evidence always gets the same decision.
     seed: Seed = 1234
     #: The prediction log; ``None``: the serving default (TAGOPS_SERVE_DATABASE_URL or SQLite).
-    database_url: str | None = Field(default=None, repr=False)
+    database_url: DatabaseUrl | None = Field(default=None, repr=False)
     #: The running service (``TAGOPS_RETRAIN_SERVICE_URL`` wins); its admin key comes from
     #: ``TAGOPS_RETRAIN_ADMIN_KEY`` only, never from a file.
     service_url: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tagops.config.base import FrozenModel
+from tagops.config.base import DatabaseUrl, FrozenModel
 from tagops.model_ref import DEFAULT_MODEL_URI
 
 
@@ -156,7 +156,7 @@ class ServeConfig(FrozenModel):
     #: keep one key from flooding the review queue and the database.
     feedback_limits: dict[KeyRole, FeedbackLimit] = Field(default_factory=_default_feedback_limits)
     #: SQLAlchemy URL of the prediction log and key store; ``None``: SQLite under TAGOPS_HOME/serving.
-    database_url: str | None = Field(default=None, repr=False)
+    database_url: DatabaseUrl | None = Field(default=None, repr=False)
     #: Prediction rows waiting for the log's writer, at most: past it, a request's rows are dropped and
     #: counted (the prediction is still answered), so a stalled database never grows memory without bound.
     log_queue_rows: Annotated[int, Field(ge=1)] = 100_000
