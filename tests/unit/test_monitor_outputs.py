@@ -24,7 +24,6 @@ from tagops.serving.state import ServingState
 from tagops.workloads.monitor import (
     analyse_window,
     load_reference_stats,
-    parse_time,
     publish,
     read_window,
     resolve_window,
@@ -124,10 +123,14 @@ def test_read_window_bounds_version_feedback_and_abstention(store: PredictionLog
 
 
 def test_time_parsing_and_window_errors() -> None:
-    assert parse_time("2026-11-01T12:00:00", name="--since") == T0
-    assert parse_time("2026-11-01T13:00:00+01:00", name="--since") == T0
-    with pytest.raises(TagopsError, match="--since: 'yesterday' is not an ISO 8601 time"):
-        parse_time("yesterday", name="--since")
+    import typer
+
+    from tagops.cli.params import iso_time
+
+    assert iso_time("2026-11-01T12:00:00") == T0  # UTC without a zone, as the log stores times
+    assert iso_time("2026-11-01T13:00:00+01:00") == T0
+    with pytest.raises(typer.BadParameter, match="'yesterday' is not an ISO 8601 time"):
+        iso_time("yesterday")
     with pytest.raises(TagopsError, match="must be before"):
         resolve_window(T0, T0, MonitorConfig())
     start, end = resolve_window(None, T0, MonitorConfig(window_hours=2))

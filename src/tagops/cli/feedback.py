@@ -112,7 +112,7 @@ def _decide(
     from tagops.workloads.feedback_review import decide, decide_key
 
     if bool(ids) == bool(key):
-        raise typer.BadParameter("name feedback ids or --key, not both")
+        raise typer.BadParameter("name feedback ids or --key" + (", not both" if ids else ""))
     with _log(config) as log:
         if key:
             count = decide_key(log.engine, log.reader, key, decision, reviewer=reviewer, note=note)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ import typer
 from tagops.cli.context import describe_invalid, load_settings, read_config
 from tagops.cli.exit_codes import ExitCode
 from tagops.cli.output import command_group, output_file, output_folder, print_json, stdout_to_stderr
+from tagops.cli.params import SinceOption, UntilOption
 from tagops.errors import TagopsError
 
 shadow_app = command_group("Compare the champion with the model it runs in shadow.")
@@ -18,10 +19,8 @@ loop_app = command_group("The loop without a person: monitor, then retrain --if-
 
 
 def monitor(
-    since: Annotated[
-        str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone; default: until - window).")
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     model: Annotated[
         str | None,
         typer.Option(help="models:/NAME@ALIAS, models:/NAME/N or a reference_stats.json (default: config)."),
@@ -42,15 +41,12 @@ def monitor(
     """
     from tagops.config import MonitorConfig
     from tagops.pipelines.loop import monitor_once
-    from tagops.workloads.monitor import parse_time
 
     cfg = read_config(MonitorConfig, config, model_uri=model)
-    start = parse_time(since, name="--since") if since else None
-    end = parse_time(until, name="--until") if until else None
     settings = load_settings(announce_log=True)
     with stdout_to_stderr():
         summary, target = monitor_once(
-            cfg, settings, since=start, until=end, output_dir=output, pipeline=pipeline
+            cfg, settings, since=since, until=until, output_dir=output, pipeline=pipeline
         )
     print_json(
         {
@@ -70,10 +66,8 @@ def monitor(
 
 @shadow_app.command("report")
 def shadow_report_cmd(
-    since: Annotated[
-        str | None, typer.Option(help="Window start, ISO 8601 (UTC if no zone; default: until - window).")
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now).")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     output: Annotated[Path | None, typer.Option(help="JSON file to write.", callback=output_file)] = None,
     config: Annotated[
         Path | None, typer.Option(help="Monitoring config YAML (database, window, bootstrap samples).")
@@ -84,14 +78,10 @@ def shadow_report_cmd(
 
     from tagops.config import MonitorConfig
     from tagops.monitoring.shadow import render_table, shadow_report
-    from tagops.workloads.monitor import parse_time, resolve_window
+    from tagops.workloads.monitor import resolve_window
 
     cfg = read_config(MonitorConfig, config)
-    start, end = resolve_window(
-        parse_time(since, name="--since") if since else None,
-        parse_time(until, name="--until") if until else None,
-        cfg,
-    )
+    start, end = resolve_window(since, until, cfg)
     settings = load_settings()
     target = output or settings.reports_dir / f"shadow-{end:%Y%m%d-%H%M%S}.json"
     report = shadow_report(cfg, settings, since=start, until=end, output=target)

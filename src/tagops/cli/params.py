@@ -1,7 +1,8 @@
-"""Numbers the commands take: refused as the command line is read, naming the option and the range.
+"""Values the commands take (numbers, seeds, times): refused as the command line is read, naming the option.
 
-Click's own float ranges let ``nan`` through (a NaN fails no ``<`` test), and a range with no upper end
-lets ``inf`` through; both then fail far from the command line, or not at all (``--threshold nan``
+A value a command cannot use is a usage error (exit status 2) before any work, whichever command takes
+it. Click's own float ranges let ``nan`` through (a NaN fails no ``<`` test), and a range with no upper
+end lets ``inf`` through; both then failed far from the command line, or not at all (``--threshold nan``
 abstained on nothing and said nothing). :func:`number` reads every float option of the CLI instead.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -68,3 +70,27 @@ def seed(value: int) -> int:
 
 #: ``--seed`` for a command that seeds NumPy or scikit-learn itself (a config's seed is checked there).
 SeedOption = Annotated[int, typer.Option(callback=seed, help="Seeds the folds and the models.")]
+
+
+def iso_time(text: str) -> datetime:
+    """A parser for a time option: ISO 8601, taken as UTC without a zone (what the prediction log stores)."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+#: ``--since`` and ``--until``: the window of the prediction log a command reads.
+SinceOption = Annotated[
+    datetime | None,
+    typer.Option(
+        parser=iso_time,
+        metavar="<time>",
+        help="Window start, ISO 8601 (UTC if no zone; default: until - window).",
+    ),
+]
+UntilOption = Annotated[
+    datetime | None,
+    typer.Option(parser=iso_time, metavar="<time>", help="Window end, ISO 8601 (default: now)."),
+]

@@ -137,7 +137,12 @@ def keys_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key; prints it once (only a salted hash is stored)."""
-    record, token = _key_store(config).create(name, "admin" if admin else role)  # type: ignore[arg-type]
+    from tagops.serving.keys import ApiKeyError
+
+    try:
+        record, token = _key_store(config).create(name, "admin" if admin else role)  # type: ignore[arg-type]
+    except ApiKeyError as error:  # a role or a name the store does not take: a usage error
+        raise typer.BadParameter(str(error)) from None
     if as_json:
         print_json({**_key_json(record), "token": token})
         return
@@ -275,13 +280,11 @@ def log_prune(
     from tagops.predlog.retention import RetentionPolicy
 
     cfg = read_config(ServeConfig, config)
-    try:
-        policy = RetentionPolicy(
-            max_age_days=cfg.log_retention_days if older_than_days is None else older_than_days,
-            max_rows=cfg.log_retention_rows if keep_rows is None else keep_rows,
-        )
-    except ValueError as error:
-        raise TagopsError(f"--older-than-days: {error}") from None
+    # The options' parsers and the config's fields hold what the policy takes (a positive age, rows >= 0).
+    policy = RetentionPolicy(
+        max_age_days=cfg.log_retention_days if older_than_days is None else older_than_days,
+        max_rows=cfg.log_retention_rows if keep_rows is None else keep_rows,
+    )
     log = PredictionLog.from_config(cfg, load_settings(), journal=False)
     try:
         log.create_tables()

@@ -98,15 +98,6 @@ class MonitorResult:
 
 
 # ------------------------------------------------------------------------------------------ window
-def parse_time(value: str, *, name: str) -> datetime:
-    """An ISO 8601 time; one without a zone is taken as UTC (what the prediction log stores)."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise TagopsError(f"{name}: {value!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)") from error
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def resolve_window(
     since: datetime | None, until: datetime | None, cfg: MonitorConfig
 ) -> tuple[datetime, datetime]:

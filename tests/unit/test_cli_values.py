@@ -1,8 +1,8 @@
-"""A number a command cannot use is a usage error naming the option (or the field) and what it must be.
+"""A value a command cannot use is a usage error (exit 2) naming the option or field and what it takes.
 
-Each of these was taken before: a threshold above 1 abstained on every answer and NaN on none, both in
-silence; a negative or 33-bit seed, an infinite age or an unknown engine failed later with a library's
-traceback; NaN passed click's ranges.
+What each refusal prevents: a threshold above 1 would abstain on every answer and NaN on none, in
+silence; a negative or 33-bit seed, an infinite age or an unknown engine would fail later with a
+library's traceback; click's float ranges let NaN through.
 """
 
 from __future__ import annotations
@@ -116,3 +116,31 @@ def test_a_validator_is_quoted_in_its_own_words(
         f"{path}, field 'schedule.every': "
         "a period is a positive number and a unit (s, m, h, d), e.g. 15m; got '2 weeks'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["monitor", "--since", "yesterday", "--no-pipeline"],
+            OPTION.format("--since", "'yesterday' is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)"),
+        ),
+        (
+            ["shadow", "report", "--until", "2026-99-01"],
+            OPTION.format("--until", "'2026-99-01' is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)"),
+        ),
+        (
+            ["keys", "create", "--name", "ci", "--role", "root"],
+            "Invalid value: role must be one of ['client', 'labeller', 'admin'], got 'root'",
+        ),
+        (["keys", "create", "--name", " "], "Invalid value: a key needs a name of 1 to 200 characters"),
+        (["feedback", "accept"], "Invalid value: name feedback ids or --key"),
+        (["feedback", "accept", "f1", "--key", "k1"], "Invalid value: name feedback ids or --key, not both"),
+    ],
+)
+def test_a_value_an_option_cannot_take_is_a_usage_error_in_every_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert (code, out) == (2, ""), err
+    assert err.strip().splitlines()[-1] == f"Error: {message}"
