@@ -20,6 +20,7 @@ from tagops.data.clean import build_text, count_words, english_stopwords
 from tagops.data.robustness import (
     CUT_MAX_CHARS,
     CUT_MIN_CHARS,
+    README_EMOJI,
     TERSE_WORDS,
     TRANSFORMS,
     cut_inside_word,
@@ -41,7 +42,7 @@ from .conftest import make_projects
 pytestmark = pytest.mark.unit
 
 CHALLENGE_MODULE = "tagops.data.labels"
-RANDOM = ("cut_mid_word", "case_noise", "punctuation_noise")
+RANDOM = ("cut_mid_word", "case_noise", "punctuation_noise", "readme_markup")
 EVAL = EvalConfig(bootstrap_samples=50, seed=7)
 
 
@@ -200,6 +201,16 @@ def test_noise_keeps_the_words(text: str, seed: int) -> None:
     cased = noisy_case(text, rng)
     if text.isascii():
         assert cased.lower() == text.lower()
+
+
+def test_readme_markup_wraps_the_same_text_in_badges_a_logo_and_emphasis() -> None:
+    frame = labelled()
+    result = transform_frame(frame, "readme_markup", 0)
+    assert result["title"].tolist() == [f"# {title}" for title in frame["title"]]
+    for marked, original in zip(result["description"], frame["description"], strict=True):
+        assert marked.startswith("[![") and marked.count("[![") >= 2
+        assert f"**{original.strip()}**" in marked if original.strip() else marked.endswith(README_EMOJI)
+    assert result["description"].str.contains('<p align="center">', regex=False).any()
 
 
 def test_transform_frame_names_what_is_wrong() -> None:

@@ -12,6 +12,7 @@ text with odd casing and punctuation; the holdout is written like the training s
 - ``terse``: a package name and the first words of one sentence, 12 words in all.
 - ``case_noise``: each word in lower, upper or capitalised case, or as it was.
 - ``punctuation_noise``: punctuation dropped or doubled, spaces added.
+- ``readme_markup``: the title as a README heading, the description under its badges and logo.
 
 ``transform_frame(frame, name, seed)`` applies one of them; the same frame and seed always give the same
 copy. A row left with neither title nor description text (``description_only`` on a row without a
@@ -53,6 +54,23 @@ ABBREVIATIONS = frozenset(
     {"e.g.", "i.e.", "etc.", "vs.", "cf.", "al.", "fig.", "eq.", "no.", "approx.", "dr."}
 )
 PACKAGE_SEPARATORS = ("-", "_", "")
+#: What a README puts above its first line: status badges (Markdown images inside links, alt text and
+#: all), an HTML block centring a logo, and emphasis and an emoji around the summary. ``{slug}`` is the
+#: title as a package name.
+README_BADGES = (
+    "[![Build Status](https://github.com/someone/{slug}/actions/workflows/ci.yml/badge.svg)]"
+    "(https://github.com/someone/{slug}/actions)",
+    "[![PyPI version](https://img.shields.io/pypi/v/{slug}.svg)](https://pypi.org/project/{slug}/)",
+    "[![License: MIT](https://img.shields.io/badge/License-MIT-yellow.svg)](https://opensource.org/licenses/MIT)",
+    "[![Downloads](https://static.pepy.tech/badge/{slug}/month)](https://pepy.tech/project/{slug})",
+    "[![codecov](https://codecov.io/gh/someone/{slug}/branch/main/graph/badge.svg)]"
+    "(https://codecov.io/gh/someone/{slug})",
+)
+README_LOGO = (
+    '<p align="center">\n  <img src="https://raw.githubusercontent.com/someone/{slug}/main/docs/logo.png" '
+    'width="300" alt="{slug} logo">\n</p>'
+)
+README_EMOJI = ("🚀", "✨", "🔥", "📦", "🤖", "⚡")
 
 
 def package_name(title: str) -> str:
@@ -184,6 +202,19 @@ def case_noise(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     )
 
 
+def readme_top(title: str, description: str, rng: np.random.Generator) -> str:
+    """``description`` as the top of a README: two to four badges, often a logo, emphasis and an emoji."""
+    slug = package_name(title).replace("_", "-") or "project"
+    count = int(rng.integers(2, len(README_BADGES) + 1))
+    chosen = sorted(rng.choice(len(README_BADGES), size=count, replace=False))
+    parts = [" ".join(README_BADGES[i].format(slug=slug) for i in chosen)]
+    if rng.random() < 0.7:
+        parts.append(README_LOGO.format(slug=slug))
+    emoji = README_EMOJI[int(rng.integers(len(README_EMOJI)))]
+    parts.append(f"**{description.strip()}** {emoji}" if description.strip() else emoji)
+    return "\n\n".join(parts)
+
+
 def punctuation_noise(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Punctuation dropped or doubled and extra spaces, in title and description."""
     return _rewrite(
@@ -191,6 +222,18 @@ def punctuation_noise(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataF
         title=lambda text: noisy_punctuation(text, rng),
         description=lambda text: noisy_punctuation(text, rng),
     )
+
+
+def readme_markup(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The title as a README heading, the description below its badges and logo, in bold with an emoji."""
+    result = _rewrite(frame, title=lambda text: f"# {text}")
+    result["description"] = [
+        readme_top(title, description, rng)
+        for title, description in zip(
+            frame["title"].fillna("").astype(str), result["description"], strict=True
+        )
+    ]
+    return result
 
 
 #: Every transform by name, in the order reports list them.
@@ -203,6 +246,7 @@ TRANSFORMS: dict[str, Transform] = {
     "terse": terse,
     "case_noise": case_noise,
     "punctuation_noise": punctuation_noise,
+    "readme_markup": readme_markup,
 }
 
 
