@@ -20,6 +20,7 @@ from tagops.data.clean import (
     clean_texts,
     count_words,
     english_stopwords,
+    match_key,
 )
 
 pytestmark = pytest.mark.unit
@@ -43,6 +44,7 @@ options = st.fixed_dictionaries(
     {
         "lower": st.booleans(),
         "remove_urls": st.booleans(),
+        "remove_markup": st.booleans(),
         "stopwords": st.sampled_from([(), ("the", "and", "a"), tuple(sorted(english_stopwords()))]),
     }
 )
@@ -202,7 +204,25 @@ def test_linear_url_removal_removes_what_the_plain_pattern_removes(parts: list[s
     assert URL_PATTERN.sub(_keep_prefix, text) == QUADRATIC_URL_PATTERN.sub(" ", text)
 
 
-@pytest.mark.parametrize("unit", ["a", "ab1", "a://", "www.", "http://x ", "a.b-c+d", "é"], ids=repr)
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "a",
+        "ab1",
+        "a://",
+        "www.",
+        "http://x ",
+        "a.b-c+d",
+        "é",
+        "![",
+        "[![a](",
+        "![a](b",
+        "<a ",
+        "<a b",
+        "&amp;",
+    ],
+    ids=repr,
+)
 def test_cleaning_time_grows_linearly_with_the_text(unit: str) -> None:
     """Twenty times the text may not take much more than twenty times as long (quadratic: 400x).
 
@@ -246,3 +266,41 @@ def test_models_read_the_start_of_a_long_text_only() -> None:
     (cleaned,) = clean_texts([expanding])
     assert 0 < len(cleaned) <= MODEL_TEXT_CHARS
     assert min(timeit.repeat(lambda: clean_texts([expanding]), number=1, repeat=3)) < 0.05
+
+
+README_TOP = (
+    "# Diffusion2Vec\n"
+    "[![Build Status](https://travis-ci.org/x/d2v.svg?branch=master)](https://travis-ci.org/x/d2v) "
+    "[![License: MIT](https://img.shields.io/badge/License-MIT-yellow.svg)](https://opensource.org/licenses/MIT)\n"
+    '<p align="center"><img src="https://raw.githubusercontent.com/x/d2v/main/logo.png" width="300"></p>\n'
+    "**Graph embeddings** for R&amp;D, with [docs](https://d2v.io) &mdash; a < b 🚀"
+)
+
+
+def test_readme_markup_leaves_only_the_words_of_the_text() -> None:
+    assert clean_text(README_TOP) == "diffusion2vec graph embeddings for r d with docs a b"
+    # Off, the markup's words stay: what the model would read without it.
+    kept = clean_text(README_TOP, remove_markup=False).split()
+    assert {"build", "status", "license", "mit", "align", "center", "width", "300", "amp"} <= set(kept)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("![logo](logo.png) Segment images", "segment images"),  # an image outside a link
+        ("[![x](a.svg)](b) [![y](c.svg)](d) OCR", "ocr"),  # badges side by side
+        ("<b>bold</b> and <br/> breaks", "bold and breaks"),  # a tag's text stays
+        ("x<y and y>z, 3 < 4", "x y and y z 3 4"),  # comparisons are not tags
+        ("BERT <mask> token", "bert mask token"),  # nor is what is not an HTML element
+        ("see [the docs](https://d.io)", "see the docs"),  # a plain link keeps its words
+        ("&lt;b&gt;NER&lt;/b&gt; tagger", "ner tagger"),  # escaped tags are tags too
+        ("![unclosed alt text and a (paren", "unclosed alt text and a paren"),
+    ],
+)
+def test_markup_removal(text: str, expected: str) -> None:
+    assert clean_text(text) == expected
+
+
+def test_match_keys_keep_markup_as_words() -> None:
+    """Labelled texts are matched as they were written: cleaning models' input never changes a key."""
+    assert match_key("<b>NER</b>", "") == "b ner b"

@@ -16,6 +16,9 @@ class CleaningConfig(FrozenModel):
     lower: bool = True
     #: Remove URLs before punctuation is stripped, so a link leaves no "github com ..." tokens behind.
     remove_urls: bool = True
+    #: Remove README and HTML markup first (badges with their alt text, tags with their attributes,
+    #: entities decoded), so "Build Status", "align center" or "width 300" never reach a model.
+    remove_markup: bool = True
     #: Drop English stop words (scikit-learn's list), which say nothing about a project's topic.
     remove_stopwords: bool = True
 

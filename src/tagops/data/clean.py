@@ -1,15 +1,21 @@
 """Text cleaning: pure functions, shared by training, evaluation and serving (saved with each model).
 
 Fixes the reference system's bug: it stripped punctuation before removing URLs, so a link survived as
-"github com foo". Here URLs go first, while they are still recognisable.
+"github com foo". Here URLs go first, while they are still recognisable; before them, the markup a
+README or a web page wraps a summary in (badges, HTML tags, entities), whose words name no topic.
 """
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Iterable
 from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tagops.config import CleaningConfig
 
 #: A URL: a scheme (a letter, then letters, digits, ``+``, ``.`` or ``-``) and ``://``, or ``www.``, then
 #: everything up to whitespace. The scheme is matched only from the start of a run of scheme characters
@@ -19,6 +25,25 @@ from functools import cache
 #: that pattern removes (``tests/unit/test_clean.py`` checks both on random text).
 URL_PATTERN = re.compile(r"(?<![a-z0-9+.\-])([0-9+.\-]*+)[a-z][a-z0-9+.\-]*+://\S+|www\.\S+", re.IGNORECASE)
 NON_WORD_PATTERN = re.compile(r"[\W_]+")
+#: A Markdown image, and the link around it where there is one: a README's badges
+#: (``[![Build Status](…badge.svg)](…)``) and logos. Its alt text goes with it: "Build Status", "PyPI
+#: version" or "License: MIT" say nothing of a topic. Alt text and addresses are bounded, so each ``![``
+#: is scanned a bounded length and removal stays linear in the text (badge addresses are far shorter).
+MARKDOWN_IMAGE_PATTERN = re.compile(r"\[?!\[[^\]\n]{0,200}\]\([^)\s]{0,500}\)(?:\]\([^)\s]{0,500}\))?")
+#: The HTML elements READMEs and project pages use (GitHub renders these): a tag is one of them, so
+#: "<mask>" or "x<y and y>z" are not tags.
+# fmt: off
+HTML_ELEMENTS = (
+    "a", "abbr", "b", "blockquote", "br", "center", "code", "dd", "del", "details", "div", "dl", "dt", "em",
+    "figcaption", "figure", "font", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
+    "li", "ol", "p", "picture", "pre", "q", "s", "samp", "small", "source", "span", "strike", "strong",
+    "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var",
+    "video",
+)
+# fmt: on
+#: An HTML tag with its attributes (``<p align="center">``, ``<img src=… width="300">``, ``</b>``). A
+#: scan stops at the next ``<``, so removal is linear in the text too.
+HTML_TAG_PATTERN = re.compile(rf"</?(?:{'|'.join(HTML_ELEMENTS)})\b(?:\s[^<>]*)?/?>", re.IGNORECASE)
 
 #: Characters of a project's text that models read (:func:`clean_texts`): the title and the start of the
 #: description. Five times the longest text in the training data, and more than the transformer reads
@@ -50,9 +75,19 @@ def match_key(title: str, description: str) -> str:
     """What two labelled texts must share to count as the same text: title and description cleaned.
 
     Unicode form, case, punctuation and runs of spaces do not tell texts apart ("Deep  Learning!" is
-    "deep learning"); URLs are kept as their words. Linear in the text's length.
+    "deep learning"); URLs and markup are kept as their words. Linear in the text's length.
     """
-    return clean_text(build_text(title, description), remove_urls=False)
+    return clean_text(build_text(title, description), remove_urls=False, remove_markup=False)
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without README and HTML markup: entities decoded, Markdown images and HTML tags removed.
+
+    The words around them stay (a tag's text, a link's words); each image or tag becomes one space.
+    """
+    text = html.unescape(text) if "&" in text else text
+    text = MARKDOWN_IMAGE_PATTERN.sub(" ", text) if "![" in text else text
+    return HTML_TAG_PATTERN.sub(" ", text) if "<" in text else text
 
 
 def clean_text(
@@ -60,14 +95,16 @@ def clean_text(
     *,
     lower: bool = True,
     remove_urls: bool = True,
+    remove_markup: bool = True,
     stopwords: Iterable[str] = (),
     max_chars: int | None = None,
 ) -> str:
     """Normalise ``text`` to space-separated word tokens.
 
-    Order matters: Unicode is normalised (NFKC) and URLs removed before punctuation is, so links vanish
-    entirely; then case is folded, every non-word character becomes a space, and stop words are dropped.
-    The result is idempotent: cleaning a cleaned text changes nothing.
+    Order matters: Unicode is normalised (NFKC), markup (:func:`strip_markup`) and then URLs removed
+    before punctuation is, so badges and links vanish entirely; then case is folded, every non-word
+    character becomes a space, and stop words are dropped. The result is idempotent: cleaning a cleaned
+    text changes nothing.
 
     Case is folded with ``str.casefold`` (Unicode caseless matching), not ``str.lower``: every case variant
     of a word gives the same token ("STRASSE" and "straße" both give "strasse"). The two differ on some
@@ -82,6 +119,8 @@ def clean_text(
     if max_chars is not None:
         text = unicodedata.normalize("NFKC", text[:max_chars])[:max_chars]
     text = unicodedata.normalize("NFKC", text)
+    if remove_markup:
+        text = strip_markup(text)
     if remove_urls:
         text = URL_PATTERN.sub(_keep_prefix, text)
     if lower:
@@ -100,6 +139,7 @@ def clean_texts(
     *,
     lower: bool = True,
     remove_urls: bool = True,
+    remove_markup: bool = True,
     remove_stopwords: bool = False,
     max_chars: int | None = MODEL_TEXT_CHARS,
 ) -> list[str]:
@@ -109,9 +149,27 @@ def clean_texts(
     """
     stop = english_stopwords() if remove_stopwords else frozenset()
     return [
-        clean_text(text, lower=lower, remove_urls=remove_urls, stopwords=stop, max_chars=max_chars)
+        clean_text(
+            text,
+            lower=lower,
+            remove_urls=remove_urls,
+            remove_markup=remove_markup,
+            stopwords=stop,
+            max_chars=max_chars,
+        )
         for text in texts
     ]
+
+
+def clean_as(texts: Iterable[str], cleaning: CleaningConfig) -> list[str]:
+    """Clean many texts as a model's ``cleaning`` config says (every family, in training and serving)."""
+    return clean_texts(
+        texts,
+        lower=cleaning.lower,
+        remove_urls=cleaning.remove_urls,
+        remove_markup=cleaning.remove_markup,
+        remove_stopwords=cleaning.remove_stopwords,
+    )
 
 
 def count_words(text: str) -> int:

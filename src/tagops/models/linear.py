@@ -27,7 +27,7 @@ import numpy as np
 
 from tagops import LABELS
 from tagops.config import LinearParams
-from tagops.data.clean import clean_texts
+from tagops.data.clean import clean_as
 from tagops.models.base import check_labels, read_model_info, write_model_info
 
 VOCABULARY_FILE = "vocabulary.json"
@@ -97,10 +97,7 @@ class LinearModel:
         self._scorer: _Scorer | None = None
 
     def _clean(self, texts: Sequence[str]) -> list[str]:
-        c = self.params.cleaning
-        return clean_texts(
-            texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
-        )
+        return clean_as(texts, self.params.cleaning)
 
     def _analyzers(self) -> dict[str, Analyzer]:
         """Each feature block's n-grams, as its vectorizer in :meth:`_build` makes them."""

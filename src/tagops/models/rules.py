@@ -20,7 +20,7 @@ import numpy as np
 
 from tagops import LABELS
 from tagops.config import RulesParams
-from tagops.data.clean import clean_texts
+from tagops.data.clean import clean_as
 from tagops.models.base import check_labels, read_model_info, write_model_info
 
 RULES_FILE = "rules.json"
@@ -128,10 +128,7 @@ class RulesModel:
         self.log_prior_: dict[str, float] = {}
 
     def _clean(self, texts: Sequence[str]) -> list[str]:
-        c = self.params.cleaning
-        return clean_texts(
-            texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
-        )
+        return clean_as(texts, self.params.cleaning)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, seed: int = 1234) -> Self:
         """Mine the most discriminative terms per tag and merge them with the seed keywords."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tagops.config import TransformerParams
-from tagops.data.clean import clean_texts
+from tagops.data.clean import clean_as
 
 if TYPE_CHECKING:
     import torch
@@ -139,11 +139,8 @@ class TextEncoder:
         return cls(load_tokenizer(source), TransformerParams.model_validate(params))
 
     def clean(self, texts: Sequence[str]) -> list[str]:
-        """The model's text normalisation (URLs removed first; stop words kept)."""
-        c = self.params.cleaning
-        return clean_texts(
-            texts, lower=c.lower, remove_urls=c.remove_urls, remove_stopwords=c.remove_stopwords
-        )
+        """The model's text normalisation (markup and URLs removed first; stop words kept)."""
+        return clean_as(texts, self.params.cleaning)
 
     def encode(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """``input_ids`` and ``attention_mask`` as int64 arrays padded to ``max_length``, truncated."""
