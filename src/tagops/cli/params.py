@@ -2,8 +2,8 @@
 
 A value a command cannot use is a usage error (exit status 2) before any work, whichever command takes
 it. Click's own float ranges let ``nan`` through (a NaN fails no ``<`` test), and a range with no upper
-end lets ``inf`` through; both then failed far from the command line, or not at all (``--threshold nan``
-abstained on nothing and said nothing). :func:`number` reads every float option of the CLI instead.
+end lets ``inf`` through; both would then fail far from the command line, or not at all (``--threshold
+nan`` would abstain on nothing and say nothing). :func:`number` reads every float option of the CLI.
 """
 
 from __future__ import annotations
