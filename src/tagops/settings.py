@@ -16,7 +16,6 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from tagops.config.base import DatabaseUrl
 from tagops.errors import DataError, TagopsError
 
 DEFAULT_DATA_URL = "https://raw.githubusercontent.com/GokuMohandas/Made-With-ML/main/datasets"
@@ -28,7 +27,12 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAGOPS_SERVE_", frozen=True, extra="ignore")
 
     #: Wins over a config's ``database_url``; ``None``: the config's, else SQLite under ``TAGOPS_HOME``.
-    database_url: DatabaseUrl | None = Field(default=None, repr=False)
+    database_url: str | None = Field(default=None, repr=False)
+
+    @field_validator("database_url")
+    @classmethod
+    def _parseable(cls, url: str | None) -> str | None:
+        return None if url is None else check_database_url(url)
 
 
 class RetrainSettings(BaseSettings):
@@ -166,6 +170,20 @@ def _set_by(name: str) -> str:
 def _variable(field: str) -> str:
     """The environment variable of a settings field (``mlflow_tracking_uri``: TAGOPS_MLFLOW_TRACKING_URI)."""
     return "TAGOPS_" + field.replace(".", "_").upper()
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if SQLAlchemy can parse it; the error never quotes it, since a URL may hold a password."""
+    from sqlalchemy.engine import make_url  # only where a URL is set: most commands never read one
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL (expected e.g. postgresql://user@host/db or sqlite:///path)"
+        ) from None
+    return url
 
 
 def masked_uri(uri: str) -> str:

@@ -16,22 +16,15 @@ SEED_MAX = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
-def check_database_url(url: str) -> str:
-    """``url`` if SQLAlchemy can parse it; the error never quotes it, since a URL may hold a password."""
-    from sqlalchemy.engine import make_url  # only where a URL is set: most commands never read one
-    from sqlalchemy.exc import ArgumentError
+def _database_url(url: str) -> str:
+    """A config's database URL, checked as the environment's is (``tagops.settings.check_database_url``)."""
+    from tagops.settings import check_database_url  # already imported by every entry point
 
-    try:
-        make_url(url)
-    except ArgumentError:
-        raise ValueError(
-            "not a database URL (expected e.g. postgresql://user@host/db or sqlite:///path)"
-        ) from None
-    return url
+    return check_database_url(url)
 
 
 #: A SQLAlchemy database URL, checked when a config or the environment is read (the prediction log's).
-DatabaseUrl = Annotated[str, AfterValidator(check_database_url)]
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
 
 
 class FrozenModel(BaseModel):

@@ -30,7 +30,7 @@ def default_database_url(settings: Settings) -> str:
 def database_url_for(config_url: str | None, settings: Settings) -> str:
     """``TAGOPS_SERVE_DATABASE_URL``, else the config's ``database_url``, else SQLite under TAGOPS_HOME.
 
-    Both were checked when they were read (``tagops.config.base.DatabaseUrl``), so a URL that cannot be
+    Both were checked when they were read (``tagops.settings.check_database_url``), so a URL that cannot be
     parsed was already named by its variable, or by its config file and field.
     """
     return settings.serve.database_url or config_url or default_database_url(settings)
