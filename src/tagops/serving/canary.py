@@ -68,7 +68,9 @@ class CanaryRollout:
         #: The challenger answering ``weight`` % of requests during a rollout (``None``: none).
         self.model: ServedModel | None = None
         self.weight = 0.0
-        self._lock = threading.Lock()
+        #: Held while the canary changes (start, end, a load that follows the rollout); re-entrant, since
+        #: ``abort`` ends the rollout it holds it for.
+        self._lock = threading.RLock()
         self._failed: tuple[str, float] | None = None
         #: Requests answered and failed per side since the last sync wrote them to the rollout's row.
         self._counts: Counter[str] = Counter()
@@ -150,10 +152,11 @@ class CanaryRollout:
 
     def end(self, state: str, reason: str) -> RolloutRecord | None:
         """Write the counts, mark the rollout ``state`` (``promoted``, ``aborted``) and drop the canary."""
-        self.flush_counts()
-        record = self.state.end_rollout(self.deployment_id, state, reason)
-        self._drop(state)
-        return record
+        with self._lock:
+            self.flush_counts()
+            record = self.state.end_rollout(self.deployment_id, state, reason)
+            self._drop(state)
+            return record
 
     def flush_counts(self) -> None:
         """Add this replica's counts to the rollout's row now (a status read should see them)."""
@@ -185,6 +188,11 @@ class CanaryRollout:
         if not self._lock.acquire(blocking=False):
             return
         try:
+            # Read again under the lock: a rollout ended since the read above (a reload to another
+            # champion) must not have its canary loaded back.
+            current = self.state.get_rollout(self.deployment_id)
+            if current is None or not current.active or current.model_uri != record.model_uri:
+                return
             canary = self._load(record.model_uri)
             self.model, self.weight = canary, record.weight
             self.metrics.set_canary(canary.version, record.weight)
