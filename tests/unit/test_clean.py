@@ -21,6 +21,7 @@ from tagops.data.clean import (
     count_words,
     english_stopwords,
     match_key,
+    split_identifiers,
 )
 
 pytestmark = pytest.mark.unit
@@ -45,6 +46,7 @@ options = st.fixed_dictionaries(
         "lower": st.booleans(),
         "remove_urls": st.booleans(),
         "remove_markup": st.booleans(),
+        "split_names": st.booleans(),
         "stopwords": st.sampled_from([(), ("the", "and", "a"), tuple(sorted(english_stopwords()))]),
     }
 )
@@ -220,6 +222,8 @@ def test_linear_url_removal_removes_what_the_plain_pattern_removes(parts: list[s
         "<a ",
         "<a b",
         "&amp;",
+        "aB",
+        "ABc",
     ],
     ids=repr,
 )
@@ -232,7 +236,7 @@ def test_cleaning_time_grows_linearly_with_the_text(unit: str) -> None:
 
     def seconds(repeat: int) -> float:
         text = unit * repeat
-        return min(timeit.repeat(lambda: clean_text(text), number=1, repeat=5))
+        return min(timeit.repeat(lambda: clean_text(text, split_names=True), number=1, repeat=5))
 
     small, large = seconds(1_000), seconds(20_000)
     assert large < 0.5 and large < 60 * max(small, 1e-5), (small, large)
@@ -304,3 +308,26 @@ def test_markup_removal(text: str, expected: str) -> None:
 def test_match_keys_keep_markup_as_words() -> None:
     """Labelled texts are matched as they were written: cleaning models' input never changes a key."""
     assert match_key("<b>NER</b>", "") == "b ner b"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TextAttack", "text attack"),
+        ("DeepFaceLab: swap faces", "deep face lab swap faces"),
+        ("BERTModel and OCRNet", "bert model and ocr net"),  # capitals before a capitalised word
+        ("YOLOv4 detects LLMs and GANs", "yolov4 detects llms and gans"),  # a version or a plural: whole
+        ("TRANSFORMER TTS", "transformer tts"),  # capitals alone are one word
+        ("Graph Neural Networks", "graph neural networks"),  # nothing joined, nothing split
+        ("see github.com/DeepFace", "see github com deep face"),  # a bare address is text like any other
+    ],
+)
+def test_camel_case_names_are_split_into_their_words(text: str, expected: str) -> None:
+    assert clean_text(text, split_names=True) == expected
+    assert clean_text(text, split_names=False) == clean_text(text)  # off by default
+
+
+def test_split_names_runs_before_case_is_folded_and_keeps_case_when_asked() -> None:
+    assert clean_text("TransformerTTS", lower=False, split_names=True) == "Transformer TTS"
+    assert split_identifiers("PixelLib, the library") == "Pixel Lib, the library"
+    assert match_key("TextAttack", "") == "textattack"  # labelled texts are matched as written

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tagops import LABELS
-from tagops.config import LinearParams, RulesParams
+from tagops.config import LinearParams, RulesParams, TransformerParams
 from tagops.data.clean import build_text
 from tagops.models import MODEL_FILE, TagModel, create_model, load_model, read_model_info
 from tagops.models.linear import LinearModel, char_wb_analyzer, word_analyzer
@@ -107,6 +107,24 @@ def test_model_json_records_family_and_params(fitted: TagModel, tmp_path: Path) 
     info = json.loads((tmp_path / "m" / MODEL_FILE).read_text())
     assert info["params"] == PARAMS[fitted.family].model_dump(mode="json")
     assert "tagops_version" in info
+
+
+def test_the_word_based_families_split_camel_case_names() -> None:
+    assert RulesParams().cleaning.split_names and LinearParams().cleaning.split_names
+    assert not TransformerParams().cleaning.split_names  # its tokenizer cuts a name into pieces itself
+
+
+def test_a_model_saved_before_names_were_split_reads_text_as_it_was_trained(
+    fitted: TagModel, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path / "m")
+    path = tmp_path / "m" / MODEL_FILE
+    info = json.loads(path.read_text())
+    del info["params"]["cleaning"]["split_names"]
+    path.write_text(json.dumps(info))
+    loaded = load_model(tmp_path / "m")
+    assert fitted.params.cleaning.split_names  # type: ignore[attr-defined]
+    assert not loaded.params.cleaning.split_names  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("family", ["rules", "linear"])

@@ -26,6 +26,7 @@ from tagops.data.robustness import (
     cut_inside_word,
     describe_transforms,
     first_sentence,
+    identifier_name,
     noisy_case,
     noisy_punctuation,
     package_name,
@@ -116,6 +117,19 @@ def test_package_title_is_a_short_lowercase_name_without_spaces() -> None:
         transform_frame(twice.iloc[::-1], "package_title", 9)["title"]
     )
     assert len(names) == 1
+
+
+def test_identifier_title_is_the_package_name_capitalised_and_joined() -> None:
+    frame = labelled()
+    result = transform_frame(frame, "identifier_title", 0)
+    assert result["description"].tolist() == frame["description"].tolist()
+    for name, title in zip(result["title"], frame["title"], strict=True):
+        assert name and name.isalnum() and name[0] == name[0].upper()
+        assert name.casefold() == re.sub(r"[-_]", "", package_name(title))  # the same words
+    assert identifier_name("Graph wavelet neural network") == "GraphWaveletNeural"
+    assert identifier_name("A Guide: To the Transformers, and LLMs!") == "GuideTransformersLLMs"
+    assert identifier_name("YOLOv4 object detection") == "YOLOv4ObjectDetection"  # the rest as written
+    assert identifier_name("!!!") == ""
 
 
 def test_one_line_keeps_at_most_one_sentence() -> None:

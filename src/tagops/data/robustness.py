@@ -7,6 +7,7 @@ text with odd casing and punctuation; the holdout is written like the training s
 - ``title_only``: the description removed.
 - ``description_only``: the title removed.
 - ``package_title``: the title as a package name (``graph-wavelet-neural``, ``nerf_neural_radiance``).
+- ``identifier_title``: the title as a CamelCase name, as repositories are named (``GraphWaveletNeural``).
 - ``one_line``: the description cut to its first sentence.
 - ``cut_mid_word``: the description cut inside a word, within its first 60 characters.
 - ``terse``: a package name and the first words of one sentence, 12 words in all.
@@ -73,18 +74,34 @@ README_LOGO = (
 README_EMOJI = ("🚀", "✨", "🔥", "📦", "🤖", "⚡")
 
 
+def name_words(title: str) -> list[str]:
+    """The words a name is made of: at most three words of ``title``, stop words dropped.
+
+    Stop words are kept only when nothing else is left; a title without a word gives ``[]``.
+    """
+    from tagops.data.clean import english_stopwords
+
+    words = WORD_PATTERN.findall(title)
+    kept = [w for w in words if w.casefold() not in english_stopwords()] or words
+    return kept[:PACKAGE_WORDS]
+
+
 def package_name(title: str) -> str:
     """The title as a package name: at most three lowercase words, stop words dropped, one separator.
 
     The separator (``-``, ``_`` or none) is chosen from the title itself, so a title always gets the same
-    name. Stop words are kept only when nothing else is left; a title without a word gives ``""``.
+    name.
     """
-    from tagops.data.clean import english_stopwords
-
-    words = [w.casefold() for w in WORD_PATTERN.findall(title)]
-    kept = [w for w in words if w not in english_stopwords()] or words
     separator = PACKAGE_SEPARATORS[zlib.crc32(title.encode("utf-8")) % len(PACKAGE_SEPARATORS)]
-    return separator.join(kept[:PACKAGE_WORDS])
+    return separator.join(w.casefold() for w in name_words(title))
+
+
+def identifier_name(title: str) -> str:
+    """The title as a CamelCase name (``TextAttack``, ``DeepFaceLab``): its name words, each capitalised.
+
+    Only a word's first letter changes; the rest stays as written, so ``BERT`` or ``YOLOv4`` keep theirs.
+    """
+    return "".join(w[:1].upper() + w[1:] for w in name_words(title))
 
 
 def sentence_breaks(line: str) -> list[int]:
@@ -178,6 +195,11 @@ def package_title(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame
     return _rewrite(frame, title=package_name)
 
 
+def identifier_title(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The title rewritten as a CamelCase name (at most three capitalised words, joined)."""
+    return _rewrite(frame, title=identifier_name)
+
+
 def one_line(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """The description cut to its first sentence."""
     return _rewrite(frame, description=first_sentence)
@@ -241,6 +263,7 @@ TRANSFORMS: dict[str, Transform] = {
     "title_only": title_only,
     "description_only": description_only,
     "package_title": package_title,
+    "identifier_title": identifier_title,
     "one_line": one_line,
     "cut_mid_word": cut_mid_word,
     "terse": terse,
