@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +140,26 @@ def process_name(pid: int) -> str:
         return ""
 
 
+def listed_until(select: Callable[[list[Any]], Any], done: Callable[[Any], bool]) -> Any:
+    """``select`` of the listening sockets, listed again every 0.5 s for up to 10 s until ``done`` of it.
+
+    Ray reloads HAProxy when the replica set changes: for a moment a listener may be between the old
+    process and the new one, or listed for an old one that has exited since (seen in CI: the metrics
+    port missing; no process named on the serving port).
+    """
+    import psutil
+
+    deadline = time.monotonic() + 10
+    while True:
+        listening = [
+            c for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid
+        ]
+        selected = select(listening)
+        if done(selected) or time.monotonic() > deadline:
+            return selected
+        time.sleep(0.5)
+
+
 def replica_listeners() -> list[Any]:
     """Addresses the Serve replicas' own HTTP servers listen on (Ray's direct-ingress port range)."""
     import psutil
@@ -186,39 +206,23 @@ def test_haproxy_side_listeners_are_on_loopback(served: Served) -> None:
         int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]),
         int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"]),
     }
-    # Ray reloads HAProxy when the replica set changes: for a moment a listener may be between the old
-    # process and the new one (seen once in CI: the metrics port missing). List again until all are up.
-    deadline = time.monotonic() + 10
-    while True:
-        listening = psutil.net_connections(kind="inet")
-        haproxy = [c.laddr for c in listening if c.status == psutil.CONN_LISTEN and c.pid and is_ours(c.pid)]
-        ports = {addr.port for addr in haproxy}
-        if expected <= ports or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    haproxy = listed_until(
+        lambda listening: [c.laddr for c in listening if is_ours(c.pid)],
+        lambda addresses: expected <= {addr.port for addr in addresses},
+    )
+    ports = {addr.port for addr in haproxy}
     assert {served.config.port, int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"])} <= ports, haproxy
     assert int(os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"]) in ports, haproxy
     assert {addr.ip for addr in haproxy} == {"127.0.0.1"}, haproxy
 
 
 def test_haproxy_fronts_replicas_that_listen_on_loopback(served: Served) -> None:
-    import psutil
-
-    # Ray reloads HAProxy when the replica set changes (see the test above): a socket listed for the
-    # process being retired names none once it has exited (seen once in CI: an empty set), and its
-    # successor listens on the same port. List again until a listener names its process.
-    deadline = time.monotonic() + 10
-    while True:
-        listening = psutil.net_connections(kind="tcp")
-        ours = [
-            c
-            for c in listening
-            if c.status == psutil.CONN_LISTEN and c.pid and c.laddr.port == served.config.port
-        ]
-        front = {process_name(c.pid) for c in ours} - {""}
-        if front or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    front = listed_until(
+        lambda listening: (
+            {process_name(c.pid) for c in listening if c.laddr.port == served.config.port} - {""}
+        ),
+        bool,
+    )
     assert front == {"haproxy"}, front
     replica_ports = replica_listeners()
     assert len(replica_ports) == served.config.num_replicas, replica_ports
