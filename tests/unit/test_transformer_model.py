@@ -186,6 +186,64 @@ def test_frozen_encoder_only_trains_the_head(encoder_dir: Path) -> None:
     assert all(p.requires_grad for p in model.module_.head.parameters())
 
 
+def test_top_layers_alone_are_fine_tuned(encoder_dir: Path) -> None:
+    texts, labels = training_data(2)
+    params = tiny_params(encoder_dir, trainable_layers=1, freeze_embeddings=True, epochs=2, lr=1e-2)
+    model = TransformerModel(params).fit(texts, labels, seed=5)
+    original = load_model_weights(encoder_dir)
+    trained = {k.removeprefix("encoder."): v.numpy() for k, v in model.module_.state_dict().items()}
+    below = [k for k in original if k.startswith(("embeddings.", "encoder.layer.0."))]
+    top = [k for k in original if k.startswith("encoder.layer.1.")]
+    assert below and top
+    for name in below:  # the embeddings (positions and norm too) and the lower layer: as pre-trained
+        np.testing.assert_array_equal(trained[name], original[name], err_msg=name)
+    assert any(not np.array_equal(trained[name], original[name]) for name in top)
+    assert all(p.requires_grad for p in model.module_.head.parameters())
+
+
+def test_trainable_layers_are_found_by_shape_in_other_encoders() -> None:
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from tagops.models.transformer.network import build_classifier
+
+    encoder = DistilBertModel(DistilBertConfig(vocab_size=60, dim=16, hidden_dim=32, n_layers=3, n_heads=2))
+    module = build_classifier(encoder, TransformerParams(trainable_layers=2), num_labels=4)
+    trained = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("encoder.embeddings.", "encoder.transformer.layer.0.")) for n in trained)
+    assert any(n.startswith("encoder.transformer.layer.1.") for n in trained)
+    assert any(n.startswith("encoder.transformer.layer.2.") for n in trained)
+
+
+def test_more_trainable_layers_than_the_encoder_has_are_refused(encoder_dir: Path) -> None:
+    texts, labels = training_data(2)
+    with pytest.raises(ValueError, match="trainable_layers is 3, but the encoder has 2 layers"):
+        TransformerModel(tiny_params(encoder_dir, trainable_layers=3, freeze_embeddings=True)).fit(
+            texts, labels, seed=5
+        )
+
+
+def test_an_encoder_without_a_layer_stack_cannot_be_partly_fine_tuned() -> None:
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from tagops.models.transformer.network import freeze_below_top_layers
+
+    encoder = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    encoder.config = SimpleNamespace(num_hidden_layers=2)  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="no list of 2 layers"):
+        freeze_below_top_layers(encoder, 1)
+
+
+def test_trainable_layers_with_freezing_that_contradicts_it_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"trainable_layers \(2\).*freeze_encoder"):
+        TransformerParams(freeze_encoder=True, trainable_layers=2)
+    with pytest.raises(ValueError, match=r"trainable_layers \(1\).*freeze_embeddings: false"):
+        TransformerParams(freeze_embeddings=False, trainable_layers=1)
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        TransformerParams(trainable_layers=0)
+
+
 def load_model_weights(folder: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 

@@ -135,6 +135,10 @@ class TransformerParams(FrozenModel):
     #: Keep the (vocabulary-sized) token embedding matrix fixed: half of MiniLM's weights, much of a
     #: step's work on CPU, and less to overfit on a small dataset.
     freeze_embeddings: bool = True
+    #: Fine-tune only the encoder's top N layers: the embeddings (so ``freeze_embeddings`` must stay on)
+    #: and the layers below stay as pre-trained and run without a backward pass, so a step costs less;
+    #: ``None``: every layer.
+    trainable_layers: Annotated[int, Field(ge=1)] | None = None
     #: Clip the gradients' norm to this before each step, against a bad batch throwing the weights off;
     #: ``None``: no clipping.
     max_grad_norm: Annotated[float, Field(gt=0.0)] | None = 1.0
@@ -157,6 +161,20 @@ class TransformerParams(FrozenModel):
         if self.batch_size < self.num_workers:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be at least num_workers ({self.num_workers})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_of_freezing(self) -> TransformerParams:
+        if self.freeze_encoder and self.trainable_layers is not None:
+            raise ValueError(
+                f"trainable_layers ({self.trainable_layers}) fine-tunes part of the encoder, which "
+                "freeze_encoder keeps whole: set one of them"
+            )
+        if self.trainable_layers is not None and not self.freeze_embeddings:
+            raise ValueError(
+                f"trainable_layers ({self.trainable_layers}) keeps the embeddings as pre-trained, which "
+                "freeze_embeddings: false would train: set one of them"
             )
         return self
 

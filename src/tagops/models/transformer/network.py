@@ -211,7 +211,7 @@ def classifier_class() -> type[Any]:
 
 
 def build_classifier(encoder: Any, params: TransformerParams, num_labels: int) -> Any:
-    """Wrap a loaded encoder with the pooling head; freezes the encoder when asked."""
+    """Wrap a loaded encoder with the pooling head; freezes the encoder, or part of it, when asked."""
     if getattr(encoder, "pooler", None) is not None:
         # BERT's [CLS] pooler is unused by mean pooling: dropping it saves work, and DDP refuses
         # parameters that receive no gradient.
@@ -220,9 +220,47 @@ def build_classifier(encoder: Any, params: TransformerParams, num_labels: int) -
     if params.freeze_encoder:
         for parameter in module.encoder.parameters():
             parameter.requires_grad_(False)
+    elif params.trainable_layers is not None:
+        freeze_below_top_layers(module.encoder, params.trainable_layers)
     elif params.freeze_embeddings:
         module.encoder.get_input_embeddings().weight.requires_grad_(False)
     return module
+
+
+def encoder_layers(encoder: Any) -> Any:
+    """The encoder's stack of transformer layers: its module list as long as ``num_hidden_layers``.
+
+    Found by shape rather than by attribute name, since models name it differently (``encoder.layer``
+    in BERT and MiniLM, ``transformer.layer`` in DistilBERT, ``layers`` elsewhere).
+    """
+    from torch import nn
+
+    count = getattr(encoder.config, "num_hidden_layers", None)
+    for _, child in encoder.named_modules():
+        if isinstance(child, nn.ModuleList) and len(child) == count:
+            return child
+    raise ValueError(
+        f"cannot fine-tune part of {type(encoder).__name__}: it has no list of {count} layers "
+        "(its config's num_hidden_layers); leave trainable_layers unset"
+    )
+
+
+def freeze_below_top_layers(encoder: Any, trainable: int) -> None:
+    """Freeze the embeddings and every layer below the top ``trainable`` ones.
+
+    Parameters are registered in the order the input flows through them (embeddings, the layers, then
+    any final norm), so what comes before the first trainable layer is frozen and what follows the
+    stack stays trainable. With nothing below requiring a gradient, autograd records nothing there:
+    the lower layers run forward only.
+    """
+    layers = encoder_layers(encoder)
+    if trainable > len(layers):
+        raise ValueError(f"trainable_layers is {trainable}, but the encoder has {len(layers)} layers")
+    first_trained = {id(p) for p in layers[len(layers) - trainable].parameters()}
+    for parameter in encoder.parameters():
+        if id(parameter) in first_trained:
+            break
+        parameter.requires_grad_(False)
 
 
 def load_pretrained_classifier(source: str, params: TransformerParams, num_labels: int) -> Any:
