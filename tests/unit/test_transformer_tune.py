@@ -26,6 +26,27 @@ def test_the_default_is_a_point_of_the_space(family: str) -> None:
     assert params == (cfg.transformer if family == "transformer" else cfg.linear)
 
 
+def test_top_layer_counts_are_searched_when_listed() -> None:
+    assert "trainable_layers" not in search_space(TuneConfig(), "transformer")[0]  # not listed: kept
+    cfg = TuneConfig.model_validate({"transformer_space": {"trainable_layers": [None, 2, 3]}})
+    space, default = search_space(cfg, "transformer")
+    assert space["trainable_layers"].categories == [None, 2, 3]
+    assert default["trainable_layers"] is None
+    assert trial_params(cfg, "transformer", default) == cfg.transformer
+    assert trial_params(cfg, "transformer", {**default, "trainable_layers": 2}).trainable_layers == 2
+
+
+def test_top_layer_counts_that_no_trial_could_train_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"transformer\.trainable_layers \(4\) is not one of .*\[None, 2\]"):
+        TuneConfig.model_validate(
+            {"transformer": {"trainable_layers": 4}, "transformer_space": {"trainable_layers": [None, 2]}}
+        )
+    with pytest.raises(ValueError, match=r"transformer_space\.trainable_layers 2: .*freeze_encoder"):
+        TuneConfig.model_validate(
+            {"transformer": {"freeze_encoder": True}, "transformer_space": {"trainable_layers": [None, 2]}}
+        )
+
+
 def test_trial_params_apply_and_validate_sampled_values() -> None:
     cfg = TuneConfig()
     linear = trial_params(cfg, "linear", {"C": 3.0, "word_ngram_range": "1-3", "char_ngram_range": "3-6"})

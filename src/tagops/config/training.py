@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tagops.config.base import FrozenModel, Seed
 from tagops.config.models import (
@@ -238,6 +238,9 @@ class TransformerSearchSpace(FrozenModel):
     max_length: tuple[int, ...] = (64, 128)
     #: Batch sizes to choose from.
     batch_size: tuple[int, ...] = (16, 32)
+    #: Top-layer counts to choose from (``trainable_layers``; ``null``: every layer), e.g.
+    #: ``[null, 2, 3]``; empty: not searched, every trial keeps ``TuneConfig.transformer``'s value.
+    trainable_layers: tuple[Annotated[int, Field(ge=1)] | None, ...] = ()
 
 
 class LinearSearchSpace(FrozenModel):
@@ -292,3 +295,20 @@ class TuneConfig(FrozenModel):
     transformer_space: TransformerSearchSpace = TransformerSearchSpace()
     #: What ``tagops tune --model linear`` searches.
     linear_space: LinearSearchSpace = LinearSearchSpace()
+
+    @model_validator(mode="after")
+    def _defaults_are_a_choice(self) -> TuneConfig:
+        choices = self.transformer_space.trainable_layers
+        if choices and self.transformer.trainable_layers not in choices:
+            raise ValueError(
+                f"transformer.trainable_layers ({self.transformer.trainable_layers}) is not one of "
+                f"transformer_space.trainable_layers {list(choices)}: the defaults are the first trial"
+            )
+        base = self.transformer.model_dump(mode="json")
+        for choice in choices:
+            try:
+                TransformerParams.model_validate({**base, "trainable_layers": choice})
+            except ValidationError as error:
+                reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"transformer_space.trainable_layers {choice}: {reason}") from None
+        return self

@@ -50,6 +50,8 @@ def search_space(cfg: TuneConfig, family: Family) -> tuple[dict[str, Any], dict[
             "max_length": tune.choice(list(s.max_length)),
             "batch_size": tune.choice(list(s.batch_size)),
         }
+        if s.trainable_layers:
+            space["trainable_layers"] = tune.choice(list(s.trainable_layers))
         default = {k: getattr(base, k) for k in space}
         default["head_lr"] = base.head_lr or base.lr
         default["patience"] = base.patience or s.patience.high
