@@ -297,7 +297,7 @@ class TuneConfig(FrozenModel):
     linear_space: LinearSearchSpace = LinearSearchSpace()
 
     @model_validator(mode="after")
-    def _defaults_are_a_choice(self) -> TuneConfig:
+    def _trainable_layer_choices(self) -> TuneConfig:
         choices = self.transformer_space.trainable_layers
         if choices and self.transformer.trainable_layers not in choices:
             raise ValueError(
