@@ -39,6 +39,7 @@ from report_sections import (
     serve_section,
     simulate_section,
     table,
+    unseen_topics_section,
     verdict,
     warehouse_section,
 )
@@ -49,6 +50,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 COMMANDS = {
     "quality": "python benchmarks/quality.py",
     "crossval": "python benchmarks/crossval.py",
+    "unseen_topics": "python benchmarks/unseen_topics.py",
     "warehouse": "python benchmarks/warehouse.py",
     "label_audit": "python benchmarks/label_audit.py",
     "serve": "python benchmarks/serve.py --family {family}",
@@ -72,7 +74,7 @@ PER_VARIANT = {"crossval": "augment"}
 #: The benchmarks that take ``--config``: a result that names no config, or the pipeline's own, is the
 #: default one (the label audit's default, the linear model, names none); another config's result is
 #: reported apart, after the default's.
-BY_CONFIG = ("quality", "crossval", "label_audit")
+BY_CONFIG = ("quality", "crossval", "unseen_topics", "label_audit")
 DEFAULT_CONFIG = "configs/pipeline.yaml"
 
 
@@ -220,6 +222,13 @@ SECTIONS: list[Section] = [
         "The training recipe over stratified folds of dataset.csv: the spread a modelling choice has to "
         "beat, measured without touching the holdout. The default config first, then its variants.",
         crossval_section,
+    ),
+    (
+        "unseen_topics",
+        "Unseen topics of `other`",
+        "How a recipe tags a machine-learning topic its training data never showed: dataset.csv's "
+        "`other` is three finer topics, the label guide's a dozen more, and text in the wild brings them.",
+        unseen_topics_section,
     ),
     (
         "warehouse",

@@ -591,7 +591,34 @@ CONSOLE = stamped(
         }
     },
 )
+
+
+def unseen_family(family: str, shares: tuple[float, float], seen_f1: float) -> dict[str, Any]:
+    topics = {
+        topic: {"unseen_other_share": share, "seen_f1": seen_f1, "both_f1": 0.8, "both_other_f1": 0.5}
+        for topic, share in zip(("reinforcement-learning", "time-series"), shares, strict=True)
+    }
+    return {
+        "family": family,
+        "unseen_other_share": sum(shares) / 2,
+        "seen_f1": seen_f1,
+        "both_f1": 0.8,
+        "both_other_f1": 0.5,
+        "topics": topics,
+    }
+
+
+UNSEEN = stamped(
+    "python benchmarks/unseen_topics.py",
+    benchmark="unseen_topics",
+    dataset_rows=764,
+    topics={"reinforcement-learning": 45, "time-series": 28},
+    transformer_engine="local",
+    config="configs/pipeline.yaml",
+    results=[unseen_family("linear", (0.36, 0.14), 0.9158), unseen_family("ensemble", (0.29, 0.12), 0.9311)],
+)
 ALL = {
+    "unseen_topics.json": UNSEEN,
     "label_audit.json": LABEL_AUDIT,
     "console.json": CONSOLE,
     "warehouse.json": WAREHOUSE,
@@ -671,6 +698,19 @@ def test_every_benchmark_is_reported_with_date_command_machine_and_bar(tmp_path:
     console_row = "| uvicorn | 16.4 ms (14.5 to 33.5) | 15.7 ms (13.8 to 17.0) | -1.0 ms (-17.5 to +2.1) |"
     assert console_row in doc
     assert "**fail**" not in doc
+
+
+def test_unseen_topics_shows_each_withheld_topic_and_the_mean_by_family(tmp_path: Path) -> None:
+    _, doc, _ = run(tmp_path, {"unseen_topics.json": UNSEEN})
+    section = doc.split("## Unseen topics of `other`", 1)[1].split("\n## ", 1)[0]
+    assert "(764 rows; `reinforcement-learning` 45, `time-series` 28) withheld in turn" in section
+    assert (
+        "| family | answered `other`: reinforcement-learning | answered `other`: time-series | mean |"
+        in section
+    )
+    assert "| `linear` | 0.36 | 0.14 | **0.25** | 0.916 | 0.800 | 0.500 |" in section
+    assert "| `ensemble` | 0.29 | 0.12 | **0.20** | 0.931 |" in section
+    assert "- Command: `python benchmarks/unseen_topics.py`" in section
 
 
 def test_label_audit_shows_the_real_files_and_the_planted_noise(tmp_path: Path) -> None:
