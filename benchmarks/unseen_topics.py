@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crossval import calibrate_model, pipeline_recipe, train_family
+from crossval import augment_train, calibrate_model, pipeline_recipe, train_family
 from quality import PIPELINE_CONFIG, config_name, results_path
 from stamp import stamp
 from tagops import LABELS
@@ -156,18 +156,21 @@ def run_topic(
     workdir: Path,
     settings: Settings,
 ) -> dict[str, dict[str, Any]]:
-    """Each family trained without ``topic`` (as a fold of crossval.py) and scored on what was withheld."""
+    """Each family trained without ``topic`` (as a fold of crossval.py: the config's augmentation applies
+    to the training and refit rows, never to validation) and scored on what was withheld."""
     parts = withhold(frame, topic, seed=seed)
     train, val = split_stage(parts["rest"], DataConfig(val_size=cfg.data.val_size, seed=seed))
+    train_rows = augment_train(train, cfg.augmentation, seed=seed)
+    refit_rows = augment_train(parts["rest"], cfg.augmentation, seed=seed)
     trained: dict[str, Any] = {}
     scores: dict[str, dict[str, Any]] = {}
     for params in sorted(families, key=lambda p: isinstance(p, EnsembleParams)):
         model = trained[params.family] = train_family(
             params,
             trained,
-            train=train,
+            train=train_rows,
             val=val,
-            refit_rows=parts["rest"],
+            refit_rows=refit_rows,
             seed=seed,
             workdir=workdir / topic,
             settings=settings,
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                 "topics": dict(Counter(frame.loc[frame["tag"] == OTHER, "fine_tag"]).most_common()),
                 "val_size": cfg.data.val_size,
                 "calibration": cfg.calibration.model_dump(mode="json"),
+                "augmentation": cfg.augmentation.model_dump(mode="json"),
                 "transformer_engine": args.engine,
                 "config": config_name(args.config),
                 "models": {f: by_family[f].model_dump(mode="json") for f in wanted},

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tagops.config import AugmentConfig
-from tagops.data.augment import SHORT_FORMS, augment_frame, augment_stage
+from tagops.data.augment import SHORT_FORMS, augment_frame, augment_rows, augment_stage
 
 from .conftest import make_projects
 
@@ -74,3 +74,42 @@ def test_label_guide_statements_state_every_tag_and_route_exclusions() -> None:
         exclusion.goes_to
     ]
     assert guide.tags["other"].includes[0] in texts
+
+
+def test_the_written_other_rows_join_the_rows_only_when_asked_with_ids_of_their_own() -> None:
+    from tagops.data.labels import load_other_topics
+
+    written = load_other_topics()
+    frame = make_projects(3)
+    assert augment_rows(frame, AugmentConfig(), seed=1) is frame
+    rows = augment_rows(frame, AugmentConfig(other_topics=True), seed=1)
+    assert len(rows) == len(frame) + len(written)
+    assert rows.iloc[: len(frame)].equals(frame)  # the data first, as it was
+    added = rows.iloc[len(frame) :]
+    assert added["title"].tolist() == written["title"].tolist()
+    assert set(added["tag"]) == {"other"} and added["created_on"].isna().all()
+    assert rows["id"].is_unique and all(isinstance(i, str) for i in rows["id"])  # ids as text, as frame's
+
+
+def test_the_written_other_rows_keep_the_types_of_the_warehouse_training_set() -> None:
+    """As ``tagops.warehouse.snapshots`` types it: int64 ids, dates, an origin; the frame must still
+    write to Parquet, as the pipeline's steps hand it on."""
+    import io
+
+    frame = make_projects(3).astype({"id": "int64", "created_on": "datetime64[us]"}).assign(origin="projects")
+    rows = augment_rows(frame, AugmentConfig(other_topics=True), seed=1)
+    assert rows["id"].dtype == "int64" and rows["id"].is_unique
+    assert rows["created_on"].dtype == frame["created_on"].dtype
+    assert rows["created_on"].iloc[len(frame) :].isna().all()
+    assert set(rows["origin"].iloc[len(frame) :]) == {"other_topics"}
+    rows.to_parquet(io.BytesIO())
+
+
+def test_the_written_other_rows_join_training_and_refit_rows_and_get_short_copies_with_them() -> None:
+    from tagops.data.labels import load_other_topics
+
+    written = len(load_other_topics())
+    train, dataset = make_projects(4), make_projects(6)
+    config = AugmentConfig(recipe="short", fraction=1.0, other_topics=True)
+    rows = augment_stage(train, dataset, config, seed=2)
+    assert [len(r) for r in rows] == [2 * (len(train) + written), 2 * (len(dataset) + written)]

@@ -15,11 +15,13 @@ from tagops.data.labels import (
     CHALLENGE_COLUMNS,
     CHALLENGE_PATH,
     LABEL_GUIDE_PATH,
+    OTHER_TOPICS_COLUMNS,
     STYLES,
     LabelGuide,
     label_descriptions,
     load_challenge,
     load_label_guide,
+    load_other_topics,
 )
 from tagops.errors import DataError
 
@@ -275,3 +277,65 @@ def test_a_challenge_file_with_wrong_columns_is_refused(tmp_path: Path) -> None:
     path = write_challenge(tmp_path, [["1", "one", "Some text", "other"]], header="id,title,description,tag")
     with pytest.raises(DataError, match=r"missing \['style'\]"):
         load_challenge(path)
+
+
+# ---------------------------------------------------------------------------------- written `other` rows
+def test_the_written_other_rows_load_all_other_with_a_topic_and_a_description() -> None:
+    written = load_other_topics()
+    assert tuple(written.columns) == OTHER_TOPICS_COLUMNS
+    assert len(written) >= 60 and written["id"].is_unique and written["id"].dtype == "int64"
+    assert set(written["tag"]) == {"other"}
+    assert (written["description"].str.split().str.len() >= 5).all()
+    # none is on a topic dataset.csv already holds: benchmarks/unseen_topics.py withholds those
+    assert not set(written["topic"]) & {"reinforcement-learning", "graph-learning", "time-series"}
+    assert written["topic"].nunique() >= 10
+
+
+def test_the_written_other_rows_share_no_title_with_the_challenge_set() -> None:
+    challenge = {" ".join(t.casefold().split()) for t in load_challenge()["title"]}
+    assert not {" ".join(t.casefold().split()) for t in load_other_topics()["title"]} & challenge
+
+
+def write_other_topics(
+    tmp_path: Path, rows: list[list[str]], header: str = ",".join(OTHER_TOPICS_COLUMNS)
+) -> Path:
+    path = tmp_path / "other_topics.csv"
+    path.write_text("\n".join([header, *(",".join(row) for row in rows)]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            ["2", "x", "A post about recommenders", "mlops", "recommender"],
+            r"row 2, column 'tag': tag must be 'other'",
+        ),
+        (["2", "x", "A post about recommenders", "vision", "recommender"], r"row 2, column 'tag'.*'vision'"),
+        (["2", "x", " ", "other", "recommender"], r"row 2, column 'description': description is empty"),
+        (["2", "x", "A post about recommenders", "other", ""], r"row 2, column 'topic': topic is empty"),
+        (
+            ["2", "One", "A post about recommenders", "other", "recommender"],
+            r"row 2, column 'title': duplicate",
+        ),
+        (
+            ["1", "x", "A post about recommenders", "other", "recommender"],
+            r"row 2, column 'id': duplicate id 1",
+        ),
+    ],
+)
+def test_a_bad_written_other_row_is_named_by_file_row_and_column(
+    tmp_path: Path, row: list[str], expected: str
+) -> None:
+    path = write_other_topics(tmp_path, [["1", "one", "A post about tabular data", "other", "tabular"], row])
+    with pytest.raises(DataError, match=expected) as caught:
+        load_other_topics(path)
+    assert str(caught.value).startswith(f"{path}, row 2")
+
+
+def test_a_written_other_file_with_wrong_columns_is_refused(tmp_path: Path) -> None:
+    path = write_other_topics(
+        tmp_path, [["1", "one", "Some text", "other"]], header="id,title,description,tag"
+    )
+    with pytest.raises(DataError, match=r"missing \['topic'\]"):
+        load_other_topics(path)

@@ -72,6 +72,11 @@ class AugmentConfig(FrozenModel):
     recipe: Literal["none", "short"] = "none"
     #: The share of training rows that get one short-form copy.
     fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    #: Also train on the `other` posts written for the topics the data never shows (tabular data,
+    #: recommenders, audio, causal inference...; ``tagops/data/other_topics/``), so that `other` means
+    #: what the label guide says rather than dataset.csv's three topics. Costs in-distribution F1
+    #: (``docs/performance.md``, Unseen topics of `other`).
+    other_topics: bool = False
 
 
 class CalibrationConfig(FrozenModel):

@@ -64,8 +64,36 @@ def label_guide_statements() -> tuple[list[str], list[str]]:
     return texts, tags
 
 
+def with_other_topics(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` followed by the written `other` rows (``tagops.data.labels.load_other_topics``).
+
+    They bring a title, a description and the tag; ids follow ``frame``'s largest, of the same type, so
+    no id is shared; an ``origin`` column (the warehouse's training set) says ``other_topics``; any other
+    column of ``frame`` is left missing for them (``NaT`` for a date), so its type stays as it was.
+    """
+    import pandas as pd
+
+    from tagops.data.labels import load_other_topics
+
+    written = load_other_topics()
+    rows = written[["title", "description", "tag"]].copy()
+    if "id" in frame.columns:
+        ids = pd.to_numeric(frame["id"], errors="coerce")
+        first = int(ids.max()) + 1 if ids.notna().any() else 1
+        new_ids = pd.Series(range(first, first + len(rows)))
+        rows.insert(0, "id", new_ids if pd.api.types.is_numeric_dtype(frame["id"]) else new_ids.astype(str))
+    if "origin" in frame.columns:
+        rows["origin"] = "other_topics"
+    return pd.concat([frame, rows[[c for c in frame.columns if c in rows.columns]]], ignore_index=True)
+
+
 def augment_rows(frame: pd.DataFrame, augmentation: AugmentConfig, *, seed: int) -> pd.DataFrame:
-    """``frame`` as models fit on it under ``augmentation``."""
+    """``frame`` as models fit on it under ``augmentation``.
+
+    The written `other` rows are added when asked, then short-form copies are made of a share of all.
+    """
+    if augmentation.other_topics:
+        frame = with_other_topics(frame)
     return augment_frame(frame, augmentation.recipe, fraction=augmentation.fraction, seed=seed)
 
 

@@ -6,14 +6,17 @@ summary, what it includes, what it excludes and which tag those go to, plus the 
 
 ``challenge/challenge.csv`` is a set of short, terse project summaries written in the style of package
 indexes and README first lines, labelled by the guide (see ``challenge/README.md``). It is for evaluation
-only: nothing trains or tunes on it. Its loader lives here rather than in a ``challenge`` module so that no
-module shares its name with the data folder beside it.
+only: nothing trains or tunes on it. ``other_topics/other_topics.csv`` is the opposite: posts written for
+the topics the label guide puts under `other` and dataset.csv never shows, for training when a config
+asks (``AugmentConfig.other_topics``; ``other_topics/README.md``). Their loaders live here rather than in
+modules named after the data folders beside them, so that no module shares its name with a folder.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,9 +32,13 @@ if TYPE_CHECKING:
 DATA_DIR = Path(__file__).resolve().parent
 LABEL_GUIDE_PATH = DATA_DIR / "label_guide.json"
 CHALLENGE_PATH = DATA_DIR / "challenge" / "challenge.csv"
+OTHER_TOPICS_PATH = DATA_DIR / "other_topics" / "other_topics.csv"
 
 #: Columns of the challenge set, in file order.
 CHALLENGE_COLUMNS: tuple[str, ...] = ("id", "title", "description", "tag", "style")
+
+#: Columns of the written `other` rows, in file order.
+OTHER_TOPICS_COLUMNS: tuple[str, ...] = ("id", "title", "description", "tag", "topic")
 
 #: How a challenge row's text was written (``challenge/README.md`` describes each).
 STYLES: tuple[str, ...] = ("package_summary", "readme_line", "truncated", "name_only", "long")
@@ -141,13 +148,20 @@ def label_descriptions(guide: LabelGuide | None = None) -> dict[str, str]:
     }
 
 
-def _row_violations(name: str, frame: pd.DataFrame) -> list[Violation]:
-    """Every problem in the rows of a challenge file (rows are numbered from 1, the header not counted)."""
+RowCheck = Callable[[int, dict[str, str]], list[Violation]]
+
+
+def _row_violations(name: str, frame: pd.DataFrame, check: RowCheck) -> list[Violation]:
+    """Every problem in the rows of a file of written rows (numbered from 1, the header not counted).
+
+    Ids and titles must be unique and tags among the labels; ``check`` adds what it finds in each row.
+    """
     violations: list[Violation] = []
     first_row_of_id: dict[str, int] = {}
     first_row_of_title: dict[str, int] = {}
-    for row, record in enumerate(frame.itertuples(index=False), start=1):
-        ident, title, description, tag, style = (str(getattr(record, column)) for column in CHALLENGE_COLUMNS)
+    for row, record in enumerate(frame.to_dict("records"), start=1):
+        values = {str(column): str(value) for column, value in record.items()}
+        ident, title, tag = values["id"], values["title"], values["tag"]
         if not re.fullmatch(r"\d{1,18}", ident):
             violations.append(
                 Violation(name, f"id must be a non-negative integer (value {ident!r})", row, "id")
@@ -173,16 +187,51 @@ def _row_violations(name: str, frame: pd.DataFrame) -> list[Violation]:
             violations.append(
                 Violation(name, f"tag is not one of the labels {list(LABELS)} (value {tag!r})", row, "tag")
             )
-        if style not in STYLES:
-            violations.append(
-                Violation(name, f"style is not one of {list(STYLES)} (value {style!r})", row, "style")
-            )
-        elif (style == "name_only") != (not description.strip()):
-            expected = "empty" if style == "name_only" else "non-empty"
-            violations.append(
-                Violation(name, f"style {style!r} needs an {expected} description", row, "description")
-            )
+        violations += check(row, values)
     return violations
+
+
+def _load_rows(path: Path, columns: tuple[str, ...], check: RowCheck) -> pd.DataFrame:
+    """A file of written rows with exactly ``columns``, every row checked; ``id`` as int64."""
+    name = str(path)
+    frame = read_csv(path)
+    missing = [column for column in columns if column not in frame.columns]
+    unexpected = [column for column in frame.columns if column not in columns]
+    if missing or unexpected:
+        raise DataError(
+            [Violation(name, f"columns must be {list(columns)} (missing {missing}, unexpected {unexpected})")]
+        )
+    ordered: pd.DataFrame = frame[list(columns)]
+    if violations := _row_violations(name, ordered, check):
+        raise DataError(violations)
+    return ordered.astype({"id": "int64"}).reset_index(drop=True)
+
+
+def _challenge_row(name: str) -> RowCheck:
+    def check(row: int, values: dict[str, str]) -> list[Violation]:
+        style, description = values["style"], values["description"]
+        if style not in STYLES:
+            return [Violation(name, f"style is not one of {list(STYLES)} (value {style!r})", row, "style")]
+        if (style == "name_only") != (not description.strip()):
+            expected = "empty" if style == "name_only" else "non-empty"
+            return [Violation(name, f"style {style!r} needs an {expected} description", row, "description")]
+        return []
+
+    return check
+
+
+def _other_topics_row(name: str) -> RowCheck:
+    def check(row: int, values: dict[str, str]) -> list[Violation]:
+        violations = []
+        if values["tag"] != "other":
+            violations.append(Violation(name, f"tag must be 'other' (value {values['tag']!r})", row, "tag"))
+        if not values["description"].strip():
+            violations.append(Violation(name, "description is empty", row, "description"))
+        if not values["topic"].strip():
+            violations.append(Violation(name, "topic is empty", row, "topic"))
+        return violations
+
+    return check
 
 
 def load_challenge(path: Path | None = None) -> pd.DataFrame:
@@ -196,20 +245,18 @@ def load_challenge(path: Path | None = None) -> pd.DataFrame:
 
     """
     path = path or CHALLENGE_PATH
-    name = str(path)
-    frame = read_csv(path)
-    missing = [column for column in CHALLENGE_COLUMNS if column not in frame.columns]
-    unexpected = [column for column in frame.columns if column not in CHALLENGE_COLUMNS]
-    if missing or unexpected:
-        raise DataError(
-            [
-                Violation(
-                    name,
-                    f"columns must be {list(CHALLENGE_COLUMNS)} (missing {missing}, unexpected {unexpected})",
-                )
-            ]
-        )
-    ordered: pd.DataFrame = frame[list(CHALLENGE_COLUMNS)]
-    if violations := _row_violations(name, ordered):
-        raise DataError(violations)
-    return ordered.astype({"id": "int64"}).reset_index(drop=True)
+    return _load_rows(path, CHALLENGE_COLUMNS, _challenge_row(str(path)))
+
+
+def load_other_topics(path: Path | None = None) -> pd.DataFrame:
+    """Load and validate the written `other` rows (the ones shipped in the package unless ``path`` is given).
+
+    Returns a frame with columns ``id`` (int64), ``title``, ``description``, ``tag`` (always ``other``)
+    and ``topic`` (the label guide's topic the row was written for).
+
+    Raises:
+        DataError: every problem found, each naming the file, the row and the column.
+
+    """
+    path = path or OTHER_TOPICS_PATH
+    return _load_rows(path, OTHER_TOPICS_COLUMNS, _other_topics_row(str(path)))
