@@ -104,17 +104,20 @@ def assemble_ensemble(params: EnsembleParams, member_dirs: list[Path], output: P
     return output
 
 
-def load_real_data(data_dir: Path) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame]:
+def load_real_data(
+    data_dir: Path, extra: tuple[str, ...] = ()
+) -> tuple[DataSnapshot, pd.DataFrame, pd.DataFrame]:
     """The real dataset.csv and holdout.csv, verified against the package manifest and validated.
 
-    Read from TAGOPS_DATA_MIRROR, else the shared mirror beside the repository; copied into ``data_dir``.
+    Read from TAGOPS_DATA_MIRROR, else the shared mirror beside the repository; copied into ``data_dir``
+    with the ``extra`` files of the manifest (``projects.csv``, ``tags.csv``), verified the same way.
     """
     mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
     files = pull_data(
         data_dir,
         mirror=mirror,
         base_url="",
-        files=("dataset.csv", "holdout.csv"),
+        files=("dataset.csv", "holdout.csv", *extra),
         manifest=load_manifest(),
     )
     data = make_snapshot(files["dataset.csv"], files["holdout.csv"])

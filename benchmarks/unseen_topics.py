@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossval import augment_train, calibrate_model, pipeline_recipe, train_family
-from quality import PIPELINE_CONFIG, config_name, results_path
+from quality import PIPELINE_CONFIG, config_name, load_real_data, results_path
 from stamp import stamp
 from tagops import LABELS
 from tagops.config import AnyModelParams, DataConfig, EnsembleParams, PipelineConfig
-from tagops.data.ingest import load_manifest, pull_data, read_csv
-from tagops.data.stages import snapshot as make_snapshot
-from tagops.data.stages import split_stage, validate_stage
+from tagops.data.ingest import read_csv
+from tagops.data.stages import split_stage
 from tagops.inference.predictor import Predictor
 from tagops.metrics import classification_scores
 from tagops.settings import Settings
@@ -49,10 +48,8 @@ from tagops.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ("linear", "transformer", "ensemble")
 OTHER = "other"
-FILES = ("dataset.csv", "holdout.csv", "projects.csv", "tags.csv")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -92,17 +89,14 @@ def other_topics(frame: pd.DataFrame) -> list[str]:
 
 
 def load_data(data_dir: Path) -> tuple[Any, pd.DataFrame]:
-    """The verified, validated dataset.csv with tags.csv's finer tags (``TAGOPS_DATA_MIRROR`` or the
-    shared mirror beside the repository, as the other benchmarks read it)."""
-    mirror = Path(os.environ.get("TAGOPS_DATA_MIRROR") or ROOT.parent / "shared" / "datasets" / "madewithml")
-    files = pull_data(data_dir, mirror=mirror, base_url="", files=FILES, manifest=load_manifest())
-    data = make_snapshot(files["dataset.csv"], files["holdout.csv"])
-    dataset, _ = validate_stage(data)
+    """The verified, validated dataset.csv with tags.csv's finer tags, read as the other benchmarks read
+    the data (``quality.load_real_data``)."""
     import pandas as pd
 
+    data, dataset, _ = load_real_data(data_dir, extra=("projects.csv", "tags.csv"))
     # tags.csv is one column, which the product's reader of project files refuses as not a table.
-    tags = pd.read_csv(files["tags.csv"], dtype=str, keep_default_na=False)
-    return data, with_fine_tags(dataset, read_csv(files["projects.csv"]), tags)
+    tags = pd.read_csv(data_dir / "tags.csv", dtype=str, keep_default_na=False)
+    return data, with_fine_tags(dataset, read_csv(data_dir / "projects.csv"), tags)
 
 
 def withhold(

@@ -148,7 +148,8 @@ def label_descriptions(guide: LabelGuide | None = None) -> dict[str, str]:
     }
 
 
-RowCheck = Callable[[int, dict[str, str]], list[Violation]]
+#: A file's own check of one row: (file name, row number, the row's values) -> its problems.
+RowCheck = Callable[[str, int, dict[str, str]], list[Violation]]
 
 
 def _row_violations(name: str, frame: pd.DataFrame, check: RowCheck) -> list[Violation]:
@@ -187,7 +188,7 @@ def _row_violations(name: str, frame: pd.DataFrame, check: RowCheck) -> list[Vio
             violations.append(
                 Violation(name, f"tag is not one of the labels {list(LABELS)} (value {tag!r})", row, "tag")
             )
-        violations += check(row, values)
+        violations += check(name, row, values)
     return violations
 
 
@@ -207,31 +208,25 @@ def _load_rows(path: Path, columns: tuple[str, ...], check: RowCheck) -> pd.Data
     return ordered.astype({"id": "int64"}).reset_index(drop=True)
 
 
-def _challenge_row(name: str) -> RowCheck:
-    def check(row: int, values: dict[str, str]) -> list[Violation]:
-        style, description = values["style"], values["description"]
-        if style not in STYLES:
-            return [Violation(name, f"style is not one of {list(STYLES)} (value {style!r})", row, "style")]
-        if (style == "name_only") != (not description.strip()):
-            expected = "empty" if style == "name_only" else "non-empty"
-            return [Violation(name, f"style {style!r} needs an {expected} description", row, "description")]
-        return []
-
-    return check
+def _challenge_row(name: str, row: int, values: dict[str, str]) -> list[Violation]:
+    style, description = values["style"], values["description"]
+    if style not in STYLES:
+        return [Violation(name, f"style is not one of {list(STYLES)} (value {style!r})", row, "style")]
+    if (style == "name_only") != (not description.strip()):
+        expected = "empty" if style == "name_only" else "non-empty"
+        return [Violation(name, f"style {style!r} needs an {expected} description", row, "description")]
+    return []
 
 
-def _other_topics_row(name: str) -> RowCheck:
-    def check(row: int, values: dict[str, str]) -> list[Violation]:
-        violations = []
-        if values["tag"] != "other":
-            violations.append(Violation(name, f"tag must be 'other' (value {values['tag']!r})", row, "tag"))
-        if not values["description"].strip():
-            violations.append(Violation(name, "description is empty", row, "description"))
-        if not values["topic"].strip():
-            violations.append(Violation(name, "topic is empty", row, "topic"))
-        return violations
-
-    return check
+def _other_topics_row(name: str, row: int, values: dict[str, str]) -> list[Violation]:
+    violations = []
+    if values["tag"] != "other":
+        violations.append(Violation(name, f"tag must be 'other' (value {values['tag']!r})", row, "tag"))
+    if not values["description"].strip():
+        violations.append(Violation(name, "description is empty", row, "description"))
+    if not values["topic"].strip():
+        violations.append(Violation(name, "topic is empty", row, "topic"))
+    return violations
 
 
 def load_challenge(path: Path | None = None) -> pd.DataFrame:
@@ -245,7 +240,7 @@ def load_challenge(path: Path | None = None) -> pd.DataFrame:
 
     """
     path = path or CHALLENGE_PATH
-    return _load_rows(path, CHALLENGE_COLUMNS, _challenge_row(str(path)))
+    return _load_rows(path, CHALLENGE_COLUMNS, _challenge_row)
 
 
 def load_other_topics(path: Path | None = None) -> pd.DataFrame:
@@ -259,4 +254,4 @@ def load_other_topics(path: Path | None = None) -> pd.DataFrame:
 
     """
     path = path or OTHER_TOPICS_PATH
-    return _load_rows(path, OTHER_TOPICS_COLUMNS, _other_topics_row(str(path)))
+    return _load_rows(path, OTHER_TOPICS_COLUMNS, _other_topics_row)
