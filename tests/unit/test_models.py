@@ -349,3 +349,26 @@ def test_linear_model_learns_the_label_guide_statements() -> None:
     statement = ["spiking or brain-inspired networks"]  # an `other` statement of the guide, unseen here
     other = LABELS.index("other")
     assert with_guide.predict_proba(statement)[0, other] > without.predict_proba(statement)[0, other]
+
+
+def test_linear_model_learns_the_written_other_rows_once() -> None:
+    from tagops.data.augment import other_topics_texts
+
+    texts, labels = training_data(6)
+    params = PARAMS["linear"].model_copy(update={"label_guide": False})
+    with_rows = LinearModel(params.model_copy(update={"other_topics": True}))
+    written = other_topics_texts()
+    assert with_rows._training_rows(texts, labels) == (texts + written, labels + ["other"] * len(written))
+    # rows given already (``augmentation.other_topics`` adds them for every family) are not added twice
+    given = texts + written[:10]
+    tags = labels + ["other"] * 10
+    assert with_rows._training_rows(given, tags) == (
+        given + written[10:],
+        tags + ["other"] * (len(written) - 10),
+    )
+
+    with_rows.fit(texts, labels)
+    without = LinearModel(params).fit(texts, labels)
+    unseen = ["Gradient boosting for a churn table", "Music genre recognition from audio clips"]
+    other = LABELS.index("other")
+    assert (with_rows.predict_proba(unseen)[:, other] > without.predict_proba(unseen)[:, other] + 0.2).all()

@@ -82,6 +82,11 @@ class LinearParams(FrozenModel):
     #: phrases; ``tagops.data.labels``): a prior on what each tag means, in the short form text in the
     #: wild takes, for words the training projects use rarely or for another topic.
     label_guide: bool = True
+    #: Also learn from the `other` posts written for the topics dataset.csv never shows (tabular data,
+    #: recommenders, audio, causal inference...; ``tagops/data/other_topics/``), as the linear model's
+    #: own rows: the other families are left to the data. Rows already among the training texts
+    #: (``augmentation.other_topics`` adds them for every family) are not added twice.
+    other_topics: bool = False
 
 
 class TransformerParams(FrozenModel):

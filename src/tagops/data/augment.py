@@ -7,7 +7,10 @@ one such short form (chosen per row from :data:`SHORT_FORMS`, with the transform
 :mod:`tagops.data.robustness`), labelled as the original.
 :func:`label_guide_statements` gives the label guide's own statements as labelled texts (each tag's
 summary, every phrase it includes, every phrase it excludes under the tag it goes to), which the linear
-family learns from as a prior (``LinearParams.label_guide``).
+family learns from as a prior (``LinearParams.label_guide``). :func:`with_other_topics` adds the `other`
+posts written for topics the data never shows to the rows every family trains on
+(``AugmentConfig.other_topics``); :func:`other_topics_texts` gives them to the linear family alone
+(``LinearParams.other_topics``).
 Only training rows are augmented: validation, the holdout and every evaluation see the text as it was
 written.
 """
@@ -62,6 +65,15 @@ def label_guide_statements() -> tuple[list[str], list[str]]:
             texts.append(text)
             tags.append(target)
     return texts, tags
+
+
+def other_topics_texts() -> list[str]:
+    """The written `other` rows as model inputs (title and description joined), all tagged `other`."""
+    from tagops.data.clean import build_text
+    from tagops.data.labels import load_other_topics
+
+    written = load_other_topics()
+    return [build_text(t, d) for t, d in zip(written["title"], written["description"], strict=True)]
 
 
 def with_other_topics(frame: pd.DataFrame) -> pd.DataFrame:

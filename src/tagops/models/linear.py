@@ -126,17 +126,32 @@ class LinearModel:
     def fit(self, texts: Sequence[str], labels: Sequence[str], *, seed: int = 1234) -> Self:
         """Fit features and classifier on raw texts."""
         check_labels(labels)
+        texts, labels = self._training_rows(texts, labels)
+        estimator = self._build(seed)
+        estimator.fit(self._clean(texts), labels)
+        self.estimator_ = estimator
+        self._scorer = _Scorer.from_pipeline(estimator, self._analyzers())
+        return self
+
+    def _training_rows(self, texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The rows the classifier fits: the given ones, then the guide's statements and the written rows.
+
+        Each of the two is added when the params ask for it; a written `other` row already among the
+        given ones is not added again.
+        """
         texts, labels = list(texts), list(labels)
         if self.params.label_guide:
             from tagops.data.augment import label_guide_statements
 
             guide_texts, guide_tags = label_guide_statements()
             texts, labels = texts + guide_texts, labels + guide_tags
-        estimator = self._build(seed)
-        estimator.fit(self._clean(texts), labels)
-        self.estimator_ = estimator
-        self._scorer = _Scorer.from_pipeline(estimator, self._analyzers())
-        return self
+        if self.params.other_topics:
+            from tagops.data.augment import other_topics_texts
+
+            given = set(texts)
+            written = [text for text in other_topics_texts() if text not in given]
+            texts, labels = texts + written, labels + ["other"] * len(written)
+        return texts, labels
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities in :data:`tagops.LABELS` order (zeros for a class unseen in training)."""
