@@ -76,6 +76,23 @@ def test_label_guide_statements_state_every_tag_and_route_exclusions() -> None:
     assert guide.tags["other"].includes[0] in texts
 
 
+def test_a_family_adds_the_written_other_rows_to_its_own_once() -> None:
+    from tagops.data.augment import other_topics_texts, with_other_topics_texts
+
+    written = other_topics_texts()
+    assert len(written) == len(set(written)) > 0
+    assert with_other_topics_texts(["a"], ["mlops"]) == (
+        ["a", *written],
+        ["mlops", *(["other"] * len(written))],
+    )
+    # rows ``augmentation.other_topics`` already added come once, as given
+    given = ["a", *written[:3]]
+    assert with_other_topics_texts(given, ["mlops", "other", "other", "other"]) == (
+        [*given, *written[3:]],
+        ["mlops", *(["other"] * len(written))],
+    )
+
+
 def test_the_written_other_rows_join_the_rows_only_when_asked_with_ids_of_their_own() -> None:
     from tagops.data.labels import load_other_topics
 

@@ -104,6 +104,49 @@ def test_overfits_one_batch(encoder_dir: Path) -> None:
     assert predicted == labels
 
 
+def test_learns_the_written_other_rows_on_either_engine_when_asked(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tagops.data.augment as augment
+    import tagops.runtime
+    from tagops.models.transformer.ray_train import fit_transformer
+    from tagops.settings import Settings
+
+    written = augment.other_topics_texts()
+    texts, labels = training_data(1)
+    expected = ([*texts, *written], [*labels, *(["other"] * len(written))])
+    trained_on: list[tuple[list[str], list[str]]] = []
+    given = augment.with_other_topics_texts
+
+    def spy(texts: list[str], labels: list[str]) -> tuple[list[str], list[str]]:
+        trained_on.append(given(texts, labels))
+        return trained_on[-1]
+
+    monkeypatch.setattr(augment, "with_other_topics_texts", spy)
+    params = tiny_params(encoder_dir, epochs=1, patience=None, other_topics=True)
+    TransformerModel(params.model_copy(update={"other_topics": False})).fit(texts, labels, seed=1)
+    assert trained_on == []
+    model = TransformerModel(params).fit(texts, labels, seed=1)
+    assert trained_on == [expected] and len(model.training_["history"]) == 1
+
+    # Ray Train adds them before it starts the cluster; a row given already is not added twice
+    def no_cluster(settings: Settings) -> None:
+        raise RuntimeError("no cluster needed past this point")
+
+    monkeypatch.setattr(tagops.runtime, "ray_session", no_cluster)
+    with pytest.raises(RuntimeError, match="no cluster"):
+        fit_transformer(
+            [*texts, written[0]],
+            [*labels, "other"],
+            params=params.model_copy(update={"engine": "ray"}),
+            seed=1,
+            settings=Settings(home=tmp_path),
+            storage_dir=tmp_path,
+            name="run",
+        )
+    assert trained_on[1:] == [([*texts, written[0], *written[1:]], expected[1])]
+
+
 def test_learns_the_synthetic_classes_and_keeps_the_best_epoch(fitted: TransformerModel) -> None:
     texts, labels = training_data(3, offset=20)
     predicted = [LABELS[i] for i in fitted.predict_proba(texts).argmax(axis=1)]

@@ -151,6 +151,11 @@ class TransformerParams(FrozenModel):
     #: picked). Off: the early-stopped model is kept, which scores at least as well on the holdout at half
     #: the training time (benchmarks/quality.py measures holdout quality).
     refit: bool = False
+    #: Also learn from the `other` posts written for the topics dataset.csv never shows
+    #: (``tagops/data/other_topics/``; ``LinearParams.other_topics`` says the same for the linear
+    #: model), on either engine; validation is left as it is. Rows already among the training texts
+    #: are not added twice.
+    other_topics: bool = False
     #: ``ray``: Ray Train (``num_workers`` DDP workers, checkpoints to resume from); ``local``: the same
     #: epoch loop in this process.
     engine: Literal["ray", "local"] = "ray"

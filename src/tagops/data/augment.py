@@ -9,8 +9,8 @@ one such short form (chosen per row from :data:`SHORT_FORMS`, with the transform
 summary, every phrase it includes, every phrase it excludes under the tag it goes to), which the linear
 family learns from as a prior (``LinearParams.label_guide``). :func:`with_other_topics` adds the `other`
 posts written for topics the data never shows to the rows every family trains on
-(``AugmentConfig.other_topics``); :func:`other_topics_texts` gives them to the linear family alone
-(``LinearParams.other_topics``).
+(``AugmentConfig.other_topics``); :func:`with_other_topics_texts` gives them to one family alone
+(``LinearParams.other_topics``, ``TransformerParams.other_topics``).
 Only training rows are augmented: validation, the holdout and every evaluation see the text as it was
 written.
 """
@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from tagops.config import AugmentConfig
@@ -74,6 +76,17 @@ def other_topics_texts() -> list[str]:
 
     written = load_other_topics()
     return [build_text(t, d) for t, d in zip(written["title"], written["description"], strict=True)]
+
+
+def with_other_topics_texts(texts: Sequence[str], labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``texts`` and ``labels`` followed by the written `other` rows that are not among ``texts`` already.
+
+    A model family that learns from the rows on its own (``other_topics`` of its params) calls this on
+    the rows it is given: those ``augmentation.other_topics`` already added are not counted twice.
+    """
+    given = set(texts)
+    written = [text for text in other_topics_texts() if text not in given]
+    return [*texts, *written], [*labels, *(["other"] * len(written))]
 
 
 def with_other_topics(frame: pd.DataFrame) -> pd.DataFrame:

@@ -146,11 +146,9 @@ class LinearModel:
             guide_texts, guide_tags = label_guide_statements()
             texts, labels = texts + guide_texts, labels + guide_tags
         if self.params.other_topics:
-            from tagops.data.augment import other_topics_texts
+            from tagops.data.augment import with_other_topics_texts
 
-            given = set(texts)
-            written = [text for text in other_topics_texts() if text not in given]
-            texts, labels = texts + written, labels + ["other"] * len(written)
+            texts, labels = with_other_topics_texts(texts, labels)
         return texts, labels
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

@@ -115,6 +115,10 @@ class TransformerModel:
         if val_labels is not None:
             check_labels(val_labels)
         p = self.params
+        if p.other_topics:
+            from tagops.data.augment import with_other_topics_texts
+
+            texts, labels = with_other_topics_texts(texts, labels)
         torch.set_num_threads(self.num_threads or default_threads())
         seed_everything(seed)
         source = resolve_encoder(p.encoder)

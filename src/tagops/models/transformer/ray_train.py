@@ -283,6 +283,10 @@ def fit_transformer(
     from tagops.runtime import ray_session
 
     check_labels(labels)
+    if params.other_topics:
+        from tagops.data.augment import with_other_topics_texts
+
+        texts, labels = with_other_topics_texts(texts, labels)
     has_val = val_texts is not None and val_labels is not None and len(val_texts) > 0
     source = resolve_encoder(params.encoder)
     storage_dir.mkdir(parents=True, exist_ok=True)
