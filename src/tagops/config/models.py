@@ -84,8 +84,9 @@ class LinearParams(FrozenModel):
     label_guide: bool = True
     #: Also learn from the `other` posts written for the topics dataset.csv never shows (tabular data,
     #: recommenders, audio, causal inference...; ``tagops/data/other_topics/``), as the linear model's
-    #: own rows: the other families are left to the data. Rows already among the training texts
-    #: (``augmentation.other_topics`` adds them for every family) are not added twice.
+    #: own rows (``TransformerParams.other_topics`` says the same for the transformer). Rows already
+    #: among the training texts (``augmentation.other_topics`` adds them for every family) are not
+    #: added twice.
     other_topics: bool = False
 
 

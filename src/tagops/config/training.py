@@ -75,7 +75,8 @@ class AugmentConfig(FrozenModel):
     #: Also train on the `other` posts written for the topics the data never shows (tabular data,
     #: recommenders, audio, causal inference...; ``tagops/data/other_topics/``), so that `other` means
     #: what the label guide says rather than dataset.csv's three topics. Costs in-distribution F1
-    #: (``docs/performance.md``, Unseen topics of `other`).
+    #: (``docs/performance.md``, Unseen topics of `other`). For one family alone: ``other_topics`` of
+    #: its params (linear, transformer).
     other_topics: bool = False
 
 
