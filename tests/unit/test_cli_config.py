@@ -187,3 +187,33 @@ def test_a_prediction_log_database_that_cannot_be_used_is_one_error_line(
             code, out, err = run_main(monkeypatch, capsys, *command)
             assert (code, out) == (1, ""), err
             assert err.strip().splitlines() == [message]
+
+
+TRANSFORMER_FROM = {
+    "train": "model:\n  family: transformer\n  encoder: {folder}\n",
+    "pipeline": "models:\n  - family: linear\n  - family: ensemble\n    members:\n"
+    "      - family: transformer\n        encoder: {folder}\n      - family: linear\n",
+    "tune": "transformer:\n  encoder: {folder}\n",
+}
+
+
+@pytest.mark.parametrize(
+    "command", [["train", "--no-register"], ["pipeline", "train", "--no-pipeline"], ["tune", "--no-register"]]
+)
+def test_an_encoder_that_cannot_load_is_named_before_data_or_registry(
+    tmp_path: Path,
+    tagops_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    folder = tmp_path / "my-encoder"  # never made
+    path = tmp_path / "cfg.yaml"
+    path.write_text(TRANSFORMER_FROM[command[0]].format(folder=folder))
+    monkeypatch.setenv("TAGOPS_DATA_MIRROR", str(tmp_path / "no-mirror"))  # reading data would fail otherwise
+    code, out, err = run_main(monkeypatch, capsys, *command, "--config", str(path))
+    assert (code, out) == (1, "")
+    assert "Traceback" not in err
+    assert f"error: encoder '{folder}': no such folder (give a model folder or a Hugging Face id)" in err
+    assert not (tagops_home / "data" / "raw" / "dataset.csv").exists()
+    assert not list(tagops_home.rglob("*.db"))  # no MLflow store or warehouse was made

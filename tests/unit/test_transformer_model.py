@@ -13,6 +13,7 @@ import pytest
 from tagops import LABELS
 from tagops.config import TrainConfig, TransformerParams
 from tagops.data.clean import build_text
+from tagops.errors import TagopsError
 from tagops.models import TagModel, create_model, load_model, read_model_info
 from tagops.models.transformer import TransformerModel
 from tagops.models.transformer.network import TextEncoder, load_tokenizer, resolve_encoder
@@ -86,7 +87,56 @@ def test_bundled_encoder_resolves_to_the_installed_minilm() -> None:
     folder = Path(resolve_encoder(None))
     assert (folder / "config.json").is_file()
     assert json.loads((folder / "config.json").read_text())["hidden_size"] == 384
-    assert resolve_encoder("allenai/scibert_scivocab_uncased") == "allenai/scibert_scivocab_uncased"
+
+
+def test_an_encoder_folder_resolves_to_itself(encoder_dir: Path) -> None:
+    assert resolve_encoder(str(encoder_dir)) == str(encoder_dir)
+
+
+def copy_without(source: Path, target: Path, *names: str) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*names))
+    return target
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "no such folder"),
+        ("a file", "no such folder"),
+        ("no config", "the folder holds no config.json, so it is not a model folder"),
+        ("no weights", "the folder holds no weights (model.safetensors or pytorch_model.bin)"),
+        ("no tokenizer", "cannot load its tokenizer"),
+    ],
+)
+def test_an_encoder_folder_that_cannot_load_is_named(
+    encoder_dir: Path, tmp_path: Path, case: str, message: str
+) -> None:
+    folder = {
+        "missing": lambda: tmp_path / "nowhere",
+        "a file": lambda: encoder_dir / "config.json",
+        "no config": lambda: copy_without(encoder_dir, tmp_path / "enc", "config.json"),
+        "no weights": lambda: copy_without(encoder_dir, tmp_path / "enc", "*.safetensors", "*.bin"),
+        "no tokenizer": lambda: copy_without(encoder_dir, tmp_path / "enc", "tokenizer*", "vocab.txt"),
+    }[case]()
+    with pytest.raises(TagopsError) as info:
+        resolve_encoder(str(folder))
+    assert str(info.value).startswith(f"encoder {str(folder)!r}: {message}")
+
+
+def test_a_hub_id_not_found_offline_says_how_to_reach_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    def not_cached(name: str, **_: object) -> None:
+        raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {name}")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_cached)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = r"local cache with the hub off \(HF_HUB_OFFLINE=1\).*set HF_HUB_OFFLINE=0"
+    with pytest.raises(TagopsError, match=offline):
+        resolve_encoder("sentence-transformers/all-MiniLM-L12-v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(TagopsError, match="cannot load it: We couldn't connect"):
+        resolve_encoder("sentence-transformers/all-MiniLM-L12-v2")
 
 
 def test_batch_must_split_across_workers() -> None:

@@ -100,7 +100,10 @@ def train(
             raw = cfg.model_dump(mode="json")
             raw["model"].update(scaling)
             cfg = type(cfg).model_validate(raw)
-        registry = _registry(settings) if register else None  # after the config: refused before any setup
+        from tagops.models.transformer.network import check_encoders
+
+        check_encoders([cfg.model])
+        registry = _registry(settings) if register else None  # after the checks: refused before any setup
         with (
             CommandProgress(enabled=wanted()) as progress,
             progress.steps(),
@@ -259,6 +262,10 @@ def tune(
         cfg, model = TuneConfig.model_validate(record["config"]), record["family"]
     else:
         cfg = read_config(TuneConfig, config, trials=trials, seed=seed)
+    if model == "transformer":
+        from tagops.models.transformer.network import check_encoders
+
+        check_encoders([cfg.transformer])  # before the registry and the data: one line, no setup
     registry = _registry(settings) if register else None
     started = time.perf_counter()
     family: Any = model

