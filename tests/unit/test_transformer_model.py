@@ -124,17 +124,18 @@ def test_an_encoder_folder_that_cannot_load_is_named(
 
 
 def test_a_hub_id_not_found_offline_says_how_to_reach_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
     import transformers
 
     def not_cached(name: str, **_: object) -> None:
         raise OSError(f"We couldn't connect to 'https://huggingface.co' to load the files of {name}")
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_cached)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # HF_HUB_OFFLINE=1 at import
     offline = r"local cache with the hub off \(HF_HUB_OFFLINE=1\).*set HF_HUB_OFFLINE=0"
     with pytest.raises(TagopsError, match=offline):
         resolve_encoder("sentence-transformers/all-MiniLM-L12-v2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(TagopsError, match="cannot load it: We couldn't connect"):
         resolve_encoder("sentence-transformers/all-MiniLM-L12-v2")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tagops.config import TransformerParams
+from tagops.config import EnsembleParams, TransformerParams
 from tagops.data.clean import clean_as
 from tagops.errors import TagopsError, first_line
 
@@ -60,6 +60,7 @@ WEIGHT_FILES = (
 )
 
 
+@cache  # a name that passed once passes again: the entry point, the workload and the fit each ask
 def check_encoder(name: str) -> None:
     """Raise :class:`TagopsError` unless ``name`` is a model folder or a Hugging Face id that loads.
 
@@ -86,7 +87,9 @@ def check_encoder(name: str) -> None:
         try:
             AutoConfig.from_pretrained(name)
         except (OSError, ValueError) as error:
-            if _hub_offline():
+            from huggingface_hub import is_offline_mode
+
+            if is_offline_mode():
                 raise TagopsError(
                     f"encoder {name!r}: no folder of that name, and no Hugging Face model of that id in the "
                     "local cache with the hub off (HF_HUB_OFFLINE=1): give a model folder, or set "
@@ -110,15 +113,10 @@ def check_encoders(models: Iterable[Any]) -> None:
     Training entry points call it first, so a wrong ``encoder`` stops a run before its data is read.
     """
     for params in models:
-        members = getattr(params, "members", None)
-        if members is not None:
-            check_encoders(members)
+        if isinstance(params, EnsembleParams):
+            check_encoders(params.members)
         elif isinstance(params, TransformerParams) and params.encoder is not None:
             check_encoder(params.encoder)
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def default_threads() -> int:
